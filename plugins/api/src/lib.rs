@@ -1,0 +1,286 @@
+//! The relay-plugin contract.
+//!
+//! A plugin owns the rules of one room kind (who may talk, who hears whom). Like
+//! the engine around it, it is sans-IO: it receives events stamped with `now`
+//! and answers only by pushing [`Effect`]s into an [`Outbox`]. It never reads a
+//! clock, never touches a socket, and never sees a packet: it changes the
+//! forwarding table on events ([`Outbox::set_route`]), and the media path
+//! applies the table to every packet without asking the plugin.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+pub use proto::control::{LeaveReason, ServerMessage, Ssrcs};
+
+/// A session's identity inside the router.
+pub type SessionId = u64;
+
+/// A plugin-chosen timer name, unique within its room.
+pub type TimerKey = u64;
+
+/// A member of the room, as the plugin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub session: SessionId,
+    pub nickname: String,
+    pub ssrcs: Ssrcs,
+}
+
+/// Whose media a sender's packets are forwarded to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receivers {
+    /// Dropped at the router (the default for every new member).
+    Nobody,
+    /// Every other member of the room, including those who join later.
+    AllOthers,
+    /// Exactly these members (the sender itself is never included).
+    Only(Vec<SessionId>),
+}
+
+/// One thing a plugin wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send a message to one member.
+    Send { to: SessionId, msg: ServerMessage },
+    /// Send a message to every member of the room.
+    Broadcast { msg: ServerMessage },
+    /// Change where a member's media goes.
+    SetRoute {
+        sender: SessionId,
+        receivers: Receivers,
+    },
+    /// Fire [`RelayPlugin::on_timer`] with `key` at `at` (replaces an armed timer
+    /// with the same key).
+    SetTimer { key: TimerKey, at: Instant },
+    /// Disarm a timer; a no-op if it is not armed.
+    CancelTimer { key: TimerKey },
+    /// Something shown in USERLIST (e.g. who is talking) changed.
+    UserlistChanged,
+}
+
+/// Where a plugin puts its effects; the engine drains it after every call.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    effects: Vec<Effect>,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn send(&mut self, to: SessionId, msg: ServerMessage) {
+        self.effects.push(Effect::Send { to, msg });
+    }
+    pub fn broadcast(&mut self, msg: ServerMessage) {
+        self.effects.push(Effect::Broadcast { msg });
+    }
+    pub fn set_route(&mut self, sender: SessionId, receivers: Receivers) {
+        self.effects.push(Effect::SetRoute { sender, receivers });
+    }
+    pub fn set_timer(&mut self, key: TimerKey, at: Instant) {
+        self.effects.push(Effect::SetTimer { key, at });
+    }
+    pub fn cancel_timer(&mut self, key: TimerKey) {
+        self.effects.push(Effect::CancelTimer { key });
+    }
+    pub fn userlist_changed(&mut self) {
+        self.effects.push(Effect::UserlistChanged);
+    }
+    /// Takes every effect pushed so far, in order.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Effect> {
+        self.effects.drain(..)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.effects.is_empty()
+    }
+}
+
+/// A command from a member that the engine hands to the room's plugin.
+pub use proto::control::ClientMessage as RoomCommand;
+
+/// Why a plugin refused a command; becomes an `ERROR` message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct CommandError {
+    pub code: proto::control::ErrorCode,
+    pub message: String,
+}
+
+impl CommandError {
+    pub fn new(code: proto::control::ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    /// The room's kind does not take this command.
+    pub fn not_supported(kind: &str, cmd: &RoomCommand) -> Self {
+        Self::new(
+            proto::control::ErrorCode::NotSupported,
+            format!("rooms of kind `{kind}` do not take {}", cmd.type_name()),
+        )
+    }
+}
+
+/// The relay logic of one room.
+pub trait RelayPlugin: Send {
+    /// The kind's registry name.
+    fn kind(&self) -> &'static str;
+    /// A member entered the room (the engine already sent JOINED and USERLIST).
+    fn on_join(&mut self, now: Instant, member: &Member, out: &mut Outbox);
+    /// A member left the room, for `reason`; its routes are already removed.
+    fn on_leave(&mut self, now: Instant, session: SessionId, reason: LeaveReason, out: &mut Outbox);
+    /// A room command from a member.
+    fn on_command(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        cmd: &RoomCommand,
+        out: &mut Outbox,
+    ) -> Result<(), CommandError>;
+    /// A timer armed with [`Outbox::set_timer`] fired.
+    fn on_timer(&mut self, now: Instant, key: TimerKey, out: &mut Outbox);
+    /// Whether this member is talking, for USERLIST.
+    fn is_talking(&self, session: SessionId) -> bool;
+}
+
+/// The type of an option value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptionType {
+    Bool,
+    Integer,
+    String,
+}
+
+/// One option a room kind takes, for `ListPlugins` and docs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OptionInfo {
+    pub name: &'static str,
+    pub ty: OptionType,
+    pub default: String,
+    pub help: &'static str,
+}
+
+/// What a room kind is and which options it takes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginInfo {
+    pub kind: &'static str,
+    pub description: &'static str,
+    pub options: Vec<OptionInfo>,
+}
+
+/// Room options as given in a config file or a gRPC call.
+pub type Options = BTreeMap<String, serde_json::Value>;
+
+/// An option that is unknown or has a bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("option `{name}`: {message}")]
+pub struct OptionError {
+    pub name: String,
+    pub message: String,
+}
+
+/// Makes rooms of one kind.
+pub trait PluginFactory: Send + Sync {
+    fn info(&self) -> PluginInfo;
+    /// A new plugin instance for room `room`, configured by `options`.
+    fn create(&self, room: &str, options: &Options) -> Result<Box<dyn RelayPlugin>, OptionError>;
+}
+
+/// Typed access to [`Options`], refusing unknown names and wrong types.
+pub struct OptionReader<'a> {
+    options: &'a Options,
+    known: Vec<&'static str>,
+}
+
+impl<'a> OptionReader<'a> {
+    pub fn new(options: &'a Options) -> Self {
+        Self {
+            options,
+            known: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, name: &'static str) -> Option<&'a serde_json::Value> {
+        self.known.push(name);
+        self.options.get(name)
+    }
+
+    pub fn bool(&mut self, name: &'static str, default: bool) -> Result<bool, OptionError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(serde_json::Value::Bool(b)) => Ok(*b),
+            Some(serde_json::Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
+            Some(v) => Err(OptionError {
+                name: name.into(),
+                message: format!("expected true or false, got {v}"),
+            }),
+        }
+    }
+
+    /// An integer within `min..=max`.
+    pub fn int(
+        &mut self,
+        name: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, OptionError> {
+        let v = match self.get(name) {
+            None => return Ok(default),
+            Some(serde_json::Value::Number(n)) => n.as_u64(),
+            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+            Some(_) => None,
+        };
+        match v {
+            Some(v) if (min..=max).contains(&v) => Ok(v),
+            _ => Err(OptionError {
+                name: name.into(),
+                message: format!("expected an integer from {min} to {max}"),
+            }),
+        }
+    }
+
+    /// Fails on any option that was never asked for.
+    pub fn finish(self) -> Result<(), OptionError> {
+        match self
+            .options
+            .keys()
+            .find(|k| !self.known.contains(&k.as_str()))
+        {
+            Some(k) => Err(OptionError {
+                name: k.clone(),
+                message: format!("unknown option; this kind takes: {}", self.known.join(", ")),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_reader_checks_types_ranges_and_unknown_names() {
+        let mut o = Options::new();
+        o.insert("queue".into(), serde_json::json!(false));
+        o.insert("burst".into(), serde_json::json!("30"));
+        let mut r = OptionReader::new(&o);
+        assert_eq!(r.bool("queue", true), Ok(false));
+        assert_eq!(r.int("burst", 60, 1, 100), Ok(30));
+        assert_eq!(r.int("other", 5, 1, 10), Ok(5));
+        assert!(r.finish().is_ok());
+
+        o.insert("bogus".into(), serde_json::json!(1));
+        let mut r = OptionReader::new(&o);
+        let _ = r.bool("queue", true);
+        let _ = r.int("burst", 60, 1, 100);
+        assert_eq!(r.finish().map_err(|e| e.name), Err("bogus".to_string()));
+
+        let mut r = OptionReader::new(&o);
+        assert!(r.int("burst", 60, 1, 10).is_err());
+        assert!(r.int("queue", 60, 1, 10).is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! `ptt`: push-to-talk rooms, one speaker at a time.
+//!
+//! [`floor`] is the floor state machine; [`ExclusiveVoice`] turns its events
+//! into control messages, forwarding routes and the burst-limit timer. The
+//! `chat` room kind reuses [`ExclusiveVoice`] for its voice half.
+
+pub mod floor;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use plugin_api::{
+    CommandError, Member, OptionError, OptionInfo, OptionReader, OptionType, Options, Outbox,
+    PluginFactory, PluginInfo, Receivers, RelayPlugin, RoomCommand, SessionId, TimerKey,
+};
+use proto::control::{ErrorCode, LeaveReason, RevokeReason, ServerMessage};
+
+pub use floor::{Floor, FloorConfig, FloorEvent};
+
+/// Timer key of the talk-burst limit.
+pub const BURST_TIMER: TimerKey = 1;
+
+/// Exclusive voice for one room: members, the floor, and their effects.
+#[derive(Debug)]
+pub struct ExclusiveVoice {
+    room: String,
+    members: BTreeMap<SessionId, Member>,
+    floor: Floor,
+}
+
+impl ExclusiveVoice {
+    pub fn new(room: &str, cfg: FloorConfig) -> Self {
+        Self {
+            room: room.to_owned(),
+            members: BTreeMap::new(),
+            floor: Floor::new(cfg),
+        }
+    }
+
+    pub fn floor(&self) -> &Floor {
+        &self.floor
+    }
+
+    fn nickname(&self, session: SessionId) -> String {
+        self.members
+            .get(&session)
+            .map(|m| m.nickname.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn on_join(&mut self, _now: Instant, member: &Member, _out: &mut Outbox) {
+        // New members start silent: the engine's default route is Nobody.
+        self.members.insert(member.session, member.clone());
+    }
+
+    pub fn on_leave(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        reason: LeaveReason,
+        out: &mut Outbox,
+    ) {
+        let ev = self.floor.remove(now, session, reason.as_release());
+        // Announce with the leaver's name before forgetting it.
+        self.apply(ev, out);
+        self.members.remove(&session);
+    }
+
+    /// Handles MIC_REQUEST and MIC_RELEASE; `Ok(false)` for other commands.
+    pub fn on_command(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        cmd: &RoomCommand,
+        out: &mut Outbox,
+    ) -> Result<bool, CommandError> {
+        match cmd {
+            RoomCommand::MicRequest { priority } => {
+                let max = self.floor.config().max_priority;
+                if *priority > max {
+                    return Err(CommandError::new(
+                        ErrorCode::BadField,
+                        format!(
+                            "MIC_REQUEST: field `priority` is {priority}, this room allows 0 to {max}"
+                        ),
+                    ));
+                }
+                let ev = self.floor.request(now, session, *priority);
+                self.apply(ev, out);
+                Ok(true)
+            }
+            RoomCommand::MicRelease => match self.floor.release(now, session) {
+                Ok(ev) => {
+                    self.apply(ev, out);
+                    Ok(true)
+                }
+                Err(_) => Err(CommandError::new(
+                    ErrorCode::NotFloorHolder,
+                    "MIC_RELEASE: you neither hold nor wait for the floor",
+                )),
+            },
+            _ => Ok(false),
+        }
+    }
+
+    pub fn on_timer(&mut self, now: Instant, key: TimerKey, out: &mut Outbox) {
+        if key == BURST_TIMER {
+            let ev = self.floor.expire(now);
+            self.apply(ev, out);
+        }
+    }
+
+    /// Operator override: give the floor to `session`.
+    pub fn force_grant(&mut self, now: Instant, session: SessionId, out: &mut Outbox) -> bool {
+        if !self.members.contains_key(&session) {
+            return false;
+        }
+        let ev = self
+            .floor
+            .force_grant(now, session, self.floor.config().max_priority);
+        self.apply(ev, out);
+        true
+    }
+
+    /// Operator override: take the floor from its holder.
+    pub fn revoke(&mut self, now: Instant, out: &mut Outbox) -> bool {
+        let ev = self.floor.revoke(now, RevokeReason::Admin);
+        let any = !ev.is_empty();
+        self.apply(ev, out);
+        any
+    }
+
+    pub fn is_talking(&self, session: SessionId) -> bool {
+        self.floor.holder().is_some_and(|(s, _)| s == session)
+    }
+
+    fn apply(&mut self, events: Vec<FloorEvent>, out: &mut Outbox) {
+        let room = self.room.clone();
+        for e in events {
+            match e {
+                FloorEvent::Granted { session, priority } => {
+                    out.set_route(session, Receivers::AllOthers);
+                    let ssrc = self.members.get(&session).map_or(0, |m| m.ssrcs.audio);
+                    let limit = self.floor.config().burst_limit;
+                    out.broadcast(ServerMessage::MicGranted {
+                        room: room.clone(),
+                        holder: self.nickname(session),
+                        session_id: session,
+                        ssrc,
+                        priority,
+                        burst_limit_ms: limit.map_or(0, |d| d.as_millis() as u64),
+                    });
+                    match self.floor.deadline() {
+                        Some(at) => out.set_timer(BURST_TIMER, at),
+                        None => out.cancel_timer(BURST_TIMER),
+                    }
+                    out.userlist_changed();
+                }
+                FloorEvent::Denied {
+                    session,
+                    reason,
+                    position,
+                } => {
+                    let holder = self.floor.holder().map(|(h, _)| self.nickname(h));
+                    out.send(
+                        session,
+                        ServerMessage::MicDenied {
+                            room: room.clone(),
+                            reason,
+                            holder,
+                            queue_position: position,
+                        },
+                    );
+                }
+                FloorEvent::QueuePosition { session, position } => out.send(
+                    session,
+                    ServerMessage::MicQueued {
+                        room: room.clone(),
+                        queue_position: position,
+                    },
+                ),
+                FloorEvent::Dequeued { session } => {
+                    out.send(session, ServerMessage::MicDequeued { room: room.clone() })
+                }
+                FloorEvent::Released { session, reason } => {
+                    out.set_route(session, Receivers::Nobody);
+                    out.cancel_timer(BURST_TIMER);
+                    out.broadcast(ServerMessage::MicReleased {
+                        room: room.clone(),
+                        holder: self.nickname(session),
+                        session_id: session,
+                        reason,
+                    });
+                    out.userlist_changed();
+                }
+                FloorEvent::Revoked { session, reason } => {
+                    out.set_route(session, Receivers::Nobody);
+                    out.cancel_timer(BURST_TIMER);
+                    out.broadcast(ServerMessage::MicRevoked {
+                        room: room.clone(),
+                        holder: self.nickname(session),
+                        session_id: session,
+                        reason,
+                    });
+                    out.userlist_changed();
+                }
+            }
+        }
+    }
+}
+
+/// The `ptt` room: exclusive voice and nothing else.
+#[derive(Debug)]
+pub struct PttRoom {
+    voice: ExclusiveVoice,
+}
+
+impl RelayPlugin for PttRoom {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+    fn on_join(&mut self, now: Instant, member: &Member, out: &mut Outbox) {
+        self.voice.on_join(now, member, out);
+    }
+    fn on_leave(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        reason: LeaveReason,
+        out: &mut Outbox,
+    ) {
+        self.voice.on_leave(now, session, reason, out);
+    }
+    fn on_command(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        cmd: &RoomCommand,
+        out: &mut Outbox,
+    ) -> Result<(), CommandError> {
+        if self.voice.on_command(now, session, cmd, out)? {
+            Ok(())
+        } else {
+            Err(CommandError::not_supported(KIND, cmd))
+        }
+    }
+    fn on_timer(&mut self, now: Instant, key: TimerKey, out: &mut Outbox) {
+        self.voice.on_timer(now, key, out);
+    }
+    fn is_talking(&self, session: SessionId) -> bool {
+        self.voice.is_talking(session)
+    }
+}
+
+/// Registry name of the kind.
+pub const KIND: &str = "ptt";
+
+/// Reads the floor options shared by every room kind with exclusive voice.
+pub fn floor_options(r: &mut OptionReader<'_>) -> Result<FloorConfig, OptionError> {
+    let d = FloorConfig::default();
+    let burst = r.int("burst_limit_secs", 60, 0, 3600)?;
+    Ok(FloorConfig {
+        burst_limit: (burst > 0).then(|| Duration::from_secs(burst)),
+        queue: r.bool("queue", d.queue)?,
+        queue_limit: r.int("queue_limit", d.queue_limit as u64, 1, 256)? as usize,
+        preemption: r.bool("preemption", d.preemption)?,
+        max_priority: r.int("max_priority", u64::from(d.max_priority), 0, 255)? as u8,
+    })
+}
+
+/// Describes the options read by [`floor_options`].
+pub fn floor_option_info() -> Vec<OptionInfo> {
+    vec![
+        OptionInfo {
+            name: "burst_limit_secs",
+            ty: OptionType::Integer,
+            default: "60".into(),
+            help: "talk-burst limit in seconds (0: none, max 3600); the floor is revoked after it",
+        },
+        OptionInfo {
+            name: "queue",
+            ty: OptionType::Bool,
+            default: "true".into(),
+            help: "queue requests made while the floor is taken (otherwise deny them)",
+        },
+        OptionInfo {
+            name: "queue_limit",
+            ty: OptionType::Integer,
+            default: "16".into(),
+            help: "longest floor queue (1-256)",
+        },
+        OptionInfo {
+            name: "preemption",
+            ty: OptionType::Bool,
+            default: "true".into(),
+            help: "a request of higher priority takes the floor from its holder",
+        },
+        OptionInfo {
+            name: "max_priority",
+            ty: OptionType::Integer,
+            default: "7".into(),
+            help: "highest priority a member may ask for in MIC_REQUEST (0-255)",
+        },
+    ]
+}
+
+/// Makes `ptt` rooms.
+#[derive(Debug, Default)]
+pub struct PttFactory;
+
+impl PluginFactory for PttFactory {
+    fn info(&self) -> PluginInfo {
+        PluginInfo {
+            kind: KIND,
+            description: "push-to-talk: one speaker at a time, with floor requests, queue, priority pre-emption and a talk-burst limit",
+            options: floor_option_info(),
+        }
+    }
+
+    fn create(&self, room: &str, options: &Options) -> Result<Box<dyn RelayPlugin>, OptionError> {
+        let mut r = OptionReader::new(options);
+        let cfg = floor_options(&mut r)?;
+        r.finish()?;
+        Ok(Box::new(PttRoom {
+            voice: ExclusiveVoice::new(room, cfg),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,511 @@
+//! Floor logic on virtual time: no sockets, no sleeping.
+
+use super::*;
+use plugin_api::{Effect, Ssrcs};
+use proto::control::{DenyReason, ReleaseReason};
+
+/// Drives one room the way the engine does, recording what it would send.
+struct Sim {
+    room: Box<dyn RelayPlugin>,
+    now: Instant,
+    timers: BTreeMap<TimerKey, Instant>,
+    routes: BTreeMap<SessionId, Receivers>,
+    /// (recipient or None for broadcast, message)
+    sent: Vec<(Option<SessionId>, ServerMessage)>,
+}
+
+impl Sim {
+    fn new(options: &[(&str, serde_json::Value)]) -> Self {
+        let opts: Options = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let room = match PttFactory.create("r", &opts) {
+            Ok(r) => r,
+            Err(e) => panic!("create: {e}"),
+        };
+        Self {
+            room,
+            now: Instant::now(),
+            timers: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    fn absorb(&mut self, mut out: Outbox) {
+        for e in out.drain() {
+            match e {
+                Effect::Send { to, msg } => self.sent.push((Some(to), msg)),
+                Effect::Broadcast { msg } => self.sent.push((None, msg)),
+                Effect::SetRoute { sender, receivers } => {
+                    self.routes.insert(sender, receivers);
+                }
+                Effect::SetTimer { key, at } => {
+                    self.timers.insert(key, at);
+                }
+                Effect::CancelTimer { key } => {
+                    self.timers.remove(&key);
+                }
+                Effect::UserlistChanged => {}
+            }
+        }
+    }
+
+    fn join(&mut self, s: SessionId) {
+        let m = Member {
+            session: s,
+            nickname: format!("u{s}"),
+            ssrcs: Ssrcs {
+                audio: 1000 + s as u32,
+                video: 2000 + s as u32,
+            },
+        };
+        let mut out = Outbox::new();
+        self.room.on_join(self.now, &m, &mut out);
+        self.absorb(out);
+    }
+
+    fn leave(&mut self, s: SessionId, why: LeaveReason) {
+        let mut out = Outbox::new();
+        self.room.on_leave(self.now, s, why, &mut out);
+        self.routes.remove(&s);
+        self.absorb(out);
+    }
+
+    fn cmd(&mut self, s: SessionId, c: RoomCommand) -> Result<(), CommandError> {
+        let mut out = Outbox::new();
+        let r = self.room.on_command(self.now, s, &c, &mut out);
+        self.absorb(out);
+        r
+    }
+
+    fn request(&mut self, s: SessionId, priority: u8) {
+        if let Err(e) = self.cmd(s, RoomCommand::MicRequest { priority }) {
+            panic!("request failed: {e}");
+        }
+    }
+
+    fn release(&mut self, s: SessionId) {
+        if let Err(e) = self.cmd(s, RoomCommand::MicRelease) {
+            panic!("release failed: {e}");
+        }
+    }
+
+    /// Advances virtual time, firing due timers in order.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some((&key, &at)) = self.timers.iter().min_by_key(|(_, at)| **at) {
+            if at > end {
+                break;
+            }
+            self.timers.remove(&key);
+            self.now = at;
+            let mut out = Outbox::new();
+            self.room.on_timer(self.now, key, &mut out);
+            self.absorb(out);
+        }
+        self.now = end;
+    }
+
+    fn take(&mut self) -> Vec<(Option<SessionId>, ServerMessage)> {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn holder(&self) -> Option<SessionId> {
+        let talking: Vec<_> = (0..64).filter(|s| self.room.is_talking(*s)).collect();
+        assert!(talking.len() <= 1, "two talkers: {talking:?}");
+        // Only the holder's media may be forwarded.
+        let forwarded: Vec<_> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| **r != Receivers::Nobody)
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(forwarded, talking, "routes disagree with the floor");
+        talking.first().copied()
+    }
+}
+
+fn granted_to(msgs: &[(Option<SessionId>, ServerMessage)]) -> Vec<u64> {
+    msgs.iter()
+        .filter_map(|(_, m)| match m {
+            ServerMessage::MicGranted { session_id, .. } => Some(*session_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn idle_floor_is_granted_and_broadcast() {
+    let mut s = Sim::new(&[]);
+    s.join(1);
+    s.join(2);
+    s.request(1, 0);
+    let m = s.take();
+    assert!(
+        matches!(
+            &m[..],
+            [(None, ServerMessage::MicGranted { session_id: 1, ssrc: 1001, burst_limit_ms: 60_000, holder, .. })] if holder == "u1"
+        ),
+        "{m:?}"
+    );
+    assert_eq!(s.holder(), Some(1));
+    assert_eq!(s.routes.get(&1), Some(&Receivers::AllOthers));
+}
+
+#[test]
+fn busy_floor_is_denied_without_queue() {
+    let mut s = Sim::new(&[("queue", false.into())]);
+    s.join(1);
+    s.join(2);
+    s.request(1, 0);
+    s.take();
+    s.request(2, 0);
+    let m = s.take();
+    assert_eq!(
+        m,
+        vec![(
+            Some(2),
+            ServerMessage::MicDenied {
+                room: "r".into(),
+                reason: DenyReason::FloorBusy,
+                holder: Some("u1".into()),
+                queue_position: None
+            }
+        )]
+    );
+    assert_eq!(s.holder(), Some(1));
+    s.release(1);
+    assert_eq!(
+        s.holder(),
+        None,
+        "no queue: nobody is granted after release"
+    );
+}
+
+#[test]
+fn queue_positions_and_handover_in_order() {
+    let mut s = Sim::new(&[]);
+    for id in 1..=4 {
+        s.join(id);
+    }
+    s.request(1, 0);
+    s.request(2, 0);
+    s.request(3, 0);
+    s.request(4, 0);
+    let m = s.take();
+    let positions: Vec<_> = m
+        .iter()
+        .filter_map(|(to, m)| match m {
+            ServerMessage::MicDenied {
+                reason: DenyReason::Queued,
+                queue_position,
+                ..
+            } => Some((to.unwrap_or(0), queue_position.unwrap_or(0))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(positions, vec![(2, 1), (3, 2), (4, 3)]);
+    // Asking again says where you are.
+    assert!(s.cmd(3, RoomCommand::MicRequest { priority: 0 }).is_ok());
+    assert!(matches!(
+        s.take()[..],
+        [(
+            Some(3),
+            ServerMessage::MicDenied {
+                reason: DenyReason::AlreadyQueued,
+                queue_position: Some(2),
+                ..
+            }
+        )]
+    ));
+    s.release(1);
+    let m = s.take();
+    assert!(
+        matches!(
+            m[0].1,
+            ServerMessage::MicReleased {
+                session_id: 1,
+                reason: ReleaseReason::Released,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    assert_eq!(granted_to(&m), vec![2]);
+    // The others moved up and were told.
+    assert!(m.contains(&(
+        Some(3),
+        ServerMessage::MicQueued {
+            room: "r".into(),
+            queue_position: 1
+        }
+    )));
+    assert!(m.contains(&(
+        Some(4),
+        ServerMessage::MicQueued {
+            room: "r".into(),
+            queue_position: 2
+        }
+    )));
+    // 3 withdraws; 4 moves to 1.
+    s.release(3);
+    let m = s.take();
+    assert!(m.contains(&(Some(3), ServerMessage::MicDequeued { room: "r".into() })));
+    assert!(m.contains(&(
+        Some(4),
+        ServerMessage::MicQueued {
+            room: "r".into(),
+            queue_position: 1
+        }
+    )));
+    s.release(2);
+    assert_eq!(granted_to(&s.take()), vec![4]);
+    assert_eq!(s.holder(), Some(4));
+}
+
+#[test]
+fn queue_limit_is_enforced() {
+    let mut s = Sim::new(&[("queue_limit", 1.into())]);
+    for id in 1..=3 {
+        s.join(id);
+    }
+    s.request(1, 0);
+    s.request(2, 0);
+    s.take();
+    s.request(3, 0);
+    assert!(matches!(
+        s.take()[..],
+        [(
+            Some(3),
+            ServerMessage::MicDenied {
+                reason: DenyReason::QueueFull,
+                ..
+            }
+        )]
+    ));
+}
+
+#[test]
+fn higher_priority_preempts_and_queue_orders_by_priority() {
+    let mut s = Sim::new(&[]);
+    for id in 1..=4 {
+        s.join(id);
+    }
+    s.request(1, 1);
+    s.request(2, 0);
+    s.request(3, 1); // equal priority: queued, but ahead of the lower one
+    let m = s.take();
+    assert!(m.iter().any(|(to, m)| *to == Some(3)
+        && matches!(
+            m,
+            ServerMessage::MicDenied {
+                queue_position: Some(1),
+                ..
+            }
+        )));
+    assert!(m.contains(&(
+        Some(2),
+        ServerMessage::MicQueued {
+            room: "r".into(),
+            queue_position: 2
+        }
+    )));
+    s.request(4, 5);
+    let m = s.take();
+    assert!(
+        matches!(
+            &m[0].1,
+            ServerMessage::MicRevoked {
+                session_id: 1,
+                reason: RevokeReason::Preempted,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    assert_eq!(granted_to(&m), vec![4]);
+    assert_eq!(s.holder(), Some(4));
+    assert_eq!(s.routes.get(&1), Some(&Receivers::Nobody));
+}
+
+#[test]
+fn preemption_can_be_disabled_and_priority_is_bounded() {
+    let mut s = Sim::new(&[("preemption", false.into()), ("max_priority", 2.into())]);
+    s.join(1);
+    s.join(2);
+    s.request(1, 0);
+    s.request(2, 2);
+    assert_eq!(s.holder(), Some(1));
+    let e = s.cmd(2, RoomCommand::MicRequest { priority: 3 });
+    assert_eq!(e.map_err(|e| e.code), Err(ErrorCode::BadField));
+}
+
+#[test]
+fn talk_burst_limit_revokes_and_hands_over() {
+    let mut s = Sim::new(&[("burst_limit_secs", 30.into())]);
+    s.join(1);
+    s.join(2);
+    s.request(1, 0);
+    s.request(2, 0);
+    s.take();
+    s.advance(Duration::from_millis(29_999));
+    assert_eq!(s.holder(), Some(1));
+    assert!(s.take().is_empty());
+    s.advance(Duration::from_millis(1));
+    let m = s.take();
+    assert!(
+        matches!(
+            &m[0],
+            (
+                None,
+                ServerMessage::MicRevoked {
+                    session_id: 1,
+                    reason: RevokeReason::BurstLimit,
+                    ..
+                }
+            )
+        ),
+        "{m:?}"
+    );
+    assert_eq!(granted_to(&m), vec![2]);
+    // The new holder gets a fresh burst.
+    s.advance(Duration::from_secs(29));
+    assert_eq!(s.holder(), Some(2));
+    s.advance(Duration::from_secs(1));
+    assert_eq!(s.holder(), None);
+}
+
+#[test]
+fn released_floor_disarms_the_burst_timer() {
+    let mut s = Sim::new(&[("burst_limit_secs", 10.into())]);
+    s.join(1);
+    s.request(1, 0);
+    s.advance(Duration::from_secs(5));
+    s.release(1);
+    s.request(1, 0);
+    s.take();
+    // The first burst's deadline must not cut the second burst short.
+    s.advance(Duration::from_secs(9));
+    assert_eq!(s.holder(), Some(1));
+    assert!(s.take().is_empty());
+}
+
+#[test]
+fn holder_loss_frees_the_floor_at_once() {
+    for why in [
+        LeaveReason::Left,
+        LeaveReason::Disconnected,
+        LeaveReason::TimedOut,
+    ] {
+        let mut s = Sim::new(&[]);
+        s.join(1);
+        s.join(2);
+        s.join(3);
+        s.request(1, 0);
+        s.request(2, 0);
+        s.take();
+        s.leave(1, why);
+        let m = s.take();
+        assert!(
+            matches!(
+                &m[0],
+                (None, ServerMessage::MicReleased { session_id: 1, reason, holder, .. }) if *reason == why.as_release() && holder == "u1"
+            ),
+            "{m:?}"
+        );
+        assert_eq!(granted_to(&m), vec![2]);
+        assert_eq!(s.holder(), Some(2));
+    }
+}
+
+#[test]
+fn queued_member_leaving_moves_others_up() {
+    let mut s = Sim::new(&[]);
+    for id in 1..=3 {
+        s.join(id);
+    }
+    s.request(1, 0);
+    s.request(2, 0);
+    s.request(3, 0);
+    s.take();
+    s.leave(2, LeaveReason::Disconnected);
+    assert_eq!(
+        s.take(),
+        vec![(
+            Some(3),
+            ServerMessage::MicQueued {
+                room: "r".into(),
+                queue_position: 1
+            }
+        )]
+    );
+    s.release(1);
+    assert_eq!(granted_to(&s.take()), vec![3]);
+}
+
+#[test]
+fn release_without_floor_is_an_error() {
+    let mut s = Sim::new(&[]);
+    s.join(1);
+    let e = s.cmd(1, RoomCommand::MicRelease).map_err(|e| e.code);
+    assert_eq!(e, Err(ErrorCode::NotFloorHolder));
+    let e = s.cmd(1, RoomCommand::ListRooms).map_err(|e| e.code);
+    assert_eq!(e, Err(ErrorCode::NotSupported));
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let bad = |k: &str, v: serde_json::Value| {
+        let o: Options = [(k.to_string(), v)].into_iter().collect();
+        PttFactory.create("r", &o).err().map(|e| e.name)
+    };
+    assert_eq!(bad("queue", "maybe".into()), Some("queue".into()));
+    assert_eq!(
+        bad("burst_limit_secs", 99_999.into()),
+        Some("burst_limit_secs".into())
+    );
+    assert_eq!(bad("colour", "red".into()), Some("colour".into()));
+}
+
+/// A seeded random walk of requests, releases, leaves and time; after every
+/// step at most one member talks and only its media is routed.
+#[test]
+fn random_walk_keeps_floor_invariants() {
+    let mut seed: u64 = 42;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut s = Sim::new(&[("burst_limit_secs", 3.into()), ("queue_limit", 4.into())]);
+    let mut present = std::collections::BTreeSet::new();
+    let mut grants = 0;
+    for _ in 0..20_000 {
+        let id = next() % 8 + 1;
+        match next() % 6 {
+            0 if !present.contains(&id) => {
+                s.join(id);
+                present.insert(id);
+            }
+            1 if present.contains(&id) => {
+                s.leave(id, LeaveReason::Disconnected);
+                present.remove(&id);
+            }
+            2 | 3 if present.contains(&id) => s.request(id, (next() % 3) as u8),
+            4 if present.contains(&id) => {
+                let _ = s.cmd(id, RoomCommand::MicRelease);
+            }
+            _ => s.advance(Duration::from_millis(next() % 2000)),
+        }
+        let h = s.holder();
+        assert!(h.is_none_or(|h| present.contains(&h)));
+        grants += granted_to(&s.take()).len();
+    }
+    assert!(
+        grants > 100,
+        "the walk exercised the floor ({grants} grants)"
+    );
+}

@@ -1,0 +1,495 @@
+//! Messages of the TCP control channel: one JSON object per line, tagged by `"type"`.
+//!
+//! Names follow the systems Switchboard replaces (`MIC_REQUEST`, `MIC_GRANTED`, …).
+//! Every message is documented with an example in `docs/protocol.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// Maximum length of a control line in bytes, newline excluded.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Nickname length limits, in characters.
+pub const NICKNAME_MIN_CHARS: usize = 1;
+/// See [`NICKNAME_MIN_CHARS`].
+pub const NICKNAME_MAX_CHARS: usize = 32;
+/// Room name length limits, in characters.
+pub const ROOM_NAME_MAX_CHARS: usize = 64;
+
+/// The SSRCs the router assigned to one session. A client must send its media
+/// with exactly these; anything else is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ssrcs {
+    pub audio: u32,
+    pub video: u32,
+}
+
+impl Ssrcs {
+    pub fn contains(&self, ssrc: u32) -> bool {
+        self.audio == ssrc || self.video == ssrc
+    }
+    pub fn iter(&self) -> impl Iterator<Item = u32> {
+        [self.audio, self.video].into_iter()
+    }
+}
+
+/// Messages from a client to the router.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClientMessage {
+    /// First message of every session.
+    Hello {
+        version: u32,
+        nickname: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// Enter a room (one room per session at a time).
+    Join { room: String },
+    /// Leave the current room; the session stays connected.
+    Leave,
+    /// Keep-alive; answered with `HEARTBEAT_ACK`.
+    Heartbeat,
+    /// Ask for the list of rooms.
+    ListRooms,
+    /// Ask for the floor of the current room.
+    MicRequest {
+        /// 0 is normal; higher values may pre-empt a lower-priority holder
+        /// where the room allows it (up to the room's `max_priority`).
+        #[serde(default)]
+        priority: u8,
+    },
+    /// Give up the floor, or leave the floor queue.
+    MicRelease,
+    /// End the session cleanly; the router closes the connection.
+    Bye {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+impl ClientMessage {
+    /// Every `type` a client may send, for telling `UNKNOWN_TYPE` from `BAD_FIELD`.
+    pub const TYPES: &'static [&'static str] = &[
+        "HELLO",
+        "JOIN",
+        "LEAVE",
+        "HEARTBEAT",
+        "LIST_ROOMS",
+        "MIC_REQUEST",
+        "MIC_RELEASE",
+        "BYE",
+    ];
+
+    /// The wire name of this message's type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMessage::Hello { .. } => "HELLO",
+            ClientMessage::Join { .. } => "JOIN",
+            ClientMessage::Leave => "LEAVE",
+            ClientMessage::Heartbeat => "HEARTBEAT",
+            ClientMessage::ListRooms => "LIST_ROOMS",
+            ClientMessage::MicRequest { .. } => "MIC_REQUEST",
+            ClientMessage::MicRelease => "MIC_RELEASE",
+            ClientMessage::Bye { .. } => "BYE",
+        }
+    }
+}
+
+/// One member of a room as shown in `USERLIST`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub session_id: u64,
+    pub nickname: String,
+    pub ssrcs: Ssrcs,
+    /// True while this member's media is being forwarded (holds the floor).
+    pub talking: bool,
+}
+
+/// One room as listed by `ROOMS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub name: String,
+    pub kind: String,
+    pub participants: u32,
+    /// 0 means unlimited.
+    pub max_participants: u32,
+}
+
+/// Why a floor request was not granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DenyReason {
+    /// Someone else holds the floor and the room does not queue.
+    FloorBusy,
+    /// Someone else holds the floor; the request waits in the queue.
+    Queued,
+    /// The queue is at its limit.
+    QueueFull,
+    /// The requester already holds the floor.
+    AlreadyHolder,
+    /// The requester is already in the queue.
+    AlreadyQueued,
+    /// The requester is muted by an operator.
+    Muted,
+}
+
+/// Why the floor became free without being revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReleaseReason {
+    /// The holder sent `MIC_RELEASE`.
+    Released,
+    /// The holder left the room.
+    Left,
+    /// The holder's connection closed.
+    Disconnected,
+    /// The holder was silent longer than the silence timeout.
+    TimedOut,
+}
+
+/// Why the floor was taken from its holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RevokeReason {
+    /// The talk burst reached the room's limit.
+    BurstLimit,
+    /// A higher-priority request took the floor.
+    Preempted,
+    /// An operator revoked it.
+    Admin,
+}
+
+/// Why a session left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LeaveReason {
+    Left,
+    Disconnected,
+    TimedOut,
+    Kicked,
+    RoomClosed,
+}
+
+impl LeaveReason {
+    /// The floor-release reason matching this way of leaving.
+    pub fn as_release(self) -> ReleaseReason {
+        match self {
+            LeaveReason::Left | LeaveReason::Kicked | LeaveReason::RoomClosed => {
+                ReleaseReason::Left
+            }
+            LeaveReason::Disconnected => ReleaseReason::Disconnected,
+            LeaveReason::TimedOut => ReleaseReason::TimedOut,
+        }
+    }
+}
+
+/// What `FULL` refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FullScope {
+    /// The router has no room for another session; the connection is closed.
+    Server,
+    /// The room is at its participant limit; the session stays connected.
+    Room,
+}
+
+/// Documented error codes carried by `ERROR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The line is not valid JSON (or not UTF-8).
+    BadJson,
+    /// The line is JSON but not an object with a string `type`.
+    BadMessage,
+    /// `type` names no message a client may send.
+    UnknownType,
+    /// A field is missing or has the wrong type or value.
+    BadField,
+    /// The line exceeded the size limit and was discarded.
+    LineTooLong,
+    /// A command other than `HELLO` arrived before `HELLO`.
+    HelloRequired,
+    /// `HELLO` arrived twice.
+    AlreadyWelcomed,
+    /// The client's protocol version is not supported.
+    UnsupportedVersion,
+    /// The nickname breaks the nickname rules.
+    BadNickname,
+    /// Another member of the room already uses the nickname.
+    NicknameTaken,
+    /// No room has that name.
+    UnknownRoom,
+    /// The command needs the session to be in a room.
+    NotInRoom,
+    /// The session is already in a room; `LEAVE` first.
+    AlreadyInRoom,
+    /// The room's kind does not take this command.
+    NotSupported,
+    /// `MIC_RELEASE` from a session that neither holds nor waits for the floor.
+    NotFloorHolder,
+    /// Too many bad lines in a short time; the connection is closed after this.
+    TooManyErrors,
+    /// The session's outgoing queue overflowed; the connection is closed after this.
+    SlowConsumer,
+    /// The router failed internally; the command had no effect.
+    Internal,
+}
+
+/// Messages from the router to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServerMessage {
+    Welcome {
+        version: u32,
+        session_id: u64,
+        nickname: String,
+        /// UDP port for media (same host as the control connection).
+        udp_port: u16,
+        /// Put this in the USERNAME of a STUN Binding Request to bind your UDP address.
+        media_token: String,
+        ssrcs: Ssrcs,
+        heartbeat_interval_ms: u64,
+        /// A session silent for this long is dropped.
+        silence_timeout_ms: u64,
+    },
+    Joined {
+        room: String,
+        kind: String,
+        udp_port: u16,
+    },
+    Left {
+        room: String,
+        reason: LeaveReason,
+    },
+    Userlist {
+        room: String,
+        users: Vec<UserInfo>,
+    },
+    HeartbeatAck,
+    Rooms {
+        rooms: Vec<RoomInfo>,
+    },
+    MicGranted {
+        room: String,
+        holder: String,
+        session_id: u64,
+        ssrc: u32,
+        priority: u8,
+        /// The talk burst is revoked after this long; 0 means no limit.
+        burst_limit_ms: u64,
+    },
+    MicDenied {
+        room: String,
+        reason: DenyReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holder: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queue_position: Option<u32>,
+    },
+    /// A queued request's position changed.
+    MicQueued {
+        room: String,
+        queue_position: u32,
+    },
+    /// A queued request was withdrawn (by `MIC_RELEASE`).
+    MicDequeued {
+        room: String,
+    },
+    MicReleased {
+        room: String,
+        holder: String,
+        session_id: u64,
+        reason: ReleaseReason,
+    },
+    MicRevoked {
+        room: String,
+        holder: String,
+        session_id: u64,
+        reason: RevokeReason,
+    },
+    Full {
+        scope: FullScope,
+        message: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    ServerClose {
+        reason: String,
+    },
+    Goodbye,
+}
+
+/// A line that could not be turned into a [`ClientMessage`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ParseError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ParseError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses one control line, telling apart bad JSON, a missing or unknown type,
+/// and bad fields (the message names the field).
+pub fn parse_client_line(line: &[u8]) -> Result<ClientMessage, ParseError> {
+    let value: serde_json::Value = serde_json::from_slice(line)
+        .map_err(|e| ParseError::new(ErrorCode::BadJson, format!("invalid JSON: {e}")))?;
+    let Some(obj) = value.as_object() else {
+        return Err(ParseError::new(
+            ErrorCode::BadMessage,
+            "a message must be a JSON object",
+        ));
+    };
+    let Some(ty) = obj.get("type").and_then(|t| t.as_str()).map(str::to_owned) else {
+        return Err(ParseError::new(
+            ErrorCode::BadMessage,
+            "field `type` (string) is required",
+        ));
+    };
+    if !ClientMessage::TYPES.contains(&ty.as_str()) {
+        let shown: String = ty.chars().take(40).collect();
+        return Err(ParseError::new(
+            ErrorCode::UnknownType,
+            format!("unknown message type `{shown}`"),
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ParseError::new(ErrorCode::BadField, format!("{ty}: {e}")))
+}
+
+/// Serializes a message as one line, newline included.
+pub fn to_line<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serializing these types cannot fail: no maps with non-string keys, no
+    // custom serializers.
+    let mut out = serde_json::to_vec(msg).unwrap_or_else(|_| b"{}".to_vec());
+    out.push(b'\n');
+    out
+}
+
+/// Checks a nickname against the rules in `docs/protocol.md`: 1–32 characters,
+/// letters, digits, space, `_`, `-`, `.`; no leading or trailing space.
+pub fn validate_nickname(nick: &str) -> Result<(), String> {
+    let n = nick.chars().count();
+    if !(NICKNAME_MIN_CHARS..=NICKNAME_MAX_CHARS).contains(&n) {
+        return Err(format!(
+            "nickname must have {NICKNAME_MIN_CHARS} to {NICKNAME_MAX_CHARS} characters, got {n}"
+        ));
+    }
+    if nick.starts_with(' ') || nick.ends_with(' ') {
+        return Err("nickname must not start or end with a space".into());
+    }
+    if let Some(c) = nick
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, ' ' | '_' | '-' | '.')))
+    {
+        return Err(format!("nickname may not contain {c:?}"));
+    }
+    Ok(())
+}
+
+/// Checks a room name: 1–64 characters, letters, digits, `_`, `-`, `.`.
+pub fn validate_room_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if n == 0 || n > ROOM_NAME_MAX_CHARS {
+        return Err(format!(
+            "room name must have 1 to {ROOM_NAME_MAX_CHARS} characters"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!("room name may not contain {c:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_messages() {
+        assert_eq!(
+            parse_client_line(br#"{"type":"HELLO","version":1,"nickname":"ann"}"#),
+            Ok(ClientMessage::Hello {
+                version: 1,
+                nickname: "ann".into(),
+                token: None
+            })
+        );
+        assert_eq!(
+            parse_client_line(br#"{"type":"MIC_REQUEST"}"#),
+            Ok(ClientMessage::MicRequest { priority: 0 })
+        );
+        assert_eq!(
+            parse_client_line(br#"{"type":"LEAVE","extra":true}"#),
+            Ok(ClientMessage::Leave)
+        );
+    }
+
+    #[test]
+    fn classifies_bad_lines() {
+        let code = |l: &[u8]| parse_client_line(l).map_err(|e| e.code).err();
+        assert_eq!(code(br#"{"type":"HELLO""#), Some(ErrorCode::BadJson));
+        assert_eq!(code(b"\xff\xfe\x00"), Some(ErrorCode::BadJson));
+        assert_eq!(code(b"[1,2]"), Some(ErrorCode::BadMessage));
+        assert_eq!(code(br#"{"kind":"HELLO"}"#), Some(ErrorCode::BadMessage));
+        assert_eq!(code(br#"{"type":7}"#), Some(ErrorCode::BadMessage));
+        assert_eq!(code(br#"{"type":"DANCE"}"#), Some(ErrorCode::UnknownType));
+        assert_eq!(code(br#"{"type":"JOIN"}"#), Some(ErrorCode::BadField));
+        assert_eq!(
+            code(br#"{"type":"JOIN","room":5}"#),
+            Some(ErrorCode::BadField)
+        );
+        assert_eq!(
+            code(br#"{"type":"MIC_REQUEST","priority":300}"#),
+            Some(ErrorCode::BadField)
+        );
+        let e = parse_client_line(br#"{"type":"JOIN"}"#)
+            .err()
+            .map(|e| e.message);
+        assert!(
+            e.is_some_and(|m| m.contains("room")),
+            "message names the field"
+        );
+    }
+
+    #[test]
+    fn nickname_rules() {
+        assert!(validate_nickname("Ann-1.b_c d").is_ok());
+        assert!(validate_nickname("Zoë").is_ok());
+        assert!(validate_nickname("").is_err());
+        assert!(validate_nickname(" ann").is_err());
+        assert!(validate_nickname("a\nb").is_err());
+        assert!(validate_nickname("<script>").is_err());
+        assert!(validate_nickname(&"x".repeat(33)).is_err());
+        assert!(validate_nickname(&"x".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn server_messages_roundtrip_with_screaming_tags() {
+        let m = ServerMessage::MicDenied {
+            room: "lobby".into(),
+            reason: DenyReason::Queued,
+            holder: Some("ann".into()),
+            queue_position: Some(1),
+        };
+        let line = to_line(&m);
+        let text = String::from_utf8_lossy(&line);
+        assert!(text.contains(r#""type":"MIC_DENIED""#), "{text}");
+        assert!(text.contains(r#""reason":"QUEUED""#), "{text}");
+        let back: ServerMessage = serde_json::from_slice(&line)
+            .ok()
+            .unwrap_or(ServerMessage::Goodbye);
+        assert_eq!(back, m);
+    }
+}

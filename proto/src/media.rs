@@ -1,0 +1,239 @@
+//! Media-plane helpers: packet classification (RFC 7983 / RFC 5761), SSRC
+//! extraction through `rtp-types` and `rtcp-types`, and the STUN Binding
+//! exchange (RFC 5389) through `stun-types`.
+//!
+//! The router uses these on its hot path, so they borrow and never allocate,
+//! except when building STUN messages (rare).
+
+use std::net::SocketAddr;
+
+use stun_types::attribute::{ErrorCode as StunErrorCode, Software, Username, XorMappedAddress};
+use stun_types::message::{
+    BINDING, Message, MessageClass, MessageWrite, MessageWriteExt, MessageWriteVec, TransactionId,
+};
+
+/// The largest datagram the router accepts or forwards.
+pub const MAX_DATAGRAM: usize = 1500;
+
+/// What a datagram is, by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketKind {
+    Stun,
+    Rtp,
+    Rtcp,
+    /// Anything else (DTLS, ZRTP, garbage): dropped.
+    Unknown,
+}
+
+/// Demultiplexes by the first byte as in RFC 7983 (0–3 STUN, 128–191 RTP/RTCP),
+/// then RTP from RTCP by the second byte as in RFC 5761 (payload types 192–223
+/// are RTCP).
+pub fn classify(data: &[u8]) -> PacketKind {
+    match data.first() {
+        Some(0..=3) => PacketKind::Stun,
+        Some(128..=191) => match data.get(1) {
+            Some(192..=223) => PacketKind::Rtcp,
+            Some(_) => PacketKind::Rtp,
+            None => PacketKind::Unknown,
+        },
+        _ => PacketKind::Unknown,
+    }
+}
+
+/// The SSRC of a well-formed RTP packet.
+pub fn rtp_ssrc(data: &[u8]) -> Option<u32> {
+    rtp_types::RtpPacket::parse(data).ok().map(|p| p.ssrc())
+}
+
+/// The sender SSRC of a well-formed compound RTCP packet: the SSRC field of its
+/// first packet (SR, RR, SDES, BYE, APP and feedback all carry it at offset 4).
+pub fn rtcp_sender_ssrc(data: &[u8]) -> Option<u32> {
+    let compound = rtcp_types::Compound::parse(data).ok()?;
+    for packet in compound {
+        packet.ok()?;
+    }
+    let b = data.get(4..8)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The SSRC a router must authorize for a media datagram, with its kind.
+pub fn media_ssrc(data: &[u8]) -> Option<(PacketKind, u32)> {
+    match classify(data) {
+        PacketKind::Rtp => rtp_ssrc(data).map(|s| (PacketKind::Rtp, s)),
+        PacketKind::Rtcp => rtcp_sender_ssrc(data).map(|s| (PacketKind::Rtcp, s)),
+        _ => None,
+    }
+}
+
+/// A parsed STUN Binding Request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRequest {
+    pub transaction: TransactionId,
+    /// The USERNAME attribute: Switchboard's media token.
+    pub username: Option<String>,
+}
+
+/// Why a STUN datagram is not a usable Binding Request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StunError {
+    #[error("not a STUN message")]
+    Malformed,
+    #[error("not a Binding Request")]
+    NotBindingRequest,
+}
+
+/// Parses a STUN Binding Request.
+pub fn parse_binding_request(data: &[u8]) -> Result<BindingRequest, StunError> {
+    let msg = Message::from_bytes(data).map_err(|_| StunError::Malformed)?;
+    if !(msg.has_method(BINDING) && msg.has_class(MessageClass::Request)) {
+        return Err(StunError::NotBindingRequest);
+    }
+    let username = msg
+        .attribute::<Username>()
+        .ok()
+        .map(|u| u.username().to_owned());
+    Ok(BindingRequest {
+        transaction: msg.transaction_id(),
+        username,
+    })
+}
+
+/// Builds a Binding Request carrying `token` as USERNAME; returns the bytes and
+/// the transaction id to match the answer with.
+pub fn binding_request(token: &str) -> Result<(Vec<u8>, TransactionId), String> {
+    let mut msg = Message::builder_request(BINDING, MessageWriteVec::new());
+    let tid = msg.transaction_id();
+    let user = Username::new(token).map_err(|e| e.to_string())?;
+    msg.add_attribute(&user).map_err(|e| e.to_string())?;
+    msg.add_fingerprint().map_err(|e| e.to_string())?;
+    Ok((msg.finish(), tid))
+}
+
+/// Builds the Binding Success Response telling the client its mapped address.
+pub fn binding_success(request: &[u8], mapped: SocketAddr) -> Option<Vec<u8>> {
+    let req = Message::from_bytes(request).ok()?;
+    let mut msg = Message::builder_success(&req, MessageWriteVec::new());
+    let xor = XorMappedAddress::new(mapped, req.transaction_id());
+    msg.add_attribute(&xor).ok()?;
+    msg.add_attribute(&Software::new("switchboard").ok()?)
+        .ok()?;
+    msg.add_fingerprint().ok()?;
+    Some(msg.finish())
+}
+
+/// Builds a Binding Error Response (e.g. 401 for a wrong media token).
+pub fn binding_error(request: &[u8], code: u16, reason: &str) -> Option<Vec<u8>> {
+    let req = Message::from_bytes(request).ok()?;
+    let mut msg = Message::builder_error(&req, MessageWriteVec::new());
+    let err = StunErrorCode::builder(code).reason(reason).build().ok()?;
+    msg.add_attribute(&err).ok()?;
+    msg.add_fingerprint().ok()?;
+    Some(msg.finish())
+}
+
+/// The outcome of a Binding transaction as seen by a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingResponse {
+    /// The router bound this address.
+    Success(SocketAddr),
+    /// The router refused: code and reason (401: unknown media token).
+    Error(u16, String),
+}
+
+/// Parses a Binding response, checking it answers transaction `tid`.
+pub fn parse_binding_response(data: &[u8], tid: TransactionId) -> Option<BindingResponse> {
+    let msg = Message::from_bytes(data).ok()?;
+    if !msg.has_method(BINDING) || msg.transaction_id() != tid {
+        return None;
+    }
+    if msg.has_class(MessageClass::Success) {
+        let xor = msg.attribute::<XorMappedAddress>().ok()?;
+        Some(BindingResponse::Success(xor.addr(tid)))
+    } else if msg.has_class(MessageClass::Error) {
+        let err = msg.attribute::<StunErrorCode>().ok()?;
+        Some(BindingResponse::Error(err.code(), err.reason().to_owned()))
+    } else {
+        None
+    }
+}
+
+/// Builds a minimal RTP packet (version 2, no CSRC, no extension).
+pub fn build_rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12 + payload.len());
+    p.push(0x80);
+    p.push((pt & 0x7f) | if marker { 0x80 } else { 0 });
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_by_first_bytes() {
+        assert_eq!(classify(&[0x00, 0x01]), PacketKind::Stun);
+        assert_eq!(classify(&[0x80, 96]), PacketKind::Rtp);
+        assert_eq!(classify(&[0x80, 200]), PacketKind::Rtcp);
+        assert_eq!(classify(&[0x81, 201]), PacketKind::Rtcp);
+        assert_eq!(classify(&[22, 254]), PacketKind::Unknown); // DTLS
+        assert_eq!(classify(&[]), PacketKind::Unknown);
+        assert_eq!(classify(&[0x80]), PacketKind::Unknown);
+    }
+
+    #[test]
+    fn rtp_ssrc_roundtrip_and_garbage() {
+        let p = build_rtp(96, 7, 160, 0xdead_beef, false, &[1, 2, 3]);
+        assert_eq!(media_ssrc(&p), Some((PacketKind::Rtp, 0xdead_beef)));
+        assert_eq!(rtp_ssrc(&p[..8]), None);
+    }
+
+    #[test]
+    fn rtcp_receiver_report_ssrc() {
+        use rtcp_types::RtcpPacketWriterExt;
+        let rr = rtcp_types::ReceiverReport::builder(0x1234_5678);
+        let mut bytes = vec![0u8; 64];
+        let n = rtcp_types::Compound::builder()
+            .add_packet(rr)
+            .write_into(&mut bytes)
+            .unwrap_or(0);
+        bytes.truncate(n);
+        assert_eq!(media_ssrc(&bytes), Some((PacketKind::Rtcp, 0x1234_5678)));
+        // Truncated compound is refused.
+        assert_eq!(rtcp_sender_ssrc(&bytes[..6]), None);
+    }
+
+    #[test]
+    fn stun_binding_exchange() {
+        let Ok((req, tid)) = binding_request("tok-123") else {
+            panic!("building a binding request failed")
+        };
+        assert_eq!(classify(&req), PacketKind::Stun);
+        let parsed = parse_binding_request(&req);
+        assert_eq!(
+            parsed,
+            Ok(BindingRequest {
+                transaction: tid,
+                username: Some("tok-123".into())
+            })
+        );
+        let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap_or_else(|_| unreachable!());
+        let ok = binding_success(&req, addr).unwrap_or_default();
+        assert_eq!(
+            parse_binding_response(&ok, tid),
+            Some(BindingResponse::Success(addr))
+        );
+        let err = binding_error(&req, 401, "Unauthorized").unwrap_or_default();
+        assert_eq!(
+            parse_binding_response(&err, tid),
+            Some(BindingResponse::Error(401, "Unauthorized".into()))
+        );
+        assert_eq!(
+            parse_binding_request(&[0, 1, 0, 0]),
+            Err(StunError::Malformed)
+        );
+    }
+}
