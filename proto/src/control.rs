@@ -230,6 +230,8 @@ pub enum ErrorCode {
     TooManyErrors,
     /// The session's outgoing queue overflowed; the connection is closed after this.
     SlowConsumer,
+    /// The session was silent longer than the silence timeout; the connection is closed after this.
+    TimedOut,
     /// The router failed internally; the command had no effect.
     Internal,
 }

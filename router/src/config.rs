@@ -1,0 +1,202 @@
+//! The router's TOML configuration file.
+//!
+//! Every field is optional; with no file at all the router listens on the
+//! default ports and hosts one `ptt` room named `lobby`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use plugin_api::Options;
+use serde::Deserialize;
+
+use crate::engine::{EngineConfig, RoomSpec};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// TCP address of the control channel.
+    pub control: SocketAddr,
+    /// UDP address of the media socket.
+    pub media: SocketAddr,
+    pub limits: Limits,
+    /// Rooms created at start-up. Empty means the default `lobby`.
+    pub rooms: Vec<RoomConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            control: SocketAddr::from(([0, 0, 0, 0], proto::DEFAULT_CONTROL_PORT)),
+            media: SocketAddr::from(([0, 0, 0, 0], proto::DEFAULT_MEDIA_PORT)),
+            limits: Limits::default(),
+            rooms: Vec::new(),
+        }
+    }
+}
+
+/// Control-plane limits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_sessions: usize,
+    pub heartbeat_interval_ms: u64,
+    /// 0 means three heartbeat intervals.
+    pub silence_timeout_ms: u64,
+    /// Bad lines tolerated in a burst before a connection is closed.
+    pub error_burst: u32,
+    /// One bad line is forgiven per this many milliseconds.
+    pub error_refill_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 1000,
+            heartbeat_interval_ms: 5000,
+            silence_timeout_ms: 0,
+            error_burst: 10,
+            error_refill_ms: 1000,
+        }
+    }
+}
+
+/// One room of the file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoomConfig {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub max_participants: u32,
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<config>".into(),
+            message: e.to_string(),
+        })?;
+        if cfg.limits.heartbeat_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.heartbeat_interval_ms must be above 0".into(),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// The rooms to create: the configured ones, or the default `lobby`.
+    pub fn room_specs(&self) -> Vec<RoomSpec> {
+        if self.rooms.is_empty() {
+            return vec![RoomSpec {
+                name: "lobby".into(),
+                kind: "ptt".into(),
+                max_participants: 0,
+                options: Options::new(),
+            }];
+        }
+        self.rooms
+            .iter()
+            .map(|r| RoomSpec {
+                name: r.name.clone(),
+                kind: r.kind.clone(),
+                max_participants: r.max_participants,
+                options: r.options.clone(),
+            })
+            .collect()
+    }
+
+    /// Engine settings; `media_port` is the port actually bound.
+    pub fn engine_config(&self, media_port: u16) -> EngineConfig {
+        let hb = Duration::from_millis(self.limits.heartbeat_interval_ms);
+        let silence = match self.limits.silence_timeout_ms {
+            0 => hb * 3,
+            ms => Duration::from_millis(ms),
+        };
+        EngineConfig {
+            heartbeat_interval: hb,
+            silence_timeout: silence,
+            max_sessions: self.limits.max_sessions,
+            error_burst: self.limits.error_burst,
+            error_refill: Duration::from_millis(self.limits.error_refill_ms.max(1)),
+            media_port,
+            seed: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_default_lobby() {
+        let c = Config::parse("").ok().unwrap_or_default();
+        let rooms = c.room_specs();
+        assert_eq!(rooms.len(), 1);
+        assert_eq!((rooms[0].name.as_str(), rooms[0].kind.as_str()), ("lobby", "ptt"));
+        assert_eq!(c.engine_config(1).silence_timeout, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn rooms_and_limits_parse() {
+        let text = r#"
+            control = "127.0.0.1:9000"
+            [limits]
+            max_sessions = 5
+            silence_timeout_ms = 2000
+            [[rooms]]
+            name = "ops"
+            kind = "ptt"
+            max_participants = 8
+            options = { burst_limit_secs = 30, queue = false }
+        "#;
+        let c = match Config::parse(text) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(c.control.port(), 9000);
+        assert_eq!(c.limits.max_sessions, 5);
+        let r = &c.room_specs()[0];
+        assert_eq!(r.max_participants, 8);
+        assert_eq!(r.options.get("queue"), Some(&serde_json::json!(false)));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::parse("contrl = \"1.2.3.4:5\"").is_err());
+        assert!(Config::parse("[[rooms]]\nname=\"a\"\nkind=\"ptt\"\ncolour=1").is_err());
+        assert!(Config::parse("[limits]\nheartbeat_interval_ms = 0").is_err());
+    }
+}

@@ -1,0 +1,833 @@
+//! The router's core: sessions, rooms and the forwarding table, with no I/O.
+//!
+//! The engine owns every piece of control state. Drivers feed it [`Input`]s
+//! stamped with `now` and drain [`Output`]s; it reads no clock and touches no
+//! socket, so tests run it on virtual time. The run loop is the str0m rule:
+//! handle an input (or [`Engine::handle_timeout`]), then drain
+//! [`Engine::poll_output`] until empty, then sleep until
+//! [`Engine::poll_timeout`] or the next input.
+//!
+//! Media never passes through here. The engine computes, on events, the
+//! forwarding entries `SSRC → (source address, receiver addresses)` and emits
+//! the changes as [`MediaCommand`]s; the UDP worker applies them to its own
+//! table and reads that table for every packet.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plugin_api::{
+    Effect, Member, Options, Outbox, Receivers, RelayPlugin, SessionId, TimerKey,
+};
+use proto::control::{
+    self, ClientMessage, ErrorCode, FullScope, LeaveReason, RoomInfo, ServerMessage, Ssrcs,
+    UserInfo,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::registry::{Registry, RoomError};
+
+/// Limits and timings of the control plane.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How often clients should send HEARTBEAT (told in WELCOME).
+    pub heartbeat_interval: Duration,
+    /// A session that sends nothing for this long is dropped.
+    pub silence_timeout: Duration,
+    /// Sessions beyond this are answered FULL and closed.
+    pub max_sessions: usize,
+    /// Bad lines a session may send in a burst before it is closed.
+    pub error_burst: u32,
+    /// One bad line is forgiven per this interval.
+    pub error_refill: Duration,
+    /// UDP port told to clients for media.
+    pub media_port: u16,
+    /// Seed for SSRCs and media tokens; `None` draws one from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(5),
+            silence_timeout: Duration::from_secs(15),
+            max_sessions: 1000,
+            error_burst: 10,
+            error_refill: Duration::from_secs(1),
+            media_port: proto::DEFAULT_MEDIA_PORT,
+            seed: None,
+        }
+    }
+}
+
+/// What a room is made from (config file or, later, gRPC).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomSpec {
+    pub name: String,
+    pub kind: String,
+    /// 0 means unlimited.
+    pub max_participants: u32,
+    pub options: Options,
+}
+
+/// Something that happened outside the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A control connection was accepted; the driver chose its id.
+    Connected { session: SessionId, peer: SocketAddr },
+    /// A complete control line.
+    Line { session: SessionId, line: Vec<u8> },
+    /// A control line exceeded the limit and was discarded.
+    LineTooLong { session: SessionId },
+    /// The control connection closed (or the driver closed it).
+    Disconnected { session: SessionId },
+    /// A STUN Binding Request reached a media socket.
+    StunBinding {
+        from: SocketAddr,
+        username: Option<String>,
+        request: Vec<u8>,
+    },
+}
+
+/// One forwarding entry, as the media worker stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The only address this SSRC may come from.
+    pub source: SocketAddr,
+    /// Where RTP with this SSRC goes (may be empty: policy drop).
+    pub media: Arc<[SocketAddr]>,
+    /// Where RTCP with this sender SSRC goes.
+    pub rtcp: Arc<[SocketAddr]>,
+}
+
+/// A change for the media worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// `addr` belongs to a session now.
+    Bind { addr: SocketAddr, session: SessionId },
+    /// `addr` belongs to nobody.
+    Unbind { addr: SocketAddr },
+    SetRoute { ssrc: u32, route: Route },
+    RemoveRoute { ssrc: u32 },
+    /// Send a STUN response.
+    Reply { to: SocketAddr, bytes: Vec<u8> },
+}
+
+/// Something the drivers must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Send {
+        session: SessionId,
+        msg: Arc<ServerMessage>,
+    },
+    /// Close the connection once what was sent before is written.
+    Close { session: SessionId },
+    Media(MediaCommand),
+}
+
+#[derive(Debug)]
+struct Identity {
+    nickname: String,
+    ssrcs: Ssrcs,
+    token: String,
+}
+
+#[derive(Debug)]
+struct Session {
+    identity: Option<Identity>,
+    room: Option<String>,
+    last_seen: Instant,
+    media_addr: Option<SocketAddr>,
+    error_budget: u32,
+    last_refill: Instant,
+}
+
+struct Room {
+    spec: RoomSpec,
+    plugin: Box<dyn RelayPlugin>,
+    /// In joining order.
+    members: Vec<SessionId>,
+    routes: HashMap<SessionId, Receivers>,
+    timers: HashMap<TimerKey, Instant>,
+    /// What the media worker has for this room's SSRCs.
+    installed: HashMap<u32, Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerRef {
+    Silence(SessionId),
+    Room(String, TimerKey),
+}
+
+/// Counters the engine keeps about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub sessions: usize,
+    pub rooms: usize,
+    pub stun_bound: u64,
+    pub stun_refused: u64,
+    pub protocol_errors: u64,
+    pub closed_for_errors: u64,
+    pub timed_out: u64,
+    pub refused_full: u64,
+}
+
+/// The sans-IO router core.
+pub struct Engine {
+    cfg: EngineConfig,
+    registry: Registry,
+    sessions: HashMap<SessionId, Session>,
+    rooms: BTreeMap<String, Room>,
+    tokens: HashMap<String, SessionId>,
+    addr_owner: HashMap<SocketAddr, SessionId>,
+    used_ssrcs: HashSet<u32>,
+    timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
+    outputs: VecDeque<Output>,
+    rng: StdRng,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// An engine with the given rooms.
+    pub fn new(cfg: EngineConfig, registry: Registry, rooms: Vec<RoomSpec>) -> Result<Self, RoomError> {
+        let rng = match cfg.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let mut engine = Self {
+            cfg,
+            registry,
+            sessions: HashMap::new(),
+            rooms: BTreeMap::new(),
+            tokens: HashMap::new(),
+            addr_owner: HashMap::new(),
+            used_ssrcs: HashSet::new(),
+            timers: BinaryHeap::new(),
+            outputs: VecDeque::new(),
+            rng,
+            stats: EngineStats::default(),
+        };
+        for spec in rooms {
+            engine.create_room(spec)?;
+        }
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            sessions: self.sessions.len(),
+            rooms: self.rooms.len(),
+            ..self.stats
+        }
+    }
+
+    /// Adds a room; its kind must be registered and its options valid.
+    pub fn create_room(&mut self, spec: RoomSpec) -> Result<(), RoomError> {
+        control::validate_room_name(&spec.name).map_err(RoomError::BadName)?;
+        if self.rooms.contains_key(&spec.name) {
+            return Err(RoomError::Exists(spec.name));
+        }
+        let plugin = self.registry.create(&spec.kind, &spec.name, &spec.options)?;
+        self.rooms.insert(
+            spec.name.clone(),
+            Room {
+                spec,
+                plugin,
+                members: Vec::new(),
+                routes: HashMap::new(),
+                timers: HashMap::new(),
+                installed: HashMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The rooms, as listed to clients.
+    pub fn room_infos(&self) -> Vec<RoomInfo> {
+        self.rooms
+            .values()
+            .map(|r| RoomInfo {
+                name: r.spec.name.clone(),
+                kind: r.spec.kind.clone(),
+                participants: r.members.len() as u32,
+                max_participants: r.spec.max_participants,
+            })
+            .collect()
+    }
+
+    /// The next output for the drivers.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Handles one input.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Connected { session, peer } => self.on_connected(now, session, peer),
+            Input::Line { session, line } => self.on_line(now, session, &line),
+            Input::LineTooLong { session } => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.last_seen = now;
+                }
+                let max = control::MAX_LINE_BYTES;
+                self.protocol_error(
+                    now,
+                    session,
+                    ErrorCode::LineTooLong,
+                    format!("line longer than {max} bytes discarded"),
+                );
+            }
+            Input::Disconnected { session } => {
+                self.remove_session(now, session, LeaveReason::Disconnected, false)
+            }
+            Input::StunBinding {
+                from,
+                username,
+                request,
+            } => self.on_stun(now, from, username, &request),
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, what))) = self.timers.pop() else {
+                break;
+            };
+            match what {
+                TimerRef::Silence(id) => {
+                    let Some(s) = self.sessions.get(&id) else { continue };
+                    let deadline = s.last_seen + self.cfg.silence_timeout;
+                    if deadline > now {
+                        self.timers.push(Reverse((deadline, TimerRef::Silence(id))));
+                        continue;
+                    }
+                    self.stats.timed_out += 1;
+                    let secs = self.cfg.silence_timeout.as_secs_f32();
+                    self.send(
+                        id,
+                        ServerMessage::Error {
+                            code: ErrorCode::TimedOut,
+                            message: format!("nothing received for {secs:.1} s"),
+                        },
+                    );
+                    self.remove_session(now, id, LeaveReason::TimedOut, true);
+                }
+                TimerRef::Room(name, key) => {
+                    let Some(room) = self.rooms.get_mut(&name) else { continue };
+                    if room.timers.get(&key) != Some(&at) {
+                        continue; // re-armed or cancelled since
+                    }
+                    room.timers.remove(&key);
+                    let mut out = Outbox::new();
+                    room.plugin.on_timer(now, key, &mut out);
+                    self.apply(&name, out);
+                }
+            }
+        }
+    }
+
+    /// Tells every client the router is going away and closes every session.
+    pub fn shutdown(&mut self, reason: &str) {
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        let msg = Arc::new(ServerMessage::ServerClose {
+            reason: reason.to_owned(),
+        });
+        for id in ids {
+            self.outputs.push_back(Output::Send {
+                session: id,
+                msg: msg.clone(),
+            });
+            self.outputs.push_back(Output::Close { session: id });
+        }
+    }
+
+    // ----- sessions -------------------------------------------------------
+
+    fn on_connected(&mut self, now: Instant, id: SessionId, _peer: SocketAddr) {
+        if self.sessions.len() >= self.cfg.max_sessions {
+            self.stats.refused_full += 1;
+            let max = self.cfg.max_sessions;
+            self.send(
+                id,
+                ServerMessage::Full {
+                    scope: FullScope::Server,
+                    message: format!("the router serves at most {max} sessions"),
+                },
+            );
+            self.outputs.push_back(Output::Close { session: id });
+            return;
+        }
+        self.sessions.insert(
+            id,
+            Session {
+                identity: None,
+                room: None,
+                last_seen: now,
+                media_addr: None,
+                error_budget: self.cfg.error_burst,
+                last_refill: now,
+            },
+        );
+        self.timers
+            .push(Reverse((now + self.cfg.silence_timeout, TimerRef::Silence(id))));
+    }
+
+    fn send(&mut self, session: SessionId, msg: ServerMessage) {
+        self.outputs.push_back(Output::Send {
+            session,
+            msg: Arc::new(msg),
+        });
+    }
+
+    /// Answers a bad input with ERROR, closing the session when it has used up
+    /// its error budget.
+    fn protocol_error(&mut self, now: Instant, id: SessionId, code: ErrorCode, message: String) {
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        self.stats.protocol_errors += 1;
+        let refill = self.cfg.error_refill.as_nanos().max(1);
+        let earned = (now.saturating_duration_since(s.last_refill).as_nanos() / refill) as u32;
+        if earned > 0 {
+            s.error_budget = (s.error_budget + earned).min(self.cfg.error_burst);
+            s.last_refill = now;
+        }
+        if s.error_budget == 0 {
+            self.stats.closed_for_errors += 1;
+            self.send(
+                id,
+                ServerMessage::Error {
+                    code: ErrorCode::TooManyErrors,
+                    message: format!("too many bad messages; last one: {message}"),
+                },
+            );
+            self.remove_session(now, id, LeaveReason::Disconnected, true);
+            return;
+        }
+        s.error_budget -= 1;
+        self.send(id, ServerMessage::Error { code, message });
+    }
+
+    fn user_error(&mut self, now: Instant, id: SessionId, code: ErrorCode, message: impl Into<String>) {
+        self.protocol_error(now, id, code, message.into());
+    }
+
+    fn on_line(&mut self, now: Instant, id: SessionId, line: &[u8]) {
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        s.last_seen = now;
+        let welcomed = s.identity.is_some();
+        let msg = match control::parse_client_line(line) {
+            Ok(m) => m,
+            Err(e) => return self.protocol_error(now, id, e.code, e.message),
+        };
+        match msg {
+            ClientMessage::Hello {
+                version,
+                nickname,
+                token: _,
+            } => self.on_hello(now, id, version, nickname),
+            _ if !welcomed => self.user_error(
+                now,
+                id,
+                ErrorCode::HelloRequired,
+                format!("send HELLO before {}", msg.type_name()),
+            ),
+            ClientMessage::Heartbeat => self.send(id, ServerMessage::HeartbeatAck),
+            ClientMessage::ListRooms => {
+                let rooms = self.room_infos();
+                self.send(id, ServerMessage::Rooms { rooms });
+            }
+            ClientMessage::Join { room } => self.on_join(now, id, room),
+            ClientMessage::Leave => {
+                if self.sessions.get(&id).is_some_and(|s| s.room.is_some()) {
+                    self.leave_room(now, id, LeaveReason::Left);
+                } else {
+                    self.user_error(now, id, ErrorCode::NotInRoom, "LEAVE: you are not in a room");
+                }
+            }
+            ClientMessage::Bye { .. } => {
+                self.send(id, ServerMessage::Goodbye);
+                self.remove_session(now, id, LeaveReason::Left, true);
+            }
+            cmd @ (ClientMessage::MicRequest { .. } | ClientMessage::MicRelease) => {
+                self.room_command(now, id, &cmd)
+            }
+        }
+    }
+
+    fn on_hello(&mut self, now: Instant, id: SessionId, version: u32, nickname: String) {
+        if self.sessions.get(&id).is_some_and(|s| s.identity.is_some()) {
+            return self.user_error(now, id, ErrorCode::AlreadyWelcomed, "HELLO was already accepted");
+        }
+        if version != proto::PROTOCOL_VERSION {
+            return self.user_error(
+                now,
+                id,
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "protocol version {version} is not supported; this router speaks {}",
+                    proto::PROTOCOL_VERSION
+                ),
+            );
+        }
+        if let Err(why) = control::validate_nickname(&nickname) {
+            return self.user_error(now, id, ErrorCode::BadNickname, why);
+        }
+        let ssrcs = Ssrcs {
+            audio: self.fresh_ssrc(),
+            video: self.fresh_ssrc(),
+        };
+        let token = format!("{:032x}", self.rng.random::<u128>());
+        self.tokens.insert(token.clone(), id);
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        s.identity = Some(Identity {
+            nickname: nickname.clone(),
+            ssrcs,
+            token: token.clone(),
+        });
+        self.send(
+            id,
+            ServerMessage::Welcome {
+                version: proto::PROTOCOL_VERSION,
+                session_id: id,
+                nickname,
+                udp_port: self.cfg.media_port,
+                media_token: token,
+                ssrcs,
+                heartbeat_interval_ms: self.cfg.heartbeat_interval.as_millis() as u64,
+                silence_timeout_ms: self.cfg.silence_timeout.as_millis() as u64,
+            },
+        );
+    }
+
+    fn fresh_ssrc(&mut self) -> u32 {
+        loop {
+            let s: u32 = self.rng.random();
+            if s != 0 && self.used_ssrcs.insert(s) {
+                return s;
+            }
+        }
+    }
+
+    fn on_join(&mut self, now: Instant, id: SessionId, name: String) {
+        let Some(s) = self.sessions.get(&id) else { return };
+        if let Some(current) = &s.room {
+            let msg = format!("JOIN: you are in room `{current}`; LEAVE first");
+            return self.user_error(now, id, ErrorCode::AlreadyInRoom, msg);
+        }
+        let Some(ident) = &s.identity else { return };
+        let nickname = ident.nickname.clone();
+        let ssrcs = ident.ssrcs;
+        let Some(room) = self.rooms.get(&name) else {
+            let shown: String = name.chars().take(64).collect();
+            return self.user_error(now, id, ErrorCode::UnknownRoom, format!("no room named `{shown}`"));
+        };
+        let max = room.spec.max_participants as usize;
+        if max > 0 && room.members.len() >= max {
+            return self.send(
+                id,
+                ServerMessage::Full {
+                    scope: FullScope::Room,
+                    message: format!("room `{name}` is limited to {max} participants"),
+                },
+            );
+        }
+        let taken = room.members.iter().any(|m| {
+            self.sessions
+                .get(m)
+                .and_then(|s| s.identity.as_ref())
+                .is_some_and(|i| i.nickname.to_lowercase() == nickname.to_lowercase())
+        });
+        if taken {
+            return self.user_error(
+                now,
+                id,
+                ErrorCode::NicknameTaken,
+                format!("nickname `{nickname}` is already used in room `{name}`"),
+            );
+        }
+        let kind = room.spec.kind.clone();
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.room = Some(name.clone());
+        }
+        self.send(
+            id,
+            ServerMessage::Joined {
+                room: name.clone(),
+                kind,
+                udp_port: self.cfg.media_port,
+            },
+        );
+        let Some(room) = self.rooms.get_mut(&name) else { return };
+        room.members.push(id);
+        room.routes.insert(id, Receivers::Nobody);
+        let member = Member {
+            session: id,
+            nickname,
+            ssrcs,
+        };
+        let mut out = Outbox::new();
+        room.plugin.on_join(now, &member, &mut out);
+        out.userlist_changed();
+        self.apply(&name, out);
+    }
+
+    fn room_command(&mut self, now: Instant, id: SessionId, cmd: &ClientMessage) {
+        let Some(name) = self.sessions.get(&id).and_then(|s| s.room.clone()) else {
+            let msg = format!("{}: join a room first", cmd.type_name());
+            return self.user_error(now, id, ErrorCode::NotInRoom, msg);
+        };
+        let Some(room) = self.rooms.get_mut(&name) else { return };
+        let mut out = Outbox::new();
+        let result = room.plugin.on_command(now, id, cmd, &mut out);
+        self.apply(&name, out);
+        if let Err(e) = result {
+            self.user_error(now, id, e.code, e.message);
+        }
+    }
+
+    /// Takes a session out of its room, telling it and the others.
+    fn leave_room(&mut self, now: Instant, id: SessionId, reason: LeaveReason) {
+        let Some(name) = self.sessions.get_mut(&id).and_then(|s| s.room.take()) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&name) else { return };
+        room.members.retain(|m| *m != id);
+        room.routes.remove(&id);
+        let mut out = Outbox::new();
+        room.plugin.on_leave(now, id, reason, &mut out);
+        out.userlist_changed();
+        self.apply(&name, out);
+        self.send(id, ServerMessage::Left { room: name, reason });
+    }
+
+    /// Forgets a session entirely; `close` asks the driver to close it.
+    fn remove_session(&mut self, now: Instant, id: SessionId, reason: LeaveReason, close: bool) {
+        if !self.sessions.contains_key(&id) {
+            return;
+        }
+        self.leave_room(now, id, reason);
+        let Some(s) = self.sessions.remove(&id) else { return };
+        if let Some(addr) = s.media_addr {
+            self.addr_owner.remove(&addr);
+            self.outputs.push_back(Output::Media(MediaCommand::Unbind { addr }));
+        }
+        if let Some(ident) = s.identity {
+            self.tokens.remove(&ident.token);
+            for ssrc in ident.ssrcs.iter() {
+                self.used_ssrcs.remove(&ssrc);
+            }
+        }
+        if close {
+            self.outputs.push_back(Output::Close { session: id });
+        }
+    }
+
+    // ----- media ----------------------------------------------------------
+
+    fn on_stun(&mut self, _now: Instant, from: SocketAddr, username: Option<String>, request: &[u8]) {
+        let owner = username.as_ref().and_then(|u| self.tokens.get(u)).copied();
+        let Some(id) = owner else {
+            self.stats.stun_refused += 1;
+            if let Some(bytes) = proto::media::binding_error(request, 401, "Unknown media token") {
+                self.outputs
+                    .push_back(Output::Media(MediaCommand::Reply { to: from, bytes }));
+            }
+            return;
+        };
+        self.stats.stun_bound += 1;
+        let old = self.sessions.get(&id).and_then(|s| s.media_addr);
+        if old != Some(from) {
+            // An address belongs to one session: a client that restarted on the
+            // same port takes it over from its stale session.
+            if let Some(prev) = self.addr_owner.insert(from, id)
+                && let Some(p) = self.sessions.get_mut(&prev)
+            {
+                p.media_addr = None;
+                let room = p.room.clone();
+                if let Some(room) = room {
+                    self.sync_routes(&room);
+                }
+            }
+            if let Some(old) = old {
+                self.addr_owner.remove(&old);
+                self.outputs
+                    .push_back(Output::Media(MediaCommand::Unbind { addr: old }));
+            }
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.media_addr = Some(from);
+            }
+            self.outputs.push_back(Output::Media(MediaCommand::Bind {
+                addr: from,
+                session: id,
+            }));
+            if let Some(room) = self.sessions.get(&id).and_then(|s| s.room.clone()) {
+                self.sync_routes(&room);
+            }
+        }
+        if let Some(bytes) = proto::media::binding_success(request, from) {
+            self.outputs
+                .push_back(Output::Media(MediaCommand::Reply { to: from, bytes }));
+        }
+    }
+
+    /// Brings the media worker's entries for `room` in line with its members,
+    /// their bound addresses and the plugin's routes.
+    fn sync_routes(&mut self, name: &str) {
+        let Some(room) = self.rooms.get_mut(name) else { return };
+        let addr_of = |id: &SessionId| self.sessions.get(id).and_then(|s| s.media_addr);
+        let mut desired: HashMap<u32, Route> = HashMap::new();
+        for &m in &room.members {
+            let Some(source) = addr_of(&m) else { continue };
+            let Some(ssrcs) = self
+                .sessions
+                .get(&m)
+                .and_then(|s| s.identity.as_ref())
+                .map(|i| i.ssrcs)
+            else {
+                continue;
+            };
+            let others = || room.members.iter().filter(move |o| **o != m);
+            let media: Vec<SocketAddr> = match room.routes.get(&m).unwrap_or(&Receivers::Nobody) {
+                Receivers::Nobody => Vec::new(),
+                Receivers::AllOthers => others().filter_map(addr_of).collect(),
+                Receivers::Only(list) => others()
+                    .filter(|o| list.contains(o))
+                    .filter_map(addr_of)
+                    .collect(),
+            };
+            let rtcp: Vec<SocketAddr> = others().filter_map(addr_of).collect();
+            let route = Route {
+                source,
+                media: media.into(),
+                rtcp: rtcp.into(),
+            };
+            for ssrc in ssrcs.iter() {
+                desired.insert(ssrc, route.clone());
+            }
+        }
+        let stale: Vec<u32> = room
+            .installed
+            .keys()
+            .filter(|s| !desired.contains_key(s))
+            .copied()
+            .collect();
+        for ssrc in stale {
+            room.installed.remove(&ssrc);
+            self.outputs
+                .push_back(Output::Media(MediaCommand::RemoveRoute { ssrc }));
+        }
+        for (ssrc, route) in desired {
+            if room.installed.get(&ssrc) != Some(&route) {
+                room.installed.insert(ssrc, route.clone());
+                self.outputs
+                    .push_back(Output::Media(MediaCommand::SetRoute { ssrc, route }));
+            }
+        }
+    }
+
+    // ----- plugin effects -------------------------------------------------
+
+    /// Carries out a plugin's effects: routes first (so media flows by the
+    /// time a client reads the message that allows it), then messages, then
+    /// USERLIST.
+    fn apply(&mut self, name: &str, mut out: Outbox) {
+        let mut messages: Vec<(Option<SessionId>, ServerMessage)> = Vec::new();
+        let mut userlist = false;
+        let Some(room) = self.rooms.get_mut(name) else { return };
+        for effect in out.drain() {
+            match effect {
+                Effect::Send { to, msg } => messages.push((Some(to), msg)),
+                Effect::Broadcast { msg } => messages.push((None, msg)),
+                Effect::SetRoute { sender, receivers } => {
+                    if room.members.contains(&sender) {
+                        room.routes.insert(sender, receivers);
+                    }
+                }
+                Effect::SetTimer { key, at } => {
+                    room.timers.insert(key, at);
+                    self.timers
+                        .push(Reverse((at, TimerRef::Room(name.to_owned(), key))));
+                }
+                Effect::CancelTimer { key } => {
+                    room.timers.remove(&key);
+                }
+                Effect::UserlistChanged => userlist = true,
+            }
+        }
+        // Membership and binding changes reach here too, so always resync: it
+        // only emits differences.
+        self.sync_routes(name);
+        let Some(room) = self.rooms.get(name) else { return };
+        let members = room.members.clone();
+        for (to, msg) in messages {
+            match to {
+                Some(to) if members.contains(&to) => self.send(to, msg),
+                Some(_) => {}
+                None => {
+                    let msg = Arc::new(msg);
+                    for &m in &members {
+                        self.outputs.push_back(Output::Send {
+                            session: m,
+                            msg: msg.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        if userlist {
+            let msg = Arc::new(self.userlist(name));
+            for &m in &members {
+                self.outputs.push_back(Output::Send {
+                    session: m,
+                    msg: msg.clone(),
+                });
+            }
+        }
+    }
+
+    fn userlist(&self, name: &str) -> ServerMessage {
+        let users = self
+            .rooms
+            .get(name)
+            .map(|room| {
+                room.members
+                    .iter()
+                    .filter_map(|id| {
+                        let ident = self.sessions.get(id)?.identity.as_ref()?;
+                        Some(UserInfo {
+                            session_id: *id,
+                            nickname: ident.nickname.clone(),
+                            ssrcs: ident.ssrcs,
+                            talking: room.plugin.is_talking(*id),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ServerMessage::Userlist {
+            room: name.to_owned(),
+            users,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

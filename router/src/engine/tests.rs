@@ -1,0 +1,432 @@
+//! Engine tests on virtual time: inputs in, outputs out, no sockets.
+
+use super::*;
+use proto::control::{DenyReason, ReleaseReason};
+
+struct Sim {
+    engine: Engine,
+    now: Instant,
+    /// Messages per session, in order.
+    inbox: HashMap<SessionId, Vec<ServerMessage>>,
+    closed: HashSet<SessionId>,
+    media: Vec<MediaCommand>,
+    /// The media worker's table, rebuilt from the commands.
+    table: HashMap<u32, Route>,
+    bound: HashMap<SocketAddr, SessionId>,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self::with(EngineConfig::default(), vec![])
+    }
+
+    fn with(mut cfg: EngineConfig, mut rooms: Vec<RoomSpec>) -> Self {
+        cfg.seed = Some(7);
+        if rooms.is_empty() {
+            rooms.push(RoomSpec {
+                name: "lobby".into(),
+                kind: "ptt".into(),
+                max_participants: 0,
+                options: Options::new(),
+            });
+        }
+        let engine = match Engine::new(cfg, Registry::builtin(), rooms) {
+            Ok(e) => e,
+            Err(e) => panic!("engine: {e}"),
+        };
+        Self {
+            engine,
+            now: Instant::now(),
+            inbox: HashMap::new(),
+            closed: HashSet::new(),
+            media: Vec::new(),
+            table: HashMap::new(),
+            bound: HashMap::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(o) = self.engine.poll_output() {
+            match o {
+                Output::Send { session, msg } => {
+                    self.inbox.entry(session).or_default().push((*msg).clone())
+                }
+                Output::Close { session } => {
+                    self.closed.insert(session);
+                }
+                Output::Media(cmd) => {
+                    match &cmd {
+                        MediaCommand::SetRoute { ssrc, route } => {
+                            self.table.insert(*ssrc, route.clone());
+                        }
+                        MediaCommand::RemoveRoute { ssrc } => {
+                            self.table.remove(ssrc);
+                        }
+                        MediaCommand::Bind { addr, session } => {
+                            self.bound.insert(*addr, *session);
+                        }
+                        MediaCommand::Unbind { addr } => {
+                            self.bound.remove(addr);
+                        }
+                        MediaCommand::Reply { .. } => {}
+                    }
+                    self.media.push(cmd);
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, i: Input) {
+        self.engine.handle_input(self.now, i);
+        self.drain();
+    }
+
+    fn line(&mut self, s: SessionId, json: &str) {
+        self.input(Input::Line {
+            session: s,
+            line: json.as_bytes().to_vec(),
+        });
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(at) = self.engine.poll_timeout() {
+            if at > end {
+                break;
+            }
+            self.now = self.now.max(at);
+            self.engine.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    fn take(&mut self, s: SessionId) -> Vec<ServerMessage> {
+        self.inbox.remove(&s).unwrap_or_default()
+    }
+
+    /// Connects, says HELLO, returns the WELCOME's ssrcs and token.
+    fn hello(&mut self, s: SessionId, nick: &str) -> (Ssrcs, String) {
+        self.input(Input::Connected {
+            session: s,
+            peer: addr(1),
+        });
+        self.line(
+            s,
+            &format!(r#"{{"type":"HELLO","version":1,"nickname":"{nick}"}}"#),
+        );
+        match self.take(s).pop() {
+            Some(ServerMessage::Welcome {
+                ssrcs, media_token, ..
+            }) => (ssrcs, media_token),
+            other => panic!("expected WELCOME, got {other:?}"),
+        }
+    }
+
+    fn stun(&mut self, from: SocketAddr, token: &str) -> proto::media::BindingResponse {
+        let Ok((req, tid)) = proto::media::binding_request(token) else {
+            panic!("stun request")
+        };
+        self.input(Input::StunBinding {
+            from,
+            username: Some(token.to_owned()),
+            request: req,
+        });
+        match self.media.iter().rev().find_map(|c| match c {
+            MediaCommand::Reply { to, bytes } if *to == from => {
+                proto::media::parse_binding_response(bytes, tid)
+            }
+            _ => None,
+        }) {
+            Some(b) => b,
+            None => panic!("no STUN reply"),
+        }
+    }
+
+    /// A client that said HELLO, joined `lobby` and bound media at port `s`.
+    fn member(&mut self, s: SessionId, nick: &str) -> Ssrcs {
+        let (ssrcs, token) = self.hello(s, nick);
+        self.line(s, r#"{"type":"JOIN","room":"lobby"}"#);
+        self.stun(addr(s as u16 + 40000), &token);
+        ssrcs
+    }
+
+    fn errors(&mut self, s: SessionId) -> Vec<ErrorCode> {
+        self.take(s)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Error { code, .. } => Some(code),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn hello_join_and_userlist() {
+    let mut s = Sim::new();
+    s.hello(1, "ann");
+    s.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    let m = s.take(1);
+    assert!(matches!(&m[0], ServerMessage::Joined { room, kind, .. } if room == "lobby" && kind == "ptt"));
+    s.hello(2, "bob");
+    s.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
+    let m = s.take(1);
+    let Some(ServerMessage::Userlist { users, .. }) = m.last() else {
+        panic!("{m:?}")
+    };
+    let names: Vec<_> = users.iter().map(|u| u.nickname.as_str()).collect();
+    assert_eq!(names, ["ann", "bob"]);
+    // SSRCs are distinct across sessions and kinds.
+    let all: HashSet<u32> = users.iter().flat_map(|u| u.ssrcs.iter()).collect();
+    assert_eq!(all.len(), 4);
+    s.line(2, r#"{"type":"LEAVE"}"#);
+    assert!(matches!(s.take(2).last(), Some(ServerMessage::Left { reason: LeaveReason::Left, .. })));
+    assert!(matches!(s.take(1).last(), Some(ServerMessage::Userlist { users, .. }) if users.len() == 1));
+}
+
+#[test]
+fn floor_drives_the_forwarding_table() {
+    let mut s = Sim::new();
+    let a = s.member(1, "a");
+    let b = s.member(2, "b");
+    let _c = s.member(3, "c");
+    // Nobody holds the floor: entries exist but forward to nobody.
+    assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(0));
+    assert_eq!(s.table.get(&a.audio).map(|r| r.rtcp.len()), Some(2));
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    let r = s.table.get(&a.audio).cloned();
+    let Some(r) = r else { panic!("no route") };
+    assert_eq!(r.source, addr(40001));
+    assert_eq!(&r.media[..], &[addr(40002), addr(40003)], "holder's media to the others, not back");
+    assert_eq!(s.table.get(&b.audio).map(|r| r.media.len()), Some(0));
+    // The route change is emitted before the MIC_GRANTED that allows sending.
+    let m = s.take(2);
+    assert!(m.iter().any(|m| matches!(m, ServerMessage::MicGranted { session_id: 1, .. })));
+    assert!(m.iter().any(|m| matches!(m, ServerMessage::Userlist { users, .. } if users[0].talking)));
+    s.line(2, r#"{"type":"MIC_REQUEST"}"#);
+    assert!(s.take(2).iter().any(|m| matches!(m, ServerMessage::MicDenied { reason: DenyReason::Queued, queue_position: Some(1), .. })));
+    s.line(1, r#"{"type":"MIC_RELEASE"}"#);
+    assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(0));
+    assert_eq!(s.table.get(&b.audio).map(|r| r.media.len()), Some(2));
+    // B's process goes away: its entries and binding disappear.
+    s.input(Input::Disconnected { session: 2 });
+    assert!(!s.table.contains_key(&b.audio));
+    assert!(!s.bound.values().any(|v| *v == 2));
+    let m = s.take(1);
+    assert!(m.iter().any(|m| matches!(m, ServerMessage::MicReleased { session_id: 2, reason: ReleaseReason::Disconnected, .. })));
+}
+
+#[test]
+fn members_joining_later_receive_the_holder() {
+    let mut s = Sim::new();
+    let a = s.member(1, "a");
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(0));
+    s.member(2, "b");
+    assert_eq!(s.table.get(&a.audio).map(|r| r.media.to_vec()), Some(vec![addr(40002)]));
+}
+
+#[test]
+fn stun_with_a_wrong_token_is_refused() {
+    let mut s = Sim::new();
+    s.hello(1, "a");
+    let reply = s.stun(addr(5000), "not-a-token");
+    assert!(matches!(reply, proto::media::BindingResponse::Error(401, _)));
+    assert!(s.bound.is_empty());
+    assert_eq!(s.engine.stats().stun_refused, 1);
+}
+
+#[test]
+fn rebinding_moves_the_address() {
+    let mut s = Sim::new();
+    let (a, tok) = s.hello(1, "a");
+    s.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    s.stun(addr(6000), &tok);
+    let r = s.stun(addr(6001), &tok);
+    assert_eq!(r, proto::media::BindingResponse::Success(addr(6001)));
+    assert_eq!(s.bound.get(&addr(6001)), Some(&1));
+    assert!(!s.bound.contains_key(&addr(6000)));
+    assert_eq!(s.table.get(&a.audio).map(|r| r.source), Some(addr(6001)));
+}
+
+#[test]
+fn silent_session_is_dropped_and_its_floor_released() {
+    let mut cfg = EngineConfig::default();
+    cfg.silence_timeout = Duration::from_secs(15);
+    let mut s = Sim::with(cfg, vec![]);
+    s.member(1, "a");
+    s.member(2, "b");
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    s.take(2);
+    // B keeps heartbeating; A goes silent.
+    for _ in 0..3 {
+        s.advance(Duration::from_secs(5));
+        s.line(2, r#"{"type":"HEARTBEAT"}"#);
+    }
+    assert!(s.closed.contains(&1), "A is dropped after 15 s");
+    assert!(!s.closed.contains(&2));
+    let m = s.take(2);
+    assert!(m.contains(&ServerMessage::HeartbeatAck));
+    assert!(m.iter().any(|m| matches!(m, ServerMessage::MicReleased { session_id: 1, reason: ReleaseReason::TimedOut, .. })));
+    assert!(s.take(1).iter().any(|m| matches!(m, ServerMessage::Error { code: ErrorCode::TimedOut, .. })));
+    assert_eq!(s.engine.stats().sessions, 1);
+}
+
+#[test]
+fn bad_inputs_get_documented_errors() {
+    let mut s = Sim::new();
+    s.input(Input::Connected { session: 1, peer: addr(1) });
+    s.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    s.line(1, r#"{"type":"HELLO","version":9,"nickname":"a"}"#);
+    s.line(1, r#"{"type":"HELLO","version":1,"nickname":"a\nb"}"#);
+    assert_eq!(
+        s.errors(1),
+        [ErrorCode::HelloRequired, ErrorCode::UnsupportedVersion, ErrorCode::BadNickname]
+    );
+    s.line(1, r#"{"type":"HELLO","version":1,"nickname":"Ann"}"#);
+    s.take(1);
+    s.line(1, r#"{"type":"HELLO","version":1,"nickname":"Ann"}"#);
+    s.line(1, r#"{"type":"JOIN","room":"nowhere"}"#);
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    s.line(1, r#"{"type":"LEAVE"}"#);
+    s.input(Input::LineTooLong { session: 1 });
+    assert_eq!(
+        s.errors(1),
+        [
+            ErrorCode::AlreadyWelcomed,
+            ErrorCode::UnknownRoom,
+            ErrorCode::NotInRoom,
+            ErrorCode::NotInRoom,
+            ErrorCode::LineTooLong
+        ]
+    );
+    s.advance(Duration::from_secs(10)); // refill the error budget
+    s.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    s.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    s.hello(2, "ann");
+    s.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
+    assert_eq!(s.errors(1), [ErrorCode::AlreadyInRoom]);
+    assert_eq!(s.errors(2), [ErrorCode::NicknameTaken], "nicknames are unique per room, case-insensitively");
+    assert!(s.closed.is_empty());
+}
+
+#[test]
+fn garbage_flood_closes_only_the_offender() {
+    let mut s = Sim::new();
+    s.member(1, "a");
+    s.input(Input::Connected { session: 2, peer: addr(2) });
+    for _ in 0..10 {
+        s.line(2, "garbage");
+    }
+    assert!(!s.closed.contains(&2), "ten bad lines are tolerated");
+    s.line(2, "garbage");
+    assert!(s.closed.contains(&2));
+    assert_eq!(s.errors(2).last(), Some(&ErrorCode::TooManyErrors));
+    // A slow trickle is forgiven.
+    s.hello(3, "c");
+    for _ in 0..50 {
+        s.line(3, "{");
+        s.advance(Duration::from_millis(1500));
+        s.line(3, r#"{"type":"HEARTBEAT"}"#);
+        s.line(1, r#"{"type":"HEARTBEAT"}"#);
+    }
+    assert!(!s.closed.contains(&3));
+    assert!(!s.closed.contains(&1));
+}
+
+#[test]
+fn server_and_room_limits_answer_full() {
+    let mut cfg = EngineConfig::default();
+    cfg.max_sessions = 2;
+    let room = RoomSpec {
+        name: "pair".into(),
+        kind: "ptt".into(),
+        max_participants: 1,
+        options: Options::new(),
+    };
+    let mut s = Sim::with(cfg, vec![room]);
+    s.hello(1, "a");
+    s.hello(2, "b");
+    s.input(Input::Connected { session: 3, peer: addr(3) });
+    assert!(matches!(s.take(3)[..], [ServerMessage::Full { scope: FullScope::Server, .. }]));
+    assert!(s.closed.contains(&3));
+    s.line(1, r#"{"type":"JOIN","room":"pair"}"#);
+    s.line(2, r#"{"type":"JOIN","room":"pair"}"#);
+    assert!(matches!(s.take(2)[..], [ServerMessage::Full { scope: FullScope::Room, .. }]));
+    assert!(!s.closed.contains(&2));
+}
+
+#[test]
+fn shutdown_tells_everyone() {
+    let mut s = Sim::new();
+    s.member(1, "a");
+    s.hello(2, "b");
+    s.engine.shutdown("maintenance");
+    s.drain();
+    for id in [1, 2] {
+        assert!(matches!(s.take(id).last(), Some(ServerMessage::ServerClose { reason }) if reason == "maintenance"));
+        assert!(s.closed.contains(&id));
+    }
+}
+
+#[test]
+fn bye_closes_cleanly() {
+    let mut s = Sim::new();
+    s.member(1, "a");
+    s.member(2, "b");
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    s.line(1, r#"{"type":"BYE"}"#);
+    assert!(s.closed.contains(&1));
+    assert!(s.take(2).iter().any(|m| matches!(m, ServerMessage::MicReleased { reason: ReleaseReason::Left, .. })));
+}
+
+#[test]
+fn burst_limit_on_engine_timers() {
+    let mut opts = Options::new();
+    opts.insert("burst_limit_secs".into(), serde_json::json!(2));
+    let room = RoomSpec {
+        name: "lobby".into(),
+        kind: "ptt".into(),
+        max_participants: 0,
+        options: opts,
+    };
+    let mut cfg = EngineConfig::default();
+    cfg.silence_timeout = Duration::from_secs(3600);
+    let mut s = Sim::with(cfg, vec![room]);
+    let a = s.member(1, "a");
+    s.member(2, "b");
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    s.advance(Duration::from_millis(1999));
+    assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(1));
+    s.advance(Duration::from_millis(1));
+    assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(0));
+    assert!(s.take(2).iter().any(|m| matches!(m, ServerMessage::MicRevoked { reason: proto::control::RevokeReason::BurstLimit, .. })));
+}
+
+#[test]
+fn thousands_of_steps_run_fast_on_virtual_time() {
+    let mut cfg = EngineConfig::default();
+    cfg.max_sessions = 10_000;
+    let mut s = Sim::with(cfg, vec![]);
+    for id in 1..=50 {
+        s.member(id, &format!("u{id}"));
+    }
+    for round in 0..500u64 {
+        let id = round % 50 + 1;
+        s.line(id, r#"{"type":"MIC_REQUEST"}"#);
+        s.advance(Duration::from_millis(100));
+        s.line(id, r#"{"type":"MIC_RELEASE"}"#);
+        if round % 20 == 0 {
+            for h in 1..=50 {
+                s.line(h, r#"{"type":"HEARTBEAT"}"#);
+            }
+        }
+        s.inbox.clear();
+    }
+    assert!(s.closed.is_empty());
+}

@@ -1,0 +1,64 @@
+//! The plugin registry: room kinds by name, compiled in.
+//!
+//! Rust has no stable ABI, so plugins are crates linked into the router, not
+//! shared objects; a room's kind is still chosen at run time by name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use plugin_api::{OptionError, Options, PluginFactory, PluginInfo, RelayPlugin};
+
+/// Why a room could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    #[error("unknown room kind `{kind}`; available: {available}")]
+    UnknownKind { kind: String, available: String },
+    #[error("bad room name: {0}")]
+    BadName(String),
+    #[error("room `{0}` already exists")]
+    Exists(String),
+    #[error(transparent)]
+    Option(#[from] OptionError),
+}
+
+/// Room kinds by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn PluginFactory>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Every kind built into this router.
+    pub fn builtin() -> Self {
+        let mut r = Self::empty();
+        r.register(Arc::new(ptt::PttFactory));
+        r
+    }
+
+    pub fn register(&mut self, factory: Arc<dyn PluginFactory>) {
+        self.kinds.insert(factory.info().kind, factory);
+    }
+
+    /// What each kind is and which options it takes.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        self.kinds.values().map(|f| f.info()).collect()
+    }
+
+    pub fn create(
+        &self,
+        kind: &str,
+        room: &str,
+        options: &Options,
+    ) -> Result<Box<dyn RelayPlugin>, RoomError> {
+        let factory = self.kinds.get(kind).ok_or_else(|| RoomError::UnknownKind {
+            kind: kind.to_owned(),
+            available: self.kinds.keys().copied().collect::<Vec<_>>().join(", "),
+        })?;
+        Ok(factory.create(room, options)?)
+    }
+}
