@@ -293,7 +293,7 @@ impl Engine {
                 );
             }
             Input::Disconnected { session } => {
-                self.remove_session(now, session, LeaveReason::Disconnected, false)
+                self.remove_session(now, session, LeaveReason::Disconnected)
             }
             Input::StunBinding {
                 from,
@@ -329,7 +329,7 @@ impl Engine {
                             message: format!("nothing received for {secs:.1} s"),
                         },
                     );
-                    self.remove_session(now, id, LeaveReason::TimedOut, true);
+                    self.remove_session(now, id, LeaveReason::TimedOut);
                 }
                 TimerRef::Room(name, key) => {
                     let Some(room) = self.rooms.get_mut(&name) else { continue };
@@ -418,7 +418,7 @@ impl Engine {
                     message: format!("too many bad messages; last one: {message}"),
                 },
             );
-            self.remove_session(now, id, LeaveReason::Disconnected, true);
+            self.remove_session(now, id, LeaveReason::Disconnected);
             return;
         }
         s.error_budget -= 1;
@@ -464,7 +464,7 @@ impl Engine {
             }
             ClientMessage::Bye { .. } => {
                 self.send(id, ServerMessage::Goodbye);
-                self.remove_session(now, id, LeaveReason::Left, true);
+                self.remove_session(now, id, LeaveReason::Left);
             }
             cmd @ (ClientMessage::MicRequest { .. } | ClientMessage::MicRelease) => {
                 self.room_command(now, id, &cmd)
@@ -618,8 +618,8 @@ impl Engine {
         self.send(id, ServerMessage::Left { room: name, reason });
     }
 
-    /// Forgets a session entirely; `close` asks the driver to close it.
-    fn remove_session(&mut self, now: Instant, id: SessionId, reason: LeaveReason, close: bool) {
+    /// Forgets a session entirely and asks the driver to close its connection.
+    fn remove_session(&mut self, now: Instant, id: SessionId, reason: LeaveReason) {
         if !self.sessions.contains_key(&id) {
             return;
         }
@@ -635,9 +635,7 @@ impl Engine {
                 self.used_ssrcs.remove(&ssrc);
             }
         }
-        if close {
-            self.outputs.push_back(Output::Close { session: id });
-        }
+        self.outputs.push_back(Output::Close { session: id });
     }
 
     // ----- media ----------------------------------------------------------

@@ -1,9 +1,16 @@
 //! The Switchboard router.
 //!
-//! Three layers, as in quinn: [`engine`] is the pure core; [`control`] and
-//! [`media`] are the tokio and thread drivers around it; [`media::mmsg`] owns
-//! batched UDP I/O. [`Router::start`] wires them together.
+//! Three layers, as in quinn: [`engine`] is the pure core (sessions, rooms,
+//! forwarding table, no I/O); [`driver`] holds the tokio tasks around it (the
+//! control listener, one task per connection, the engine task); [`media`] is
+//! the UDP worker thread, with [`media::mmsg`] owning batched socket I/O.
+//! [`Router::start`] wires them together.
 
 pub mod config;
+pub mod driver;
 pub mod engine;
+pub mod media;
 pub mod registry;
+
+pub use config::Config;
+pub use driver::Router;

@@ -1,1 +1,74 @@
-fn main() {}
+//! `switchboard`: run the media router.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use router::{Config, Router};
+use tracing_subscriber::EnvFilter;
+
+/// Switchboard media router: push-to-talk, voice, chat and meeting rooms.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// TOML configuration file (see docs/operations.md); optional.
+    #[arg(short, long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Control-channel TCP address (overrides the file).
+    #[arg(long, env = "SWITCHBOARD_CONTROL")]
+    control: Option<SocketAddr>,
+    /// Media UDP address (overrides the file).
+    #[arg(long, env = "SWITCHBOARD_MEDIA")]
+    media: Option<SocketAddr>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(a) = args.control {
+        config.control = a;
+    }
+    if let Some(a) = args.media {
+        config.media = a;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let router = Router::start(config).await?;
+        println!(
+            "switchboard: control tcp {} media udp {} (Ctrl-C to stop)",
+            router.control_addr(),
+            router.media_addr()
+        );
+        wait_for_signal().await?;
+        tracing::info!("signal received; closing sessions");
+        // Exit within 2 s whatever happens.
+        let _ = tokio::time::timeout(Duration::from_millis(1900), router.shutdown()).await;
+        anyhow::Ok(())
+    })?;
+    runtime.shutdown_timeout(Duration::from_millis(50));
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! The tokio drivers around the engine: the control-channel listener, one task
+//! per connection, and the engine task that owns the [`Engine`].
+//!
+//! They are small and dumb: read, hand to the engine, write what it says.
+//! Connection tasks never touch engine state; the engine task never blocks on
+//! a socket (a connection whose outgoing queue is full is closed).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use plugin_api::SessionId;
+use proto::control::{self, ServerMessage};
+use proto::framing::{Frame, LineFramer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::Config;
+use crate::engine::{Engine, EngineStats, Input, MediaCommand, Output};
+use crate::media::{self, MediaCounters, MediaStats};
+use crate::registry::Registry;
+
+/// Messages queued for one connection before it counts as a slow consumer.
+pub const CONNECTION_QUEUE: usize = 1024;
+/// Inputs queued for the engine before readers wait (backpressure).
+pub const ENGINE_QUEUE: usize = 8192;
+/// A write that takes longer than this closes the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for connections to flush SERVER_CLOSE.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// What the engine task receives.
+pub enum EngineEvent {
+    Input(Input),
+    /// A new connection's outgoing queue; sent before its `Connected`.
+    Register {
+        session: SessionId,
+        tx: mpsc::Sender<ConnCommand>,
+    },
+    Stats(oneshot::Sender<EngineStats>),
+}
+
+/// What a connection task receives.
+#[derive(Debug)]
+pub enum ConnCommand {
+    Send(Arc<ServerMessage>),
+    Close,
+}
+
+/// A running router.
+pub struct Router {
+    control_addr: SocketAddr,
+    media_addr: SocketAddr,
+    counters: Arc<MediaCounters>,
+    engine_tx: mpsc::Sender<EngineEvent>,
+    shutdown_tx: watch::Sender<bool>,
+    engine_task: tokio::task::JoinHandle<()>,
+    accept_task: tokio::task::JoinHandle<()>,
+    media_stop: Arc<AtomicBool>,
+    media_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Router {
+    /// Binds the sockets and starts every task. Must run inside a tokio runtime.
+    pub async fn start(config: Config) -> anyhow::Result<Router> {
+        Self::start_with(config, Registry::builtin(), None).await
+    }
+
+    /// Like [`Router::start`], with a chosen registry and RNG seed (tests).
+    pub async fn start_with(
+        config: Config,
+        registry: Registry,
+        seed: Option<u64>,
+    ) -> anyhow::Result<Router> {
+        let media_socket = media::mmsg::media_socket(config.media, media::POLL_INTERVAL)
+            .with_context(|| format!("binding media socket {}", config.media))?;
+        let media_addr = media_socket.local_addr()?;
+        let listener = TcpListener::bind(config.control)
+            .await
+            .with_context(|| format!("binding control listener {}", config.control))?;
+        let control_addr = listener.local_addr()?;
+
+        let mut ecfg = config.engine_config(media_addr.port());
+        ecfg.seed = seed;
+        let engine = Engine::new(ecfg, registry, config.room_specs())?;
+
+        let (engine_tx, engine_rx) = mpsc::channel(ENGINE_QUEUE);
+        let (media_tx, media_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let counters = Arc::new(MediaCounters::default());
+        let media_stop = Arc::new(AtomicBool::new(false));
+
+        let worker = media::Worker::new(
+            media_socket,
+            media_rx,
+            engine_tx.clone(),
+            counters.clone(),
+            media_stop.clone(),
+        );
+        let media_thread = std::thread::Builder::new()
+            .name("media-0".into())
+            .spawn(move || worker.run())?;
+
+        let engine_task = tokio::spawn(
+            run_engine(engine, engine_rx, media_tx, shutdown_rx)
+                .instrument(info_span!("engine")),
+        );
+        let accept_task = tokio::spawn(accept_loop(listener, engine_tx.clone()));
+        info!(%control_addr, %media_addr, "router started");
+        Ok(Router {
+            control_addr,
+            media_addr,
+            counters,
+            engine_tx,
+            shutdown_tx,
+            engine_task,
+            accept_task,
+            media_stop,
+            media_thread: Some(media_thread),
+        })
+    }
+
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
+    }
+
+    pub fn media_addr(&self) -> SocketAddr {
+        self.media_addr
+    }
+
+    pub fn media_stats(&self) -> MediaStats {
+        self.counters.snapshot()
+    }
+
+    /// The engine's own counters.
+    pub async fn engine_stats(&self) -> Option<EngineStats> {
+        let (tx, rx) = oneshot::channel();
+        self.engine_tx.send(EngineEvent::Stats(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Sends SERVER_CLOSE to every client, waits for the connections to flush
+    /// (at most [`SHUTDOWN_GRACE`]) and stops the media worker.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown_tx.send(true);
+        self.accept_task.abort();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(200), &mut self.engine_task).await;
+        self.engine_task.abort();
+        self.media_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.media_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        info!("router stopped");
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.media_stop.store(true, Ordering::Relaxed);
+        self.accept_task.abort();
+        self.engine_task.abort();
+    }
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn run_engine(
+    mut engine: Engine,
+    mut rx: mpsc::Receiver<EngineEvent>,
+    media: std::sync::mpsc::Sender<MediaCommand>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns: HashMap<SessionId, mpsc::Sender<ConnCommand>> = HashMap::new();
+    loop {
+        let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(EngineEvent::Input(input)) => engine.handle_input(now(), input),
+                Some(EngineEvent::Register { session, tx }) => { conns.insert(session, tx); }
+                Some(EngineEvent::Stats(reply)) => { let _ = reply.send(engine.stats()); }
+                None => break,
+            },
+            _ = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {
+                engine.handle_timeout(now());
+            }
+            _ = shutdown.changed() => {
+                engine.shutdown("the router is shutting down");
+                dispatch(&mut engine, &mut conns, &media);
+                break;
+            }
+        }
+        dispatch(&mut engine, &mut conns, &media);
+    }
+    // Let connection tasks flush what they have, then return.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while !conns.is_empty() && tokio::time::Instant::now() < deadline {
+        conns.retain(|_, tx| !tx.is_closed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn dispatch(
+    engine: &mut Engine,
+    conns: &mut HashMap<SessionId, mpsc::Sender<ConnCommand>>,
+    media: &std::sync::mpsc::Sender<MediaCommand>,
+) {
+    let mut overflowed = Vec::new();
+    while let Some(out) = engine.poll_output() {
+        match out {
+            Output::Send { session, msg } => {
+                if let Some(tx) = conns.get(&session)
+                    && tx.try_send(ConnCommand::Send(msg)).is_err()
+                {
+                    // Full (slow reader) or gone: either way the session ends.
+                    overflowed.push(session);
+                }
+            }
+            Output::Close { session } => {
+                if let Some(tx) = conns.remove(&session) {
+                    let _ = tx.try_send(ConnCommand::Close);
+                }
+            }
+            Output::Media(cmd) => {
+                let _ = media.send(cmd);
+            }
+        }
+    }
+    for session in overflowed {
+        if conns.remove(&session).is_some() {
+            warn!(session, "outgoing queue full or closed; dropping the session");
+            engine.handle_input(now(), Input::Disconnected { session });
+        }
+    }
+    if engine.poll_output().is_some() {
+        // Disconnects above produced more output (floor released, USERLIST).
+        dispatch(engine, conns, media);
+    }
+}
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<EngineEvent>) {
+    let mut tasks = JoinSet::new();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
+        if engine.send(EngineEvent::Register { session, tx }).await.is_err()
+            || engine
+                .send(EngineEvent::Input(Input::Connected { session, peer }))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let engine = engine.clone();
+        tasks.spawn(
+            connection(stream, session, engine, rx)
+                .instrument(info_span!("session", id = session, %peer)),
+        );
+        // Reap finished tasks so the set does not grow without bound.
+        while tasks.try_join_next().is_some() {}
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    session: SessionId,
+    engine: mpsc::Sender<EngineEvent>,
+    mut rx: mpsc::Receiver<ConnCommand>,
+) {
+    debug!("connected");
+    let (mut reader, mut writer) = stream.into_split();
+    let mut framer = LineFramer::new(control::MAX_LINE_BYTES);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            r = reader.read(&mut buf), if reading => match r {
+                Ok(0) | Err(_) => {
+                    reading = false;
+                    let _ = engine.send(EngineEvent::Input(Input::Disconnected { session })).await;
+                }
+                Ok(n) => {
+                    framer.push(&buf[..n]);
+                    while let Some(frame) = framer.next_frame() {
+                        let input = match frame {
+                            Frame::Line(line) => Input::Line { session, line },
+                            Frame::TooLong => Input::LineTooLong { session },
+                        };
+                        if engine.send(EngineEvent::Input(input)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            },
+            cmd = rx.recv() => match cmd {
+                Some(ConnCommand::Send(msg)) => {
+                    let mut out = control::to_line(&*msg);
+                    // Coalesce whatever else is queued into one write.
+                    let mut close = false;
+                    while let Ok(next) = rx.try_recv() {
+                        match next {
+                            ConnCommand::Send(m) => out.extend_from_slice(&control::to_line(&*m)),
+                            ConnCommand::Close => { close = true; break; }
+                        }
+                    }
+                    match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&out)).await {
+                        Ok(Ok(())) => {}
+                        _ => break,
+                    }
+                    if close {
+                        break;
+                    }
+                }
+                Some(ConnCommand::Close) | None => break,
+            },
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(200), writer.shutdown()).await;
+    if reading {
+        // Closed by the router: make sure the engine has forgotten it.
+        let _ = engine.send(EngineEvent::Input(Input::Disconnected { session })).await;
+    }
+    debug!("closed");
+}
