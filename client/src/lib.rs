@@ -1,0 +1,460 @@
+//! A headless Switchboard client.
+//!
+//! [`Session`] speaks the control channel: HELLO/WELCOME, rooms, the floor,
+//! heartbeats in the background, and every server message as a stream of
+//! events. [`Media`] is the UDP side: a STUN Binding that tells the router
+//! where we are, then RTP in and out with the SSRCs the router assigned.
+//! The CLI (`switchboard-client`) and the tests are built on these two.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::control::{self, ClientMessage, ErrorCode, ServerMessage, Ssrcs};
+use proto::framing::{Frame, LineFramer};
+use proto::media::{BindingResponse, MAX_DATAGRAM};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// What can go wrong for a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the router closed the connection")]
+    Closed,
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    #[error("router error {code:?}: {message}")]
+    Router { code: ErrorCode, message: String },
+    #[error("router is full: {0}")]
+    Full(String),
+    #[error("unexpected answer: {0:?}")]
+    Unexpected(Box<ServerMessage>),
+    #[error("media: {0}")]
+    Media(String),
+}
+
+/// What WELCOME told us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    pub session_id: u64,
+    pub nickname: String,
+    pub udp_port: u16,
+    pub media_token: String,
+    pub ssrcs: Ssrcs,
+    pub heartbeat_interval: Duration,
+    pub silence_timeout: Duration,
+}
+
+/// Options for [`Session::connect_with`].
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Send HEARTBEAT at the interval the router asks for.
+    pub heartbeat: bool,
+    /// How long to wait for WELCOME and other answers.
+    pub timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            heartbeat: true,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How a floor request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FloorAnswer {
+    Granted { burst_limit: Option<Duration> },
+    Denied {
+        reason: control::DenyReason,
+        holder: Option<String>,
+        queue_position: Option<u32>,
+    },
+}
+
+/// A control session with the router.
+pub struct Session {
+    welcome: Welcome,
+    server: SocketAddr,
+    tx: mpsc::Sender<ClientMessage>,
+    events: mpsc::Receiver<ServerMessage>,
+    timeout: Duration,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Session {
+    /// Connects, says HELLO and waits for WELCOME.
+    pub async fn connect(server: SocketAddr, nickname: &str) -> Result<Session, ClientError> {
+        Self::connect_with(server, nickname, ConnectOptions::default()).await
+    }
+
+    pub async fn connect_with(
+        server: SocketAddr,
+        nickname: &str,
+        opts: ConnectOptions,
+    ) -> Result<Session, ClientError> {
+        let stream = TcpStream::connect(server).await?;
+        stream.set_nodelay(true)?;
+        let (mut reader, mut writer) = stream.into_split();
+        let (tx, mut out_rx) = mpsc::channel::<ClientMessage>(256);
+        let (ev_tx, events) = mpsc::channel::<ServerMessage>(4096);
+        let writer_task = tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if writer.write_all(&control::to_line(&m)).await.is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        let reader_task = tokio::spawn(async move {
+            let mut framer = LineFramer::new(control::MAX_LINE_BYTES);
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                framer.push(&buf[..n]);
+                while let Some(f) = framer.next_frame() {
+                    let Frame::Line(line) = f else { continue };
+                    match serde_json::from_slice::<ServerMessage>(&line) {
+                        Ok(m) => {
+                            if ev_tx.send(m).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "unparseable server line"),
+                    }
+                }
+            }
+        });
+        let mut session = Session {
+            welcome: Welcome {
+                session_id: 0,
+                nickname: String::new(),
+                udp_port: 0,
+                media_token: String::new(),
+                ssrcs: Ssrcs { audio: 0, video: 0 },
+                heartbeat_interval: Duration::from_secs(5),
+                silence_timeout: Duration::from_secs(15),
+            },
+            server,
+            tx,
+            events,
+            timeout: opts.timeout,
+            tasks: vec![writer_task, reader_task],
+        };
+        session
+            .send(ClientMessage::Hello {
+                version: proto::PROTOCOL_VERSION,
+                nickname: nickname.to_owned(),
+                token: None,
+            })
+            .await?;
+        let welcome = session
+            .expect("WELCOME", |m| match m {
+                ServerMessage::Welcome {
+                    session_id,
+                    nickname,
+                    udp_port,
+                    media_token,
+                    ssrcs,
+                    heartbeat_interval_ms,
+                    silence_timeout_ms,
+                    ..
+                } => Some(Welcome {
+                    session_id: *session_id,
+                    nickname: nickname.clone(),
+                    udp_port: *udp_port,
+                    media_token: media_token.clone(),
+                    ssrcs: *ssrcs,
+                    heartbeat_interval: Duration::from_millis(*heartbeat_interval_ms),
+                    silence_timeout: Duration::from_millis(*silence_timeout_ms),
+                }),
+                _ => None,
+            })
+            .await?;
+        session.welcome = welcome;
+        if opts.heartbeat {
+            let tx = session.tx.clone();
+            let every = session.welcome.heartbeat_interval.max(Duration::from_millis(50));
+            session.tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if tx.send(ClientMessage::Heartbeat).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        Ok(session)
+    }
+
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// The router's media address (control host, WELCOME's UDP port).
+    pub fn media_server(&self) -> SocketAddr {
+        SocketAddr::new(self.server.ip(), self.welcome.udp_port)
+    }
+
+    /// Sends one control message.
+    pub async fn send(&self, msg: ClientMessage) -> Result<(), ClientError> {
+        self.tx.send(msg).await.map_err(|_| ClientError::Closed)
+    }
+
+    /// The next message from the router; `None` once the connection closed.
+    pub async fn next_event(&mut self) -> Option<ServerMessage> {
+        self.events.recv().await
+    }
+
+    /// Waits for the first message `pick` accepts, skipping others; fails on
+    /// ERROR, FULL or a close.
+    pub async fn expect<T>(
+        &mut self,
+        what: &'static str,
+        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
+    ) -> Result<T, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .map_err(|_| ClientError::Timeout(what))?
+                .ok_or(ClientError::Closed)?;
+            if let Some(t) = pick(&m) {
+                return Ok(t);
+            }
+            match m {
+                ServerMessage::Error { code, message } => {
+                    return Err(ClientError::Router { code, message });
+                }
+                ServerMessage::Full { message, .. } => return Err(ClientError::Full(message)),
+                ServerMessage::ServerClose { .. } => return Err(ClientError::Closed),
+                _ => {}
+            }
+        }
+    }
+
+    /// Joins a room and waits for JOINED.
+    pub async fn join(&mut self, room: &str) -> Result<(), ClientError> {
+        self.send(ClientMessage::Join { room: room.into() }).await?;
+        self.expect("JOINED", |m| matches!(m, ServerMessage::Joined { .. }).then_some(()))
+            .await
+    }
+
+    /// Asks for the floor and waits for the answer.
+    pub async fn request_floor(&mut self, priority: u8) -> Result<FloorAnswer, ClientError> {
+        self.send(ClientMessage::MicRequest { priority }).await?;
+        let me = self.welcome.session_id;
+        self.expect("MIC_GRANTED or MIC_DENIED", |m| match m {
+            ServerMessage::MicGranted {
+                session_id,
+                burst_limit_ms,
+                ..
+            } if *session_id == me => Some(FloorAnswer::Granted {
+                burst_limit: (*burst_limit_ms > 0).then(|| Duration::from_millis(*burst_limit_ms)),
+            }),
+            ServerMessage::MicDenied {
+                reason,
+                holder,
+                queue_position,
+                ..
+            } => Some(FloorAnswer::Denied {
+                reason: *reason,
+                holder: holder.clone(),
+                queue_position: *queue_position,
+            }),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits until the floor is granted to us (after being queued).
+    pub async fn wait_for_grant(&mut self, within: Duration) -> Result<(), ClientError> {
+        let me = self.welcome.session_id;
+        let saved = self.timeout;
+        self.timeout = within;
+        let r = self
+            .expect("MIC_GRANTED", |m| {
+                matches!(m, ServerMessage::MicGranted { session_id, .. } if *session_id == me)
+                    .then_some(())
+            })
+            .await;
+        self.timeout = saved;
+        r
+    }
+
+    /// Gives up the floor.
+    pub async fn release_floor(&self) -> Result<(), ClientError> {
+        self.send(ClientMessage::MicRelease).await
+    }
+
+    /// Opens a UDP socket and binds it at the router with STUN.
+    pub async fn bind_media(&self) -> Result<Media, ClientError> {
+        let server = self.media_server();
+        let local: SocketAddr = if server.is_ipv4() {
+            "0.0.0.0:0".parse().map_err(|_| ClientError::Media("addr".into()))?
+        } else {
+            "[::]:0".parse().map_err(|_| ClientError::Media("addr".into()))?
+        };
+        let socket = UdpSocket::bind(local).await?;
+        let media = Media {
+            socket: Arc::new(socket),
+            server,
+            ssrcs: self.welcome.ssrcs,
+            mapped: None,
+        };
+        media.stun_bind(&self.welcome.media_token).await
+    }
+}
+
+/// The UDP half of a session.
+#[derive(Debug, Clone)]
+pub struct Media {
+    socket: Arc<UdpSocket>,
+    server: SocketAddr,
+    ssrcs: Ssrcs,
+    mapped: Option<SocketAddr>,
+}
+
+impl Media {
+    /// Sends STUN Binding Requests with `token` (retransmitting as RFC 5389
+    /// suggests, from 100 ms doubling) until the router answers.
+    pub async fn stun_bind(mut self, token: &str) -> Result<Media, ClientError> {
+        let mut wait = Duration::from_millis(100);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        for _ in 0..7 {
+            let (req, tid) = proto::media::binding_request(token).map_err(ClientError::Media)?;
+            self.socket.send_to(&req, self.server).await?;
+            let deadline = tokio::time::Instant::now() + wait;
+            while let Ok(r) = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await {
+                let (n, _) = r?;
+                match proto::media::parse_binding_response(&buf[..n], tid) {
+                    Some(BindingResponse::Success(addr)) => {
+                        self.mapped = Some(addr);
+                        return Ok(self);
+                    }
+                    Some(BindingResponse::Error(code, reason)) => {
+                        return Err(ClientError::Media(format!("STUN error {code}: {reason}")));
+                    }
+                    None => {}
+                }
+            }
+            wait = (wait * 2).min(Duration::from_millis(1600));
+        }
+        Err(ClientError::Timeout("STUN binding response"))
+    }
+
+    /// Our address as the router sees it.
+    pub fn mapped_addr(&self) -> Option<SocketAddr> {
+        self.mapped
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    pub fn ssrcs(&self) -> Ssrcs {
+        self.ssrcs
+    }
+
+    pub fn socket(&self) -> &Arc<UdpSocket> {
+        &self.socket
+    }
+
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// Sends one datagram to the router as is.
+    pub async fn send_raw(&self, data: &[u8]) -> Result<(), ClientError> {
+        self.socket.send_to(data, self.server).await?;
+        Ok(())
+    }
+
+    /// Sends an RTP packet with our audio SSRC.
+    pub async fn send_rtp(&self, pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Result<(), ClientError> {
+        let p = proto::media::build_rtp(pt, seq, ts, self.ssrcs.audio, false, payload);
+        self.send_raw(&p).await
+    }
+
+    /// The next datagram from the router, or `None` after `within`.
+    pub async fn recv(&self, within: Duration) -> Result<Option<Vec<u8>>, ClientError> {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        match tokio::time::timeout(within, self.socket.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) if from == self.server => {
+                buf.truncate(n);
+                Ok(Some(buf))
+            }
+            Ok(Ok(_)) => Ok(None), // not from the router: ignore
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// A synthetic talker: RTP at a steady packet rate with a sequence number
+/// and the send time (µs since `epoch`) in the first bytes of the payload, so
+/// receivers can count loss and measure latency.
+pub struct SyntheticTalker {
+    pub pt: u8,
+    pub rate: u32,
+    pub payload_size: usize,
+    seq: u16,
+    ts: u32,
+}
+
+impl SyntheticTalker {
+    pub fn new(rate: u32, payload_size: usize) -> Self {
+        Self {
+            pt: 96,
+            rate: rate.max(1),
+            payload_size: payload_size.max(16),
+            seq: 0,
+            ts: 0,
+        }
+    }
+
+    /// The next packet for `ssrc`, stamped with `sent_us`.
+    pub fn next_packet(&mut self, ssrc: u32, sent_us: u64) -> Vec<u8> {
+        let mut payload = vec![0u8; self.payload_size];
+        payload[..8].copy_from_slice(&sent_us.to_be_bytes());
+        payload[8..16].copy_from_slice(&u64::from(self.seq).to_be_bytes());
+        let p = proto::media::build_rtp(self.pt, self.seq, self.ts, ssrc, false, &payload);
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(48_000 / self.rate);
+        p
+    }
+
+    /// Sends for `duration` at the configured rate; returns packets sent.
+    pub async fn run(&mut self, media: &Media, duration: Duration) -> Result<u64, ClientError> {
+        let start = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / self.rate);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut sent = 0;
+        while start.elapsed() < duration {
+            tick.tick().await;
+            let p = self.next_packet(media.ssrcs.audio, start.elapsed().as_micros() as u64);
+            media.send_raw(&p).await?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+}
