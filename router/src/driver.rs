@@ -18,7 +18,6 @@ use proto::framing::{Frame, LineFramer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::Config;
@@ -179,6 +178,8 @@ async fn run_engine(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns: HashMap<SessionId, mpsc::Sender<ConnCommand>> = HashMap::new();
+    // Connections told to close; at shutdown we wait for them to flush.
+    let mut closing: Vec<mpsc::Sender<ConnCommand>> = Vec::new();
     loop {
         let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
@@ -193,16 +194,21 @@ async fn run_engine(
             }
             _ = shutdown.changed() => {
                 engine.shutdown("the router is shutting down");
-                dispatch(&mut engine, &mut conns, &media);
+                dispatch(&mut engine, &mut conns, &mut closing, &media);
                 break;
             }
         }
-        dispatch(&mut engine, &mut conns, &media);
+        dispatch(&mut engine, &mut conns, &mut closing, &media);
+        closing.retain(|tx| !tx.is_closed());
     }
-    // Let connection tasks flush what they have, then return.
+    // Let connection tasks flush what they have (their receivers drop when
+    // they finish), then return.
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    while !conns.is_empty() && tokio::time::Instant::now() < deadline {
-        conns.retain(|_, tx| !tx.is_closed());
+    while tokio::time::Instant::now() < deadline {
+        closing.retain(|tx| !tx.is_closed());
+        if closing.is_empty() {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -210,6 +216,7 @@ async fn run_engine(
 fn dispatch(
     engine: &mut Engine,
     conns: &mut HashMap<SessionId, mpsc::Sender<ConnCommand>>,
+    closing: &mut Vec<mpsc::Sender<ConnCommand>>,
     media: &std::sync::mpsc::Sender<MediaCommand>,
 ) {
     let mut overflowed = Vec::new();
@@ -225,7 +232,11 @@ fn dispatch(
             }
             Output::Close { session } => {
                 if let Some(tx) = conns.remove(&session) {
-                    let _ = tx.try_send(ConnCommand::Close);
+                    // If the queue is full the sender is dropped here, which
+                    // ends the task once it drains the queue: a close either way.
+                    if tx.try_send(ConnCommand::Close).is_ok() {
+                        closing.push(tx);
+                    }
                 }
             }
             Output::Media(cmd) => {
@@ -241,14 +252,13 @@ fn dispatch(
     }
     if engine.poll_output().is_some() {
         // Disconnects above produced more output (floor released, USERLIST).
-        dispatch(engine, conns, media);
+        dispatch(engine, conns, closing, media);
     }
 }
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<EngineEvent>) {
-    let mut tasks = JoinSet::new();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -270,13 +280,12 @@ async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<EngineEvent>) {
         {
             return;
         }
-        let engine = engine.clone();
-        tasks.spawn(
-            connection(stream, session, engine, rx)
+        // Detached: connection tasks outlive the accept loop at shutdown, so
+        // they can flush SERVER_CLOSE. Each ends when its queue closes.
+        tokio::spawn(
+            connection(stream, session, engine.clone(), rx)
                 .instrument(info_span!("session", id = session, %peer)),
         );
-        // Reap finished tasks so the set does not grow without bound.
-        while tasks.try_join_next().is_some() {}
     }
 }
 

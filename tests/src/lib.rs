@@ -1,0 +1,70 @@
+//! Helpers shared by the end-to-end tests and benchmarks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use client::{Media, Session};
+use proto::control::ServerMessage;
+use router::{Config, Router};
+
+/// A router on loopback with ephemeral ports, and `config` tweaks applied.
+pub async fn start_router(tweak: impl FnOnce(&mut Config)) -> Router {
+    let mut config = Config {
+        control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        media: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    match Router::start_with(config, router::registry::Registry::builtin(), Some(1)).await {
+        Ok(r) => r,
+        Err(e) => panic!("router failed to start: {e:#}"),
+    }
+}
+
+/// A client that joined `room` and bound its media.
+pub async fn member(router: SocketAddr, nick: &str, room: &str) -> (Session, Media) {
+    let mut s = match Session::connect(router, nick).await {
+        Ok(s) => s,
+        Err(e) => panic!("{nick}: connect: {e}"),
+    };
+    if let Err(e) = s.join(room).await {
+        panic!("{nick}: join: {e}");
+    }
+    let m = match s.bind_media().await {
+        Ok(m) => m,
+        Err(e) => panic!("{nick}: bind: {e}"),
+    };
+    (s, m)
+}
+
+/// Every datagram arriving within `quiet` of the previous one.
+pub async fn drain_media(m: &Media, quiet: Duration) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    while let Ok(Some(d)) = m.recv(quiet).await {
+        got.push(d);
+    }
+    got
+}
+
+/// Waits for a message matching `pick`, panicking with what was seen instead.
+pub async fn wait_for<T>(
+    s: &mut Session,
+    within: Duration,
+    what: &str,
+    mut pick: impl FnMut(&ServerMessage) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, s.next_event()).await {
+            Ok(Some(m)) => {
+                if let Some(t) = pick(&m) {
+                    return t;
+                }
+                seen.push(m);
+            }
+            Ok(None) => panic!("connection closed while waiting for {what}; saw {seen:?}"),
+            Err(_) => panic!("timed out waiting for {what}; saw {seen:?}"),
+        }
+    }
+}
