@@ -1,0 +1,124 @@
+//! The CLI as a real process, against a router in this process.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use client::Session;
+use proto::control::{ReleaseReason, ServerMessage};
+use router::{Config, Router};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+async fn router() -> Router {
+    let config = Config {
+        control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        media: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        ..Config::default()
+    };
+    match Router::start(config).await {
+        Ok(r) => r,
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+async fn next_matching(s: &mut Session, within: Duration, mut f: impl FnMut(&ServerMessage) -> bool) -> ServerMessage {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.next_event()).await {
+            Ok(Some(m)) if f(&m) => return m,
+            Ok(Some(_)) => {}
+            other => panic!("nothing matching within {within:?}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn killed_talker_frees_the_floor() {
+    let router = router().await;
+    let addr = router.control_addr();
+    let mut observer = match Session::connect(addr, "observer").await {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    if let Err(e) = observer.join("lobby").await {
+        panic!("{e}");
+    }
+    let mut child = match Command::new(env!("CARGO_BIN_EXE_switchboard-client"))
+        .args(["--server", &addr.to_string(), "--nick", "doomed", "talk", "lobby", "--seconds", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("spawn: {e}"),
+    };
+    next_matching(&mut observer, Duration::from_secs(10), |m| {
+        matches!(m, ServerMessage::MicGranted { holder, .. } if holder == "doomed")
+    })
+    .await;
+    // Let it talk a little, then SIGKILL it mid-burst.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed_at = tokio::time::Instant::now();
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let m = next_matching(&mut observer, Duration::from_secs(15), |m| {
+        matches!(m, ServerMessage::MicReleased { holder, .. } if holder == "doomed")
+    })
+    .await;
+    assert!(matches!(m, ServerMessage::MicReleased { reason: ReleaseReason::Disconnected, .. }), "{m:?}");
+    // The kernel closes a killed process's sockets: no need to wait for the
+    // silence timeout.
+    assert!(killed_at.elapsed() < Duration::from_secs(3), "{:?}", killed_at.elapsed());
+    router.shutdown().await;
+}
+
+#[tokio::test]
+async fn talk_and_count_through_the_cli() {
+    let router = router().await;
+    let addr = router.control_addr().to_string();
+    let exe = env!("CARGO_BIN_EXE_switchboard-client");
+    let mut counter = match Command::new(exe)
+        .args(["--server", &addr, "--nick", "ears", "count", "lobby", "--seconds", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("spawn: {e}"),
+    };
+    let Some(stdout) = counter.stdout.take() else { panic!() };
+    let mut lines = BufReader::new(stdout).lines();
+    // Wait until the counter is in the room (its first USERLIST).
+    while let Ok(Some(l)) = lines.next_line().await {
+        if l.contains("USERLIST") {
+            break;
+        }
+    }
+    let talk = Command::new(exe)
+        .args(["--server", &addr, "--nick", "mouth", "talk", "lobby", "--seconds", "1", "--rate", "50"])
+        .output()
+        .await;
+    let Ok(talk) = talk else { panic!("talk failed to run") };
+    assert!(talk.status.success(), "{}", String::from_utf8_lossy(&talk.stderr));
+    let talk_out = String::from_utf8_lossy(&talk.stdout);
+    let sent: u64 = talk_out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "SUMMARY")
+        .and_then(|v| v["sent"].as_u64())
+        .unwrap_or(0);
+    assert!((45..=55).contains(&sent), "sent {sent}");
+    let mut summary = None;
+    while let Ok(Some(l)) = lines.next_line().await {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
+            && v["type"] == "SUMMARY"
+        {
+            summary = Some(v);
+        }
+    }
+    let Some(summary) = summary else { panic!("no summary from count") };
+    assert_eq!(summary["packets"].as_u64(), Some(sent), "{summary}");
+    router.shutdown().await;
+}
