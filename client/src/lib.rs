@@ -70,7 +70,9 @@ impl Default for ConnectOptions {
 /// How a floor request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FloorAnswer {
-    Granted { burst_limit: Option<Duration> },
+    Granted {
+        burst_limit: Option<Duration>,
+    },
     Denied {
         reason: control::DenyReason,
         holder: Option<String>,
@@ -191,7 +193,10 @@ impl Session {
         session.welcome = welcome;
         if opts.heartbeat {
             let tx = session.tx.clone();
-            let every = session.welcome.heartbeat_interval.max(Duration::from_millis(50));
+            let every = session
+                .welcome
+                .heartbeat_interval
+                .max(Duration::from_millis(50));
             session.tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.tick().await;
@@ -255,8 +260,10 @@ impl Session {
     /// Joins a room and waits for JOINED.
     pub async fn join(&mut self, room: &str) -> Result<(), ClientError> {
         self.send(ClientMessage::Join { room: room.into() }).await?;
-        self.expect("JOINED", |m| matches!(m, ServerMessage::Joined { .. }).then_some(()))
-            .await
+        self.expect("JOINED", |m| {
+            matches!(m, ServerMessage::Joined { .. }).then_some(())
+        })
+        .await
     }
 
     /// Asks for the floor and waits for the answer.
@@ -310,9 +317,13 @@ impl Session {
     pub async fn bind_media(&self) -> Result<Media, ClientError> {
         let server = self.media_server();
         let local: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0".parse().map_err(|_| ClientError::Media("addr".into()))?
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| ClientError::Media("addr".into()))?
         } else {
-            "[::]:0".parse().map_err(|_| ClientError::Media("addr".into()))?
+            "[::]:0"
+                .parse()
+                .map_err(|_| ClientError::Media("addr".into()))?
         };
         let socket = UdpSocket::bind(local).await?;
         let media = Media {
@@ -344,7 +355,9 @@ impl Media {
             let (req, tid) = proto::media::binding_request(token).map_err(ClientError::Media)?;
             self.socket.send_to(&req, self.server).await?;
             let deadline = tokio::time::Instant::now() + wait;
-            while let Ok(r) = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await {
+            while let Ok(r) =
+                tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await
+            {
                 let (n, _) = r?;
                 match proto::media::parse_binding_response(&buf[..n], tid) {
                     Some(BindingResponse::Success(addr)) => {
@@ -390,7 +403,13 @@ impl Media {
     }
 
     /// Sends an RTP packet with our audio SSRC.
-    pub async fn send_rtp(&self, pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Result<(), ClientError> {
+    pub async fn send_rtp(
+        &self,
+        pt: u8,
+        seq: u16,
+        ts: u32,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
         let p = proto::media::build_rtp(pt, seq, ts, self.ssrcs.audio, false, payload);
         self.send_raw(&p).await
     }

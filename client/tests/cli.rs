@@ -21,7 +21,11 @@ async fn router() -> Router {
     }
 }
 
-async fn next_matching(s: &mut Session, within: Duration, mut f: impl FnMut(&ServerMessage) -> bool) -> ServerMessage {
+async fn next_matching(
+    s: &mut Session,
+    within: Duration,
+    mut f: impl FnMut(&ServerMessage) -> bool,
+) -> ServerMessage {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(deadline, s.next_event()).await {
@@ -44,7 +48,16 @@ async fn killed_talker_frees_the_floor() {
         panic!("{e}");
     }
     let mut child = match Command::new(env!("CARGO_BIN_EXE_switchboard-client"))
-        .args(["--server", &addr.to_string(), "--nick", "doomed", "talk", "lobby", "--seconds", "60"])
+        .args([
+            "--server",
+            &addr.to_string(),
+            "--nick",
+            "doomed",
+            "talk",
+            "lobby",
+            "--seconds",
+            "60",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -53,23 +66,40 @@ async fn killed_talker_frees_the_floor() {
         Ok(c) => c,
         Err(e) => panic!("spawn: {e}"),
     };
-    next_matching(&mut observer, Duration::from_secs(10), |m| {
-        matches!(m, ServerMessage::MicGranted { holder, .. } if holder == "doomed")
-    })
+    next_matching(
+        &mut observer,
+        Duration::from_secs(10),
+        |m| matches!(m, ServerMessage::MicGranted { holder, .. } if holder == "doomed"),
+    )
     .await;
     // Let it talk a little, then SIGKILL it mid-burst.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let killed_at = tokio::time::Instant::now();
     let _ = child.start_kill();
     let _ = child.wait().await;
-    let m = next_matching(&mut observer, Duration::from_secs(15), |m| {
-        matches!(m, ServerMessage::MicReleased { holder, .. } if holder == "doomed")
-    })
+    let m = next_matching(
+        &mut observer,
+        Duration::from_secs(15),
+        |m| matches!(m, ServerMessage::MicReleased { holder, .. } if holder == "doomed"),
+    )
     .await;
-    assert!(matches!(m, ServerMessage::MicReleased { reason: ReleaseReason::Disconnected, .. }), "{m:?}");
+    assert!(
+        matches!(
+            m,
+            ServerMessage::MicReleased {
+                reason: ReleaseReason::Disconnected,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
     // The kernel closes a killed process's sockets: no need to wait for the
     // silence timeout.
-    assert!(killed_at.elapsed() < Duration::from_secs(3), "{:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        killed_at.elapsed()
+    );
     router.shutdown().await;
 }
 
@@ -79,7 +109,16 @@ async fn talk_and_count_through_the_cli() {
     let addr = router.control_addr().to_string();
     let exe = env!("CARGO_BIN_EXE_switchboard-client");
     let mut counter = match Command::new(exe)
-        .args(["--server", &addr, "--nick", "ears", "count", "lobby", "--seconds", "3"])
+        .args([
+            "--server",
+            &addr,
+            "--nick",
+            "ears",
+            "count",
+            "lobby",
+            "--seconds",
+            "3",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -88,7 +127,9 @@ async fn talk_and_count_through_the_cli() {
         Ok(c) => c,
         Err(e) => panic!("spawn: {e}"),
     };
-    let Some(stdout) = counter.stdout.take() else { panic!() };
+    let Some(stdout) = counter.stdout.take() else {
+        panic!()
+    };
     let mut lines = BufReader::new(stdout).lines();
     // Wait until the counter is in the room (its first USERLIST).
     while let Ok(Some(l)) = lines.next_line().await {
@@ -97,11 +138,28 @@ async fn talk_and_count_through_the_cli() {
         }
     }
     let talk = Command::new(exe)
-        .args(["--server", &addr, "--nick", "mouth", "talk", "lobby", "--seconds", "1", "--rate", "50"])
+        .args([
+            "--server",
+            &addr,
+            "--nick",
+            "mouth",
+            "talk",
+            "lobby",
+            "--seconds",
+            "1",
+            "--rate",
+            "50",
+        ])
         .output()
         .await;
-    let Ok(talk) = talk else { panic!("talk failed to run") };
-    assert!(talk.status.success(), "{}", String::from_utf8_lossy(&talk.stderr));
+    let Ok(talk) = talk else {
+        panic!("talk failed to run")
+    };
+    assert!(
+        talk.status.success(),
+        "{}",
+        String::from_utf8_lossy(&talk.stderr)
+    );
     let talk_out = String::from_utf8_lossy(&talk.stdout);
     let sent: u64 = talk_out
         .lines()
@@ -118,7 +176,9 @@ async fn talk_and_count_through_the_cli() {
             summary = Some(v);
         }
     }
-    let Some(summary) = summary else { panic!("no summary from count") };
+    let Some(summary) = summary else {
+        panic!("no summary from count")
+    };
     assert_eq!(summary["packets"].as_u64(), Some(sent), "{summary}");
     router.shutdown().await;
 }

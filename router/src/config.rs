@@ -165,7 +165,10 @@ mod tests {
         let c = Config::parse("").ok().unwrap_or_default();
         let rooms = c.room_specs();
         assert_eq!(rooms.len(), 1);
-        assert_eq!((rooms[0].name.as_str(), rooms[0].kind.as_str()), ("lobby", "ptt"));
+        assert_eq!(
+            (rooms[0].name.as_str(), rooms[0].kind.as_str()),
+            ("lobby", "ptt")
+        );
         assert_eq!(c.engine_config(1).silence_timeout, Duration::from_secs(15));
     }
 

@@ -107,8 +107,7 @@ impl Router {
             .spawn(move || worker.run())?;
 
         let engine_task = tokio::spawn(
-            run_engine(engine, engine_rx, media_tx, shutdown_rx)
-                .instrument(info_span!("engine")),
+            run_engine(engine, engine_rx, media_tx, shutdown_rx).instrument(info_span!("engine")),
         );
         let accept_task = tokio::spawn(accept_loop(listener, engine_tx.clone()));
         info!(%control_addr, %media_addr, "router started");
@@ -149,7 +148,11 @@ impl Router {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
         self.accept_task.abort();
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(200), &mut self.engine_task).await;
+        let _ = tokio::time::timeout(
+            SHUTDOWN_GRACE + Duration::from_millis(200),
+            &mut self.engine_task,
+        )
+        .await;
         self.engine_task.abort();
         self.media_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.media_thread.take() {
@@ -246,7 +249,10 @@ fn dispatch(
     }
     for session in overflowed {
         if conns.remove(&session).is_some() {
-            warn!(session, "outgoing queue full or closed; dropping the session");
+            warn!(
+                session,
+                "outgoing queue full or closed; dropping the session"
+            );
             engine.handle_input(now(), Input::Disconnected { session });
         }
     }
@@ -272,7 +278,10 @@ async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<EngineEvent>) {
         let _ = stream.set_nodelay(true);
         let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
-        if engine.send(EngineEvent::Register { session, tx }).await.is_err()
+        if engine
+            .send(EngineEvent::Register { session, tx })
+            .await
+            .is_err()
             || engine
                 .send(EngineEvent::Input(Input::Connected { session, peer }))
                 .await
@@ -346,7 +355,9 @@ async fn connection(
     let _ = tokio::time::timeout(Duration::from_millis(200), writer.shutdown()).await;
     if reading {
         // Closed by the router: make sure the engine has forgotten it.
-        let _ = engine.send(EngineEvent::Input(Input::Disconnected { session })).await;
+        let _ = engine
+            .send(EngineEvent::Input(Input::Disconnected { session }))
+            .await;
     }
     debug!("closed");
 }

@@ -18,9 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plugin_api::{
-    Effect, Member, Options, Outbox, Receivers, RelayPlugin, SessionId, TimerKey,
-};
+use plugin_api::{Effect, Member, Options, Outbox, Receivers, RelayPlugin, SessionId, TimerKey};
 use proto::control::{
     self, ClientMessage, ErrorCode, FullScope, LeaveReason, RoomInfo, ServerMessage, Ssrcs,
     UserInfo,
@@ -76,7 +74,10 @@ pub struct RoomSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// A control connection was accepted; the driver chose its id.
-    Connected { session: SessionId, peer: SocketAddr },
+    Connected {
+        session: SessionId,
+        peer: SocketAddr,
+    },
     /// A complete control line.
     Line { session: SessionId, line: Vec<u8> },
     /// A control line exceeded the limit and was discarded.
@@ -106,13 +107,26 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaCommand {
     /// `addr` belongs to a session now.
-    Bind { addr: SocketAddr, session: SessionId },
+    Bind {
+        addr: SocketAddr,
+        session: SessionId,
+    },
     /// `addr` belongs to nobody.
-    Unbind { addr: SocketAddr },
-    SetRoute { ssrc: u32, route: Route },
-    RemoveRoute { ssrc: u32 },
+    Unbind {
+        addr: SocketAddr,
+    },
+    SetRoute {
+        ssrc: u32,
+        route: Route,
+    },
+    RemoveRoute {
+        ssrc: u32,
+    },
     /// Send a STUN response.
-    Reply { to: SocketAddr, bytes: Vec<u8> },
+    Reply {
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
 }
 
 /// Something the drivers must do.
@@ -123,7 +137,9 @@ pub enum Output {
         msg: Arc<ServerMessage>,
     },
     /// Close the connection once what was sent before is written.
-    Close { session: SessionId },
+    Close {
+        session: SessionId,
+    },
     Media(MediaCommand),
 }
 
@@ -191,7 +207,11 @@ pub struct Engine {
 
 impl Engine {
     /// An engine with the given rooms.
-    pub fn new(cfg: EngineConfig, registry: Registry, rooms: Vec<RoomSpec>) -> Result<Self, RoomError> {
+    pub fn new(
+        cfg: EngineConfig,
+        registry: Registry,
+        rooms: Vec<RoomSpec>,
+    ) -> Result<Self, RoomError> {
         let rng = match cfg.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
@@ -237,7 +257,9 @@ impl Engine {
         if self.rooms.contains_key(&spec.name) {
             return Err(RoomError::Exists(spec.name));
         }
-        let plugin = self.registry.create(&spec.kind, &spec.name, &spec.options)?;
+        let plugin = self
+            .registry
+            .create(&spec.kind, &spec.name, &spec.options)?;
         self.rooms.insert(
             spec.name.clone(),
             Room {
@@ -314,7 +336,9 @@ impl Engine {
             };
             match what {
                 TimerRef::Silence(id) => {
-                    let Some(s) = self.sessions.get(&id) else { continue };
+                    let Some(s) = self.sessions.get(&id) else {
+                        continue;
+                    };
                     let deadline = s.last_seen + self.cfg.silence_timeout;
                     if deadline > now {
                         self.timers.push(Reverse((deadline, TimerRef::Silence(id))));
@@ -332,7 +356,9 @@ impl Engine {
                     self.remove_session(now, id, LeaveReason::TimedOut);
                 }
                 TimerRef::Room(name, key) => {
-                    let Some(room) = self.rooms.get_mut(&name) else { continue };
+                    let Some(room) = self.rooms.get_mut(&name) else {
+                        continue;
+                    };
                     if room.timers.get(&key) != Some(&at) {
                         continue; // re-armed or cancelled since
                     }
@@ -387,8 +413,10 @@ impl Engine {
                 last_refill: now,
             },
         );
-        self.timers
-            .push(Reverse((now + self.cfg.silence_timeout, TimerRef::Silence(id))));
+        self.timers.push(Reverse((
+            now + self.cfg.silence_timeout,
+            TimerRef::Silence(id),
+        )));
     }
 
     fn send(&mut self, session: SessionId, msg: ServerMessage) {
@@ -401,7 +429,9 @@ impl Engine {
     /// Answers a bad input with ERROR, closing the session when it has used up
     /// its error budget.
     fn protocol_error(&mut self, now: Instant, id: SessionId, code: ErrorCode, message: String) {
-        let Some(s) = self.sessions.get_mut(&id) else { return };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         self.stats.protocol_errors += 1;
         let refill = self.cfg.error_refill.as_nanos().max(1);
         let earned = (now.saturating_duration_since(s.last_refill).as_nanos() / refill) as u32;
@@ -425,12 +455,20 @@ impl Engine {
         self.send(id, ServerMessage::Error { code, message });
     }
 
-    fn user_error(&mut self, now: Instant, id: SessionId, code: ErrorCode, message: impl Into<String>) {
+    fn user_error(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) {
         self.protocol_error(now, id, code, message.into());
     }
 
     fn on_line(&mut self, now: Instant, id: SessionId, line: &[u8]) {
-        let Some(s) = self.sessions.get_mut(&id) else { return };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         s.last_seen = now;
         let welcomed = s.identity.is_some();
         let msg = match control::parse_client_line(line) {
@@ -459,7 +497,12 @@ impl Engine {
                 if self.sessions.get(&id).is_some_and(|s| s.room.is_some()) {
                     self.leave_room(now, id, LeaveReason::Left);
                 } else {
-                    self.user_error(now, id, ErrorCode::NotInRoom, "LEAVE: you are not in a room");
+                    self.user_error(
+                        now,
+                        id,
+                        ErrorCode::NotInRoom,
+                        "LEAVE: you are not in a room",
+                    );
                 }
             }
             ClientMessage::Bye { .. } => {
@@ -474,7 +517,12 @@ impl Engine {
 
     fn on_hello(&mut self, now: Instant, id: SessionId, version: u32, nickname: String) {
         if self.sessions.get(&id).is_some_and(|s| s.identity.is_some()) {
-            return self.user_error(now, id, ErrorCode::AlreadyWelcomed, "HELLO was already accepted");
+            return self.user_error(
+                now,
+                id,
+                ErrorCode::AlreadyWelcomed,
+                "HELLO was already accepted",
+            );
         }
         if version != proto::PROTOCOL_VERSION {
             return self.user_error(
@@ -496,7 +544,9 @@ impl Engine {
         };
         let token = format!("{:032x}", self.rng.random::<u128>());
         self.tokens.insert(token.clone(), id);
-        let Some(s) = self.sessions.get_mut(&id) else { return };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         s.identity = Some(Identity {
             nickname: nickname.clone(),
             ssrcs,
@@ -527,7 +577,9 @@ impl Engine {
     }
 
     fn on_join(&mut self, now: Instant, id: SessionId, name: String) {
-        let Some(s) = self.sessions.get(&id) else { return };
+        let Some(s) = self.sessions.get(&id) else {
+            return;
+        };
         if let Some(current) = &s.room {
             let msg = format!("JOIN: you are in room `{current}`; LEAVE first");
             return self.user_error(now, id, ErrorCode::AlreadyInRoom, msg);
@@ -537,7 +589,12 @@ impl Engine {
         let ssrcs = ident.ssrcs;
         let Some(room) = self.rooms.get(&name) else {
             let shown: String = name.chars().take(64).collect();
-            return self.user_error(now, id, ErrorCode::UnknownRoom, format!("no room named `{shown}`"));
+            return self.user_error(
+                now,
+                id,
+                ErrorCode::UnknownRoom,
+                format!("no room named `{shown}`"),
+            );
         };
         let max = room.spec.max_participants as usize;
         if max > 0 && room.members.len() >= max {
@@ -575,7 +632,9 @@ impl Engine {
                 udp_port: self.cfg.media_port,
             },
         );
-        let Some(room) = self.rooms.get_mut(&name) else { return };
+        let Some(room) = self.rooms.get_mut(&name) else {
+            return;
+        };
         room.members.push(id);
         room.routes.insert(id, Receivers::Nobody);
         let member = Member {
@@ -594,7 +653,9 @@ impl Engine {
             let msg = format!("{}: join a room first", cmd.type_name());
             return self.user_error(now, id, ErrorCode::NotInRoom, msg);
         };
-        let Some(room) = self.rooms.get_mut(&name) else { return };
+        let Some(room) = self.rooms.get_mut(&name) else {
+            return;
+        };
         let mut out = Outbox::new();
         let result = room.plugin.on_command(now, id, cmd, &mut out);
         self.apply(&name, out);
@@ -608,7 +669,9 @@ impl Engine {
         let Some(name) = self.sessions.get_mut(&id).and_then(|s| s.room.take()) else {
             return;
         };
-        let Some(room) = self.rooms.get_mut(&name) else { return };
+        let Some(room) = self.rooms.get_mut(&name) else {
+            return;
+        };
         room.members.retain(|m| *m != id);
         room.routes.remove(&id);
         let mut out = Outbox::new();
@@ -624,10 +687,13 @@ impl Engine {
             return;
         }
         self.leave_room(now, id, reason);
-        let Some(s) = self.sessions.remove(&id) else { return };
+        let Some(s) = self.sessions.remove(&id) else {
+            return;
+        };
         if let Some(addr) = s.media_addr {
             self.addr_owner.remove(&addr);
-            self.outputs.push_back(Output::Media(MediaCommand::Unbind { addr }));
+            self.outputs
+                .push_back(Output::Media(MediaCommand::Unbind { addr }));
         }
         if let Some(ident) = s.identity {
             self.tokens.remove(&ident.token);
@@ -640,7 +706,13 @@ impl Engine {
 
     // ----- media ----------------------------------------------------------
 
-    fn on_stun(&mut self, _now: Instant, from: SocketAddr, username: Option<String>, request: &[u8]) {
+    fn on_stun(
+        &mut self,
+        _now: Instant,
+        from: SocketAddr,
+        username: Option<String>,
+        request: &[u8],
+    ) {
         let owner = username.as_ref().and_then(|u| self.tokens.get(u)).copied();
         let Some(id) = owner else {
             self.stats.stun_refused += 1;
@@ -689,7 +761,9 @@ impl Engine {
     /// Brings the media worker's entries for `room` in line with its members,
     /// their bound addresses and the plugin's routes.
     fn sync_routes(&mut self, name: &str) {
-        let Some(room) = self.rooms.get_mut(name) else { return };
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
         let addr_of = |id: &SessionId| self.sessions.get(id).and_then(|s| s.media_addr);
         let mut desired: HashMap<u32, Route> = HashMap::new();
         for &m in &room.members {
@@ -749,7 +823,9 @@ impl Engine {
     fn apply(&mut self, name: &str, mut out: Outbox) {
         let mut messages: Vec<(Option<SessionId>, ServerMessage)> = Vec::new();
         let mut userlist = false;
-        let Some(room) = self.rooms.get_mut(name) else { return };
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
         for effect in out.drain() {
             match effect {
                 Effect::Send { to, msg } => messages.push((Some(to), msg)),
@@ -773,7 +849,9 @@ impl Engine {
         // Membership and binding changes reach here too, so always resync: it
         // only emits differences.
         self.sync_routes(name);
-        let Some(room) = self.rooms.get(name) else { return };
+        let Some(room) = self.rooms.get(name) else {
+            return;
+        };
         let members = room.members.clone();
         for (to, msg) in messages {
             match to {

@@ -1,1 +1,370 @@
-fn main() {}
+//! Forwarding benchmark: one sender fanned out to 9 receivers on loopback,
+//! through the Switchboard router and through a bare recvmmsg/sendmmsg relay,
+//! in the same run, reported as figures and as a ratio.
+//!
+//! `cargo bench -p switchboard-tests --bench forwarding [-- --seconds 3 --rounds 3]`
+//!
+//! The sender blasts 160-byte RTP packets with sendmmsg as fast as it can; the
+//! relay under test is the bottleneck. Receivers count what actually arrives.
+//! Besides packets per second, the relay thread's CPU time is read from
+//! /proc, giving packets per CPU-second, which is less sensitive to the other
+//! threads sharing the two cores.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use router::media::mmsg::{self, RecvBatch, SendBatch};
+
+const FANOUT: usize = 9;
+const PAYLOAD: usize = 160;
+
+struct Args {
+    seconds: f64,
+    rounds: usize,
+    json: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        seconds: 3.0,
+        rounds: 3,
+        json: Some("target/bench-forwarding.json".into()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seconds" => a.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.seconds),
+            "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.rounds),
+            "--json" => a.json = it.next(),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    a
+}
+
+fn socket() -> UdpSocket {
+    match mmsg::media_socket(([127, 0, 0, 1], 0).into(), Duration::from_millis(100)) {
+        Ok(s) => s,
+        Err(e) => panic!("socket: {e}"),
+    }
+}
+
+/// CPU seconds used so far by this process's thread named `name`.
+fn thread_cpu(name: &str) -> Option<f64> {
+    let tick = 100.0; // USER_HZ on Linux
+    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        // Fields after the parenthesised name: state is field 3; utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = f.get(11)?.parse().ok()?;
+        let stime: f64 = f.get(12)?.parse().ok()?;
+        return Some((utime + stime) / tick);
+    }
+    None
+}
+
+/// Nine receivers, each a thread counting datagrams.
+struct Receivers {
+    sockets: Vec<UdpSocket>,
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Receivers {
+    fn new() -> Self {
+        Self {
+            sockets: (0..FANOUT).map(|_| socket()).collect(),
+            count: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        }
+    }
+
+    fn addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    fn start(&mut self) {
+        for s in &self.sockets {
+            let Ok(s) = s.try_clone() else {
+                panic!("clone")
+            };
+            let count = self.count.clone();
+            let stop = self.stop.clone();
+            self.threads.push(std::thread::spawn(move || {
+                let mut b = RecvBatch::new(mmsg::BATCH);
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(n) = b.recv(&s) {
+                        count.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Blasts RTP with `ssrc` at `to` until stopped.
+fn spawn_sender(
+    sock: UdpSocket,
+    to: SocketAddr,
+    ssrc: u32,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut sb = SendBatch::new();
+        let mut sent = 0u64;
+        let mut seq = 0u16;
+        while !stop.load(Ordering::Relaxed) {
+            let pkts: Vec<Vec<u8>> = (0..mmsg::BATCH)
+                .map(|_| {
+                    seq = seq.wrapping_add(1);
+                    proto::media::build_rtp(
+                        96,
+                        seq,
+                        u32::from(seq) * 160,
+                        ssrc,
+                        false,
+                        &[0x55; PAYLOAD],
+                    )
+                })
+                .collect();
+            sent += sb.send(&sock, pkts.iter().map(|p| (p.as_slice(), to))) as u64;
+        }
+        sent
+    })
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    /// Input packets per second that reached all receivers (received / 9 / s).
+    in_pps: f64,
+    /// Datagrams per second delivered to receivers.
+    out_pps: f64,
+    /// Relay thread CPU seconds during the window.
+    cpu: f64,
+    /// Delivered datagrams per relay CPU-second.
+    out_per_cpu_s: f64,
+}
+
+/// Runs the sender against `target` for the window; `relay_thread` names the
+/// thread whose CPU is charged.
+fn measure(
+    target: SocketAddr,
+    ssrc: u32,
+    sender_sock: UdpSocket,
+    rx: Receivers,
+    relay_thread: &str,
+    seconds: f64,
+) -> Figures {
+    let mut rx = rx;
+    rx.start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = spawn_sender(sender_sock, target, ssrc, stop.clone());
+    std::thread::sleep(Duration::from_millis(300)); // warm-up
+    let c0 = rx.count.load(Ordering::Relaxed);
+    let cpu0 = thread_cpu(relay_thread).unwrap_or(0.0);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let c1 = rx.count.load(Ordering::Relaxed);
+    let cpu1 = thread_cpu(relay_thread).unwrap_or(0.0);
+    let dt = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sender.join();
+    rx.stop();
+    let out = (c1 - c0) as f64;
+    let cpu = cpu1 - cpu0;
+    Figures {
+        in_pps: out / FANOUT as f64 / dt,
+        out_pps: out / dt,
+        cpu,
+        out_per_cpu_s: if cpu > 0.0 { out / cpu } else { 0.0 },
+    }
+}
+
+/// The ceiling: recvmmsg, then one sendmmsg with 9 copies of each packet.
+fn bare_relay(seconds: f64) -> Figures {
+    let relay = socket();
+    let Ok(relay_addr) = relay.local_addr() else {
+        panic!()
+    };
+    let rx = Receivers::new();
+    let dests = rx.addrs();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let t = std::thread::Builder::new()
+        .name("bare-relay".into())
+        .spawn(move || {
+            let mut b = RecvBatch::new(mmsg::BATCH);
+            let mut sb = SendBatch::new();
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok(n) = b.recv(&relay) else { continue };
+                sb.send(
+                    &relay,
+                    (0..n)
+                        .flat_map(|i| dests.iter().map(move |d| (i, *d)))
+                        .map(|(i, d)| (b.data(i), d))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                );
+            }
+        });
+    let Ok(t) = t else { panic!() };
+    let f = measure(relay_addr, 1, socket(), rx, "bare-relay", seconds);
+    stop.store(true, Ordering::Relaxed);
+    let _ = t.join();
+    f
+}
+
+/// Binds a std socket at the router with STUN.
+fn stun_bind(sock: &UdpSocket, server: SocketAddr, token: &str) {
+    let Ok((req, tid)) = proto::media::binding_request(token) else {
+        panic!()
+    };
+    let mut buf = [0u8; 1500];
+    for _ in 0..20 {
+        let _ = sock.send_to(&req, server);
+        if let Ok((n, _)) = sock.recv_from(&mut buf)
+            && let Some(proto::media::BindingResponse::Success(_)) =
+                proto::media::parse_binding_response(&buf[..n], tid)
+        {
+            return;
+        }
+    }
+    panic!("STUN bind failed");
+}
+
+fn through_router(rt: &tokio::runtime::Runtime, seconds: f64) -> Figures {
+    let router = rt.block_on(switchboard_tests::start_router(|_| {}));
+    let ctl = router.control_addr();
+    let media = router.media_addr();
+    let rx = Receivers::new();
+    let mut sessions = Vec::new();
+    for (i, s) in rx.sockets.iter().enumerate() {
+        let sess = rt.block_on(async {
+            let mut sess = client::Session::connect(ctl, &format!("rx{i}")).await?;
+            sess.join("lobby").await?;
+            Ok::<_, client::ClientError>(sess)
+        });
+        let Ok(sess) = sess else {
+            panic!("receiver session")
+        };
+        stun_bind(s, media, &sess.welcome().media_token);
+        sessions.push(sess);
+    }
+    let sender_sock = socket();
+    let (talker, ssrc) = rt
+        .block_on(async {
+            let mut sess = client::Session::connect(ctl, "tx").await?;
+            sess.join("lobby").await?;
+            let ssrc = sess.welcome().ssrcs.audio;
+            Ok::<_, client::ClientError>((sess, ssrc))
+        })
+        .unwrap_or_else(|e| panic!("talker: {e}"));
+    stun_bind(&sender_sock, media, &talker.welcome().media_token);
+    let mut talker = talker;
+    let granted = rt.block_on(talker.request_floor(0));
+    assert!(
+        matches!(granted, Ok(client::FloorAnswer::Granted { .. })),
+        "{granted:?}"
+    );
+    let f = measure(media, ssrc, sender_sock, rx, "media-0", seconds);
+    let stats = router.media_stats();
+    eprintln!(
+        "  router counters: received {} forwarded {} sent {} dropped(not routed {}, foreign {}, unbound {})",
+        stats.received,
+        stats.forwarded,
+        stats.sent,
+        stats.dropped_not_routed,
+        stats.dropped_foreign_ssrc,
+        stats.dropped_unbound
+    );
+    rt.block_on(router.shutdown());
+    drop(sessions);
+    f
+}
+
+fn main() {
+    let a = args();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("{e}"),
+    };
+    println!(
+        "forwarding: 1 sender -> {FANOUT} receivers, {PAYLOAD}-byte payload, {} s x {} rounds",
+        a.seconds, a.rounds
+    );
+    let mut base = Vec::new();
+    let mut sb = Vec::new();
+    for round in 1..=a.rounds {
+        let b = bare_relay(a.seconds);
+        eprintln!(
+            "round {round}/{}: bare relay  {:>9.0} pkt/s in, {:>9.0} out, {:>10.0} out per CPU-s ({:.2} CPU-s)",
+            a.rounds, b.in_pps, b.out_pps, b.out_per_cpu_s, b.cpu
+        );
+        let r = through_router(&rt, a.seconds);
+        eprintln!(
+            "round {round}/{}: switchboard {:>9.0} pkt/s in, {:>9.0} out, {:>10.0} out per CPU-s ({:.2} CPU-s)",
+            a.rounds, r.in_pps, r.out_pps, r.out_per_cpu_s, r.cpu
+        );
+        base.push(b);
+        sb.push(r);
+    }
+    let best = |v: &[Figures], f: fn(&Figures) -> f64| v.iter().map(f).fold(0.0, f64::max);
+    let b_in = best(&base, |f| f.in_pps);
+    let r_in = best(&sb, |f| f.in_pps);
+    let b_cpu = best(&base, |f| f.out_per_cpu_s);
+    let r_cpu = best(&sb, |f| f.out_per_cpu_s);
+    println!();
+    println!("| relay | input pkt/s | delivered pkt/s | delivered per relay CPU-s |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| bare sendmmsg relay | {:.0} | {:.0} | {:.0} |",
+        b_in,
+        b_in * FANOUT as f64,
+        b_cpu
+    );
+    println!(
+        "| switchboard router | {:.0} | {:.0} | {:.0} |",
+        r_in,
+        r_in * FANOUT as f64,
+        r_cpu
+    );
+    println!(
+        "| ratio router / bare | {:.2} | | {:.2} |",
+        r_in / b_in.max(1.0),
+        r_cpu / b_cpu.max(1.0)
+    );
+    if let Some(path) = a.json {
+        let report = serde_json::json!({
+            "fanout": FANOUT, "payload": PAYLOAD, "seconds": a.seconds, "rounds": a.rounds,
+            "bare": {"in_pps": b_in, "out_per_cpu_s": b_cpu},
+            "router": {"in_pps": r_in, "out_per_cpu_s": r_cpu},
+            "ratio_pps": r_in / b_in.max(1.0), "ratio_per_cpu": r_cpu / b_cpu.max(1.0),
+        });
+        if std::fs::write(&path, report.to_string()).is_ok() {
+            println!("\nreport written to {path}");
+        }
+    }
+}

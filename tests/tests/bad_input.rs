@@ -53,20 +53,33 @@ impl Raw {
         loop {
             match self.next().await {
                 Some(ServerMessage::Error { code: c, message }) => {
-                    assert_eq!(c, code, "for {:?}: {message}", String::from_utf8_lossy(&bytes[..bytes.len().min(80)]));
+                    assert_eq!(
+                        c,
+                        code,
+                        "for {:?}: {message}",
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
+                    );
                     assert!(!message.is_empty());
                     return;
                 }
                 Some(_) => continue,
-                None => panic!("no ERROR {code:?} for {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(80)])),
+                None => panic!(
+                    "no ERROR {code:?} for {:?}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
+                ),
             }
         }
     }
 
     async fn hello(&mut self, nick: &str) {
-        self.send(format!("{{\"type\":\"HELLO\",\"version\":1,\"nickname\":\"{nick}\"}}\n").as_bytes())
-            .await;
-        assert!(matches!(self.next().await, Some(ServerMessage::Welcome { .. })));
+        self.send(
+            format!("{{\"type\":\"HELLO\",\"version\":1,\"nickname\":\"{nick}\"}}\n").as_bytes(),
+        )
+        .await;
+        assert!(matches!(
+            self.next().await,
+            Some(ServerMessage::Welcome { .. })
+        ));
     }
 
     /// True when the connection is still served (a heartbeat is answered).
@@ -90,27 +103,51 @@ async fn every_bad_input_gets_its_documented_outcome() {
     // Two innocent members keep talking through all of it.
     let (mut alice, ma) = member(addr, "alice", "lobby").await;
     let (_bob, mb) = member(addr, "bob", "lobby").await;
-    assert!(matches!(alice.request_floor(0).await, Ok(FloorAnswer::Granted { .. })));
+    assert!(matches!(
+        alice.request_floor(0).await,
+        Ok(FloorAnswer::Granted { .. })
+    ));
 
     let mut x = Raw::connect(addr).await;
     // 1. A command before HELLO.
-    x.expect_error(b"{\"type\":\"JOIN\",\"room\":\"lobby\"}\n", ErrorCode::HelloRequired).await;
+    x.expect_error(
+        b"{\"type\":\"JOIN\",\"room\":\"lobby\"}\n",
+        ErrorCode::HelloRequired,
+    )
+    .await;
     // 2. Truncated JSON.
-    x.expect_error(b"{\"type\":\"HELLO\",\"version\":1\n", ErrorCode::BadJson).await;
+    x.expect_error(b"{\"type\":\"HELLO\",\"version\":1\n", ErrorCode::BadJson)
+        .await;
     // 3. Binary garbage.
-    x.expect_error(b"\x00\xff\xfe\x13\x37garbage\x80\n", ErrorCode::BadJson).await;
+    x.expect_error(b"\x00\xff\xfe\x13\x37garbage\x80\n", ErrorCode::BadJson)
+        .await;
     // 4. JSON that is not an object.
-    x.expect_error(b"[\"HELLO\"]\n", ErrorCode::BadMessage).await;
+    x.expect_error(b"[\"HELLO\"]\n", ErrorCode::BadMessage)
+        .await;
     // 5. An unknown type.
-    x.expect_error(b"{\"type\":\"SELF_DESTRUCT\"}\n", ErrorCode::UnknownType).await;
+    x.expect_error(b"{\"type\":\"SELF_DESTRUCT\"}\n", ErrorCode::UnknownType)
+        .await;
     // 6. A field of the wrong type.
-    x.expect_error(b"{\"type\":\"HELLO\",\"version\":\"one\",\"nickname\":\"x\"}\n", ErrorCode::BadField).await;
+    x.expect_error(
+        b"{\"type\":\"HELLO\",\"version\":\"one\",\"nickname\":\"x\"}\n",
+        ErrorCode::BadField,
+    )
+    .await;
     // 7. A missing field.
-    x.expect_error(b"{\"type\":\"HELLO\",\"version\":1}\n", ErrorCode::BadField).await;
+    x.expect_error(b"{\"type\":\"HELLO\",\"version\":1}\n", ErrorCode::BadField)
+        .await;
     // 8. An unsupported protocol version.
-    x.expect_error(b"{\"type\":\"HELLO\",\"version\":99,\"nickname\":\"x\"}\n", ErrorCode::UnsupportedVersion).await;
+    x.expect_error(
+        b"{\"type\":\"HELLO\",\"version\":99,\"nickname\":\"x\"}\n",
+        ErrorCode::UnsupportedVersion,
+    )
+    .await;
     // 9. A nickname breaking the rules.
-    x.expect_error(b"{\"type\":\"HELLO\",\"version\":1,\"nickname\":\"<b>x</b>\"}\n", ErrorCode::BadNickname).await;
+    x.expect_error(
+        b"{\"type\":\"HELLO\",\"version\":1,\"nickname\":\"<b>x</b>\"}\n",
+        ErrorCode::BadNickname,
+    )
+    .await;
     // 10. A 10 MB line: discarded, reported, connection kept.
     let mut big = vec![b'{'; 10 * 1024 * 1024];
     big.push(b'\n');
@@ -118,22 +155,44 @@ async fn every_bad_input_gets_its_documented_outcome() {
     // The connection is still served after all of that.
     x.hello("xavier").await;
     // 11. HELLO twice.
-    x.expect_error(b"{\"type\":\"HELLO\",\"version\":1,\"nickname\":\"x\"}\n", ErrorCode::AlreadyWelcomed).await;
+    x.expect_error(
+        b"{\"type\":\"HELLO\",\"version\":1,\"nickname\":\"x\"}\n",
+        ErrorCode::AlreadyWelcomed,
+    )
+    .await;
     // 12. An unknown room.
-    x.expect_error(b"{\"type\":\"JOIN\",\"room\":\"atlantis\"}\n", ErrorCode::UnknownRoom).await;
+    x.expect_error(
+        b"{\"type\":\"JOIN\",\"room\":\"atlantis\"}\n",
+        ErrorCode::UnknownRoom,
+    )
+    .await;
     // 13. A floor request outside any room.
-    x.expect_error(b"{\"type\":\"MIC_REQUEST\"}\n", ErrorCode::NotInRoom).await;
+    x.expect_error(b"{\"type\":\"MIC_REQUEST\"}\n", ErrorCode::NotInRoom)
+        .await;
     // 14. A nickname already used in the room (case-insensitively).
     let mut y = Raw::connect(addr).await;
     y.hello("ALICE").await;
-    y.expect_error(b"{\"type\":\"JOIN\",\"room\":\"lobby\"}\n", ErrorCode::NicknameTaken).await;
+    y.expect_error(
+        b"{\"type\":\"JOIN\",\"room\":\"lobby\"}\n",
+        ErrorCode::NicknameTaken,
+    )
+    .await;
     // 15. Release without holding the floor.
     x.send(b"{\"type\":\"JOIN\",\"room\":\"lobby\"}\n").await;
-    x.expect_error(b"{\"type\":\"MIC_RELEASE\"}\n", ErrorCode::NotFloorHolder).await;
+    x.expect_error(b"{\"type\":\"MIC_RELEASE\"}\n", ErrorCode::NotFloorHolder)
+        .await;
     // 16. A priority above the room's maximum.
-    x.expect_error(b"{\"type\":\"MIC_REQUEST\",\"priority\":200}\n", ErrorCode::BadField).await;
+    x.expect_error(
+        b"{\"type\":\"MIC_REQUEST\",\"priority\":200}\n",
+        ErrorCode::BadField,
+    )
+    .await;
     // 17. JOIN while in a room.
-    x.expect_error(b"{\"type\":\"JOIN\",\"room\":\"lobby\"}\n", ErrorCode::AlreadyInRoom).await;
+    x.expect_error(
+        b"{\"type\":\"JOIN\",\"room\":\"lobby\"}\n",
+        ErrorCode::AlreadyInRoom,
+    )
+    .await;
     assert!(x.alive().await, "the connection survived every error");
 
     // Media plane.
@@ -147,11 +206,15 @@ async fn every_bad_input_gets_its_documented_outcome() {
     let _ = udp.send_to(b"\xde\xad\xbe\xef garbage", media).await;
     let _ = udp.send_to(b"", media).await;
     // 19. A STUN request with a wrong token: a 401 error response.
-    let Ok((req, tid)) = proto::media::binding_request("wrong-token") else { panic!() };
+    let Ok((req, tid)) = proto::media::binding_request("wrong-token") else {
+        panic!()
+    };
     let _ = udp.send_to(&req, media).await;
     let mut buf = [0u8; 1500];
     let reply = tokio::time::timeout(Duration::from_secs(2), udp.recv_from(&mut buf)).await;
-    let Ok(Ok((n, _))) = reply else { panic!("no STUN answer") };
+    let Ok(Ok((n, _))) = reply else {
+        panic!("no STUN answer")
+    };
     assert!(matches!(
         proto::media::parse_binding_response(&buf[..n], tid),
         Some(proto::media::BindingResponse::Error(401, _))
@@ -164,8 +227,16 @@ async fn every_bad_input_gets_its_documented_outcome() {
     let _ = mb.send_raw(&[0x80, 201, 0, 9, 1, 2, 3, 4]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = router.media_stats();
-    assert_eq!(after.dropped_unbound - before.dropped_unbound, 2, "{after:?}");
-    assert_eq!(after.dropped_malformed - before.dropped_malformed, 3, "{after:?}");
+    assert_eq!(
+        after.dropped_unbound - before.dropped_unbound,
+        2,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.dropped_malformed - before.dropped_malformed,
+        3,
+        "{after:?}"
+    );
     assert_eq!(after.sent, before.sent, "nothing bad was forwarded");
 
     // The innocent are still served: Alice's media reaches Bob.
@@ -197,7 +268,10 @@ async fn a_peer_that_keeps_sending_garbage_is_closed() {
     // Closed: reads end.
     assert!(x.next().await.is_none());
     let stats = router.engine_stats().await;
-    assert!(stats.is_some_and(|s| s.sessions == 1 && s.closed_for_errors == 1), "{stats:?}");
+    assert!(
+        stats.is_some_and(|s| s.sessions == 1 && s.closed_for_errors == 1),
+        "{stats:?}"
+    );
     router.shutdown().await;
 }
 
@@ -208,7 +282,13 @@ async fn a_full_router_answers_full_then_closes() {
     let (_a, _) = member(addr, "a", "lobby").await;
     let (_b, _) = member(addr, "b", "lobby").await;
     let mut x = Raw::connect(addr).await;
-    assert!(matches!(x.next().await, Some(ServerMessage::Full { scope: FullScope::Server, .. })));
+    assert!(matches!(
+        x.next().await,
+        Some(ServerMessage::Full {
+            scope: FullScope::Server,
+            ..
+        })
+    ));
     assert!(x.next().await.is_none(), "closed after FULL");
     router.shutdown().await;
 }
@@ -230,7 +310,13 @@ async fn a_full_room_answers_full_and_keeps_the_session() {
     let mut x = Raw::connect(addr).await;
     x.hello("c").await;
     x.send(b"{\"type\":\"JOIN\",\"room\":\"duo\"}\n").await;
-    assert!(matches!(x.next().await, Some(ServerMessage::Full { scope: FullScope::Room, .. })));
+    assert!(matches!(
+        x.next().await,
+        Some(ServerMessage::Full {
+            scope: FullScope::Room,
+            ..
+        })
+    ));
     assert!(x.alive().await);
     router.shutdown().await;
 }
@@ -247,7 +333,10 @@ async fn shutdown_sends_server_close_to_everyone() {
     router.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(2));
     for c in [&mut x, &mut y] {
-        assert!(matches!(c.next().await, Some(ServerMessage::ServerClose { .. })));
+        assert!(matches!(
+            c.next().await,
+            Some(ServerMessage::ServerClose { .. })
+        ));
         assert!(c.next().await.is_none());
     }
 }

@@ -16,7 +16,10 @@ async fn holder_is_heard_by_others_byte_identical_and_floor_hands_over() {
     let (mut b, mb) = member(addr, "bob", "lobby").await;
     let (_c, mc) = member(addr, "carol", "lobby").await;
 
-    assert!(matches!(a.request_floor(0).await, Ok(FloorAnswer::Granted { .. })));
+    assert!(matches!(
+        a.request_floor(0).await,
+        Ok(FloorAnswer::Granted { .. })
+    ));
     // Everyone is told who holds the floor.
     wait_for(&mut b, QUIET * 3, "MIC_GRANTED", |m| {
         matches!(m, ServerMessage::MicGranted { holder, .. } if holder == "alice").then_some(())
@@ -26,7 +29,14 @@ async fn holder_is_heard_by_others_byte_identical_and_floor_hands_over() {
     let mut sent = Vec::new();
     for seq in 0..50u16 {
         let payload: Vec<u8> = (0..160).map(|i| (i as u16 ^ seq) as u8).collect();
-        let p = proto::media::build_rtp(96, seq, u32::from(seq) * 960, ma.ssrcs().audio, seq == 0, &payload);
+        let p = proto::media::build_rtp(
+            96,
+            seq,
+            u32::from(seq) * 960,
+            ma.ssrcs().audio,
+            seq == 0,
+            &payload,
+        );
         if let Err(e) = ma.send_raw(&p).await {
             panic!("send: {e}");
         }
@@ -38,7 +48,11 @@ async fn holder_is_heard_by_others_byte_identical_and_floor_hands_over() {
     let got_a = drain_media(&ma, QUIET).await;
     assert_eq!(got_b, sent, "B receives A's RTP byte for byte, in order");
     assert_eq!(got_c, sent, "C receives A's RTP byte for byte, in order");
-    assert!(got_a.is_empty(), "A never hears itself ({} packets came back)", got_a.len());
+    assert!(
+        got_a.is_empty(),
+        "A never hears itself ({} packets came back)",
+        got_a.len()
+    );
 
     // B asks while A talks: queued at position 1.
     match b.request_floor(0).await {
@@ -52,7 +66,10 @@ async fn holder_is_heard_by_others_byte_identical_and_floor_hands_over() {
     // B's media is not forwarded while it waits.
     let p = proto::media::build_rtp(96, 1, 1, mb.ssrcs().audio, false, &[7; 160]);
     let _ = mb.send_raw(&p).await;
-    assert!(drain_media(&mc, QUIET).await.is_empty(), "a non-holder's RTP is not forwarded");
+    assert!(
+        drain_media(&mc, QUIET).await.is_empty(),
+        "a non-holder's RTP is not forwarded"
+    );
 
     if let Err(e) = a.release_floor().await {
         panic!("{e}");
@@ -75,19 +92,34 @@ async fn holder_dropping_its_connection_frees_the_floor_at_once() {
     let addr = router.control_addr();
     let (mut a, ma) = member(addr, "alice", "lobby").await;
     let (mut b, _mb) = member(addr, "bob", "lobby").await;
-    assert!(matches!(a.request_floor(0).await, Ok(FloorAnswer::Granted { .. })));
+    assert!(matches!(
+        a.request_floor(0).await,
+        Ok(FloorAnswer::Granted { .. })
+    ));
     let _ = ma.send_rtp(96, 0, 0, &[0; 160]).await;
     let started = tokio::time::Instant::now();
     drop(a); // closes the TCP connection mid-burst
-    let reason = wait_for(&mut b, Duration::from_secs(15), "MIC_RELEASED", |m| match m {
-        ServerMessage::MicReleased { holder, reason, .. } if holder == "alice" => Some(*reason),
-        _ => None,
-    })
+    let reason = wait_for(
+        &mut b,
+        Duration::from_secs(15),
+        "MIC_RELEASED",
+        |m| match m {
+            ServerMessage::MicReleased { holder, reason, .. } if holder == "alice" => Some(*reason),
+            _ => None,
+        },
+    )
     .await;
     assert_eq!(reason, ReleaseReason::Disconnected);
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     // The floor is free for the next speaker.
-    assert!(matches!(b.request_floor(0).await, Ok(FloorAnswer::Granted { .. })));
+    assert!(matches!(
+        b.request_floor(0).await,
+        Ok(FloorAnswer::Granted { .. })
+    ));
     router.shutdown().await;
 }
 
@@ -111,17 +143,32 @@ async fn silent_holder_is_dropped_within_the_silence_timeout() {
         panic!("{e}");
     }
     let (mut b, _mb) = member(addr, "bob", "lobby").await;
-    assert!(matches!(a.request_floor(0).await, Ok(FloorAnswer::Granted { .. })));
+    assert!(matches!(
+        a.request_floor(0).await,
+        Ok(FloorAnswer::Granted { .. })
+    ));
     let started = tokio::time::Instant::now();
-    let reason = wait_for(&mut b, Duration::from_secs(3), "MIC_RELEASED", |m| match m {
-        ServerMessage::MicReleased { holder, reason, .. } if holder == "mute" => Some(*reason),
-        _ => None,
-    })
+    let reason = wait_for(
+        &mut b,
+        Duration::from_secs(3),
+        "MIC_RELEASED",
+        |m| match m {
+            ServerMessage::MicReleased { holder, reason, .. } if holder == "mute" => Some(*reason),
+            _ => None,
+        },
+    )
     .await;
     assert_eq!(reason, ReleaseReason::TimedOut);
-    assert!(started.elapsed() <= Duration::from_millis(900), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_millis(900),
+        "took {:?}",
+        started.elapsed()
+    );
     // B, which heartbeats, is still there.
-    assert!(matches!(b.request_floor(0).await, Ok(FloorAnswer::Granted { .. })));
+    assert!(matches!(
+        b.request_floor(0).await,
+        Ok(FloorAnswer::Granted { .. })
+    ));
     router.shutdown().await;
 }
 
@@ -132,7 +179,10 @@ async fn spoofed_ssrc_from_another_address_is_dropped() {
     let (mut a, ma) = member(addr, "alice", "lobby").await;
     let (_b, mb) = member(addr, "bob", "lobby").await;
     let (_m, mm) = member(addr, "mallory", "lobby").await;
-    assert!(matches!(a.request_floor(0).await, Ok(FloorAnswer::Granted { .. })));
+    assert!(matches!(
+        a.request_floor(0).await,
+        Ok(FloorAnswer::Granted { .. })
+    ));
     // Mallory, bound at its own address, forges Alice's SSRC.
     let forged = proto::media::build_rtp(96, 9, 9, ma.ssrcs().audio, false, &[1; 160]);
     let _ = mm.send_raw(&forged).await;
@@ -142,7 +192,10 @@ async fn spoofed_ssrc_from_another_address_is_dropped() {
         Err(e) => panic!("{e}"),
     };
     let _ = stranger.send_to(&forged, router.media_addr()).await;
-    assert!(drain_media(&mb, QUIET).await.is_empty(), "forged packets were forwarded");
+    assert!(
+        drain_media(&mb, QUIET).await.is_empty(),
+        "forged packets were forwarded"
+    );
     let s = router.media_stats();
     assert_eq!(s.dropped_foreign_ssrc, 1, "{s:?}");
     assert_eq!(s.dropped_unbound, 1, "{s:?}");
@@ -191,9 +244,15 @@ async fn two_rooms_are_isolated() {
     let (_r2, m2) = member(addr, "r2", "red").await;
     let (mut b1, _) = member(addr, "b1", "blue").await;
     let (_b2, mb2) = member(addr, "b2", "blue").await;
-    assert!(matches!(r1.request_floor(0).await, Ok(FloorAnswer::Granted { .. })));
+    assert!(matches!(
+        r1.request_floor(0).await,
+        Ok(FloorAnswer::Granted { .. })
+    ));
     // Each room has its own floor.
-    assert!(matches!(b1.request_floor(0).await, Ok(FloorAnswer::Granted { .. })));
+    assert!(matches!(
+        b1.request_floor(0).await,
+        Ok(FloorAnswer::Granted { .. })
+    ));
     let _ = m1.send_rtp(96, 0, 0, &[1; 100]).await;
     assert_eq!(drain_media(&m2, QUIET).await.len(), 1);
     assert!(drain_media(&mb2, QUIET).await.is_empty());

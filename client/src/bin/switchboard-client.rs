@@ -16,7 +16,12 @@ use proto::control::ServerMessage;
 #[command(version, about = "Headless Switchboard client")]
 struct Args {
     /// Router control address.
-    #[arg(short, long, default_value = "127.0.0.1:7070", env = "SWITCHBOARD_SERVER")]
+    #[arg(
+        short,
+        long,
+        default_value = "127.0.0.1:7070",
+        env = "SWITCHBOARD_SERVER"
+    )]
     server: String,
     /// Nickname (1-32 letters, digits, space, _ - .).
     #[arg(short, long, default_value = "bot")]
@@ -101,9 +106,13 @@ async fn main() -> anyhow::Result<()> {
     );
     match args.cmd {
         Cmd::Rooms => {
-            session.send(proto::control::ClientMessage::ListRooms).await?;
+            session
+                .send(proto::control::ClientMessage::ListRooms)
+                .await?;
             let rooms = session
-                .expect("ROOMS", |m| matches!(m, ServerMessage::Rooms { .. }).then(|| m.clone()))
+                .expect("ROOMS", |m| {
+                    matches!(m, ServerMessage::Rooms { .. }).then(|| m.clone())
+                })
                 .await?;
             print(&rooms);
         }
@@ -146,10 +155,15 @@ async fn main() -> anyhow::Result<()> {
                         holder.unwrap_or_default(),
                         queue_position.unwrap_or(0)
                     );
-                    session.wait_for_grant(Duration::from_secs_f64(queue_wait)).await?;
+                    session
+                        .wait_for_grant(Duration::from_secs_f64(queue_wait))
+                        .await?;
                 }
                 FloorAnswer::Denied { reason, holder, .. } => {
-                    bail!("floor denied: {reason:?} (holder: {})", holder.unwrap_or_default())
+                    bail!(
+                        "floor denied: {reason:?} (holder: {})",
+                        holder.unwrap_or_default()
+                    )
                 }
             }
             print(&serde_json::json!({"type": "TALKING", "room": room}));

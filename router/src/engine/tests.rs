@@ -172,7 +172,9 @@ fn hello_join_and_userlist() {
     s.hello(1, "ann");
     s.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
     let m = s.take(1);
-    assert!(matches!(&m[0], ServerMessage::Joined { room, kind, .. } if room == "lobby" && kind == "ptt"));
+    assert!(
+        matches!(&m[0], ServerMessage::Joined { room, kind, .. } if room == "lobby" && kind == "ptt")
+    );
     s.hello(2, "bob");
     s.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
     let m = s.take(1);
@@ -185,8 +187,16 @@ fn hello_join_and_userlist() {
     let all: HashSet<u32> = users.iter().flat_map(|u| u.ssrcs.iter()).collect();
     assert_eq!(all.len(), 4);
     s.line(2, r#"{"type":"LEAVE"}"#);
-    assert!(matches!(s.take(2).last(), Some(ServerMessage::Left { reason: LeaveReason::Left, .. })));
-    assert!(matches!(s.take(1).last(), Some(ServerMessage::Userlist { users, .. }) if users.len() == 1));
+    assert!(matches!(
+        s.take(2).last(),
+        Some(ServerMessage::Left {
+            reason: LeaveReason::Left,
+            ..
+        })
+    ));
+    assert!(
+        matches!(s.take(1).last(), Some(ServerMessage::Userlist { users, .. }) if users.len() == 1)
+    );
 }
 
 #[test]
@@ -202,14 +212,31 @@ fn floor_drives_the_forwarding_table() {
     let r = s.table.get(&a.audio).cloned();
     let Some(r) = r else { panic!("no route") };
     assert_eq!(r.source, addr(40001));
-    assert_eq!(&r.media[..], &[addr(40002), addr(40003)], "holder's media to the others, not back");
+    assert_eq!(
+        &r.media[..],
+        &[addr(40002), addr(40003)],
+        "holder's media to the others, not back"
+    );
     assert_eq!(s.table.get(&b.audio).map(|r| r.media.len()), Some(0));
     // The route change is emitted before the MIC_GRANTED that allows sending.
     let m = s.take(2);
-    assert!(m.iter().any(|m| matches!(m, ServerMessage::MicGranted { session_id: 1, .. })));
-    assert!(m.iter().any(|m| matches!(m, ServerMessage::Userlist { users, .. } if users[0].talking)));
+    assert!(
+        m.iter()
+            .any(|m| matches!(m, ServerMessage::MicGranted { session_id: 1, .. }))
+    );
+    assert!(
+        m.iter()
+            .any(|m| matches!(m, ServerMessage::Userlist { users, .. } if users[0].talking))
+    );
     s.line(2, r#"{"type":"MIC_REQUEST"}"#);
-    assert!(s.take(2).iter().any(|m| matches!(m, ServerMessage::MicDenied { reason: DenyReason::Queued, queue_position: Some(1), .. })));
+    assert!(s.take(2).iter().any(|m| matches!(
+        m,
+        ServerMessage::MicDenied {
+            reason: DenyReason::Queued,
+            queue_position: Some(1),
+            ..
+        }
+    )));
     s.line(1, r#"{"type":"MIC_RELEASE"}"#);
     assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(0));
     assert_eq!(s.table.get(&b.audio).map(|r| r.media.len()), Some(2));
@@ -218,7 +245,14 @@ fn floor_drives_the_forwarding_table() {
     assert!(!s.table.contains_key(&b.audio));
     assert!(!s.bound.values().any(|v| *v == 2));
     let m = s.take(1);
-    assert!(m.iter().any(|m| matches!(m, ServerMessage::MicReleased { session_id: 2, reason: ReleaseReason::Disconnected, .. })));
+    assert!(m.iter().any(|m| matches!(
+        m,
+        ServerMessage::MicReleased {
+            session_id: 2,
+            reason: ReleaseReason::Disconnected,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -228,7 +262,10 @@ fn members_joining_later_receive_the_holder() {
     s.line(1, r#"{"type":"MIC_REQUEST"}"#);
     assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(0));
     s.member(2, "b");
-    assert_eq!(s.table.get(&a.audio).map(|r| r.media.to_vec()), Some(vec![addr(40002)]));
+    assert_eq!(
+        s.table.get(&a.audio).map(|r| r.media.to_vec()),
+        Some(vec![addr(40002)])
+    );
 }
 
 #[test]
@@ -236,7 +273,10 @@ fn stun_with_a_wrong_token_is_refused() {
     let mut s = Sim::new();
     s.hello(1, "a");
     let reply = s.stun(addr(5000), "not-a-token");
-    assert!(matches!(reply, proto::media::BindingResponse::Error(401, _)));
+    assert!(matches!(
+        reply,
+        proto::media::BindingResponse::Error(401, _)
+    ));
     assert!(s.bound.is_empty());
     assert_eq!(s.engine.stats().stun_refused, 1);
 }
@@ -256,8 +296,10 @@ fn rebinding_moves_the_address() {
 
 #[test]
 fn silent_session_is_dropped_and_its_floor_released() {
-    let mut cfg = EngineConfig::default();
-    cfg.silence_timeout = Duration::from_secs(15);
+    let cfg = EngineConfig {
+        silence_timeout: Duration::from_secs(15),
+        ..Default::default()
+    };
     let mut s = Sim::with(cfg, vec![]);
     s.member(1, "a");
     s.member(2, "b");
@@ -272,21 +314,41 @@ fn silent_session_is_dropped_and_its_floor_released() {
     assert!(!s.closed.contains(&2));
     let m = s.take(2);
     assert!(m.contains(&ServerMessage::HeartbeatAck));
-    assert!(m.iter().any(|m| matches!(m, ServerMessage::MicReleased { session_id: 1, reason: ReleaseReason::TimedOut, .. })));
-    assert!(s.take(1).iter().any(|m| matches!(m, ServerMessage::Error { code: ErrorCode::TimedOut, .. })));
+    assert!(m.iter().any(|m| matches!(
+        m,
+        ServerMessage::MicReleased {
+            session_id: 1,
+            reason: ReleaseReason::TimedOut,
+            ..
+        }
+    )));
+    assert!(s.take(1).iter().any(|m| matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::TimedOut,
+            ..
+        }
+    )));
     assert_eq!(s.engine.stats().sessions, 1);
 }
 
 #[test]
 fn bad_inputs_get_documented_errors() {
     let mut s = Sim::new();
-    s.input(Input::Connected { session: 1, peer: addr(1) });
+    s.input(Input::Connected {
+        session: 1,
+        peer: addr(1),
+    });
     s.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
     s.line(1, r#"{"type":"HELLO","version":9,"nickname":"a"}"#);
     s.line(1, r#"{"type":"HELLO","version":1,"nickname":"a\nb"}"#);
     assert_eq!(
         s.errors(1),
-        [ErrorCode::HelloRequired, ErrorCode::UnsupportedVersion, ErrorCode::BadNickname]
+        [
+            ErrorCode::HelloRequired,
+            ErrorCode::UnsupportedVersion,
+            ErrorCode::BadNickname
+        ]
     );
     s.line(1, r#"{"type":"HELLO","version":1,"nickname":"Ann"}"#);
     s.take(1);
@@ -311,7 +373,11 @@ fn bad_inputs_get_documented_errors() {
     s.hello(2, "ann");
     s.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
     assert_eq!(s.errors(1), [ErrorCode::AlreadyInRoom]);
-    assert_eq!(s.errors(2), [ErrorCode::NicknameTaken], "nicknames are unique per room, case-insensitively");
+    assert_eq!(
+        s.errors(2),
+        [ErrorCode::NicknameTaken],
+        "nicknames are unique per room, case-insensitively"
+    );
     assert!(s.closed.is_empty());
 }
 
@@ -319,7 +385,10 @@ fn bad_inputs_get_documented_errors() {
 fn garbage_flood_closes_only_the_offender() {
     let mut s = Sim::new();
     s.member(1, "a");
-    s.input(Input::Connected { session: 2, peer: addr(2) });
+    s.input(Input::Connected {
+        session: 2,
+        peer: addr(2),
+    });
     for _ in 0..10 {
         s.line(2, "garbage");
     }
@@ -341,8 +410,10 @@ fn garbage_flood_closes_only_the_offender() {
 
 #[test]
 fn server_and_room_limits_answer_full() {
-    let mut cfg = EngineConfig::default();
-    cfg.max_sessions = 2;
+    let cfg = EngineConfig {
+        max_sessions: 2,
+        ..Default::default()
+    };
     let room = RoomSpec {
         name: "pair".into(),
         kind: "ptt".into(),
@@ -352,12 +423,27 @@ fn server_and_room_limits_answer_full() {
     let mut s = Sim::with(cfg, vec![room]);
     s.hello(1, "a");
     s.hello(2, "b");
-    s.input(Input::Connected { session: 3, peer: addr(3) });
-    assert!(matches!(s.take(3)[..], [ServerMessage::Full { scope: FullScope::Server, .. }]));
+    s.input(Input::Connected {
+        session: 3,
+        peer: addr(3),
+    });
+    assert!(matches!(
+        s.take(3)[..],
+        [ServerMessage::Full {
+            scope: FullScope::Server,
+            ..
+        }]
+    ));
     assert!(s.closed.contains(&3));
     s.line(1, r#"{"type":"JOIN","room":"pair"}"#);
     s.line(2, r#"{"type":"JOIN","room":"pair"}"#);
-    assert!(matches!(s.take(2)[..], [ServerMessage::Full { scope: FullScope::Room, .. }]));
+    assert!(matches!(
+        s.take(2)[..],
+        [ServerMessage::Full {
+            scope: FullScope::Room,
+            ..
+        }]
+    ));
     assert!(!s.closed.contains(&2));
 }
 
@@ -369,7 +455,9 @@ fn shutdown_tells_everyone() {
     s.engine.shutdown("maintenance");
     s.drain();
     for id in [1, 2] {
-        assert!(matches!(s.take(id).last(), Some(ServerMessage::ServerClose { reason }) if reason == "maintenance"));
+        assert!(
+            matches!(s.take(id).last(), Some(ServerMessage::ServerClose { reason }) if reason == "maintenance")
+        );
         assert!(s.closed.contains(&id));
     }
 }
@@ -382,7 +470,13 @@ fn bye_closes_cleanly() {
     s.line(1, r#"{"type":"MIC_REQUEST"}"#);
     s.line(1, r#"{"type":"BYE"}"#);
     assert!(s.closed.contains(&1));
-    assert!(s.take(2).iter().any(|m| matches!(m, ServerMessage::MicReleased { reason: ReleaseReason::Left, .. })));
+    assert!(s.take(2).iter().any(|m| matches!(
+        m,
+        ServerMessage::MicReleased {
+            reason: ReleaseReason::Left,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -395,8 +489,10 @@ fn burst_limit_on_engine_timers() {
         max_participants: 0,
         options: opts,
     };
-    let mut cfg = EngineConfig::default();
-    cfg.silence_timeout = Duration::from_secs(3600);
+    let cfg = EngineConfig {
+        silence_timeout: Duration::from_secs(3600),
+        ..Default::default()
+    };
     let mut s = Sim::with(cfg, vec![room]);
     let a = s.member(1, "a");
     s.member(2, "b");
@@ -405,13 +501,21 @@ fn burst_limit_on_engine_timers() {
     assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(1));
     s.advance(Duration::from_millis(1));
     assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(0));
-    assert!(s.take(2).iter().any(|m| matches!(m, ServerMessage::MicRevoked { reason: proto::control::RevokeReason::BurstLimit, .. })));
+    assert!(s.take(2).iter().any(|m| matches!(
+        m,
+        ServerMessage::MicRevoked {
+            reason: proto::control::RevokeReason::BurstLimit,
+            ..
+        }
+    )));
 }
 
 #[test]
 fn thousands_of_steps_run_fast_on_virtual_time() {
-    let mut cfg = EngineConfig::default();
-    cfg.max_sessions = 10_000;
+    let cfg = EngineConfig {
+        max_sessions: 10_000,
+        ..Default::default()
+    };
     let mut s = Sim::with(cfg, vec![]);
     for id in 1..=50 {
         s.member(id, &format!("u{id}"));

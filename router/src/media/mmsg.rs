@@ -240,7 +240,10 @@ fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
             let sin: libc::sockaddr_in =
                 unsafe { std::ptr::read((s as *const libc::sockaddr_storage).cast()) };
             let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: the kernel wrote a sockaddr_in6 for AF_INET6.
@@ -280,12 +283,18 @@ mod tests {
     #[test]
     fn batch_roundtrip_v4_and_v6() {
         for bind in ["127.0.0.1:0", "[::1]:0"] {
-            let Ok(bind) = bind.parse::<SocketAddr>() else { continue };
+            let Ok(bind) = bind.parse::<SocketAddr>() else {
+                continue;
+            };
             let Ok(a) = media_socket(bind, Duration::from_millis(500)) else {
                 continue; // no IPv6 on this host
             };
-            let Ok(b) = media_socket(bind, Duration::from_millis(500)) else { continue };
-            let (Ok(aa), Ok(ba)) = (a.local_addr(), b.local_addr()) else { panic!() };
+            let Ok(b) = media_socket(bind, Duration::from_millis(500)) else {
+                continue;
+            };
+            let (Ok(aa), Ok(ba)) = (a.local_addr(), b.local_addr()) else {
+                panic!()
+            };
             let payloads: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 10 + i as usize]).collect();
             let mut sb = SendBatch::new();
             let sent = sb.send(&a, payloads.iter().map(|p| (p.as_slice(), ba)));

@@ -203,10 +203,7 @@ impl<E: EngineSink> Worker<E> {
                 self.route_one(data, from, i, &mut out, &mut t);
             }
             if !out.is_empty() {
-                let sent = sends.send(
-                    &self.socket,
-                    out.iter().map(|&(i, to)| (batch.data(i), to)),
-                );
+                let sent = sends.send(&self.socket, out.iter().map(|&(i, to)| (batch.data(i), to)));
                 self.counters.sent.fetch_add(sent as u64, Ordering::Relaxed);
             }
             let c = &self.counters;
