@@ -29,6 +29,9 @@ use crate::registry::Registry;
 pub const CONNECTION_QUEUE: usize = 1024;
 /// Inputs queued for the engine before readers wait (backpressure).
 pub const ENGINE_QUEUE: usize = 8192;
+/// STUN requests queued for the engine; beyond this they are dropped and
+/// counted (`stun_dropped`), and clients retransmit.
+pub const STUN_QUEUE: usize = 256;
 /// A write that takes longer than this closes the connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for connections to flush SERVER_CLOSE.
@@ -90,6 +93,7 @@ impl Router {
         let engine = Engine::new(ecfg, registry, config.room_specs())?;
 
         let (engine_tx, engine_rx) = mpsc::channel(ENGINE_QUEUE);
+        let (stun_tx, stun_rx) = mpsc::channel(STUN_QUEUE);
         let (media_tx, media_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let counters = Arc::new(MediaCounters::default());
@@ -98,7 +102,7 @@ impl Router {
         let worker = media::Worker::new(
             media_socket,
             media_rx,
-            engine_tx.clone(),
+            stun_tx,
             counters.clone(),
             media_stop.clone(),
         );
@@ -107,7 +111,8 @@ impl Router {
             .spawn(move || worker.run())?;
 
         let engine_task = tokio::spawn(
-            run_engine(engine, engine_rx, media_tx, shutdown_rx).instrument(info_span!("engine")),
+            run_engine(engine, engine_rx, stun_rx, media_tx, shutdown_rx)
+                .instrument(info_span!("engine")),
         );
         let accept_task = tokio::spawn(accept_loop(listener, engine_tx.clone()));
         info!(%control_addr, %media_addr, "router started");
@@ -177,6 +182,7 @@ fn now() -> std::time::Instant {
 async fn run_engine(
     mut engine: Engine,
     mut rx: mpsc::Receiver<EngineEvent>,
+    mut stun: mpsc::Receiver<Input>,
     media: std::sync::mpsc::Sender<MediaCommand>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -192,6 +198,7 @@ async fn run_engine(
                 Some(EngineEvent::Stats(reply)) => { let _ = reply.send(engine.stats()); }
                 None => break,
             },
+            Some(input) = stun.recv() => engine.handle_input(now(), input),
             _ = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {
                 engine.handle_timeout(now());
             }

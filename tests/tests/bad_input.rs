@@ -340,3 +340,53 @@ async fn shutdown_sends_server_close_to_everyone() {
         assert!(c.next().await.is_none());
     }
 }
+
+#[tokio::test]
+async fn a_stun_flood_neither_stalls_control_nor_goes_unaccounted() {
+    let router = start_router(|_| {}).await;
+    let addr = router.control_addr();
+    let (mut alice, _) = member(addr, "alice", "lobby").await;
+    let media = router.media_addr();
+    let flooder = match tokio::net::UdpSocket::bind("127.0.0.1:0").await {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let Ok((req, _)) = proto::media::binding_request("bogus-token") else {
+        panic!()
+    };
+    let flood = tokio::spawn(async move {
+        for _ in 0..20_000 {
+            let _ = flooder.send_to(&req, media).await;
+        }
+    });
+    // Control keeps answering promptly during the flood.
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let t = tokio::time::Instant::now();
+        if let Err(e) = alice.send(proto::control::ClientMessage::Heartbeat).await {
+            panic!("{e}");
+        }
+        switchboard_tests::wait_for(&mut alice, Duration::from_secs(2), "HEARTBEAT_ACK", |m| {
+            matches!(m, ServerMessage::HeartbeatAck).then_some(())
+        })
+        .await;
+        worst = worst.max(t.elapsed());
+    }
+    let _ = flood.await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        worst < Duration::from_millis(500),
+        "heartbeat took {worst:?} during the flood"
+    );
+    // Every request the router read was refused or dropped, and counted.
+    let m = router.media_stats();
+    let e = router.engine_stats().await;
+    let Some(e) = e else { panic!() };
+    assert!(m.stun_requests > 0);
+    assert_eq!(
+        m.stun_requests,
+        e.stun_refused + e.stun_bound + m.stun_dropped,
+        "{m:?} {e:?}"
+    );
+    router.shutdown().await;
+}

@@ -94,9 +94,11 @@ pub trait EngineSink: Send + 'static {
     fn try_send(&self, input: Input) -> bool;
 }
 
-impl EngineSink for tokio::sync::mpsc::Sender<crate::driver::EngineEvent> {
+/// STUN requests travel on their own bounded channel, so a flood of them is
+/// dropped (and counted) here instead of delaying control messages.
+impl EngineSink for tokio::sync::mpsc::Sender<Input> {
     fn try_send(&self, input: Input) -> bool {
-        tokio::sync::mpsc::Sender::try_send(self, crate::driver::EngineEvent::Input(input)).is_ok()
+        tokio::sync::mpsc::Sender::try_send(self, input).is_ok()
     }
 }
 
