@@ -20,6 +20,11 @@ pub struct Config {
     pub control: SocketAddr,
     /// UDP address of the media socket.
     pub media: SocketAddr,
+    /// TCP address of the gRPC admin API. Without `admin_token` it must be a
+    /// loopback address.
+    pub admin: SocketAddr,
+    /// Bearer token required by the admin API; empty or absent means none.
+    pub admin_token: Option<String>,
     pub limits: Limits,
     /// Rooms created at start-up. Empty means the default `lobby`.
     pub rooms: Vec<RoomConfig>,
@@ -30,6 +35,8 @@ impl Default for Config {
         Self {
             control: SocketAddr::from(([0, 0, 0, 0], proto::DEFAULT_CONTROL_PORT)),
             media: SocketAddr::from(([0, 0, 0, 0], proto::DEFAULT_MEDIA_PORT)),
+            admin: SocketAddr::from(([127, 0, 0, 1], proto::DEFAULT_ADMIN_PORT)),
+            admin_token: None,
             limits: Limits::default(),
             rooms: Vec::new(),
         }

@@ -45,7 +45,26 @@ pub enum EngineEvent {
         session: SessionId,
         tx: mpsc::Sender<ConnCommand>,
     },
-    Stats(oneshot::Sender<EngineStats>),
+    /// Runs on the engine task with exclusive access (admin calls, stats);
+    /// outputs it causes are dispatched right after.
+    Call(EngineCall),
+}
+
+/// A closure run by the engine task.
+pub type EngineCall = Box<dyn FnOnce(&mut Engine, std::time::Instant) + Send>;
+
+/// Runs `f` on the engine task and returns its result; `None` if the engine
+/// has stopped.
+pub async fn call_engine<R: Send + 'static>(
+    engine: &mpsc::Sender<EngineEvent>,
+    f: impl FnOnce(&mut Engine, std::time::Instant) -> R + Send + 'static,
+) -> Option<R> {
+    let (tx, rx) = oneshot::channel();
+    let call: EngineCall = Box::new(move |e, now| {
+        let _ = tx.send(f(e, now));
+    });
+    engine.send(EngineEvent::Call(call)).await.ok()?;
+    rx.await.ok()
 }
 
 /// What a connection task receives.
@@ -59,7 +78,9 @@ pub enum ConnCommand {
 pub struct Router {
     control_addr: SocketAddr,
     media_addr: SocketAddr,
+    admin_addr: SocketAddr,
     counters: Arc<MediaCounters>,
+    admin_task: tokio::task::JoinHandle<()>,
     engine_tx: mpsc::Sender<EngineEvent>,
     shutdown_tx: watch::Sender<bool>,
     engine_task: tokio::task::JoinHandle<()>,
@@ -80,6 +101,7 @@ impl Router {
         registry: Registry,
         seed: Option<u64>,
     ) -> anyhow::Result<Router> {
+        crate::admin::check_exposure(config.admin, config.admin_token.as_deref())?;
         let media_socket = media::mmsg::media_socket(config.media, media::POLL_INTERVAL)
             .with_context(|| format!("binding media socket {}", config.media))?;
         let media_addr = media_socket.local_addr()?;
@@ -87,6 +109,10 @@ impl Router {
             .await
             .with_context(|| format!("binding control listener {}", config.control))?;
         let control_addr = listener.local_addr()?;
+        let admin_listener = TcpListener::bind(config.admin)
+            .await
+            .with_context(|| format!("binding admin listener {}", config.admin))?;
+        let admin_addr = admin_listener.local_addr()?;
 
         let mut ecfg = config.engine_config(media_addr.port());
         ecfg.seed = seed;
@@ -115,11 +141,23 @@ impl Router {
                 .instrument(info_span!("engine")),
         );
         let accept_task = tokio::spawn(accept_loop(listener, engine_tx.clone()));
-        info!(%control_addr, %media_addr, "router started");
+        let admin_task = tokio::spawn({
+            let engine = engine_tx.clone();
+            let token = config.admin_token.clone();
+            let shutdown = shutdown_tx.subscribe();
+            async move {
+                if let Err(e) = crate::admin::serve(admin_listener, engine, token, shutdown).await {
+                    warn!(error = %e, "admin API stopped");
+                }
+            }
+        });
+        info!(%control_addr, %media_addr, %admin_addr, "router started");
         Ok(Router {
             control_addr,
             media_addr,
+            admin_addr,
             counters,
+            admin_task,
             engine_tx,
             shutdown_tx,
             engine_task,
@@ -137,15 +175,18 @@ impl Router {
         self.media_addr
     }
 
+    /// Where the gRPC admin API listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
     pub fn media_stats(&self) -> MediaStats {
         self.counters.snapshot()
     }
 
     /// The engine's own counters.
     pub async fn engine_stats(&self) -> Option<EngineStats> {
-        let (tx, rx) = oneshot::channel();
-        self.engine_tx.send(EngineEvent::Stats(tx)).await.ok()?;
-        rx.await.ok()
+        call_engine(&self.engine_tx, |e, _| e.stats()).await
     }
 
     /// Sends SERVER_CLOSE to every client, waits for the connections to flush
@@ -153,6 +194,7 @@ impl Router {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
         self.accept_task.abort();
+        let _ = tokio::time::timeout(Duration::from_millis(300), &mut self.admin_task).await;
         let _ = tokio::time::timeout(
             SHUTDOWN_GRACE + Duration::from_millis(200),
             &mut self.engine_task,
@@ -171,6 +213,7 @@ impl Drop for Router {
     fn drop(&mut self) {
         self.media_stop.store(true, Ordering::Relaxed);
         self.accept_task.abort();
+        self.admin_task.abort();
         self.engine_task.abort();
     }
 }
@@ -195,7 +238,7 @@ async fn run_engine(
             ev = rx.recv() => match ev {
                 Some(EngineEvent::Input(input)) => engine.handle_input(now(), input),
                 Some(EngineEvent::Register { session, tx }) => { conns.insert(session, tx); }
-                Some(EngineEvent::Stats(reply)) => { let _ = reply.send(engine.stats()); }
+                Some(EngineEvent::Call(f)) => f(&mut engine, now()),
                 None => break,
             },
             Some(input) = stun.recv() => engine.handle_input(now(), input),

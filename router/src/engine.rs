@@ -277,14 +277,19 @@ impl Engine {
     /// The rooms, as listed to clients.
     pub fn room_infos(&self) -> Vec<RoomInfo> {
         self.rooms
-            .values()
-            .map(|r| RoomInfo {
-                name: r.spec.name.clone(),
-                kind: r.spec.kind.clone(),
-                participants: r.members.len() as u32,
-                max_participants: r.spec.max_participants,
-            })
+            .keys()
+            .filter_map(|name| self.room_info(name))
             .collect()
+    }
+
+    /// One room, as listed to clients.
+    pub fn room_info(&self, name: &str) -> Option<RoomInfo> {
+        self.rooms.get(name).map(|r| RoomInfo {
+            name: r.spec.name.clone(),
+            kind: r.spec.kind.clone(),
+            participants: r.members.len() as u32,
+            max_participants: r.spec.max_participants,
+        })
     }
 
     /// The next output for the drivers.

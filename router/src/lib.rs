@@ -6,6 +6,7 @@
 //! the UDP worker thread, with [`media::mmsg`] owning batched socket I/O.
 //! [`Router::start`] wires them together.
 
+pub mod admin;
 pub mod config;
 pub mod driver;
 pub mod engine;

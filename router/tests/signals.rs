@@ -34,6 +34,8 @@ fn run_and_signal(signal: libc::c_int) {
             &format!("127.0.0.1:{tcp}"),
             "--media",
             &format!("127.0.0.1:{udp}"),
+            "--admin",
+            "127.0.0.1:0",
         ])
         .env_remove("SWITCHBOARD_CONFIG")
         .stdout(Stdio::null())

@@ -12,6 +12,7 @@ pub async fn start_router(tweak: impl FnOnce(&mut Config)) -> Router {
     let mut config = Config {
         control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         media: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        admin: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         ..Config::default()
     };
     tweak(&mut config);

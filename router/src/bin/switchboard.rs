@@ -22,6 +22,12 @@ struct Args {
     /// Media UDP address (overrides the file).
     #[arg(long, env = "SWITCHBOARD_MEDIA")]
     media: Option<SocketAddr>,
+    /// gRPC admin address (overrides the file; default 127.0.0.1:7072).
+    #[arg(long, env = "SWITCHBOARD_ADMIN")]
+    admin: Option<SocketAddr>,
+    /// Bearer token for the admin API; required to bind it beyond loopback.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +47,12 @@ fn main() -> anyhow::Result<()> {
     if let Some(a) = args.media {
         config.media = a;
     }
+    if let Some(a) = args.admin {
+        config.admin = a;
+    }
+    if args.admin_token.is_some() {
+        config.admin_token = args.admin_token;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,9 +60,10 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let router = Router::start(config).await?;
         println!(
-            "switchboard: control tcp {} media udp {} (Ctrl-C to stop)",
+            "switchboard: control tcp {} media udp {} admin grpc {} (Ctrl-C to stop)",
             router.control_addr(),
-            router.media_addr()
+            router.media_addr(),
+            router.admin_addr()
         );
         wait_for_signal().await?;
         tracing::info!("signal received; closing sessions");

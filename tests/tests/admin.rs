@@ -1,0 +1,209 @@
+//! The gRPC admin API with a tonic client: rooms created at run time, errors
+//! mapped to the right codes, bearer-token auth, health.
+
+use proto::admin::admin_client::AdminClient;
+use proto::admin::{CreateRoomRequest, GetRoomRequest, ListPluginsRequest, ListRoomsRequest};
+use switchboard_tests::{member, start_router};
+use tonic::Code;
+use tonic::transport::Channel;
+
+async fn admin(router: &router::Router) -> AdminClient<Channel> {
+    let url = format!("http://{}", router.admin_addr());
+    match AdminClient::connect(url).await {
+        Ok(c) => c,
+        Err(e) => panic!("admin connect: {e}"),
+    }
+}
+
+fn create(name: &str, kind: &str, options: &[(&str, &str)]) -> CreateRoomRequest {
+    CreateRoomRequest {
+        name: name.into(),
+        kind: kind.into(),
+        max_participants: 0,
+        options: options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn rooms_are_created_listed_and_joined_over_grpc() {
+    let router = start_router(|_| {}).await;
+    let mut a = admin(&router).await;
+    let plugins = match a.list_plugins(ListPluginsRequest {}).await {
+        Ok(r) => r.into_inner().plugins,
+        Err(e) => panic!("{e}"),
+    };
+    let ptt = plugins.iter().find(|p| p.kind == "ptt");
+    let Some(ptt) = ptt else {
+        panic!("no ptt in {plugins:?}")
+    };
+    assert!(
+        ptt.options.iter().any(|o| o.name == "burst_limit_secs"
+            && o.r#type == "integer"
+            && o.default_value == "60")
+    );
+
+    let room = a
+        .create_room(create(
+            "ops",
+            "ptt",
+            &[("burst_limit_secs", "30"), ("queue", "false")],
+        ))
+        .await;
+    let room = match room {
+        Ok(r) => r.into_inner(),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        (room.name.as_str(), room.kind.as_str(), room.participants),
+        ("ops", "ptt", 0)
+    );
+
+    // Clients can use it at once, with its options in force.
+    let (mut x, _) = member(router.control_addr(), "x", "ops").await;
+    let (mut y, _) = member(router.control_addr(), "y", "ops").await;
+    let granted = x.request_floor(0).await;
+    assert!(
+        matches!(granted, Ok(client::FloorAnswer::Granted { burst_limit: Some(d) }) if d.as_secs() == 30),
+        "{granted:?}"
+    );
+    let denied = y.request_floor(0).await;
+    assert!(
+        matches!(
+            denied,
+            Ok(client::FloorAnswer::Denied {
+                reason: proto::control::DenyReason::FloorBusy,
+                ..
+            })
+        ),
+        "{denied:?}"
+    );
+
+    let rooms = match a.list_rooms(ListRoomsRequest {}).await {
+        Ok(r) => r.into_inner().rooms,
+        Err(e) => panic!("{e}"),
+    };
+    let names: Vec<_> = rooms
+        .iter()
+        .map(|r| (r.name.as_str(), r.participants))
+        .collect();
+    assert_eq!(names, [("lobby", 0), ("ops", 2)]);
+    let got = a.get_room(GetRoomRequest { name: "ops".into() }).await;
+    assert!(got.is_ok_and(|r| r.into_inner().participants == 2));
+    router.shutdown().await;
+}
+
+#[tokio::test]
+async fn errors_map_to_grpc_codes_naming_the_field() {
+    let router = start_router(|_| {}).await;
+    let mut a = admin(&router).await;
+    let code = |r: Result<tonic::Response<proto::admin::Room>, tonic::Status>| match r {
+        Ok(_) => (Code::Ok, String::new()),
+        Err(s) => (s.code(), s.message().to_owned()),
+    };
+    let (c, m) = code(
+        a.get_room(GetRoomRequest {
+            name: "atlantis".into(),
+        })
+        .await,
+    );
+    assert_eq!(c, Code::NotFound, "{m}");
+    let (c, m) = code(a.create_room(create("x", "karaoke", &[])).await);
+    assert_eq!(c, Code::InvalidArgument);
+    assert!(m.starts_with("kind:") && m.contains("ptt"), "{m}");
+    let (c, m) = code(a.create_room(create("bad name!", "ptt", &[])).await);
+    assert_eq!(c, Code::InvalidArgument);
+    assert!(m.starts_with("name:"), "{m}");
+    let (c, m) = code(a.create_room(create("", "ptt", &[])).await);
+    assert_eq!(
+        (c, m.starts_with("name:")),
+        (Code::InvalidArgument, true),
+        "{m}"
+    );
+    let (c, m) = code(
+        a.create_room(create("y", "ptt", &[("queue", "maybe")]))
+            .await,
+    );
+    assert_eq!(c, Code::InvalidArgument);
+    assert!(m.starts_with("options.queue:"), "{m}");
+    let (c, m) = code(a.create_room(create("z", "ptt", &[("volume", "11")])).await);
+    assert_eq!(c, Code::InvalidArgument);
+    assert!(m.starts_with("options.volume:"), "{m}");
+    let (c, _) = code(a.create_room(create("lobby", "ptt", &[])).await);
+    assert_eq!(c, Code::AlreadyExists);
+    router.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_guards_every_service() {
+    let router = start_router(|c| c.admin_token = Some("s3cret".into())).await;
+    let url = format!("http://{}", router.admin_addr());
+    let Ok(channel) = Channel::from_shared(url).map(|e| e.connect_lazy()) else {
+        panic!()
+    };
+    let with = |token: Option<&'static str>| {
+        AdminClient::with_interceptor(channel.clone(), move |mut req: tonic::Request<()>| {
+            if let Some(t) = token
+                && let Ok(v) = t.parse()
+            {
+                req.metadata_mut().insert("authorization", v);
+            }
+            Ok(req)
+        })
+    };
+    let none = with(None).list_rooms(ListRoomsRequest {}).await;
+    assert_eq!(none.err().map(|s| s.code()), Some(Code::Unauthenticated));
+    let wrong = with(Some("Bearer guess"))
+        .list_rooms(ListRoomsRequest {})
+        .await;
+    assert_eq!(wrong.err().map(|s| s.code()), Some(Code::Unauthenticated));
+    let right = with(Some("Bearer s3cret"))
+        .list_rooms(ListRoomsRequest {})
+        .await;
+    assert!(right.is_ok(), "{right:?}");
+    // Health is guarded too, and reports SERVING with the token.
+    let mut health = tonic_health::pb::health_client::HealthClient::with_interceptor(
+        channel.clone(),
+        |mut req: tonic::Request<()>| {
+            if let Ok(v) = "Bearer s3cret".parse() {
+                req.metadata_mut().insert("authorization", v);
+            }
+            Ok(req)
+        },
+    );
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "switchboard.v1.Admin".into(),
+        })
+        .await;
+    assert!(status.is_ok_and(|s| s.into_inner().status == 1), "SERVING");
+    router.shutdown().await;
+}
+
+#[tokio::test]
+async fn exposing_the_admin_api_without_a_token_is_refused_at_start() {
+    let mut config = router::Config {
+        control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        media: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        admin: "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!()),
+        ..router::Config::default()
+    };
+    let err = router::Router::start(config.clone())
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|m| m.contains("without a token")),
+        "{err:?}"
+    );
+    config.admin_token = Some("t".into());
+    config.admin = "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!());
+    let ok = router::Router::start(config).await;
+    assert!(ok.is_ok());
+    if let Ok(r) = ok {
+        r.shutdown().await;
+    }
+}
