@@ -184,6 +184,11 @@ impl Router {
         self.counters.snapshot()
     }
 
+    /// The engine task's queue, for [`call_engine`].
+    pub fn engine_handle(&self) -> mpsc::Sender<EngineEvent> {
+        self.engine_tx.clone()
+    }
+
     /// The engine's own counters.
     pub async fn engine_stats(&self) -> Option<EngineStats> {
         call_engine(&self.engine_tx, |e, _| e.stats()).await
