@@ -351,14 +351,13 @@ impl Engine {
                     }
                     self.stats.timed_out += 1;
                     let secs = self.cfg.silence_timeout.as_secs_f32();
-                    self.send(
+                    self.close_with_error(
+                        now,
                         id,
-                        ServerMessage::Error {
-                            code: ErrorCode::TimedOut,
-                            message: format!("nothing received for {secs:.1} s"),
-                        },
+                        ErrorCode::TimedOut,
+                        format!("nothing received for {secs:.1} s"),
+                        LeaveReason::TimedOut,
                     );
-                    self.remove_session(now, id, LeaveReason::TimedOut);
                 }
                 TimerRef::Room(name, key) => {
                     let Some(room) = self.rooms.get_mut(&name) else {
@@ -431,9 +430,29 @@ impl Engine {
         });
     }
 
+    /// Sends a last ERROR, then ends the session.
+    fn close_with_error(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        code: ErrorCode,
+        message: String,
+        reason: LeaveReason,
+    ) {
+        self.send(id, ServerMessage::Error { code, message });
+        self.remove_session(now, id, reason);
+    }
+
     /// Answers a bad input with ERROR, closing the session when it has used up
     /// its error budget.
-    fn protocol_error(&mut self, now: Instant, id: SessionId, code: ErrorCode, message: String) {
+    fn protocol_error(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) {
+        let message = message.into();
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
@@ -446,28 +465,17 @@ impl Engine {
         }
         if s.error_budget == 0 {
             self.stats.closed_for_errors += 1;
-            self.send(
+            self.close_with_error(
+                now,
                 id,
-                ServerMessage::Error {
-                    code: ErrorCode::TooManyErrors,
-                    message: format!("too many bad messages; last one: {message}"),
-                },
+                ErrorCode::TooManyErrors,
+                format!("too many bad messages; last one: {message}"),
+                LeaveReason::Disconnected,
             );
-            self.remove_session(now, id, LeaveReason::Disconnected);
             return;
         }
         s.error_budget -= 1;
         self.send(id, ServerMessage::Error { code, message });
-    }
-
-    fn user_error(
-        &mut self,
-        now: Instant,
-        id: SessionId,
-        code: ErrorCode,
-        message: impl Into<String>,
-    ) {
-        self.protocol_error(now, id, code, message.into());
     }
 
     fn on_line(&mut self, now: Instant, id: SessionId, line: &[u8]) {
@@ -486,7 +494,7 @@ impl Engine {
                 nickname,
                 token: _,
             } => self.on_hello(now, id, version, nickname),
-            _ if !welcomed => self.user_error(
+            _ if !welcomed => self.protocol_error(
                 now,
                 id,
                 ErrorCode::HelloRequired,
@@ -502,7 +510,7 @@ impl Engine {
                 if self.sessions.get(&id).is_some_and(|s| s.room.is_some()) {
                     self.leave_room(now, id, LeaveReason::Left);
                 } else {
-                    self.user_error(
+                    self.protocol_error(
                         now,
                         id,
                         ErrorCode::NotInRoom,
@@ -522,7 +530,7 @@ impl Engine {
 
     fn on_hello(&mut self, now: Instant, id: SessionId, version: u32, nickname: String) {
         if self.sessions.get(&id).is_some_and(|s| s.identity.is_some()) {
-            return self.user_error(
+            return self.protocol_error(
                 now,
                 id,
                 ErrorCode::AlreadyWelcomed,
@@ -530,7 +538,7 @@ impl Engine {
             );
         }
         if version != proto::PROTOCOL_VERSION {
-            return self.user_error(
+            return self.protocol_error(
                 now,
                 id,
                 ErrorCode::UnsupportedVersion,
@@ -541,7 +549,7 @@ impl Engine {
             );
         }
         if let Err(why) = control::validate_nickname(&nickname) {
-            return self.user_error(now, id, ErrorCode::BadNickname, why);
+            return self.protocol_error(now, id, ErrorCode::BadNickname, why);
         }
         let ssrcs = Ssrcs {
             audio: self.fresh_ssrc(),
@@ -587,14 +595,14 @@ impl Engine {
         };
         if let Some(current) = &s.room {
             let msg = format!("JOIN: you are in room `{current}`; LEAVE first");
-            return self.user_error(now, id, ErrorCode::AlreadyInRoom, msg);
+            return self.protocol_error(now, id, ErrorCode::AlreadyInRoom, msg);
         }
         let Some(ident) = &s.identity else { return };
         let nickname = ident.nickname.clone();
         let ssrcs = ident.ssrcs;
         let Some(room) = self.rooms.get(&name) else {
             let shown: String = name.chars().take(64).collect();
-            return self.user_error(
+            return self.protocol_error(
                 now,
                 id,
                 ErrorCode::UnknownRoom,
@@ -618,7 +626,7 @@ impl Engine {
                 .is_some_and(|i| i.nickname.to_lowercase() == nickname.to_lowercase())
         });
         if taken {
-            return self.user_error(
+            return self.protocol_error(
                 now,
                 id,
                 ErrorCode::NicknameTaken,
@@ -656,7 +664,7 @@ impl Engine {
     fn room_command(&mut self, now: Instant, id: SessionId, cmd: &ClientMessage) {
         let Some(name) = self.sessions.get(&id).and_then(|s| s.room.clone()) else {
             let msg = format!("{}: join a room first", cmd.type_name());
-            return self.user_error(now, id, ErrorCode::NotInRoom, msg);
+            return self.protocol_error(now, id, ErrorCode::NotInRoom, msg);
         };
         let Some(room) = self.rooms.get_mut(&name) else {
             return;
@@ -665,7 +673,7 @@ impl Engine {
         let result = room.plugin.on_command(now, id, cmd, &mut out);
         self.apply(&name, out);
         if let Err(e) = result {
-            self.user_error(now, id, e.code, e.message);
+            self.protocol_error(now, id, e.code, e.message);
         }
     }
 

@@ -22,6 +22,16 @@ pub async fn start_router(tweak: impl FnOnce(&mut Config)) -> Router {
     }
 }
 
+/// A `ptt` room with default options, for `Config::rooms`.
+pub fn ptt_room(name: &str, max_participants: u32) -> router::config::RoomConfig {
+    router::config::RoomConfig {
+        name: name.into(),
+        kind: "ptt".into(),
+        max_participants,
+        options: Default::default(),
+    }
+}
+
 /// A client that joined `room` and bound its media.
 pub async fn member(router: SocketAddr, nick: &str, room: &str) -> (Session, Media) {
     let mut s = match Session::connect(router, nick).await {

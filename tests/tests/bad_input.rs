@@ -296,12 +296,7 @@ async fn a_full_router_answers_full_then_closes() {
 #[tokio::test]
 async fn a_full_room_answers_full_and_keeps_the_session() {
     let router = start_router(|c| {
-        c.rooms = vec![router::config::RoomConfig {
-            name: "duo".into(),
-            kind: "ptt".into(),
-            max_participants: 2,
-            options: Default::default(),
-        }];
+        c.rooms = vec![switchboard_tests::ptt_room("duo", 2)];
     })
     .await;
     let addr = router.control_addr();

@@ -224,18 +224,8 @@ async fn rtcp_reaches_the_other_members() {
 async fn two_rooms_are_isolated() {
     let router = start_router(|c| {
         c.rooms = vec![
-            router::config::RoomConfig {
-                name: "red".into(),
-                kind: "ptt".into(),
-                max_participants: 0,
-                options: Default::default(),
-            },
-            router::config::RoomConfig {
-                name: "blue".into(),
-                kind: "ptt".into(),
-                max_participants: 0,
-                options: Default::default(),
-            },
+            switchboard_tests::ptt_room("red", 0),
+            switchboard_tests::ptt_room("blue", 0),
         ];
     })
     .await;

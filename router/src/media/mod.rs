@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Duration;
 
 use plugin_api::SessionId;
-use proto::media::{PacketKind, classify, media_ssrc, parse_binding_request};
+use proto::media::{PacketKind, classify, parse_binding_request, rtcp_sender_ssrc, rtp_ssrc};
 use rustc_hash::FxHashMap;
 
 use crate::engine::{Input, MediaCommand, Route};
@@ -251,7 +251,13 @@ impl<E: EngineSink> Worker<E> {
             }
             return;
         }
-        let Some((kind, ssrc)) = media_ssrc(data) else {
+        // Classified once above; parse only as what the first bytes say.
+        let ssrc = match kind {
+            PacketKind::Rtp => rtp_ssrc(data),
+            PacketKind::Rtcp => rtcp_sender_ssrc(data),
+            _ => None,
+        };
+        let Some(ssrc) = ssrc else {
             if self.bound.contains_key(&from) {
                 t.malformed += 1;
             } else {
