@@ -13,6 +13,12 @@ pub const NICKNAME_MIN_CHARS: usize = 1;
 pub const NICKNAME_MAX_CHARS: usize = 32;
 /// Room name length limits, in characters.
 pub const ROOM_NAME_MAX_CHARS: usize = 64;
+/// Longest chat message, in characters.
+pub const CHAT_MAX_CHARS: usize = 4096;
+/// Longest reason text an operator may give (kick, close), in characters.
+pub const REASON_MAX_CHARS: usize = 256;
+/// The `from` of chat messages sent by an operator through the admin API.
+pub const SERVER_NICKNAME: &str = "server";
 
 /// The SSRCs the router assigned to one session. A client must send its media
 /// with exactly these; anything else is dropped.
@@ -102,6 +108,9 @@ pub struct UserInfo {
     pub ssrcs: Ssrcs,
     /// True while this member's media is being forwarded (holds the floor).
     pub talking: bool,
+    /// True while an operator has muted this member.
+    #[serde(default)]
+    pub muted: bool,
 }
 
 /// One room as listed by `ROOMS`.
@@ -156,6 +165,8 @@ pub enum RevokeReason {
     Preempted,
     /// An operator revoked it.
     Admin,
+    /// An operator muted the holder.
+    Muted,
 }
 
 /// Why a session left a room.
@@ -261,6 +272,9 @@ pub enum ServerMessage {
     Left {
         room: String,
         reason: LeaveReason,
+        /// Why, in words, when an operator did it (`KICKED`, `ROOM_CLOSED`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     Userlist {
         room: String,
@@ -307,6 +321,23 @@ pub enum ServerMessage {
         holder: String,
         session_id: u64,
         reason: RevokeReason,
+    },
+    /// A chat message; `session_id` is absent when the operator sent it.
+    Chat {
+        room: String,
+        from: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<u64>,
+        text: String,
+        /// Sent to this member only.
+        #[serde(default)]
+        private: bool,
+    },
+    /// An operator muted or unmuted this member: while muted its media is
+    /// dropped at the router and floor requests are denied with `MUTED`.
+    Muted {
+        room: String,
+        muted: bool,
     },
     Full {
         scope: FullScope,

@@ -14,6 +14,10 @@ use stun_types::message::{
 
 /// The largest datagram the router accepts or forwards.
 pub const MAX_DATAGRAM: usize = 1500;
+/// RTP clock rate of audio streams (Opus, RFC 7587).
+pub const AUDIO_CLOCK_RATE: u32 = 48_000;
+/// RTP clock rate of video streams (RFC 3551 video payloads).
+pub const VIDEO_CLOCK_RATE: u32 = 90_000;
 
 /// What a datagram is, by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +46,25 @@ pub fn classify(data: &[u8]) -> PacketKind {
 
 /// The SSRC of a well-formed RTP packet.
 pub fn rtp_ssrc(data: &[u8]) -> Option<u32> {
-    rtp_types::RtpPacket::parse(data).ok().map(|p| p.ssrc())
+    rtp_header(data).map(|h| h.ssrc)
+}
+
+/// The header fields the router reads from RTP: who sent it, and the sequence
+/// number and timestamp its loss and jitter statistics need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpHeader {
+    pub ssrc: u32,
+    pub seq: u16,
+    pub timestamp: u32,
+}
+
+/// The header of a well-formed RTP packet.
+pub fn rtp_header(data: &[u8]) -> Option<RtpHeader> {
+    rtp_types::RtpPacket::parse(data).ok().map(|p| RtpHeader {
+        ssrc: p.ssrc(),
+        seq: p.sequence_number(),
+        timestamp: p.timestamp(),
+    })
 }
 
 /// The sender SSRC of a well-formed compound RTCP packet: the SSRC field of its

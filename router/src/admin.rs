@@ -6,18 +6,31 @@
 //! beside it, and a bearer token guards everything when configured.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use plugin_api::Options;
 use proto::admin::admin_server::{Admin, AdminServer};
 use proto::admin::{
-    CreateRoomRequest, GetRoomRequest, ListPluginsRequest, ListPluginsResponse, ListRoomsRequest,
-    ListRoomsResponse, Plugin, PluginOption, Room,
+    CloseRoomRequest, CloseRoomResponse, CreateRoomRequest, GetRoomRequest, GetStatsRequest,
+    GetStatsResponse, GrantFloorRequest, GrantFloorResponse, KickParticipantRequest,
+    KickParticipantResponse, ListParticipantsRequest, ListParticipantsResponse, ListPluginsRequest,
+    ListPluginsResponse, ListRoomsRequest, ListRoomsResponse, LobbyDecisionRequest,
+    LobbyDecisionResponse, MuteParticipantRequest, MuteParticipantResponse, Participant,
+    ParticipantRef, ParticipantStats, Plugin, PluginOption, RevokeFloorRequest,
+    RevokeFloorResponse, Room, RoomStats, RouterStats, SendChatRequest, SendChatResponse,
+    StreamStats, WatchRoomRequest, participant_ref, room_event,
 };
-use tokio::sync::mpsc;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
-use crate::driver::{EngineEvent, call_engine};
-use crate::engine::RoomSpec;
+use crate::driver::{EngineEvent, WatchError, WatchItem, call_engine};
+use crate::engine::{OpError, RoomSpec, Who};
+use crate::events::{ParticipantInfo, RoomEventKind, RoomSnapshot};
+use crate::media::MediaCounters;
+use crate::media::stats::StatsRequest;
 use crate::registry::RoomError;
 
 /// Why the admin listener refused to start.
@@ -37,36 +50,238 @@ pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), Admin
     Ok(())
 }
 
-/// The one mapping from domain errors to gRPC status codes.
+// ----- the one mapping from domain errors to gRPC status codes ----------
+
+/// Room creation errors.
 pub fn room_error_status(e: RoomError) -> Status {
     match e {
         RoomError::UnknownKind { .. } => Status::invalid_argument(format!("kind: {e}")),
         RoomError::BadName(_) => Status::invalid_argument(format!("name: {e}")),
         RoomError::Exists(_) => Status::already_exists(e.to_string()),
+        RoomError::TooMany(_) => Status::resource_exhausted(e.to_string()),
         RoomError::Option(o) => {
             Status::invalid_argument(format!("options.{}: {}", o.name, o.message))
         }
     }
 }
 
+/// Operator verb errors.
+pub fn op_status(e: OpError) -> Status {
+    match e {
+        OpError::NoRoom(_) | OpError::NoParticipant { .. } => Status::not_found(e.to_string()),
+        OpError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+        OpError::Precondition(_) => Status::failed_precondition(e.to_string()),
+    }
+}
+
+/// `WatchRoom` start errors.
+pub fn watch_status(e: WatchError) -> Status {
+    match e {
+        WatchError::Op(e) => op_status(e),
+        WatchError::TooMany { .. } => Status::resource_exhausted(e.to_string()),
+    }
+}
+
+/// A `WatchRoom` stream that fell behind its buffer.
+pub fn lagged_status(missed: u64, buffer: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "this watcher fell behind and {missed} events were lost (the router buffers {buffer} events per watcher); call WatchRoom again for a fresh snapshot"
+    ))
+}
+
 fn engine_gone() -> Status {
     Status::unavailable("the router is shutting down")
+}
+
+fn required(field: &'static str, value: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field}: required")))
+    } else {
+        Ok(())
+    }
+}
+
+/// A participant reference from the wire.
+fn who(field: &'static str, r: Option<ParticipantRef>) -> Result<Who, Status> {
+    match r.and_then(|r| r.who) {
+        Some(participant_ref::Who::SessionId(id)) if id > 0 => Ok(Who::Session(id)),
+        Some(participant_ref::Who::Nickname(n)) if !n.is_empty() => Ok(Who::Nickname(n)),
+        _ => Err(Status::invalid_argument(format!(
+            "{field}: required (`session_id` or `nickname`)"
+        ))),
+    }
+}
+
+/// The control protocol's name of an enum value (`KICKED`, `PREEMPTED`).
+fn wire_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The service.
 pub struct AdminService {
     engine: mpsc::Sender<EngineEvent>,
+    stats: std::sync::mpsc::Sender<StatsRequest>,
+    counters: Arc<MediaCounters>,
+    watch_buffer: usize,
 }
 
 impl AdminService {
-    pub fn new(engine: mpsc::Sender<EngineEvent>) -> Self {
-        Self { engine }
+    pub fn new(
+        engine: mpsc::Sender<EngineEvent>,
+        stats: std::sync::mpsc::Sender<StatsRequest>,
+        counters: Arc<MediaCounters>,
+        watch_buffer: usize,
+    ) -> Self {
+        Self {
+            engine,
+            stats,
+            counters,
+            watch_buffer,
+        }
     }
 
     pub fn into_server(self) -> AdminServer<Self> {
         AdminServer::new(self)
     }
+
+    /// Runs an operator verb on the engine task.
+    async fn op<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::engine::Engine, std::time::Instant) -> Result<R, OpError>
+        + Send
+        + 'static,
+    ) -> Result<R, Status> {
+        call_engine(&self.engine, f)
+            .await
+            .ok_or_else(engine_gone)?
+            .map_err(op_status)
+    }
 }
+
+fn participant_wire(p: ParticipantInfo) -> Participant {
+    Participant {
+        session_id: p.session,
+        nickname: p.nickname,
+        audio_ssrc: p.ssrcs.audio,
+        video_ssrc: p.ssrcs.video,
+        talking: p.talking,
+        muted: p.muted,
+        media_address: p.media_addr.map(|a| a.to_string()).unwrap_or_default(),
+        in_room_secs: p.in_room_for.as_secs_f64(),
+    }
+}
+
+fn snapshot_wire(s: RoomSnapshot) -> room_event::Event {
+    room_event::Event::Snapshot(proto::admin::RoomSnapshot {
+        room: Some(room_wire(s.info)),
+        participants: s.participants.into_iter().map(participant_wire).collect(),
+    })
+}
+
+fn event_wire(item: &WatchItem) -> proto::admin::RoomEvent {
+    use proto::admin as w;
+    let ev = &item.event;
+    let event = match &ev.kind {
+        RoomEventKind::Joined { session, nickname } => {
+            room_event::Event::Joined(w::ParticipantJoined {
+                session_id: *session,
+                nickname: nickname.clone(),
+            })
+        }
+        RoomEventKind::Left {
+            session,
+            nickname,
+            reason,
+            message,
+        } => room_event::Event::Left(w::ParticipantLeft {
+            session_id: *session,
+            nickname: nickname.clone(),
+            reason: wire_name(reason),
+            message: message.clone().unwrap_or_default(),
+        }),
+        RoomEventKind::FloorGranted {
+            session,
+            nickname,
+            priority,
+        } => room_event::Event::FloorGranted(w::FloorGranted {
+            session_id: *session,
+            nickname: nickname.clone(),
+            priority: u32::from(*priority),
+        }),
+        RoomEventKind::FloorDenied {
+            session,
+            nickname,
+            reason,
+            queue_position,
+        } => room_event::Event::FloorDenied(w::FloorDenied {
+            session_id: *session,
+            nickname: nickname.clone(),
+            reason: wire_name(reason),
+            queue_position: queue_position.unwrap_or(0),
+        }),
+        RoomEventKind::FloorReleased {
+            session,
+            nickname,
+            reason,
+        } => room_event::Event::FloorReleased(w::FloorReleased {
+            session_id: *session,
+            nickname: nickname.clone(),
+            reason: wire_name(reason),
+        }),
+        RoomEventKind::FloorRevoked {
+            session,
+            nickname,
+            reason,
+        } => room_event::Event::FloorRevoked(w::FloorRevoked {
+            session_id: *session,
+            nickname: nickname.clone(),
+            reason: wire_name(reason),
+        }),
+        RoomEventKind::Chat {
+            from,
+            session,
+            to,
+            text,
+        } => room_event::Event::Chat(w::ChatMessage {
+            from: from.clone(),
+            from_session_id: session.unwrap_or(0),
+            text: text.clone(),
+            to_session_id: to.as_ref().map_or(0, |(id, _)| *id),
+            to_nickname: to.as_ref().map(|(_, n)| n.clone()).unwrap_or_default(),
+        }),
+        RoomEventKind::Muted {
+            session,
+            nickname,
+            muted,
+        } => room_event::Event::Muted(w::ParticipantMuted {
+            session_id: *session,
+            nickname: nickname.clone(),
+            muted: *muted,
+        }),
+        RoomEventKind::Closed { reason } => room_event::Event::Closed(w::RoomClosed {
+            reason: reason.clone(),
+        }),
+    };
+    proto::admin::RoomEvent {
+        room: ev.room.clone(),
+        seq: ev.seq,
+        unix_ms: item.unix_ms,
+        event: Some(event),
+    }
+}
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The stream `WatchRoom` answers with.
+pub type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<proto::admin::RoomEvent, Status>> + Send + 'static>>;
 
 fn room_wire(i: proto::control::RoomInfo) -> Room {
     Room {
@@ -79,6 +294,8 @@ fn room_wire(i: proto::control::RoomInfo) -> Room {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    type WatchRoomStream = WatchStream;
+
     async fn list_plugins(
         &self,
         _req: Request<ListPluginsRequest>,
@@ -162,6 +379,263 @@ impl Admin for AdminService {
         info.map(|i| Response::new(room_wire(i)))
             .ok_or_else(|| Status::not_found(format!("no room named `{shown}`")))
     }
+
+    async fn close_room(
+        &self,
+        req: Request<CloseRoomRequest>,
+    ) -> Result<Response<CloseRoomResponse>, Status> {
+        let r = req.into_inner();
+        required("room", &r.room)?;
+        let n = self
+            .op(move |e, now| e.close_room(now, &r.room, &r.reason, r.keep_connected))
+            .await?;
+        Ok(Response::new(CloseRoomResponse {
+            participants: n as u32,
+        }))
+    }
+
+    async fn list_participants(
+        &self,
+        req: Request<ListParticipantsRequest>,
+    ) -> Result<Response<ListParticipantsResponse>, Status> {
+        let r = req.into_inner();
+        required("room", &r.room)?;
+        let list = self.op(move |e, now| e.participants(now, &r.room)).await?;
+        Ok(Response::new(ListParticipantsResponse {
+            participants: list.into_iter().map(participant_wire).collect(),
+        }))
+    }
+
+    async fn kick_participant(
+        &self,
+        req: Request<KickParticipantRequest>,
+    ) -> Result<Response<KickParticipantResponse>, Status> {
+        let r = req.into_inner();
+        required("room", &r.room)?;
+        let who = who("participant", r.participant)?;
+        self.op(move |e, now| e.kick(now, &r.room, &who, &r.reason))
+            .await?;
+        Ok(Response::new(KickParticipantResponse {}))
+    }
+
+    async fn mute_participant(
+        &self,
+        req: Request<MuteParticipantRequest>,
+    ) -> Result<Response<MuteParticipantResponse>, Status> {
+        let r = req.into_inner();
+        required("room", &r.room)?;
+        let who = who("participant", r.participant)?;
+        self.op(move |e, now| e.mute(now, &r.room, &who, r.muted))
+            .await?;
+        Ok(Response::new(MuteParticipantResponse {}))
+    }
+
+    async fn grant_floor(
+        &self,
+        req: Request<GrantFloorRequest>,
+    ) -> Result<Response<GrantFloorResponse>, Status> {
+        let r = req.into_inner();
+        required("room", &r.room)?;
+        let who = who("participant", r.participant)?;
+        self.op(move |e, now| e.grant_floor(now, &r.room, &who))
+            .await?;
+        Ok(Response::new(GrantFloorResponse {}))
+    }
+
+    async fn revoke_floor(
+        &self,
+        req: Request<RevokeFloorRequest>,
+    ) -> Result<Response<RevokeFloorResponse>, Status> {
+        let r = req.into_inner();
+        required("room", &r.room)?;
+        self.op(move |e, now| e.revoke_floor(now, &r.room)).await?;
+        Ok(Response::new(RevokeFloorResponse {}))
+    }
+
+    async fn send_chat(
+        &self,
+        req: Request<SendChatRequest>,
+    ) -> Result<Response<SendChatResponse>, Status> {
+        let r = req.into_inner();
+        required("room", &r.room)?;
+        let to = match r.to {
+            Some(t) => Some(who("to", Some(t))?),
+            None => None,
+        };
+        self.op(move |e, _| e.send_chat(&r.room, to.as_ref(), &r.text))
+            .await?;
+        Ok(Response::new(SendChatResponse {}))
+    }
+
+    async fn approve_join(
+        &self,
+        req: Request<LobbyDecisionRequest>,
+    ) -> Result<Response<LobbyDecisionResponse>, Status> {
+        let r = req.into_inner();
+        required("room", &r.room)?;
+        let who = who("participant", r.participant)?;
+        self.op(move |e, _| e.lobby_decision(&r.room, &who)).await?;
+        Ok(Response::new(LobbyDecisionResponse {}))
+    }
+
+    async fn deny_join(
+        &self,
+        req: Request<LobbyDecisionRequest>,
+    ) -> Result<Response<LobbyDecisionResponse>, Status> {
+        let r = req.into_inner();
+        required("room", &r.room)?;
+        let who = who("participant", r.participant)?;
+        self.op(move |e, _| e.lobby_decision(&r.room, &who)).await?;
+        Ok(Response::new(LobbyDecisionResponse {}))
+    }
+
+    async fn get_stats(
+        &self,
+        req: Request<GetStatsRequest>,
+    ) -> Result<Response<GetStatsResponse>, Status> {
+        let wanted = req.into_inner().room;
+        let (rooms, engine) = self
+            .op(move |e, now| {
+                let names: Vec<String> = if wanted.is_empty() {
+                    e.room_infos().into_iter().map(|i| i.name).collect()
+                } else {
+                    vec![wanted]
+                };
+                let mut rooms = Vec::new();
+                for name in names {
+                    let kind = e.room_info(&name).map(|i| i.kind).unwrap_or_default();
+                    rooms.push((name.clone(), kind, e.participants(now, &name)?));
+                }
+                Ok((rooms, e.stats()))
+            })
+            .await?;
+        let media = crate::driver::media_snapshot(&self.stats)
+            .await
+            .ok_or_else(engine_gone)?;
+        let m = self.counters.snapshot();
+        let router = RouterStats {
+            sessions: engine.sessions as u64,
+            rooms: engine.rooms as u64,
+            datagrams_received: m.received,
+            datagrams_forwarded: m.forwarded,
+            datagrams_sent: m.sent,
+            dropped_unbound: m.dropped_unbound,
+            dropped_foreign_ssrc: m.dropped_foreign_ssrc,
+            dropped_not_routed: m.dropped_not_routed,
+            dropped_malformed: m.dropped_malformed,
+            stun_requests: m.stun_requests,
+            stun_dropped: m.stun_dropped,
+            protocol_errors: engine.protocol_errors,
+            sessions_timed_out: engine.timed_out,
+        };
+        let rooms = rooms
+            .into_iter()
+            .map(|(name, kind, participants)| {
+                let participants: Vec<ParticipantStats> = participants
+                    .into_iter()
+                    .map(|p| participant_stats(p, &media))
+                    .collect();
+                RoomStats {
+                    room: name,
+                    kind,
+                    packets_in: participants.iter().map(|p| p.packets_sent).sum(),
+                    bytes_in: participants.iter().map(|p| p.bytes_sent).sum(),
+                    packets_out: participants.iter().map(|p| p.packets_received).sum(),
+                    bytes_out: participants.iter().map(|p| p.bytes_received).sum(),
+                    dropped: participants.iter().map(|p| p.dropped).sum(),
+                    lost: participants.iter().map(|p| p.lost).sum(),
+                    participants,
+                }
+            })
+            .collect();
+        Ok(Response::new(GetStatsResponse {
+            rooms,
+            router: Some(router),
+        }))
+    }
+
+    async fn watch_room(
+        &self,
+        req: Request<WatchRoomRequest>,
+    ) -> Result<Response<Self::WatchRoomStream>, Status> {
+        let room = req.into_inner().room;
+        required("room", &room)?;
+        let (tx, rx) = oneshot::channel();
+        self.engine
+            .send(EngineEvent::Watch {
+                room: room.clone(),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| engine_gone())?;
+        let sub = rx.await.map_err(|_| engine_gone())?.map_err(watch_status)?;
+        let first = proto::admin::RoomEvent {
+            room,
+            seq: sub.snapshot.seq,
+            unix_ms: unix_ms_now(),
+            event: Some(snapshot_wire(sub.snapshot)),
+        };
+        let buffer = self.watch_buffer;
+        let rest = BroadcastStream::new(sub.events).map(move |item| match item {
+            Ok(item) => Ok(event_wire(&item)),
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                Err(lagged_status(n, buffer))
+            }
+        });
+        let stream = tokio_stream::once(Ok(first)).chain(rest);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn participant_stats(
+    p: ParticipantInfo,
+    media: &crate::media::stats::MediaSnapshot,
+) -> ParticipantStats {
+    let streams: Vec<StreamStats> = [(p.ssrcs.audio, "audio"), (p.ssrcs.video, "video")]
+        .into_iter()
+        .map(|(ssrc, kind)| {
+            let s = media.streams.get(&ssrc).copied().unwrap_or_default();
+            StreamStats {
+                ssrc,
+                media: kind.into(),
+                packets: s.packets,
+                bytes: s.bytes,
+                forwarded: s.forwarded,
+                dropped: s.dropped,
+                expected: s.expected,
+                lost: s.lost,
+                loss_fraction: loss_fraction(s.lost, s.expected),
+                jitter_ms: s.jitter_ms,
+            }
+        })
+        .collect();
+    let delivered = p
+        .media_addr
+        .and_then(|a| media.delivered.get(&a).copied())
+        .unwrap_or_default();
+    let lost: i64 = streams.iter().map(|s| s.lost).sum();
+    let expected: u64 = streams.iter().map(|s| s.expected).sum();
+    ParticipantStats {
+        session_id: p.session,
+        nickname: p.nickname,
+        packets_sent: streams.iter().map(|s| s.packets).sum(),
+        bytes_sent: streams.iter().map(|s| s.bytes).sum(),
+        dropped: streams.iter().map(|s| s.dropped).sum(),
+        lost,
+        loss_fraction: loss_fraction(lost, expected),
+        jitter_ms: streams.iter().map(|s| s.jitter_ms).fold(0.0, f64::max),
+        packets_received: delivered.packets,
+        bytes_received: delivered.bytes,
+        streams,
+    }
+}
+
+fn loss_fraction(lost: i64, expected: u64) -> f64 {
+    if expected == 0 {
+        0.0
+    } else {
+        lost.max(0) as f64 / expected as f64
+    }
 }
 
 /// Checks `authorization: Bearer <token>` on every call when a token is set.
@@ -202,7 +676,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Serves admin, health and reflection on `listener` until `shutdown` fires.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    engine: mpsc::Sender<EngineEvent>,
+    service: AdminService,
     token: Option<String>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -219,10 +693,8 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha();
     let auth = BearerAuth::new(token);
-    let admin = tonic::service::interceptor::InterceptedService::new(
-        AdminService::new(engine).into_server(),
-        auth.clone(),
-    );
+    let admin =
+        tonic::service::interceptor::InterceptedService::new(service.into_server(), auth.clone());
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .add_service(tonic::service::interceptor::InterceptedService::new(

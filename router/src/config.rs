@@ -48,6 +48,14 @@ impl Default for Config {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_sessions: usize,
+    /// Rooms beyond this cannot be created (`RESOURCE_EXHAUSTED`).
+    pub max_rooms: usize,
+    /// `WatchRoom` streams per room beyond this are refused
+    /// (`RESOURCE_EXHAUSTED`).
+    pub max_watchers_per_room: usize,
+    /// Events buffered for each `WatchRoom` stream; a stream that falls
+    /// further behind is ended with `RESOURCE_EXHAUSTED`.
+    pub watch_buffer: usize,
     pub heartbeat_interval_ms: u64,
     /// 0 means three heartbeat intervals.
     pub silence_timeout_ms: u64,
@@ -61,6 +69,9 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_sessions: 1000,
+            max_rooms: 1000,
+            max_watchers_per_room: 256,
+            watch_buffer: 1024,
             heartbeat_interval_ms: 5000,
             silence_timeout_ms: 0,
             error_burst: 10,
@@ -115,6 +126,11 @@ impl Config {
             path: "<config>".into(),
             message: e.to_string(),
         })?;
+        if cfg.limits.watch_buffer == 0 || cfg.limits.watch_buffer > 1 << 20 {
+            return Err(ConfigError::Invalid(
+                "limits.watch_buffer must be from 1 to 1048576".into(),
+            ));
+        }
         if cfg.limits.heartbeat_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "limits.heartbeat_interval_ms must be above 0".into(),
@@ -155,6 +171,7 @@ impl Config {
             heartbeat_interval: hb,
             silence_timeout: silence,
             max_sessions: self.limits.max_sessions,
+            max_rooms: self.limits.max_rooms,
             error_burst: self.limits.error_burst,
             error_refill: Duration::from_millis(self.limits.error_refill_ms.max(1)),
             media_port,

@@ -17,11 +17,13 @@ use proto::control::{self, ServerMessage};
 use proto::framing::{Frame, LineFramer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineStats, Input, MediaCommand, Output};
+use crate::engine::{Engine, EngineStats, Input, MediaCommand, OpError, Output};
+use crate::events::{RoomEvent, RoomEventKind, RoomSnapshot};
+use crate::media::stats::StatsRequest;
 use crate::media::{self, MediaCounters, MediaStats};
 use crate::registry::Registry;
 
@@ -48,6 +50,90 @@ pub enum EngineEvent {
     /// Runs on the engine task with exclusive access (admin calls, stats);
     /// outputs it causes are dispatched right after.
     Call(EngineCall),
+    /// Subscribes to a room's events, answering with the room's state at the
+    /// point where the subscription starts.
+    Watch {
+        room: String,
+        reply: oneshot::Sender<Result<Subscription, WatchError>>,
+    },
+}
+
+/// A room event as watchers receive it, stamped with wall-clock time.
+#[derive(Debug)]
+pub struct WatchItem {
+    pub event: RoomEvent,
+    /// Milliseconds since the Unix epoch when the router dispatched it.
+    pub unix_ms: u64,
+}
+
+/// A new watcher: the room's state, then every event after it.
+pub struct Subscription {
+    pub snapshot: RoomSnapshot,
+    pub events: broadcast::Receiver<Arc<WatchItem>>,
+}
+
+/// Why a watch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error("room `{room}` already has {max} watchers, the most it takes")]
+    TooMany { room: String, max: usize },
+}
+
+/// Fans room events out to watchers: one bounded broadcast buffer per
+/// watched room. Sending never waits, so a watcher that stops reading only
+/// loses its own place (it sees `Lagged` and is ended), never stalls the
+/// engine.
+pub struct WatchHub {
+    rooms: HashMap<String, broadcast::Sender<Arc<WatchItem>>>,
+    max_per_room: usize,
+    buffer: usize,
+}
+
+impl WatchHub {
+    pub fn new(max_per_room: usize, buffer: usize) -> Self {
+        Self {
+            rooms: HashMap::new(),
+            max_per_room,
+            buffer: buffer.max(1),
+        }
+    }
+
+    fn subscribe(&mut self, room: &str) -> Result<broadcast::Receiver<Arc<WatchItem>>, WatchError> {
+        let tx = self
+            .rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| broadcast::channel(self.buffer).0);
+        if tx.receiver_count() >= self.max_per_room {
+            return Err(WatchError::TooMany {
+                room: room.to_owned(),
+                max: self.max_per_room,
+            });
+        }
+        Ok(tx.subscribe())
+    }
+
+    fn publish(&mut self, event: &RoomEvent) {
+        let closed = matches!(event.kind, RoomEventKind::Closed { .. });
+        if let Some(tx) = self.rooms.get(&event.room) {
+            if tx.receiver_count() > 0 {
+                let unix_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let _ = tx.send(Arc::new(WatchItem {
+                    event: event.clone(),
+                    unix_ms,
+                }));
+            } else {
+                self.rooms.remove(&event.room);
+            }
+        }
+        if closed {
+            // Dropping the sender ends every stream once it has read this.
+            self.rooms.remove(&event.room);
+        }
+    }
 }
 
 /// A closure run by the engine task.
@@ -80,6 +166,7 @@ pub struct Router {
     media_addr: SocketAddr,
     admin_addr: SocketAddr,
     counters: Arc<MediaCounters>,
+    stats_tx: std::sync::mpsc::Sender<StatsRequest>,
     admin_task: tokio::task::JoinHandle<()>,
     engine_tx: mpsc::Sender<EngineEvent>,
     shutdown_tx: watch::Sender<bool>,
@@ -121,6 +208,7 @@ impl Router {
         let (engine_tx, engine_rx) = mpsc::channel(ENGINE_QUEUE);
         let (stun_tx, stun_rx) = mpsc::channel(STUN_QUEUE);
         let (media_tx, media_rx) = std::sync::mpsc::channel();
+        let (stats_tx, stats_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let counters = Arc::new(MediaCounters::default());
         let media_stop = Arc::new(AtomicBool::new(false));
@@ -128,6 +216,7 @@ impl Router {
         let worker = media::Worker::new(
             media_socket,
             media_rx,
+            stats_rx,
             stun_tx,
             counters.clone(),
             media_stop.clone(),
@@ -137,16 +226,32 @@ impl Router {
             .spawn(move || worker.run())?;
 
         let engine_task = tokio::spawn(
-            run_engine(engine, engine_rx, stun_rx, media_tx, shutdown_rx)
-                .instrument(info_span!("engine")),
+            run_engine(
+                engine,
+                WatchHub::new(
+                    config.limits.max_watchers_per_room,
+                    config.limits.watch_buffer,
+                ),
+                engine_rx,
+                stun_rx,
+                media_tx,
+                shutdown_rx,
+            )
+            .instrument(info_span!("engine")),
         );
         let accept_task = tokio::spawn(accept_loop(listener, engine_tx.clone()));
         let admin_task = tokio::spawn({
-            let engine = engine_tx.clone();
+            let service = crate::admin::AdminService::new(
+                engine_tx.clone(),
+                stats_tx.clone(),
+                counters.clone(),
+                config.limits.watch_buffer,
+            );
             let token = config.admin_token.clone();
             let shutdown = shutdown_tx.subscribe();
             async move {
-                if let Err(e) = crate::admin::serve(admin_listener, engine, token, shutdown).await {
+                if let Err(e) = crate::admin::serve(admin_listener, service, token, shutdown).await
+                {
                     warn!(error = %e, "admin API stopped");
                 }
             }
@@ -157,6 +262,7 @@ impl Router {
             media_addr,
             admin_addr,
             counters,
+            stats_tx,
             admin_task,
             engine_tx,
             shutdown_tx,
@@ -187,6 +293,11 @@ impl Router {
     /// The engine task's queue, for [`call_engine`].
     pub fn engine_handle(&self) -> mpsc::Sender<EngineEvent> {
         self.engine_tx.clone()
+    }
+
+    /// Per-stream media statistics, from the media worker.
+    pub async fn media_snapshot(&self) -> Option<media::stats::MediaSnapshot> {
+        media_snapshot(&self.stats_tx).await
     }
 
     /// The engine's own counters.
@@ -223,12 +334,23 @@ impl Drop for Router {
     }
 }
 
+/// Asks the media worker for its statistics (answered between batches, within
+/// [`media::POLL_INTERVAL`]).
+pub async fn media_snapshot(
+    stats: &std::sync::mpsc::Sender<StatsRequest>,
+) -> Option<media::stats::MediaSnapshot> {
+    let (tx, rx) = oneshot::channel();
+    stats.send(tx).ok()?;
+    rx.await.ok()
+}
+
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
 async fn run_engine(
     mut engine: Engine,
+    mut hub: WatchHub,
     mut rx: mpsc::Receiver<EngineEvent>,
     mut stun: mpsc::Receiver<Input>,
     media: std::sync::mpsc::Sender<MediaCommand>,
@@ -244,6 +366,17 @@ async fn run_engine(
                 Some(EngineEvent::Input(input)) => engine.handle_input(now(), input),
                 Some(EngineEvent::Register { session, tx }) => { conns.insert(session, tx); }
                 Some(EngineEvent::Call(f)) => f(&mut engine, now()),
+                Some(EngineEvent::Watch { room, reply }) => {
+                    // Outputs are dispatched after every event, so the
+                    // snapshot's seq is the last event watchers were sent.
+                    let sub = engine
+                        .snapshot(now(), &room)
+                        .map_err(WatchError::from)
+                        .and_then(|snapshot| {
+                            Ok(Subscription { snapshot, events: hub.subscribe(&room)? })
+                        });
+                    let _ = reply.send(sub);
+                }
                 None => break,
             },
             Some(input) = stun.recv() => engine.handle_input(now(), input),
@@ -252,11 +385,11 @@ async fn run_engine(
             }
             _ = shutdown.changed() => {
                 engine.shutdown("the router is shutting down");
-                dispatch(&mut engine, &mut conns, &mut closing, &media);
+                dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &media);
                 break;
             }
         }
-        dispatch(&mut engine, &mut conns, &mut closing, &media);
+        dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &media);
         closing.retain(|tx| !tx.is_closed());
     }
     // Let connection tasks flush what they have (their receivers drop when
@@ -273,6 +406,7 @@ async fn run_engine(
 
 fn dispatch(
     engine: &mut Engine,
+    hub: &mut WatchHub,
     conns: &mut HashMap<SessionId, mpsc::Sender<ConnCommand>>,
     closing: &mut Vec<mpsc::Sender<ConnCommand>>,
     media: &std::sync::mpsc::Sender<MediaCommand>,
@@ -300,6 +434,7 @@ fn dispatch(
             Output::Media(cmd) => {
                 let _ = media.send(cmd);
             }
+            Output::RoomEvent(ev) => hub.publish(&ev),
         }
     }
     for session in overflowed {
@@ -313,7 +448,7 @@ fn dispatch(
     }
     if engine.poll_output().is_some() {
         // Disconnects above produced more output (floor released, USERLIST).
-        dispatch(engine, conns, closing, media);
+        dispatch(engine, hub, conns, closing, media);
     }
 }
 

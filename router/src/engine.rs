@@ -25,7 +25,11 @@ use proto::control::{
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
+use crate::events::{RoomEvent, RoomEventKind};
 use crate::registry::{Registry, RoomError};
+
+mod ops;
+pub use ops::{OpError, Who};
 
 /// Limits and timings of the control plane.
 #[derive(Debug, Clone)]
@@ -36,6 +40,8 @@ pub struct EngineConfig {
     pub silence_timeout: Duration,
     /// Sessions beyond this are answered FULL and closed.
     pub max_sessions: usize,
+    /// Rooms beyond this cannot be created.
+    pub max_rooms: usize,
     /// Bad lines a session may send in a burst before it is closed.
     pub error_burst: u32,
     /// One bad line is forgiven per this interval.
@@ -52,6 +58,7 @@ impl Default for EngineConfig {
             heartbeat_interval: Duration::from_secs(5),
             silence_timeout: Duration::from_secs(15),
             max_sessions: 1000,
+            max_rooms: 1000,
             error_burst: 10,
             error_refill: Duration::from_secs(1),
             media_port: proto::DEFAULT_MEDIA_PORT,
@@ -101,6 +108,8 @@ pub struct Route {
     pub media: Arc<[SocketAddr]>,
     /// Where RTCP with this sender SSRC goes.
     pub rtcp: Arc<[SocketAddr]>,
+    /// RTP clock rate of the stream, for jitter statistics.
+    pub clock_rate: u32,
 }
 
 /// A change for the media worker.
@@ -141,6 +150,8 @@ pub enum Output {
         session: SessionId,
     },
     Media(MediaCommand),
+    /// Something happened in a room (for `WatchRoom`).
+    RoomEvent(Arc<RoomEvent>),
 }
 
 #[derive(Debug)]
@@ -154,6 +165,7 @@ struct Identity {
 struct Session {
     identity: Option<Identity>,
     room: Option<String>,
+    joined_at: Instant,
     last_seen: Instant,
     media_addr: Option<SocketAddr>,
     error_budget: u32,
@@ -169,6 +181,10 @@ struct Room {
     timers: HashMap<TimerKey, Instant>,
     /// What the media worker has for this room's SSRCs.
     installed: HashMap<u32, Route>,
+    /// Members an operator muted: their media goes nowhere.
+    muted: HashSet<SessionId>,
+    /// The `seq` of the room's last event.
+    seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -257,6 +273,9 @@ impl Engine {
         if self.rooms.contains_key(&spec.name) {
             return Err(RoomError::Exists(spec.name));
         }
+        if self.rooms.len() >= self.cfg.max_rooms {
+            return Err(RoomError::TooMany(self.cfg.max_rooms));
+        }
         let plugin = self
             .registry
             .create(&spec.kind, &spec.name, &spec.options)?;
@@ -269,6 +288,8 @@ impl Engine {
                 routes: HashMap::new(),
                 timers: HashMap::new(),
                 installed: HashMap::new(),
+                muted: HashSet::new(),
+                seq: 0,
             },
         );
         Ok(())
@@ -411,6 +432,7 @@ impl Engine {
             Session {
                 identity: None,
                 room: None,
+                joined_at: now,
                 last_seen: now,
                 media_addr: None,
                 error_budget: self.cfg.error_burst,
@@ -636,6 +658,7 @@ impl Engine {
         let kind = room.spec.kind.clone();
         if let Some(s) = self.sessions.get_mut(&id) {
             s.room = Some(name.clone());
+            s.joined_at = now;
         }
         self.send(
             id,
@@ -652,8 +675,18 @@ impl Engine {
         room.routes.insert(id, Receivers::Nobody);
         let member = Member {
             session: id,
-            nickname,
+            nickname: nickname.clone(),
             ssrcs,
+        };
+        self.emit(
+            &name,
+            RoomEventKind::Joined {
+                session: id,
+                nickname,
+            },
+        );
+        let Some(room) = self.rooms.get_mut(&name) else {
+            return;
         };
         let mut out = Outbox::new();
         room.plugin.on_join(now, &member, &mut out);
@@ -679,19 +712,73 @@ impl Engine {
 
     /// Takes a session out of its room, telling it and the others.
     fn leave_room(&mut self, now: Instant, id: SessionId, reason: LeaveReason) {
+        self.leave_room_with(now, id, reason, None);
+    }
+
+    /// [`Engine::leave_room`] with words for the leaver (kick, room closed).
+    fn leave_room_with(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        reason: LeaveReason,
+        message: Option<String>,
+    ) {
         let Some(name) = self.sessions.get_mut(&id).and_then(|s| s.room.take()) else {
             return;
         };
+        let nickname = self.nickname(id);
         let Some(room) = self.rooms.get_mut(&name) else {
             return;
         };
         room.members.retain(|m| *m != id);
         room.routes.remove(&id);
+        room.muted.remove(&id);
+        self.emit(
+            &name,
+            RoomEventKind::Left {
+                session: id,
+                nickname,
+                reason,
+                message: message.clone(),
+            },
+        );
+        let Some(room) = self.rooms.get_mut(&name) else {
+            return;
+        };
         let mut out = Outbox::new();
         room.plugin.on_leave(now, id, reason, &mut out);
         out.userlist_changed();
         self.apply(&name, out);
-        self.send(id, ServerMessage::Left { room: name, reason });
+        self.send(
+            id,
+            ServerMessage::Left {
+                room: name,
+                reason,
+                message,
+            },
+        );
+    }
+
+    fn nickname(&self, id: SessionId) -> String {
+        self.sessions
+            .get(&id)
+            .and_then(|s| s.identity.as_ref())
+            .map(|i| i.nickname.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records a room event for watchers.
+    fn emit(&mut self, name: &str, kind: RoomEventKind) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        room.seq += 1;
+        self.outputs
+            .push_back(Output::RoomEvent(Arc::new(RoomEvent {
+                room: name.to_owned(),
+                seq: room.seq,
+                kind,
+            })));
     }
 
     /// Forgets a session entirely and asks the driver to close its connection.
@@ -790,7 +877,12 @@ impl Engine {
                 continue;
             };
             let others = || room.members.iter().filter(move |o| **o != m);
-            let media: Vec<SocketAddr> = match room.routes.get(&m).unwrap_or(&Receivers::Nobody) {
+            let receivers = if room.muted.contains(&m) {
+                &Receivers::Nobody
+            } else {
+                room.routes.get(&m).unwrap_or(&Receivers::Nobody)
+            };
+            let media: Vec<SocketAddr> = match receivers {
                 Receivers::Nobody => Vec::new(),
                 Receivers::AllOthers => others().filter_map(addr_of).collect(),
                 Receivers::Only(list) => others()
@@ -799,13 +891,19 @@ impl Engine {
                     .collect(),
             };
             let rtcp: Vec<SocketAddr> = others().filter_map(addr_of).collect();
-            let route = Route {
-                source,
-                media: media.into(),
-                rtcp: rtcp.into(),
-            };
-            for ssrc in ssrcs.iter() {
-                desired.insert(ssrc, route.clone());
+            let media: Arc<[SocketAddr]> = media.into();
+            let rtcp: Arc<[SocketAddr]> = rtcp.into();
+            for (ssrc, clock_rate) in [
+                (ssrcs.audio, proto::media::AUDIO_CLOCK_RATE),
+                (ssrcs.video, proto::media::VIDEO_CLOCK_RATE),
+            ] {
+                let route = Route {
+                    source,
+                    media: media.clone(),
+                    rtcp: rtcp.clone(),
+                    clock_rate,
+                };
+                desired.insert(ssrc, route);
             }
         }
         let stale: Vec<u32> = room
@@ -866,6 +964,11 @@ impl Engine {
             return;
         };
         let members = room.members.clone();
+        for (to, msg) in &messages {
+            if let Some(kind) = self.event_of(*to, msg) {
+                self.emit(name, kind);
+            }
+        }
         for (to, msg) in messages {
             match to {
                 Some(to) if members.contains(&to) => self.send(to, msg),
@@ -892,6 +995,68 @@ impl Engine {
         }
     }
 
+    /// The room event a plugin's message stands for, if any.
+    fn event_of(&self, to: Option<SessionId>, msg: &ServerMessage) -> Option<RoomEventKind> {
+        Some(match msg {
+            ServerMessage::MicGranted {
+                holder,
+                session_id,
+                priority,
+                ..
+            } => RoomEventKind::FloorGranted {
+                session: *session_id,
+                nickname: holder.clone(),
+                priority: *priority,
+            },
+            ServerMessage::MicReleased {
+                holder,
+                session_id,
+                reason,
+                ..
+            } => RoomEventKind::FloorReleased {
+                session: *session_id,
+                nickname: holder.clone(),
+                reason: *reason,
+            },
+            ServerMessage::MicRevoked {
+                holder,
+                session_id,
+                reason,
+                ..
+            } => RoomEventKind::FloorRevoked {
+                session: *session_id,
+                nickname: holder.clone(),
+                reason: *reason,
+            },
+            ServerMessage::MicDenied {
+                reason,
+                queue_position,
+                ..
+            } => {
+                let session = to?;
+                RoomEventKind::FloorDenied {
+                    session,
+                    nickname: self.nickname(session),
+                    reason: *reason,
+                    queue_position: *queue_position,
+                }
+            }
+            ServerMessage::Chat {
+                from,
+                session_id,
+                text,
+                private,
+                ..
+            } => RoomEventKind::Chat {
+                from: from.clone(),
+                session: *session_id,
+                to: to.filter(|_| *private).map(|t| (t, self.nickname(t))),
+                text: text.clone(),
+            },
+            _ => return None,
+        })
+    }
+
     fn userlist(&self, name: &str) -> ServerMessage {
         let users = self
             .rooms
@@ -906,6 +1071,7 @@ impl Engine {
                             nickname: ident.nickname.clone(),
                             ssrcs: ident.ssrcs,
                             talking: room.plugin.is_talking(*id),
+                            muted: room.muted.contains(id),
                         })
                     })
                     .collect()

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod config;
 pub mod driver;
 pub mod engine;
+pub mod events;
 pub mod media;
 pub mod registry;
 

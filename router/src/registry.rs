@@ -17,6 +17,8 @@ pub enum RoomError {
     BadName(String),
     #[error("room `{0}` already exists")]
     Exists(String),
+    #[error("the router hosts at most {0} rooms")]
+    TooMany(usize),
     #[error(transparent)]
     Option(#[from] OptionError),
 }

@@ -122,6 +122,30 @@ impl CommandError {
     }
 }
 
+/// An operator's command for a room, from the admin API. The engine has
+/// already checked that the room and the participant exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminCommand {
+    /// Give the floor to this member, overriding the queue and any holder.
+    GrantFloor { session: SessionId },
+    /// Take the floor from whoever holds it.
+    RevokeFloor,
+    /// The engine drops a muted member's media whatever its route; the plugin
+    /// is told so it can free the floor and refuse requests.
+    Mute { session: SessionId, muted: bool },
+}
+
+/// Why a plugin refused an [`AdminCommand`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    /// The room's kind has nothing this command applies to (no floor, …).
+    #[error("{0}")]
+    NotSupported(String),
+    /// The command cannot apply in the room's current state.
+    #[error("{0}")]
+    Precondition(String),
+}
+
 /// The relay logic of one room.
 pub trait RelayPlugin: Send {
     /// The kind's registry name.
@@ -142,6 +166,21 @@ pub trait RelayPlugin: Send {
     fn on_timer(&mut self, now: Instant, key: TimerKey, out: &mut Outbox);
     /// Whether this member is talking, for USERLIST.
     fn is_talking(&self, session: SessionId) -> bool;
+    /// An operator's command. By default a kind takes mute (the engine
+    /// enforces it on routes) and refuses floor commands.
+    fn on_admin(
+        &mut self,
+        _now: Instant,
+        cmd: AdminCommand,
+        _out: &mut Outbox,
+    ) -> Result<(), AdminError> {
+        match cmd {
+            AdminCommand::Mute { .. } => Ok(()),
+            AdminCommand::GrantFloor { .. } | AdminCommand::RevokeFloor => Err(
+                AdminError::NotSupported(format!("rooms of kind `{}` have no floor", self.kind())),
+            ),
+        }
+    }
 }
 
 /// The type of an option value.

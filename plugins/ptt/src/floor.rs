@@ -301,6 +301,20 @@ impl Floor {
         ev
     }
 
+    /// An operator muted `session`: its talk burst is revoked (the next waiting
+    /// request is granted) and its queued request withdrawn.
+    pub fn silence(&mut self, now: Instant, session: SessionId) -> Vec<FloorEvent> {
+        let mut ev = Vec::new();
+        if self.queue_position(session).is_some() {
+            self.with_queue_change(&mut ev, |f| f.queue.retain(|w| w.session != session));
+            ev.push(FloorEvent::Dequeued { session });
+        }
+        if self.holder.is_some_and(|h| h.session == session) {
+            ev.extend(self.revoke(now, RevokeReason::Muted));
+        }
+        ev
+    }
+
     /// An operator gives the floor to `session`, overriding the queue and any
     /// holder.
     pub fn force_grant(

@@ -6,12 +6,13 @@
 
 pub mod floor;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use plugin_api::{
-    CommandError, Member, OptionError, OptionInfo, OptionReader, OptionType, Options, Outbox,
-    PluginFactory, PluginInfo, Receivers, RelayPlugin, RoomCommand, SessionId, TimerKey,
+    AdminCommand, AdminError, CommandError, Member, OptionError, OptionInfo, OptionReader,
+    OptionType, Options, Outbox, PluginFactory, PluginInfo, Receivers, RelayPlugin, RoomCommand,
+    SessionId, TimerKey,
 };
 use proto::control::{ErrorCode, LeaveReason, RevokeReason, ServerMessage};
 
@@ -25,6 +26,8 @@ pub const BURST_TIMER: TimerKey = 1;
 pub struct ExclusiveVoice {
     room: String,
     members: BTreeMap<SessionId, Member>,
+    /// Members an operator muted: their requests are denied with `MUTED`.
+    muted: BTreeSet<SessionId>,
     floor: Floor,
 }
 
@@ -33,6 +36,7 @@ impl ExclusiveVoice {
         Self {
             room: room.to_owned(),
             members: BTreeMap::new(),
+            muted: BTreeSet::new(),
             floor: Floor::new(cfg),
         }
     }
@@ -64,6 +68,7 @@ impl ExclusiveVoice {
         // Announce with the leaver's name before forgetting it.
         self.apply(ev, out);
         self.members.remove(&session);
+        self.muted.remove(&session);
     }
 
     /// Handles MIC_REQUEST and MIC_RELEASE; `Ok(false)` for other commands.
@@ -85,7 +90,15 @@ impl ExclusiveVoice {
                         ),
                     ));
                 }
-                let ev = self.floor.request(now, session, *priority);
+                let ev = if self.muted.contains(&session) {
+                    vec![FloorEvent::Denied {
+                        session,
+                        reason: proto::control::DenyReason::Muted,
+                        position: None,
+                    }]
+                } else {
+                    self.floor.request(now, session, *priority)
+                };
                 self.apply(ev, out);
                 Ok(true)
             }
@@ -110,24 +123,54 @@ impl ExclusiveVoice {
         }
     }
 
-    /// Operator override: give the floor to `session`.
-    pub fn force_grant(&mut self, now: Instant, session: SessionId, out: &mut Outbox) -> bool {
-        if !self.members.contains_key(&session) {
-            return false;
+    /// Operator commands: grant or revoke the floor, mute a member.
+    pub fn on_admin(
+        &mut self,
+        now: Instant,
+        cmd: AdminCommand,
+        out: &mut Outbox,
+    ) -> Result<(), AdminError> {
+        match cmd {
+            AdminCommand::GrantFloor { session } => {
+                if !self.members.contains_key(&session) {
+                    return Err(AdminError::Precondition(format!(
+                        "session {session} is not in room `{}`",
+                        self.room
+                    )));
+                }
+                if self.muted.contains(&session) {
+                    return Err(AdminError::Precondition(format!(
+                        "{} is muted; unmute before granting the floor",
+                        self.nickname(session)
+                    )));
+                }
+                let priority = self.floor.config().max_priority;
+                let ev = self.floor.force_grant(now, session, priority);
+                self.apply(ev, out);
+                Ok(())
+            }
+            AdminCommand::RevokeFloor => {
+                if self.floor.holder().is_none() {
+                    return Err(AdminError::Precondition(format!(
+                        "nobody holds the floor of room `{}`",
+                        self.room
+                    )));
+                }
+                let ev = self.floor.revoke(now, RevokeReason::Admin);
+                self.apply(ev, out);
+                Ok(())
+            }
+            AdminCommand::Mute { session, muted } => {
+                if muted {
+                    self.muted.insert(session);
+                    let ev = self.floor.silence(now, session);
+                    self.apply(ev, out);
+                } else {
+                    self.muted.remove(&session);
+                }
+                Ok(())
+            }
         }
-        let ev = self
-            .floor
-            .force_grant(now, session, self.floor.config().max_priority);
-        self.apply(ev, out);
-        true
-    }
-
-    /// Operator override: take the floor from its holder.
-    pub fn revoke(&mut self, now: Instant, out: &mut Outbox) -> bool {
-        let ev = self.floor.revoke(now, RevokeReason::Admin);
-        let any = !ev.is_empty();
-        self.apply(ev, out);
-        any
     }
 
     pub fn is_talking(&self, session: SessionId) -> bool {
@@ -249,6 +292,14 @@ impl RelayPlugin for PttRoom {
     }
     fn is_talking(&self, session: SessionId) -> bool {
         self.voice.is_talking(session)
+    }
+    fn on_admin(
+        &mut self,
+        now: Instant,
+        cmd: AdminCommand,
+        out: &mut Outbox,
+    ) -> Result<(), AdminError> {
+        self.voice.on_admin(now, cmd, out)
     }
 }
 

@@ -108,6 +108,13 @@ impl Sim {
         self.now = end;
     }
 
+    fn admin(&mut self, c: AdminCommand) -> Result<(), AdminError> {
+        let mut out = Outbox::new();
+        let r = self.room.on_admin(self.now, c, &mut out);
+        self.absorb(out);
+        r
+    }
+
     fn take(&mut self) -> Vec<(Option<SessionId>, ServerMessage)> {
         std::mem::take(&mut self.sent)
     }
@@ -453,6 +460,134 @@ fn release_without_floor_is_an_error() {
     assert_eq!(e, Err(ErrorCode::NotFloorHolder));
     let e = s.cmd(1, RoomCommand::ListRooms).map_err(|e| e.code);
     assert_eq!(e, Err(ErrorCode::NotSupported));
+}
+
+#[test]
+fn operator_grant_preempts_the_holder_and_skips_the_queue() {
+    let mut s = Sim::new(&[]);
+    for id in 1..=3 {
+        s.join(id);
+    }
+    s.request(1, 7); // highest priority a member may ask for
+    s.request(2, 0); // queued
+    s.take();
+    assert_eq!(s.admin(AdminCommand::GrantFloor { session: 3 }), Ok(()));
+    let m = s.take();
+    assert!(
+        matches!(
+            &m[0],
+            (
+                None,
+                ServerMessage::MicRevoked {
+                    session_id: 1,
+                    reason: RevokeReason::Admin,
+                    ..
+                }
+            )
+        ),
+        "{m:?}"
+    );
+    assert_eq!(granted_to(&m), vec![3]);
+    assert_eq!(s.holder(), Some(3));
+    // The queue is untouched: 2 still waits and gets the floor next.
+    s.release(3);
+    assert_eq!(s.holder(), Some(2));
+    // A member cannot take back an operator grant by priority: grants carry
+    // max_priority.
+    s.admin(AdminCommand::GrantFloor { session: 1 })
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.request(2, 7);
+    assert_eq!(s.holder(), Some(1));
+}
+
+#[test]
+fn operator_revoke_hands_over_and_fails_on_an_idle_floor() {
+    let mut s = Sim::new(&[]);
+    for id in 1..=2 {
+        s.join(id);
+    }
+    assert!(matches!(
+        s.admin(AdminCommand::RevokeFloor),
+        Err(AdminError::Precondition(_))
+    ));
+    s.request(1, 0);
+    s.request(2, 0);
+    s.take();
+    assert_eq!(s.admin(AdminCommand::RevokeFloor), Ok(()));
+    let m = s.take();
+    assert!(m.iter().any(|(_, m)| matches!(
+        m,
+        ServerMessage::MicRevoked {
+            session_id: 1,
+            reason: RevokeReason::Admin,
+            ..
+        }
+    )));
+    assert_eq!(s.holder(), Some(2));
+}
+
+#[test]
+fn muted_member_loses_the_floor_and_is_denied_until_unmuted() {
+    let mut s = Sim::new(&[]);
+    for id in 1..=3 {
+        s.join(id);
+    }
+    s.request(1, 0);
+    s.request(2, 0);
+    s.request(3, 0);
+    s.take();
+    // Muting a queued member withdraws its request.
+    s.admin(AdminCommand::Mute {
+        session: 3,
+        muted: true,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        s.take()
+            .contains(&(Some(3), ServerMessage::MicDequeued { room: "r".into() }))
+    );
+    // Muting the holder revokes and hands over.
+    s.admin(AdminCommand::Mute {
+        session: 1,
+        muted: true,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let m = s.take();
+    assert!(m.iter().any(|(_, m)| matches!(
+        m,
+        ServerMessage::MicRevoked {
+            session_id: 1,
+            reason: RevokeReason::Muted,
+            ..
+        }
+    )));
+    assert_eq!(s.holder(), Some(2));
+    s.release(2);
+    s.take();
+    s.request(1, 7);
+    assert_eq!(
+        s.take(),
+        vec![(
+            Some(1),
+            ServerMessage::MicDenied {
+                room: "r".into(),
+                reason: DenyReason::Muted,
+                holder: None,
+                queue_position: None
+            }
+        )]
+    );
+    assert!(matches!(
+        s.admin(AdminCommand::GrantFloor { session: 1 }),
+        Err(AdminError::Precondition(_))
+    ));
+    s.admin(AdminCommand::Mute {
+        session: 1,
+        muted: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    s.request(1, 0);
+    assert_eq!(s.holder(), Some(1));
 }
 
 #[test]

@@ -13,6 +13,7 @@ struct Sim {
     /// The media worker's table, rebuilt from the commands.
     table: HashMap<u32, Route>,
     bound: HashMap<SocketAddr, SessionId>,
+    events: Vec<RoomEvent>,
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -46,6 +47,7 @@ impl Sim {
             media: Vec::new(),
             table: HashMap::new(),
             bound: HashMap::new(),
+            events: Vec::new(),
         }
     }
 
@@ -58,6 +60,7 @@ impl Sim {
                 Output::Close { session } => {
                     self.closed.insert(session);
                 }
+                Output::RoomEvent(ev) => self.events.push((*ev).clone()),
                 Output::Media(cmd) => {
                     match &cmd {
                         MediaCommand::SetRoute { ssrc, route } => {
@@ -533,4 +536,274 @@ fn thousands_of_steps_run_fast_on_virtual_time() {
         s.inbox.clear();
     }
     assert!(s.closed.is_empty());
+}
+
+// ----- operator verbs -------------------------------------------------------
+
+impl Sim {
+    fn event_kinds(&mut self) -> Vec<RoomEventKind> {
+        std::mem::take(&mut self.events)
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+}
+
+#[test]
+fn room_events_are_numbered_in_order() {
+    let mut s = Sim::new();
+    s.member(1, "a");
+    s.member(2, "b");
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    s.line(2, r#"{"type":"MIC_REQUEST"}"#);
+    s.line(1, r#"{"type":"MIC_RELEASE"}"#);
+    s.line(2, r#"{"type":"LEAVE"}"#);
+    let seqs: Vec<u64> = s.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let kinds = s.event_kinds();
+    let short: Vec<String> = kinds
+        .iter()
+        .map(|k| match k {
+            RoomEventKind::Joined { nickname, .. } => format!("join {nickname}"),
+            RoomEventKind::Left { nickname, .. } => format!("left {nickname}"),
+            RoomEventKind::FloorGranted { nickname, .. } => format!("granted {nickname}"),
+            RoomEventKind::FloorDenied {
+                nickname, reason, ..
+            } => format!("denied {nickname} {reason:?}"),
+            RoomEventKind::FloorReleased { nickname, .. } => format!("released {nickname}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        short,
+        [
+            "join a",
+            "join b",
+            "granted a",
+            "denied b Queued",
+            "released a",
+            "granted b",
+            "left b",
+            "released b"
+        ]
+    );
+}
+
+#[test]
+fn kick_tells_the_reason_and_ends_the_session() {
+    let mut s = Sim::new();
+    s.member(1, "a");
+    s.member(2, "b");
+    s.line(2, r#"{"type":"MIC_REQUEST"}"#);
+    s.take(1);
+    s.take(2);
+    let who = Who::Nickname("B".into());
+    assert_eq!(s.engine.kick(s.now, "lobby", &who, "  spamming  "), Ok(()));
+    s.drain();
+    assert_eq!(
+        s.take(2),
+        vec![ServerMessage::Left {
+            room: "lobby".into(),
+            reason: LeaveReason::Kicked,
+            message: Some("spamming".into())
+        }]
+    );
+    assert!(s.closed.contains(&2));
+    // The floor it held is free, and the others are told.
+    assert!(s.take(1).iter().any(|m| matches!(
+        m,
+        ServerMessage::MicReleased {
+            session_id: 2,
+            reason: ReleaseReason::Left,
+            ..
+        }
+    )));
+    assert!(matches!(
+        s.engine.kick(s.now, "lobby", &who, ""),
+        Err(OpError::NoParticipant { .. })
+    ));
+    assert!(matches!(
+        s.engine.kick(s.now, "nowhere", &Who::Session(1), ""),
+        Err(OpError::NoRoom(_))
+    ));
+    assert!(matches!(
+        s.engine
+            .kick(s.now, "lobby", &Who::Session(1), &"x".repeat(300)),
+        Err(OpError::Invalid {
+            field: "reason",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn close_room_ends_every_session_or_keeps_them_connected() {
+    let mut s = Sim::new();
+    let a = s.member(1, "a");
+    s.member(2, "b");
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    assert_eq!(s.engine.close_room(s.now, "lobby", "", false), Ok(2));
+    s.drain();
+    for id in [1, 2] {
+        assert!(s.take(id).iter().any(|m| matches!(
+            m,
+            ServerMessage::Left { reason: LeaveReason::RoomClosed, message: Some(t), .. }
+                if t.contains("closed")
+        )));
+        assert!(s.closed.contains(&id), "session {id} still open");
+    }
+    assert!(s.table.is_empty(), "routes left behind: {:?}", s.table);
+    assert!(!s.table.contains_key(&a.audio));
+    assert!(matches!(
+        s.event_kinds().last(),
+        Some(RoomEventKind::Closed { .. })
+    ));
+    assert_eq!(s.engine.room_info("lobby"), None);
+    assert!(matches!(
+        s.engine.close_room(s.now, "lobby", "", false),
+        Err(OpError::NoRoom(_))
+    ));
+
+    // keep_connected: the members stay, outside any room, and may join again.
+    let spec = RoomSpec {
+        name: "lobby".into(),
+        kind: "ptt".into(),
+        max_participants: 0,
+        options: Options::new(),
+    };
+    assert_eq!(s.engine.create_room(spec), Ok(()));
+    s.member(3, "c");
+    assert_eq!(s.engine.close_room(s.now, "lobby", "bye", true), Ok(1));
+    s.drain();
+    assert!(!s.closed.contains(&3));
+    s.take(3);
+    s.line(3, r#"{"type":"HEARTBEAT"}"#);
+    assert_eq!(s.take(3), vec![ServerMessage::HeartbeatAck]);
+}
+
+#[test]
+fn mute_empties_the_route_and_shows_in_userlist() {
+    let mut s = Sim::new();
+    let a = s.member(1, "a");
+    s.member(2, "b");
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(1));
+    s.take(1);
+    s.take(2);
+    assert_eq!(
+        s.engine.mute(s.now, "lobby", &Who::Session(1), true),
+        Ok(())
+    );
+    s.drain();
+    assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(0));
+    assert_eq!(s.table.get(&a.audio).map(|r| r.rtcp.len()), Some(1));
+    let m = s.take(1);
+    assert!(m.contains(&ServerMessage::Muted {
+        room: "lobby".into(),
+        muted: true
+    }));
+    let Some(ServerMessage::Userlist { users, .. }) = m
+        .iter()
+        .rev()
+        .find(|m| matches!(m, ServerMessage::Userlist { .. }))
+    else {
+        panic!("{m:?}")
+    };
+    assert!(
+        users
+            .iter()
+            .any(|u| u.session_id == 1 && u.muted && !u.talking)
+    );
+    // Muting twice changes nothing; unmuting lets it ask again.
+    assert_eq!(
+        s.engine.mute(s.now, "lobby", &Who::Session(1), true),
+        Ok(())
+    );
+    s.drain();
+    assert!(s.take(1).is_empty());
+    assert_eq!(
+        s.engine.mute(s.now, "lobby", &Who::Session(1), false),
+        Ok(())
+    );
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(1));
+}
+
+#[test]
+fn operator_chat_goes_to_the_room_or_one_member() {
+    let mut s = Sim::new();
+    s.member(1, "a");
+    s.member(2, "b");
+    s.take(1);
+    s.take(2);
+    assert_eq!(s.engine.send_chat("lobby", None, "hello all"), Ok(()));
+    assert_eq!(
+        s.engine
+            .send_chat("lobby", Some(&Who::Nickname("a".into())), "psst"),
+        Ok(())
+    );
+    s.drain();
+    let chat = |text: &str, private| ServerMessage::Chat {
+        room: "lobby".into(),
+        from: "server".into(),
+        session_id: None,
+        text: text.into(),
+        private,
+    };
+    assert_eq!(
+        s.take(1),
+        vec![chat("hello all", false), chat("psst", true)]
+    );
+    assert_eq!(s.take(2), vec![chat("hello all", false)]);
+    let events = s.event_kinds();
+    assert!(matches!(
+        events.last(),
+        Some(RoomEventKind::Chat { to: Some((1, n)), .. }) if n == "a"
+    ));
+    for bad in ["", "   ", &"x".repeat(proto::control::CHAT_MAX_CHARS + 1)] {
+        assert!(matches!(
+            s.engine.send_chat("lobby", None, bad),
+            Err(OpError::Invalid { field: "text", .. })
+        ));
+    }
+}
+
+#[test]
+fn floor_verbs_need_a_floor_and_lobby_verbs_a_lobby() {
+    let mut s = Sim::new();
+    s.member(1, "a");
+    assert!(matches!(
+        s.engine.revoke_floor(s.now, "lobby"),
+        Err(OpError::Precondition(_))
+    ));
+    assert_eq!(
+        s.engine.grant_floor(s.now, "lobby", &Who::Session(1)),
+        Ok(())
+    );
+    assert!(matches!(
+        s.engine.lobby_decision("lobby", &Who::Session(1)),
+        Err(OpError::Precondition(m)) if m.contains("no lobby")
+    ));
+}
+
+#[test]
+fn room_limit_is_enforced() {
+    let cfg = EngineConfig {
+        max_rooms: 2,
+        ..EngineConfig::default()
+    };
+    let mut s = Sim::with(cfg, vec![]);
+    let spec = |n: &str| RoomSpec {
+        name: n.into(),
+        kind: "ptt".into(),
+        max_participants: 0,
+        options: Options::new(),
+    };
+    assert_eq!(s.engine.create_room(spec("two")), Ok(()));
+    assert_eq!(
+        s.engine.create_room(spec("three")),
+        Err(RoomError::TooMany(2))
+    );
+    assert_eq!(s.engine.close_room(s.now, "two", "", false), Ok(0));
+    assert_eq!(s.engine.create_room(spec("three")), Ok(()));
 }

@@ -9,18 +9,20 @@
 //! between batches, before the packets of the batch are looked up.
 
 pub mod mmsg;
+pub mod stats;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use plugin_api::SessionId;
-use proto::media::{PacketKind, classify, parse_binding_request, rtcp_sender_ssrc, rtp_ssrc};
+use proto::media::{PacketKind, classify, parse_binding_request, rtcp_sender_ssrc, rtp_header};
 use rustc_hash::FxHashMap;
 
 use crate::engine::{Input, MediaCommand, Route};
+use stats::{Delivered, MediaSnapshot, StatsRequest, StreamStats};
 
 /// Media counters, shared with the rest of the router.
 #[derive(Debug, Default)]
@@ -102,15 +104,29 @@ impl EngineSink for tokio::sync::mpsc::Sender<Input> {
     }
 }
 
+/// One forwarding entry with its statistics.
+struct Entry {
+    route: Route,
+    stats: StreamStats,
+    /// RTP delivered to each of `route.media`, index for index.
+    delivered: Vec<Delivered>,
+}
+
 /// One media worker.
 pub struct Worker<E: EngineSink> {
     socket: UdpSocket,
-    table: FxHashMap<u32, Route>,
+    table: FxHashMap<u32, Entry>,
     bound: FxHashMap<SocketAddr, SessionId>,
+    /// RTP delivered to each bound address under routes that have changed
+    /// since (the live part is in each [`Entry`]).
+    delivered: FxHashMap<SocketAddr, Delivered>,
     commands: Receiver<MediaCommand>,
+    stats_requests: Receiver<StatsRequest>,
     engine: E,
     counters: Arc<MediaCounters>,
     stop: Arc<AtomicBool>,
+    /// Origin of arrival times for jitter.
+    epoch: Instant,
 }
 
 /// How long a worker blocks in `recvmmsg` before checking for shutdown.
@@ -120,6 +136,7 @@ impl<E: EngineSink> Worker<E> {
     pub fn new(
         socket: UdpSocket,
         commands: Receiver<MediaCommand>,
+        stats_requests: Receiver<StatsRequest>,
         engine: E,
         counters: Arc<MediaCounters>,
         stop: Arc<AtomicBool>,
@@ -128,10 +145,45 @@ impl<E: EngineSink> Worker<E> {
             socket,
             table: FxHashMap::default(),
             bound: FxHashMap::default(),
+            delivered: FxHashMap::default(),
             commands,
+            stats_requests,
             engine,
             counters,
             stop,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Moves an entry's per-receiver counts into the per-address totals.
+    fn fold_delivered(&mut self, entry: &Entry) {
+        for (to, d) in entry.route.media.iter().zip(&entry.delivered) {
+            if d.packets > 0 && self.bound.contains_key(to) {
+                let t = self.delivered.entry(*to).or_default();
+                t.packets += d.packets;
+                t.bytes += d.bytes;
+            }
+        }
+    }
+
+    fn snapshot(&self) -> MediaSnapshot {
+        let mut delivered: std::collections::HashMap<SocketAddr, Delivered> =
+            self.delivered.iter().map(|(a, d)| (*a, *d)).collect();
+        for e in self.table.values() {
+            for (to, d) in e.route.media.iter().zip(&e.delivered) {
+                let t = delivered.entry(*to).or_default();
+                t.packets += d.packets;
+                t.bytes += d.bytes;
+            }
+        }
+        MediaSnapshot {
+            streams: self
+                .table
+                .iter()
+                .map(|(ssrc, e)| (*ssrc, e.stats.snapshot()))
+                .collect(),
+            delivered,
+            taken_at: Some(Instant::now()),
         }
     }
 
@@ -140,16 +192,47 @@ impl<E: EngineSink> Worker<E> {
         loop {
             match self.commands.try_recv() {
                 Ok(MediaCommand::SetRoute { ssrc, route }) => {
-                    self.table.insert(ssrc, route);
+                    let delivered = vec![Delivered::default(); route.media.len()];
+                    match self.table.remove(&ssrc) {
+                        Some(old) if old.route.source == route.source => {
+                            // Same stream, new receivers: keep its statistics.
+                            self.fold_delivered(&old);
+                            self.table.insert(
+                                ssrc,
+                                Entry {
+                                    route,
+                                    stats: old.stats,
+                                    delivered,
+                                },
+                            );
+                        }
+                        old => {
+                            if let Some(old) = old {
+                                self.fold_delivered(&old);
+                            }
+                            let stats = StreamStats::default();
+                            self.table.insert(
+                                ssrc,
+                                Entry {
+                                    route,
+                                    stats,
+                                    delivered,
+                                },
+                            );
+                        }
+                    }
                 }
                 Ok(MediaCommand::RemoveRoute { ssrc }) => {
-                    self.table.remove(&ssrc);
+                    if let Some(old) = self.table.remove(&ssrc) {
+                        self.fold_delivered(&old);
+                    }
                 }
                 Ok(MediaCommand::Bind { addr, session }) => {
                     self.bound.insert(addr, session);
                 }
                 Ok(MediaCommand::Unbind { addr }) => {
                     self.bound.remove(&addr);
+                    self.delivered.remove(&addr);
                 }
                 Ok(MediaCommand::Reply { to, bytes }) => {
                     sends.send(&self.socket, std::iter::once((bytes.as_slice(), to)));
@@ -188,6 +271,9 @@ impl<E: EngineSink> Worker<E> {
             if !self.apply_commands(&mut sends) {
                 break;
             }
+            while let Ok(reply) = self.stats_requests.try_recv() {
+                let _ = reply.send(self.snapshot());
+            }
             if n == 0 {
                 continue;
             }
@@ -196,13 +282,14 @@ impl<E: EngineSink> Worker<E> {
                 .fetch_add(n as u64, Ordering::Relaxed);
             out.clear();
             let mut t = Tally::default();
+            let arrival = self.epoch.elapsed().as_secs_f64();
             for i in 0..n {
                 let (data, from) = batch.get(i);
                 let Some(from) = from else {
                     t.malformed += 1;
                     continue;
                 };
-                self.route_one(data, from, i, &mut out, &mut t);
+                self.route_one(data, from, i, arrival, &mut out, &mut t);
             }
             if !out.is_empty() {
                 let sent = sends.send(&self.socket, out.iter().map(|&(i, to)| (batch.data(i), to)));
@@ -226,10 +313,11 @@ impl<E: EngineSink> Worker<E> {
 
     #[inline]
     fn route_one(
-        &self,
+        &mut self,
         data: &[u8],
         from: SocketAddr,
         i: usize,
+        arrival: f64,
         out: &mut Vec<(usize, SocketAddr)>,
         t: &mut Tally,
     ) {
@@ -252,10 +340,13 @@ impl<E: EngineSink> Worker<E> {
             return;
         }
         // Classified once above; parse only as what the first bytes say.
-        let ssrc = match kind {
-            PacketKind::Rtp => rtp_ssrc(data),
-            PacketKind::Rtcp => rtcp_sender_ssrc(data),
-            _ => None,
+        let (ssrc, rtp) = match kind {
+            PacketKind::Rtp => match rtp_header(data) {
+                Some(h) => (Some(h.ssrc), Some(h)),
+                None => (None, None),
+            },
+            PacketKind::Rtcp => (rtcp_sender_ssrc(data), None),
+            _ => (None, None),
         };
         let Some(ssrc) = ssrc else {
             if self.bound.contains_key(&from) {
@@ -265,13 +356,19 @@ impl<E: EngineSink> Worker<E> {
             }
             return;
         };
-        match self.table.get(&ssrc) {
-            Some(route) if route.source == from => {
-                let targets = if kind == PacketKind::Rtp {
-                    &route.media
+        match self.table.get_mut(&ssrc) {
+            Some(e) if e.route.source == from => {
+                let targets = if let Some(h) = rtp {
+                    e.stats.rtp(h.seq, h.timestamp, arrival, e.route.clock_rate);
+                    for d in &mut e.delivered {
+                        d.packets += 1;
+                        d.bytes += data.len() as u64;
+                    }
+                    &e.route.media
                 } else {
-                    &route.rtcp
+                    &e.route.rtcp
                 };
+                e.stats.count(data.len(), targets.len());
                 if targets.is_empty() {
                     t.not_routed += 1;
                     return;
