@@ -79,3 +79,38 @@ pub async fn wait_for<T>(
         }
     }
 }
+
+/// A tonic client of the router's admin API.
+pub async fn admin(
+    router: &Router,
+) -> proto::admin::admin_client::AdminClient<tonic::transport::Channel> {
+    let url = format!("http://{}", router.admin_addr());
+    match proto::admin::admin_client::AdminClient::connect(url).await {
+        Ok(c) => c,
+        Err(e) => panic!("admin connect: {e}"),
+    }
+}
+
+/// One line per room event, for comparing streams and readable failures.
+pub fn describe(ev: &proto::admin::RoomEvent) -> String {
+    use proto::admin::room_event::Event;
+    let what = match &ev.event {
+        Some(Event::Snapshot(s)) => {
+            let names: Vec<_> = s.participants.iter().map(|p| p.nickname.as_str()).collect();
+            format!("snapshot [{}]", names.join(","))
+        }
+        Some(Event::Joined(j)) => format!("joined {}", j.nickname),
+        Some(Event::Left(l)) => format!("left {} {} {}", l.nickname, l.reason, l.message),
+        Some(Event::FloorGranted(g)) => format!("granted {} p{}", g.nickname, g.priority),
+        Some(Event::FloorDenied(d)) => {
+            format!("denied {} {} {}", d.nickname, d.reason, d.queue_position)
+        }
+        Some(Event::FloorReleased(r)) => format!("released {} {}", r.nickname, r.reason),
+        Some(Event::FloorRevoked(r)) => format!("revoked {} {}", r.nickname, r.reason),
+        Some(Event::Chat(c)) => format!("chat {}->{} {}", c.from, c.to_nickname, c.text),
+        Some(Event::Muted(m)) => format!("muted {} {}", m.nickname, m.muted),
+        Some(Event::Closed(c)) => format!("closed {}", c.reason),
+        None => "empty".into(),
+    };
+    format!("#{} {what}", ev.seq)
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use switchboard_tests::start_router;
+use switchboard_tests::{member, start_router};
 
 /// The Python with grpcio: `SWITCHBOARD_PYTHON`, else the venv that
 /// `scripts/test` makes.
@@ -20,8 +20,9 @@ fn python() -> Option<PathBuf> {
     ok.then_some(candidate)
 }
 
-#[tokio::test]
-async fn python_grpcio_discovers_the_service_by_reflection() {
+/// Runs a script from `tests/python` with `args`; `None` when Python with
+/// grpcio is missing outside CI (skipped, and said so).
+async fn run_python(script: &str, args: &[String]) -> Option<String> {
     let Some(py) = python() else {
         // CI (and ./scripts/test) always provides it; a bare `cargo test` says why it skips.
         assert!(
@@ -31,30 +32,98 @@ async fn python_grpcio_discovers_the_service_by_reflection() {
         eprintln!(
             "SKIPPED: no Python with grpcio and grpcio-reflection (./scripts/test installs them into target/py)"
         );
-        return;
+        return None;
     };
-    let router = start_router(|_| {}).await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/admin_reflection.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
     let out = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(py)
             .arg(script)
-            .arg(router.admin_addr().to_string())
+            .args(args)
             .output(),
     )
     .await;
     let Ok(Ok(out)) = out else {
         panic!("python did not finish")
     };
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "python failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Some(stdout)
+}
+
+#[tokio::test]
+async fn python_grpcio_discovers_the_service_by_reflection() {
+    let router = start_router(|_| {}).await;
+    let Some(stdout) = run_python("admin_reflection.py", &[router.admin_addr().to_string()]).await
+    else {
+        return;
+    };
     assert!(stdout.contains("reflection ok"), "{stdout}");
     // The room it created is real.
     let rooms = router::driver::call_engine(&router.engine_handle(), |e, _| e.room_infos()).await;
     assert!(rooms.is_some_and(|r| r.iter().any(|r| r.name == "from-python")));
+    router.shutdown().await;
+}
+
+/// Every `$ grpcurl` example of docs/admin.md runs as documented, in order,
+/// from the state the document describes: `lobby` with `ann` holding the
+/// floor and `bob`.
+#[tokio::test]
+async fn every_grpcurl_example_in_the_admin_docs_works() {
+    let router = start_router(|_| {}).await;
+    let (mut ann, _am) = member(router.control_addr(), "ann", "lobby").await;
+    let (_bob, _bm) = member(router.control_addr(), "bob", "lobby").await;
+    assert!(matches!(
+        ann.request_floor(0).await,
+        Ok(client::FloorAnswer::Granted { .. })
+    ));
+    let doc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/admin.md");
+    let Some(stdout) = run_python(
+        "doc_examples.py",
+        &[router.admin_addr().to_string(), doc.display().to_string()],
+    )
+    .await
+    else {
+        return;
+    };
+    println!("{stdout}");
+    let count = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("doc examples ok: "))
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    // Every RPC of the service appears at least once.
+    let text = std::fs::read_to_string(&doc).unwrap_or_default();
+    for rpc in [
+        "ListPlugins",
+        "CreateRoom",
+        "ListRooms",
+        "GetRoom",
+        "CloseRoom",
+        "ListParticipants",
+        "KickParticipant",
+        "MuteParticipant",
+        "GrantFloor",
+        "RevokeFloor",
+        "SendChat",
+        "ApproveJoin",
+        "DenyJoin",
+        "GetStats",
+        "WatchRoom",
+    ] {
+        assert!(
+            text.contains(&format!("switchboard.v1.Admin/{rpc}")),
+            "docs/admin.md has no grpcurl example of {rpc}"
+        );
+    }
+    assert!(count.is_some_and(|n| n >= 25), "{stdout}");
+    // The last example closed the lobby.
+    let rooms = router::driver::call_engine(&router.engine_handle(), |e, _| e.room_infos()).await;
+    assert!(rooms.is_some_and(|r| r.iter().all(|r| r.name != "lobby")));
     router.shutdown().await;
 }
