@@ -699,7 +699,13 @@ pub async fn serve(
     let auth = BearerAuth::new(token);
     let admin =
         tonic::service::interceptor::InterceptedService::new(service.into_server(), auth.clone());
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Without TCP_NODELAY every small response waits for the client's delayed
+    // ACK (Nagle): ~40 ms per call instead of well under 1 ms.
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
     tonic::transport::Server::builder()
         .add_service(tonic::service::interceptor::InterceptedService::new(
             health,
