@@ -225,5 +225,15 @@ mod tests {
         assert!(Config::parse("contrl = \"1.2.3.4:5\"").is_err());
         assert!(Config::parse("[[rooms]]\nname=\"a\"\nkind=\"ptt\"\ncolour=1").is_err());
         assert!(Config::parse("[limits]\nheartbeat_interval_ms = 0").is_err());
+        assert!(Config::parse("[limits]\nwatch_buffer = 0").is_err());
+        assert!(Config::parse("[limits]\nwatch_buffer = 2000000").is_err());
+        let c =
+            Config::parse("[limits]\nmax_rooms = 3\nmax_watchers_per_room = 4\nwatch_buffer = 5");
+        assert!(c.is_ok_and(|c| (
+            c.limits.max_rooms,
+            c.limits.max_watchers_per_room,
+            c.limits.watch_buffer
+        ) == (3, 4, 5)
+            && c.engine_config(1).max_rooms == 3));
     }
 }
