@@ -147,6 +147,18 @@ impl AdminService {
         AdminServer::new(self)
     }
 
+    async fn lobby_decision(
+        &self,
+        r: LobbyDecisionRequest,
+        approve: bool,
+    ) -> Result<Response<LobbyDecisionResponse>, Status> {
+        required("room", &r.room)?;
+        let who = who("participant", r.participant)?;
+        self.op(move |e, _| e.lobby_decision(&r.room, &who, approve, &r.reason))
+            .await?;
+        Ok(Response::new(LobbyDecisionResponse {}))
+    }
+
     /// Runs an operator verb on the engine task.
     async fn op<R: Send + 'static>(
         &self,
@@ -471,22 +483,14 @@ impl Admin for AdminService {
         &self,
         req: Request<LobbyDecisionRequest>,
     ) -> Result<Response<LobbyDecisionResponse>, Status> {
-        let r = req.into_inner();
-        required("room", &r.room)?;
-        let who = who("participant", r.participant)?;
-        self.op(move |e, _| e.lobby_decision(&r.room, &who)).await?;
-        Ok(Response::new(LobbyDecisionResponse {}))
+        self.lobby_decision(req.into_inner(), true).await
     }
 
     async fn deny_join(
         &self,
         req: Request<LobbyDecisionRequest>,
     ) -> Result<Response<LobbyDecisionResponse>, Status> {
-        let r = req.into_inner();
-        required("room", &r.room)?;
-        let who = who("participant", r.participant)?;
-        self.op(move |e, _| e.lobby_decision(&r.room, &who)).await?;
-        Ok(Response::new(LobbyDecisionResponse {}))
+        self.lobby_decision(req.into_inner(), false).await
     }
 
     async fn get_stats(

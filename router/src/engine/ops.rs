@@ -293,13 +293,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Approves or denies a lobby request. No room kind built so far keeps a
-    /// lobby (meetings will), so this only tells the caller why not.
-    pub fn lobby_decision(&mut self, room: &str, request: &Who) -> Result<(), OpError> {
+    /// Approves or denies (with `reason`) a lobby request. No room kind built
+    /// so far keeps a lobby (meetings will), so this only tells the caller
+    /// why not, after checking its arguments.
+    pub fn lobby_decision(
+        &mut self,
+        room: &str,
+        request: &Who,
+        _approve: bool,
+        reason: &str,
+    ) -> Result<(), OpError> {
         let r = self
             .rooms
             .get(room)
             .ok_or_else(|| OpError::NoRoom(shown(room)))?;
+        reason_text(reason, "")?;
         Err(OpError::Precondition(format!(
             "room `{}` of kind `{}` has no lobby, so there is no request {request} to decide",
             shown(room),

@@ -781,7 +781,7 @@ fn floor_verbs_need_a_floor_and_lobby_verbs_a_lobby() {
         Ok(())
     );
     assert!(matches!(
-        s.engine.lobby_decision("lobby", &Who::Session(1)),
+        s.engine.lobby_decision("lobby", &Who::Session(1), true, ""),
         Err(OpError::Precondition(m)) if m.contains("no lobby")
     ));
 }
