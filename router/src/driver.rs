@@ -412,43 +412,46 @@ fn dispatch(
     media: &std::sync::mpsc::Sender<MediaCommand>,
 ) {
     let mut overflowed = Vec::new();
-    while let Some(out) = engine.poll_output() {
-        match out {
-            Output::Send { session, msg } => {
-                if let Some(tx) = conns.get(&session)
-                    && tx.try_send(ConnCommand::Send(msg)).is_err()
-                {
-                    // Full (slow reader) or gone: either way the session ends.
-                    overflowed.push(session);
-                }
-            }
-            Output::Close { session } => {
-                if let Some(tx) = conns.remove(&session) {
-                    // If the queue is full the sender is dropped here, which
-                    // ends the task once it drains the queue: a close either way.
-                    if tx.try_send(ConnCommand::Close).is_ok() {
-                        closing.push(tx);
+    loop {
+        while let Some(out) = engine.poll_output() {
+            match out {
+                Output::Send { session, msg } => {
+                    if let Some(tx) = conns.get(&session)
+                        && tx.try_send(ConnCommand::Send(msg)).is_err()
+                    {
+                        // Full (slow reader) or gone: either way the session ends.
+                        overflowed.push(session);
                     }
                 }
+                Output::Close { session } => {
+                    if let Some(tx) = conns.remove(&session) {
+                        // If the queue is full the sender is dropped here, which
+                        // ends the task once it drains the queue: a close either way.
+                        if tx.try_send(ConnCommand::Close).is_ok() {
+                            closing.push(tx);
+                        }
+                    }
+                }
+                Output::Media(cmd) => {
+                    let _ = media.send(cmd);
+                }
+                Output::RoomEvent(ev) => hub.publish(&ev),
             }
-            Output::Media(cmd) => {
-                let _ = media.send(cmd);
+        }
+        if overflowed.is_empty() {
+            return;
+        }
+        // Ending these sessions makes more output (LEFT events, floor
+        // released, USERLIST): dispatched by the next turn of the loop.
+        for session in overflowed.drain(..) {
+            if conns.remove(&session).is_some() {
+                warn!(
+                    session,
+                    "outgoing queue full or closed; dropping the session"
+                );
+                engine.handle_input(now(), Input::Disconnected { session });
             }
-            Output::RoomEvent(ev) => hub.publish(&ev),
         }
-    }
-    for session in overflowed {
-        if conns.remove(&session).is_some() {
-            warn!(
-                session,
-                "outgoing queue full or closed; dropping the session"
-            );
-            engine.handle_input(now(), Input::Disconnected { session });
-        }
-    }
-    if engine.poll_output().is_some() {
-        // Disconnects above produced more output (floor released, USERLIST).
-        dispatch(engine, hub, conns, closing, media);
     }
 }
 
@@ -550,4 +553,83 @@ async fn connection(
             .await;
     }
     debug!("closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineConfig, RoomSpec};
+
+    fn line(engine: &mut Engine, session: SessionId, json: &str) {
+        engine.handle_input(
+            now(),
+            Input::Line {
+                session,
+                line: json.as_bytes().to_vec(),
+            },
+        );
+    }
+
+    /// A session whose connection task is gone is dropped inside `dispatch`;
+    /// everything that causes (its LEFT event, the others' USERLIST) must
+    /// still go out, none of it swallowed.
+    #[tokio::test]
+    async fn outputs_caused_by_a_dead_connection_are_all_dispatched() {
+        let lobby = RoomSpec {
+            name: "lobby".into(),
+            kind: "ptt".into(),
+            max_participants: 0,
+            options: Default::default(),
+        };
+        let Ok(mut engine) = Engine::new(EngineConfig::default(), Registry::builtin(), vec![lobby])
+        else {
+            panic!("engine")
+        };
+        let mut hub = WatchHub::new(4, 64);
+        let mut conns = HashMap::new();
+        let mut closing = Vec::new();
+        let (media, _media_rx) = std::sync::mpsc::channel();
+        let mut inbox = HashMap::new();
+        for (id, nick) in [(1, "ann"), (2, "bob")] {
+            let (tx, rx) = mpsc::channel(64);
+            conns.insert(id, tx);
+            inbox.insert(id, rx);
+            let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+            engine.handle_input(now(), Input::Connected { session: id, peer });
+            line(
+                &mut engine,
+                id,
+                &format!(r#"{{"type":"HELLO","version":1,"nickname":"{nick}"}}"#),
+            );
+            line(&mut engine, id, r#"{"type":"JOIN","room":"lobby"}"#);
+        }
+        dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &media);
+        let Ok(mut watcher) = hub.subscribe("lobby") else {
+            panic!("subscribe")
+        };
+        // bob's connection task ends without the engine hearing of it yet.
+        drop(inbox.remove(&2));
+        // ann takes the floor: MIC_GRANTED to bob fails, so bob is dropped.
+        line(&mut engine, 1, r#"{"type":"MIC_REQUEST"}"#);
+        dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &media);
+
+        let mut seqs = Vec::new();
+        let mut left = false;
+        while let Ok(item) = watcher.try_recv() {
+            seqs.push(item.event.seq);
+            left |= matches!(item.event.kind, RoomEventKind::Left { session: 2, .. });
+        }
+        assert!(left, "bob's LEFT event was lost: {seqs:?}");
+        assert_eq!(seqs, (3..3 + seqs.len() as u64).collect::<Vec<_>>());
+        let Some(ann) = inbox.get_mut(&1) else {
+            panic!()
+        };
+        let mut last_userlist = None;
+        while let Ok(ConnCommand::Send(m)) = ann.try_recv() {
+            if let ServerMessage::Userlist { users, .. } = &*m {
+                last_userlist = Some(users.len());
+            }
+        }
+        assert_eq!(last_userlist, Some(1), "ann was not told bob left");
+    }
 }
