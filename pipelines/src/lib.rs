@@ -122,9 +122,6 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// Placeholders every definition may use besides its params.
-const BUILTIN_VARS: &[&str] = &["source", "sink", "pt", "clock_rate", "caps", "latency_ms"];
-
 /// Replaces `{name}` with `vars[name]`; unknown names are an error.
 fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(template.len() + 64);
@@ -310,7 +307,6 @@ impl Definition {
         vars.insert("clock_rate".into(), self.clock_rate.to_string());
         vars.insert("caps".into(), self.rtp_caps());
         vars.insert("latency_ms".into(), self.latency_ms.to_string());
-        debug_assert!(BUILTIN_VARS.iter().all(|k| vars.contains_key(*k)));
         Ok(vars)
     }
 
@@ -343,10 +339,7 @@ impl Definition {
             .send_description(source, params)
             .map_err(BuildError::Params)?;
         let pipeline = launch(&desc)?;
-        let rtp = pipeline
-            .by_name("rtp")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or(BuildError::Contract("appsink name=rtp"))?;
+        let rtp = named(&pipeline, "rtp").ok_or(BuildError::Contract("appsink name=rtp"))?;
         Ok(SendPipeline { pipeline, rtp })
     }
 
@@ -361,14 +354,9 @@ impl Definition {
             .receive_description(sink, params)
             .map_err(BuildError::Params)?;
         let pipeline = launch(&desc)?;
-        let rtp = pipeline
-            .by_name("rtp")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or(BuildError::Contract("appsrc name=rtp"))?;
+        let rtp = named(&pipeline, "rtp").ok_or(BuildError::Contract("appsrc name=rtp"))?;
         let jitter = pipeline.by_name("jitter");
-        let out = pipeline
-            .by_name("out")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok());
+        let out = named(&pipeline, "out");
         Ok(ReceivePipeline {
             pipeline,
             rtp,
@@ -376,6 +364,11 @@ impl Definition {
             out,
         })
     }
+}
+
+/// The element called `name`, if it is a `T`.
+fn named<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Option<T> {
+    pipeline.by_name(name).and_then(|e| e.downcast::<T>().ok())
 }
 
 fn launch(desc: &str) -> Result<gst::Pipeline, BuildError> {

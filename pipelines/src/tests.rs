@@ -170,24 +170,28 @@ fn params_and_sources_are_checked() {
     assert!("radio".parse::<Source>().is_err_and(|e| e.contains("tone")));
 }
 
+/// Both halves of `def`: a 440 Hz tone in, decoded media to an app sink.
+fn tone_halves(def: &Definition) -> (SendPipeline, ReceivePipeline) {
+    let tone = Source::Tone {
+        freq: 440.0,
+        volume: 0.5,
+    };
+    let send = def
+        .build_send(&tone, &BTreeMap::new())
+        .unwrap_or_else(|e| panic!("{}: {e}", def.name));
+    let recv = def
+        .build_receive(&Sink::App, &BTreeMap::new())
+        .unwrap_or_else(|e| panic!("{}: {e}", def.name));
+    (send, recv)
+}
+
 /// Every built-in definition builds both halves, and the send half really
 /// produces RTP with the definition's payload type.
 #[test]
 fn every_builtin_builds_and_sends_rtp() {
     let c = Catalog::builtin().unwrap_or_else(|e| panic!("{e}"));
     for def in c.iter() {
-        let send = def
-            .build_send(
-                &Source::Tone {
-                    freq: 440.0,
-                    volume: 0.5,
-                },
-                &BTreeMap::new(),
-            )
-            .unwrap_or_else(|e| panic!("{}: {e}", def.name));
-        let recv = def
-            .build_receive(&Sink::App, &BTreeMap::new())
-            .unwrap_or_else(|e| panic!("{}: {e}", def.name));
+        let (send, recv) = tone_halves(def);
         assert!(recv.jitter.is_some() && recv.out.is_some(), "{}", def.name);
         send.pipeline
             .set_state(gst::State::Playing)
@@ -223,18 +227,7 @@ fn audio_round_trips_through_send_and_receive_halves() {
     let c = Catalog::builtin().unwrap_or_else(|e| panic!("{e}"));
     for name in ["opus", "l16"] {
         let def = c.require(name).unwrap_or_else(|e| panic!("{e}"));
-        let send = def
-            .build_send(
-                &Source::Tone {
-                    freq: 440.0,
-                    volume: 0.5,
-                },
-                &BTreeMap::new(),
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-        let recv = def
-            .build_receive(&Sink::App, &BTreeMap::new())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (send, recv) = tone_halves(def);
         let Some(out) = recv.out.clone() else {
             panic!("no out")
         };

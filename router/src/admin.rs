@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
-use crate::driver::{EngineEvent, WatchError, WatchItem, call_engine};
+use crate::driver::{EngineEvent, WatchError, WatchItem, call_engine, unix_ms_now};
 use crate::engine::{OpError, RoomSpec, Who};
 use crate::events::{ParticipantInfo, RoomEventKind, RoomSnapshot};
 use crate::media::MediaCounters;
@@ -283,12 +283,6 @@ fn event_wire(item: &WatchItem) -> proto::admin::RoomEvent {
         unix_ms: item.unix_ms,
         event: Some(event),
     }
-}
-
-fn unix_ms_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The stream `WatchRoom` answers with.

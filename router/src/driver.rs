@@ -118,12 +118,9 @@ impl WatchHub {
         let closed = matches!(event.kind, RoomEventKind::Closed { .. });
         if let Some(tx) = self.rooms.get(&event.room) {
             if tx.receiver_count() > 0 {
-                let unix_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
                 let _ = tx.send(Arc::new(WatchItem {
                     event: event.clone(),
-                    unix_ms,
+                    unix_ms: unix_ms_now(),
                 }));
             } else {
                 self.rooms.remove(&event.room);
@@ -342,6 +339,13 @@ pub async fn media_snapshot(
     let (tx, rx) = oneshot::channel();
     stats.send(tx).ok()?;
     rx.await.ok()
+}
+
+/// Wall-clock milliseconds since the Unix epoch, for watchers.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn now() -> std::time::Instant {

@@ -645,7 +645,7 @@ impl Engine {
             self.sessions
                 .get(m)
                 .and_then(|s| s.identity.as_ref())
-                .is_some_and(|i| i.nickname.to_lowercase() == nickname.to_lowercase())
+                .is_some_and(|i| same_nickname(&i.nickname, &nickname))
         });
         if taken {
             return self.protocol_error(
@@ -1082,6 +1082,11 @@ impl Engine {
             users,
         }
     }
+}
+
+/// Nicknames are unique within a room regardless of case.
+fn same_nickname(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
 }
 
 #[cfg(test)]

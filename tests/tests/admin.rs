@@ -3,17 +3,9 @@
 
 use proto::admin::admin_client::AdminClient;
 use proto::admin::{CreateRoomRequest, GetRoomRequest, ListPluginsRequest, ListRoomsRequest};
-use switchboard_tests::{member, start_router};
+use switchboard_tests::{admin, member, start_router};
 use tonic::Code;
 use tonic::transport::Channel;
-
-async fn admin(router: &router::Router) -> AdminClient<Channel> {
-    let url = format!("http://{}", router.admin_addr());
-    match AdminClient::connect(url).await {
-        Ok(c) => c,
-        Err(e) => panic!("admin connect: {e}"),
-    }
-}
 
 fn create(name: &str, kind: &str, options: &[(&str, &str)]) -> CreateRoomRequest {
     CreateRoomRequest {

@@ -75,27 +75,22 @@ fn reason_text(reason: &str, default: &str) -> Result<String, OpError> {
 }
 
 impl Engine {
-    fn room_exists(&self, room: &str) -> Result<(), OpError> {
-        if self.rooms.contains_key(room) {
-            Ok(())
-        } else {
-            Err(OpError::NoRoom(shown(room)))
-        }
+    fn room(&self, room: &str) -> Result<&super::Room, OpError> {
+        self.rooms
+            .get(room)
+            .ok_or_else(|| OpError::NoRoom(shown(room)))
     }
 
     /// The member of `room` that `who` names.
     pub fn resolve(&self, room: &str, who: &Who) -> Result<SessionId, OpError> {
-        let r = self
-            .rooms
-            .get(room)
-            .ok_or_else(|| OpError::NoRoom(shown(room)))?;
+        let r = self.room(room)?;
         let found = r.members.iter().copied().find(|id| match who {
             Who::Session(s) => s == id,
             Who::Nickname(n) => self
                 .sessions
                 .get(id)
                 .and_then(|s| s.identity.as_ref())
-                .is_some_and(|i| i.nickname.to_lowercase() == n.to_lowercase()),
+                .is_some_and(|i| super::same_nickname(&i.nickname, n)),
         });
         found.ok_or_else(|| OpError::NoParticipant {
             room: shown(room),
@@ -105,10 +100,7 @@ impl Engine {
 
     /// The members of `room`, in joining order.
     pub fn participants(&self, now: Instant, room: &str) -> Result<Vec<ParticipantInfo>, OpError> {
-        let r = self
-            .rooms
-            .get(room)
-            .ok_or_else(|| OpError::NoRoom(shown(room)))?;
+        let r = self.room(room)?;
         Ok(r.members
             .iter()
             .filter_map(|id| {
@@ -130,13 +122,14 @@ impl Engine {
     /// The room's state now, with the sequence number of its last event.
     pub fn snapshot(&self, now: Instant, room: &str) -> Result<RoomSnapshot, OpError> {
         let participants = self.participants(now, room)?;
-        let (Some(info), Some(r)) = (self.room_info(room), self.rooms.get(room)) else {
-            return Err(OpError::NoRoom(shown(room)));
-        };
+        let seq = self.room(room)?.seq;
+        let info = self
+            .room_info(room)
+            .ok_or_else(|| OpError::NoRoom(shown(room)))?;
         Ok(RoomSnapshot {
             info,
             participants,
-            seq: r.seq,
+            seq,
         })
     }
 
@@ -150,7 +143,7 @@ impl Engine {
         reason: &str,
         keep_connected: bool,
     ) -> Result<usize, OpError> {
-        self.room_exists(room)?;
+        self.room(room)?;
         let reason = reason_text(reason, "the room was closed by an operator")?;
         let members = self
             .rooms
@@ -245,7 +238,7 @@ impl Engine {
 
     /// Takes the floor from its holder; the next waiting request is granted.
     pub fn revoke_floor(&mut self, now: Instant, room: &str) -> Result<(), OpError> {
-        self.room_exists(room)?;
+        self.room(room)?;
         self.plugin_admin(now, room, AdminCommand::RevokeFloor)
     }
 
@@ -262,7 +255,7 @@ impl Engine {
     /// Sends `text` as the server to every member of `room`, or privately to
     /// one.
     pub fn send_chat(&mut self, room: &str, to: Option<&Who>, text: &str) -> Result<(), OpError> {
-        self.room_exists(room)?;
+        self.room(room)?;
         let n = text.chars().count();
         if text.trim().is_empty() {
             return Err(OpError::Invalid {
@@ -303,10 +296,7 @@ impl Engine {
         _approve: bool,
         reason: &str,
     ) -> Result<(), OpError> {
-        let r = self
-            .rooms
-            .get(room)
-            .ok_or_else(|| OpError::NoRoom(shown(room)))?;
+        let r = self.room(room)?;
         reason_text(reason, "")?;
         Err(OpError::Precondition(format!(
             "room `{}` of kind `{}` has no lobby, so there is no request {request} to decide",

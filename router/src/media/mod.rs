@@ -108,8 +108,9 @@ impl EngineSink for tokio::sync::mpsc::Sender<Input> {
 struct Entry {
     route: Route,
     stats: StreamStats,
-    /// RTP delivered to each of `route.media`, index for index.
-    delivered: Vec<Delivered>,
+    /// RTP forwarded under this route: every address of `route.media` got
+    /// each of these packets, so one counter serves all receivers.
+    sent_under_route: Delivered,
 }
 
 /// One media worker.
@@ -157,8 +158,12 @@ impl<E: EngineSink> Worker<E> {
 
     /// Moves an entry's per-receiver counts into the per-address totals.
     fn fold_delivered(&mut self, entry: &Entry) {
-        for (to, d) in entry.route.media.iter().zip(&entry.delivered) {
-            if d.packets > 0 && self.bound.contains_key(to) {
+        let d = entry.sent_under_route;
+        if d.packets == 0 {
+            return;
+        }
+        for to in entry.route.media.iter() {
+            if self.bound.contains_key(to) {
                 let t = self.delivered.entry(*to).or_default();
                 t.packets += d.packets;
                 t.bytes += d.bytes;
@@ -170,10 +175,10 @@ impl<E: EngineSink> Worker<E> {
         let mut delivered: std::collections::HashMap<SocketAddr, Delivered> =
             self.delivered.iter().map(|(a, d)| (*a, *d)).collect();
         for e in self.table.values() {
-            for (to, d) in e.route.media.iter().zip(&e.delivered) {
+            for to in e.route.media.iter() {
                 let t = delivered.entry(*to).or_default();
-                t.packets += d.packets;
-                t.bytes += d.bytes;
+                t.packets += e.sent_under_route.packets;
+                t.bytes += e.sent_under_route.bytes;
             }
         }
         MediaSnapshot {
@@ -192,35 +197,20 @@ impl<E: EngineSink> Worker<E> {
         loop {
             match self.commands.try_recv() {
                 Ok(MediaCommand::SetRoute { ssrc, route }) => {
-                    let delivered = vec![Delivered::default(); route.media.len()];
-                    match self.table.remove(&ssrc) {
-                        Some(old) if old.route.source == route.source => {
-                            // Same stream, new receivers: keep its statistics.
-                            self.fold_delivered(&old);
-                            self.table.insert(
-                                ssrc,
-                                Entry {
-                                    route,
-                                    stats: old.stats,
-                                    delivered,
-                                },
-                            );
-                        }
-                        old => {
-                            if let Some(old) = old {
-                                self.fold_delivered(&old);
-                            }
-                            let stats = StreamStats::default();
-                            self.table.insert(
-                                ssrc,
-                                Entry {
-                                    route,
-                                    stats,
-                                    delivered,
-                                },
-                            );
+                    // Same stream with new receivers keeps its statistics.
+                    let mut stats = StreamStats::default();
+                    if let Some(old) = self.table.remove(&ssrc) {
+                        self.fold_delivered(&old);
+                        if old.route.source == route.source {
+                            stats = old.stats;
                         }
                     }
+                    let entry = Entry {
+                        route,
+                        stats,
+                        sent_under_route: Delivered::default(),
+                    };
+                    self.table.insert(ssrc, entry);
                 }
                 Ok(MediaCommand::RemoveRoute { ssrc }) => {
                     if let Some(old) = self.table.remove(&ssrc) {
@@ -360,9 +350,9 @@ impl<E: EngineSink> Worker<E> {
             Some(e) if e.route.source == from => {
                 let targets = if let Some(h) = rtp {
                     e.stats.rtp(h.seq, h.timestamp, arrival, e.route.clock_rate);
-                    for d in &mut e.delivered {
-                        d.packets += 1;
-                        d.bytes += data.len() as u64;
+                    if !e.route.media.is_empty() {
+                        e.sent_under_route.packets += 1;
+                        e.sent_under_route.bytes += data.len() as u64;
                     }
                     &e.route.media
                 } else {
