@@ -6,6 +6,8 @@
 //! where we are, then RTP in and out with the SSRCs the router assigned.
 //! The CLI (`switchboard-client`) and the tests are built on these two.
 
+pub mod av;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -315,15 +317,26 @@ impl Session {
 
     /// Opens a UDP socket and binds it at the router with STUN.
     pub async fn bind_media(&self) -> Result<Media, ClientError> {
-        let server = self.media_server();
+        self.bind_media_via(self.media_server()).await
+    }
+
+    /// Like [`Session::bind_media`], but sends media to `server` instead of
+    /// the router's own address: a relay or a test shim in between.
+    pub async fn bind_media_via(&self, server: SocketAddr) -> Result<Media, ClientError> {
+        self.bind_media_from(server, 0).await
+    }
+
+    /// Binds from a chosen local UDP port (0: any), for handing the port to
+    /// another program afterwards (see `switchboard-client hold`).
+    pub async fn bind_media_from(
+        &self,
+        server: SocketAddr,
+        local_port: u16,
+    ) -> Result<Media, ClientError> {
         let local: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0"
-                .parse()
-                .map_err(|_| ClientError::Media("addr".into()))?
+            (std::net::Ipv4Addr::UNSPECIFIED, local_port).into()
         } else {
-            "[::]:0"
-                .parse()
-                .map_err(|_| ClientError::Media("addr".into()))?
+            (std::net::Ipv6Addr::UNSPECIFIED, local_port).into()
         };
         let socket = UdpSocket::bind(local).await?;
         let media = Media {

@@ -366,6 +366,104 @@ impl Definition {
     }
 }
 
+impl Definition {
+    /// The send half as a bin for a larger pipeline: the `rtp` appsink is
+    /// taken out and the payloader's output becomes the bin's `src` pad. The
+    /// payloader is returned too, to set its `ssrc`.
+    pub fn send_bin(
+        &self,
+        source: &Source,
+        params: &BTreeMap<String, String>,
+    ) -> Result<(gst::Bin, gst::Element), BuildError> {
+        let desc = self
+            .send_description(source, params)
+            .map_err(BuildError::Params)?;
+        let bin = parse_bin(&desc)?;
+        let upstream = cut_out(&bin, "rtp", "sink")?;
+        let payloader = upstream
+            .parent_element()
+            .ok_or(BuildError::Contract("appsink name=rtp"))?;
+        ghost(&bin, &upstream, "src")?;
+        Ok((bin, payloader))
+    }
+
+    /// The receive half as a bin for one remote sender: the `rtp` appsrc is
+    /// taken out and the jitter buffer's input becomes the bin's `sink` pad.
+    /// With [`Sink::Tail`] the decoded output is the bin's `src` pad.
+    pub fn receive_bin(
+        &self,
+        sink: &Sink,
+        params: &BTreeMap<String, String>,
+    ) -> Result<ReceiveBin, BuildError> {
+        let desc = self
+            .receive_description(sink, params)
+            .map_err(BuildError::Params)?;
+        let bin = parse_bin(&desc)?;
+        let downstream = cut_out(&bin, "rtp", "src")?;
+        ghost(&bin, &downstream, "sink")?;
+        if *sink == Sink::Tail {
+            let tail = bin
+                .by_name("tail")
+                .and_then(|t| t.static_pad("src"))
+                .ok_or(BuildError::Contract("identity name=tail"))?;
+            ghost(&bin, &tail, "src")?;
+        }
+        let jitter = bin.by_name("jitter");
+        let out = bin
+            .by_name("out")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok());
+        Ok(ReceiveBin { bin, jitter, out })
+    }
+}
+
+/// One remote sender's receive chain, ready to add to a pipeline.
+pub struct ReceiveBin {
+    /// `sink` takes RTP; `src` (with [`Sink::Tail`]) gives decoded media.
+    pub bin: gst::Bin,
+    /// The `rtpjitterbuffer` (named `jitter`), for statistics.
+    pub jitter: Option<gst::Element>,
+    /// The decoded output when the sink is [`Sink::App`].
+    pub out: Option<gst_app::AppSink>,
+}
+
+fn parse_bin(desc: &str) -> Result<gst::Bin, BuildError> {
+    init()?;
+    gst::parse::bin_from_description(desc, false).map_err(|e| BuildError::Launch(e.to_string()))
+}
+
+/// Removes the element `name` from `bin` and returns the pad it was linked
+/// to through its `pad` (`sink` of an appsink, `src` of an appsrc).
+fn cut_out(bin: &gst::Bin, name: &str, pad: &str) -> Result<gst::Pad, BuildError> {
+    let contract = if pad == "sink" {
+        "appsink name=rtp"
+    } else {
+        "appsrc name=rtp"
+    };
+    let element = bin.by_name(name).ok_or(BuildError::Contract(contract))?;
+    let own = element
+        .static_pad(pad)
+        .ok_or(BuildError::Contract(contract))?;
+    let peer = own.peer().ok_or(BuildError::Contract(contract))?;
+    let unlinked = if pad == "sink" {
+        peer.unlink(&own)
+    } else {
+        own.unlink(&peer)
+    };
+    unlinked.map_err(|e| BuildError::Launch(e.to_string()))?;
+    bin.remove(&element)
+        .map_err(|e| BuildError::Launch(e.to_string()))?;
+    Ok(peer)
+}
+
+fn ghost(bin: &gst::Bin, target: &gst::Pad, name: &str) -> Result<(), BuildError> {
+    let pad = gst::GhostPad::builder_with_target(target)
+        .map_err(|e| BuildError::Launch(e.to_string()))?
+        .name(name)
+        .build();
+    bin.add_pad(&pad)
+        .map_err(|e| BuildError::Launch(e.to_string()))
+}
+
 /// The element called `name`, if it is a `T`.
 fn named<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Option<T> {
     pipeline.by_name(name).and_then(|e| e.downcast::<T>().ok())

@@ -37,6 +37,9 @@ pub enum Sink {
     App,
     /// Thrown away.
     Discard,
+    /// Left open: an `identity name=tail` whose output the program links
+    /// itself (the client's audio mixer).
+    Tail,
 }
 
 fn quoted_path(p: &std::path::Path) -> String {
@@ -47,10 +50,16 @@ impl Source {
     /// The gst-launch fragment for `media`.
     pub fn fragment(&self, media: Media) -> String {
         match (self, media) {
-            (Source::Silence, Media::Audio) => "audiotestsrc is-live=true wave=silence".into(),
+            // 10 ms buffers (480 samples at 48 kHz), named `src` so a program
+            // can change the volume while it runs.
+            (Source::Silence, Media::Audio) => {
+                "audiotestsrc name=src is-live=true samplesperbuffer=480 wave=silence".into()
+            }
             (Source::Silence, Media::Video) => "videotestsrc is-live=true pattern=black".into(),
             (Source::Tone { freq, volume }, Media::Audio) => {
-                format!("audiotestsrc is-live=true wave=sine freq={freq} volume={volume}")
+                format!(
+                    "audiotestsrc name=src is-live=true samplesperbuffer=480 wave=sine freq={freq} volume={volume}"
+                )
             }
             (Source::Tone { .. }, Media::Video) => "videotestsrc is-live=true pattern=smpte".into(),
             (Source::Pattern(p), Media::Video) => {
@@ -79,6 +88,7 @@ impl Sink {
             // A WAV file of video makes no sense: decode and drop.
             (Sink::Wav(_), Media::Video) | (Sink::Discard, _) => "fakesink sync=false".into(),
             (Sink::App, _) => "appsink name=out sync=false".into(),
+            (Sink::Tail, _) => "identity name=tail".into(),
         }
     }
 }
@@ -143,6 +153,7 @@ impl FromStr for Sink {
             "wav" => Ok(Sink::Wav(path(rest, "wav")?)),
             "app" => Ok(Sink::App),
             "discard" | "null" => Ok(Sink::Discard),
+            "tail" => Ok(Sink::Tail),
             _ => Err(format!(
                 "unknown sink `{s}`; use speakers, screen, wav:PATH, app or discard"
             )),

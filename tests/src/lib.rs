@@ -114,3 +114,6 @@ pub fn describe(ev: &proto::admin::RoomEvent) -> String {
     };
     format!("#{} {what}", ev.seq)
 }
+
+pub mod audio;
+pub mod shim;

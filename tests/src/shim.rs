@@ -1,0 +1,77 @@
+//! A lossy UDP shim between one client and the router: it drops a seeded
+//! random share of the client's RTP on the way in (STUN and RTCP pass), and
+//! passes everything from the router back untouched.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use proto::media::{PacketKind, classify};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+pub struct LossyShim {
+    /// Where the client sends its media instead of the router.
+    pub addr: SocketAddr,
+    pub dropped: Arc<AtomicU64>,
+    pub passed: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for LossyShim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl LossyShim {
+    /// The share of RTP packets dropped so far.
+    pub fn loss(&self) -> f64 {
+        let d = self.dropped.load(Ordering::Relaxed) as f64;
+        let p = self.passed.load(Ordering::Relaxed) as f64;
+        if d + p == 0.0 { 0.0 } else { d / (d + p) }
+    }
+
+    pub async fn start(router: SocketAddr, loss: f64, seed: u64) -> std::io::Result<LossyShim> {
+        let front = UdpSocket::bind("127.0.0.1:0").await?;
+        let back = UdpSocket::bind("127.0.0.1:0").await?;
+        let addr = front.local_addr()?;
+        let dropped = Arc::new(AtomicU64::new(0));
+        let passed = Arc::new(AtomicU64::new(0));
+        let (d, p) = (dropped.clone(), passed.clone());
+        let task = tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut client: Option<SocketAddr> = None;
+            let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
+            loop {
+                tokio::select! {
+                    r = front.recv_from(&mut a) => {
+                        let Ok((n, from)) = r else { continue };
+                        client = Some(from);
+                        if classify(&a[..n]) == PacketKind::Rtp {
+                            if rng.random::<f64>() < loss {
+                                d.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            p.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = back.send_to(&a[..n], router).await;
+                    }
+                    r = back.recv_from(&mut b) => {
+                        let Ok((n, _)) = r else { continue };
+                        if let Some(c) = client {
+                            let _ = front.send_to(&b[..n], c).await;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(LossyShim {
+            addr,
+            dropped,
+            passed,
+            task,
+        })
+    }
+}

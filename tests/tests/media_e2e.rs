@@ -1,0 +1,271 @@
+//! Real audio and video through a real router: GStreamer pipelines built
+//! from the definition files, a ptt room, and what the listener decoded
+//! checked for frequency, level, duration, frame count and size.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use client::FloorAnswer;
+use client::av::{Av, AvOptions, LaneConfig, StatsSnapshot};
+use pipelines::{Catalog, Definition, Media as Kind, Sink, Source};
+use switchboard_tests::audio::{ToneReport, analyze_wav, sine_dbfs};
+use switchboard_tests::shim::LossyShim;
+use switchboard_tests::{member, start_router};
+
+const TONE_HZ: f64 = 440.0;
+const VOLUME: f64 = 0.5;
+const TALK: Duration = Duration::from_secs(3);
+
+fn def(name: &str) -> Definition {
+    match Catalog::builtin() {
+        Ok(c) => c.require(name).unwrap_or_else(|e| panic!("{e}")).clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchboard-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir.join(name)
+}
+
+fn opts() -> AvOptions {
+    AvOptions {
+        rtcp_interval: Duration::from_millis(500),
+        ..AvOptions::default()
+    }
+}
+
+/// Alice, holding the floor of a ptt room, and Bob listening, each with
+/// their own media pipelines.
+struct Pair {
+    alice: Av,
+    bob: Av,
+    shim: Option<LossyShim>,
+    _sessions: (client::Session, client::Session),
+    _router: router::Router,
+}
+
+/// Starts a router; Bob joins with `bob_lane`; Alice joins (through a lossy
+/// shim dropping `loss` of her RTP, if above 0), takes the floor and starts
+/// `alice_lane`, not yet transmitting.
+async fn pair(alice_lane: LaneConfig, bob_lane: LaneConfig, loss: f64) -> Pair {
+    let router = start_router(|_| {}).await;
+    let addr = router.control_addr();
+    let (b, mb) = member(addr, "bob", "lobby").await;
+    let bob = Av::start(&mb, vec![bob_lane], opts()).unwrap_or_else(|e| panic!("bob: {e}"));
+    let mut a = client::Session::connect(addr, "alice")
+        .await
+        .unwrap_or_else(|e| panic!("alice: {e}"));
+    a.join("lobby").await.unwrap_or_else(|e| panic!("{e}"));
+    let shim = if loss > 0.0 {
+        Some(
+            LossyShim::start(a.media_server(), loss, 7)
+                .await
+                .unwrap_or_else(|e| panic!("shim: {e}")),
+        )
+    } else {
+        None
+    };
+    let ma = match &shim {
+        Some(s) => a.bind_media_via(s.addr).await,
+        None => a.bind_media().await,
+    }
+    .unwrap_or_else(|e| panic!("alice bind: {e}"));
+    assert!(matches!(
+        a.request_floor(0).await,
+        Ok(FloorAnswer::Granted { .. })
+    ));
+    let alice = Av::start(&ma, vec![alice_lane], opts()).unwrap_or_else(|e| panic!("alice: {e}"));
+    Pair {
+        alice,
+        bob,
+        shim,
+        _sessions: (a, b),
+        _router: router,
+    }
+}
+
+struct Heard {
+    report: ToneReport,
+    listener: StatsSnapshot,
+    talker: StatsSnapshot,
+}
+
+/// Alice talks a tone with `definition` for [`TALK`]; Bob records what he
+/// hears to a WAV file, which is then analysed.
+async fn tone_through_router(definition: Definition, loss: f64, wav: &str) -> Heard {
+    let wav = scratch(wav);
+    let _ = std::fs::remove_file(&wav);
+    let tone = Source::Tone {
+        freq: TONE_HZ,
+        volume: VOLUME,
+    };
+    let p = pair(
+        LaneConfig::new(definition.clone(), Some(tone), Sink::Discard),
+        LaneConfig::new(definition, None, Sink::Wav(wav.clone())),
+        loss,
+    )
+    .await;
+    assert!(p.alice.transmit(Kind::Audio, true));
+    tokio::time::sleep(TALK).await;
+    p.alice.transmit(Kind::Audio, false);
+    // Let the jitter buffer play out and a round of RTCP pass.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let listener = p.bob.stats();
+    let talker = p.alice.stats();
+    tokio::task::block_in_place(|| p.bob.stop(Duration::from_secs(3)));
+    assert!(p.bob.errors().is_empty(), "bob: {:?}", p.bob.errors());
+    assert!(p.alice.errors().is_empty(), "alice: {:?}", p.alice.errors());
+    if let Some(s) = &p.shim {
+        eprintln!("shim dropped {:.1}% of RTP", s.loss() * 100.0);
+    }
+    let report = analyze_wav(&wav, sine_dbfs(VOLUME), 10.0).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{report:?}\nlistener {listener:?}\ntalker {talker:?}");
+    Heard {
+        report,
+        listener,
+        talker,
+    }
+}
+
+/// Every packet Alice sent reached Bob, and RTCP went both ways: Alice has
+/// Bob's receiver report with a round-trip time.
+fn assert_clean_stats(h: &Heard) {
+    let [sent] = &h.talker.sent[..] else {
+        panic!("talker: {:?}", h.talker)
+    };
+    let [got] = &h.listener.received[..] else {
+        panic!("listener: {:?}", h.listener)
+    };
+    assert_eq!(got.ssrc, sent.ssrc);
+    assert!(sent.packets_sent >= 140, "{sent:?}");
+    assert_eq!(got.packets_received, sent.packets_sent);
+    assert!(got.packets_lost <= 0 && got.jb_lost == 0, "{got:?}");
+    let [report] = &sent.reports[..] else {
+        panic!("no receiver report: {sent:?}")
+    };
+    let rtt = report
+        .rtt_ms
+        .unwrap_or_else(|| panic!("no RTT: {report:?}"));
+    assert!(rtt < 50.0, "loopback RTT {rtt} ms");
+    assert_eq!(report.fraction_lost, 0.0);
+}
+
+fn assert_clean_tone(h: &Heard) {
+    let r = &h.report;
+    assert!(
+        (r.dominant_hz - TONE_HZ).abs() <= 2.0,
+        "dominant {:.2} Hz",
+        r.dominant_hz
+    );
+    assert!(
+        (r.level_dbfs - sine_dbfs(VOLUME)).abs() <= 3.0,
+        "level {:.2} dBFS, sent {:.2}",
+        r.level_dbfs,
+        sine_dbfs(VOLUME)
+    );
+    assert!(
+        r.voiced_s >= 0.95 * TALK.as_secs_f64(),
+        "heard {:.2} s of {:.2} s",
+        r.voiced_s,
+        TALK.as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_tone_is_heard_at_its_frequency_level_and_length() {
+    let h = tone_through_router(def("opus"), 0.0, "opus.wav").await;
+    assert_clean_tone(&h);
+    assert_clean_stats(&h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l16_tone_is_heard_at_its_frequency_level_and_length() {
+    let h = tone_through_router(def("l16"), 0.0, "l16.wav").await;
+    assert_clean_tone(&h);
+    assert_clean_stats(&h);
+    // Uncompressed: the level is exact to a fraction of a dB.
+    assert!(
+        (h.report.level_dbfs - sine_dbfs(VOLUME)).abs() < 0.5,
+        "{:?}",
+        h.report
+    );
+}
+
+/// 10% of Alice's RTP is dropped before the router. Opus conceals (PLC and
+/// in-band FEC) and the tone still dominates; both ends see the loss: Bob's
+/// jitter buffer and RTCP counters, and Bob's receiver report at Alice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_tone_survives_ten_percent_loss_and_the_loss_is_reported() {
+    let h = tone_through_router(def("opus"), 0.10, "opus-lossy.wav").await;
+    let r = &h.report;
+    assert!((r.dominant_hz - TONE_HZ).abs() <= 2.0, "{r:?}");
+    assert!(
+        r.peak_over_median_db > 40.0,
+        "tone does not dominate: {r:?}"
+    );
+    assert!(r.voiced_s >= 0.8 * TALK.as_secs_f64(), "{r:?}");
+    let [got] = &h.listener.received[..] else {
+        panic!("listener: {:?}", h.listener)
+    };
+    let [sent] = &h.talker.sent[..] else {
+        panic!("talker: {:?}", h.talker)
+    };
+    let lost = got.packets_lost as f64 / sent.packets_sent as f64;
+    assert!((0.04..0.2).contains(&lost), "RTCP loss {lost:.3}: {got:?}");
+    assert!(got.jb_lost > 0, "the jitter buffer saw no loss: {got:?}");
+    assert!(
+        sent.reports.iter().any(|r| r.packets_lost > 0),
+        "no loss in Bob's reports: {sent:?}"
+    );
+}
+
+/// A test pattern through the router: Bob decodes every frame Alice sends,
+/// at the size the definition's parameters ask for.
+async fn video_through_router(name: &str, width: u32, height: u32) {
+    let mut lane = LaneConfig::new(
+        def(name),
+        Some(Source::Pattern("ball".into())),
+        Sink::Discard,
+    );
+    lane.params.insert("width".into(), width.to_string());
+    lane.params.insert("height".into(), height.to_string());
+    lane.params.insert("framerate".into(), "15".into());
+    let p = pair(lane, LaneConfig::new(def(name), None, Sink::App), 0.0).await;
+    assert!(p.alice.transmit(Kind::Video, true));
+    let talk = Duration::from_secs(2);
+    tokio::time::sleep(talk).await;
+    p.alice.transmit(Kind::Video, false);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sinks = p.bob.app_sinks(Kind::Video);
+    let [(Some(ssrc), sink)] = &sinks[..] else {
+        panic!("one sender expected: {:?}", p.bob.senders(Kind::Video))
+    };
+    assert_eq!(*ssrc, p.alice.stats().sent[0].ssrc);
+    let mut frames = 0;
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::ZERO) {
+        let info = sample
+            .caps()
+            .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
+            .unwrap_or_else(|| panic!("no video caps"));
+        assert_eq!((info.width(), info.height()), (width, height));
+        let size = sample.buffer().map(|b| b.size()).unwrap_or(0);
+        assert_eq!(size, info.size(), "a whole frame");
+        frames += 1;
+    }
+    let expected = 15.0 * talk.as_secs_f64();
+    eprintln!("{name}: {frames} frames of {width}x{height} decoded, {expected} sent");
+    assert!(frames as f64 >= 0.8 * expected, "{frames} frames");
+    assert!(p.bob.errors().is_empty(), "{:?}", p.bob.errors());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jpeg_test_pattern_arrives_frame_by_frame() {
+    video_through_router("jpeg", 640, 360).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vp8_test_pattern_arrives_frame_by_frame() {
+    video_through_router("vp8", 320, 240).await;
+}
