@@ -333,19 +333,13 @@ impl Session {
         server: SocketAddr,
         local_port: u16,
     ) -> Result<Media, ClientError> {
-        let local: SocketAddr = if server.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, local_port).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, local_port).into()
-        };
-        let socket = UdpSocket::bind(local).await?;
-        let media = Media {
-            socket: Arc::new(socket),
+        Media::open(
             server,
-            ssrcs: self.welcome.ssrcs,
-            mapped: None,
-        };
-        media.stun_bind(&self.welcome.media_token).await
+            local_port,
+            self.welcome.ssrcs,
+            &self.welcome.media_token,
+        )
+        .await
     }
 }
 
@@ -359,6 +353,29 @@ pub struct Media {
 }
 
 impl Media {
+    /// Opens a UDP socket on `local_port` (0: any) and binds it at `server`
+    /// with STUN using `token`; `ssrcs` are the ones WELCOME assigned.
+    pub async fn open(
+        server: SocketAddr,
+        local_port: u16,
+        ssrcs: Ssrcs,
+        token: &str,
+    ) -> Result<Media, ClientError> {
+        let local: SocketAddr = if server.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, local_port).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, local_port).into()
+        };
+        let socket = UdpSocket::bind(local).await?;
+        let media = Media {
+            socket: Arc::new(socket),
+            server,
+            ssrcs,
+            mapped: None,
+        };
+        media.stun_bind(token).await
+    }
+
     /// Sends STUN Binding Requests with `token` (retransmitting as RFC 5389
     /// suggests, from 100 ms doubling) until the router answers.
     pub async fn stun_bind(mut self, token: &str) -> Result<Media, ClientError> {

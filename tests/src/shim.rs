@@ -75,3 +75,52 @@ impl LossyShim {
         })
     }
 }
+
+/// A stand-in for a router room where everyone hears everyone (what an open
+/// voice room does), for testing clients alone: it answers every STUN
+/// Binding Request and forwards each RTP or RTCP datagram to every other
+/// peer that has bound.
+pub struct MiniRelay {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for MiniRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MiniRelay {
+    pub async fn start() -> std::io::Result<MiniRelay> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        let addr = socket.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut peers: Vec<SocketAddr> = Vec::new();
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                    continue;
+                };
+                let data = &buf[..n];
+                match classify(data) {
+                    PacketKind::Stun => {
+                        if !peers.contains(&from) {
+                            peers.push(from);
+                        }
+                        if let Some(resp) = proto::media::binding_success(data, from) {
+                            let _ = socket.send_to(&resp, from).await;
+                        }
+                    }
+                    PacketKind::Rtp | PacketKind::Rtcp => {
+                        for p in peers.iter().filter(|p| **p != from) {
+                            let _ = socket.send_to(data, p).await;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok(MiniRelay { addr, task })
+    }
+}

@@ -8,8 +8,10 @@ use std::time::Duration;
 use client::FloorAnswer;
 use client::av::{Av, AvOptions, LaneConfig, StatsSnapshot};
 use pipelines::{Catalog, Definition, Media as Kind, Sink, Source};
-use switchboard_tests::audio::{ToneReport, analyze_wav, sine_dbfs};
-use switchboard_tests::shim::LossyShim;
+use switchboard_tests::audio::{
+    ToneReport, analyze, analyze_wav, read_wav, sine_dbfs, tone_level_dbfs,
+};
+use switchboard_tests::shim::{LossyShim, MiniRelay};
 use switchboard_tests::{member, start_router};
 
 const TONE_HZ: f64 = 440.0;
@@ -268,4 +270,61 @@ async fn jpeg_test_pattern_arrives_frame_by_frame() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vp8_test_pattern_arrives_frame_by_frame() {
     video_through_router("vp8", 320, 240).await;
+}
+
+/// Two people talk at once (440 Hz and 660 Hz) through a relay where all
+/// hear all: the listener builds one receive chain per SSRC and mixes them,
+/// so both tones are in the WAV at their own level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_simultaneous_talkers_are_mixed() {
+    let relay = MiniRelay::start()
+        .await
+        .unwrap_or_else(|e| panic!("relay: {e}"));
+    let ssrcs = |a, v| proto::control::Ssrcs { audio: a, video: v };
+    let open = |ssrc| client::Media::open(relay.addr, 0, ssrcs(ssrc, ssrc + 1), "t");
+    let wav = scratch("mixed.wav");
+    let _ = std::fs::remove_file(&wav);
+    let mb = open(100).await.unwrap_or_else(|e| panic!("{e}"));
+    let bob = Av::start(
+        &mb,
+        vec![LaneConfig::new(def("opus"), None, Sink::Wav(wav.clone()))],
+        opts(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut talkers = Vec::new();
+    for (ssrc, freq) in [(200, 440.0), (300, 660.0)] {
+        let m = open(ssrc).await.unwrap_or_else(|e| panic!("{e}"));
+        let tone = Source::Tone { freq, volume: 0.3 };
+        let av = Av::start(
+            &m,
+            vec![LaneConfig::new(def("opus"), Some(tone), Sink::Discard)],
+            opts(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        talkers.push(av);
+    }
+    for t in &talkers {
+        t.transmit(Kind::Audio, true);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut senders = bob.senders(Kind::Audio);
+    senders.sort_unstable();
+    assert_eq!(senders, [200, 300]);
+    drop(talkers);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::block_in_place(|| bob.stop(Duration::from_secs(3)));
+    let (rate, samples) = read_wav(&wav).unwrap_or_else(|e| panic!("{e}"));
+    // One second from the middle of the talk.
+    let r = analyze(rate, &samples, sine_dbfs(0.3), 10.0);
+    let mid = ((r.total_s / 2.0) * f64::from(rate)) as usize;
+    let second = &samples[mid - rate as usize / 2..mid + rate as usize / 2];
+    let (a, b) = (
+        tone_level_dbfs(rate, second, 440.0),
+        tone_level_dbfs(rate, second, 660.0),
+    );
+    eprintln!("mixed: 440 Hz at {a:.2} dBFS, 660 Hz at {b:.2} dBFS");
+    for level in [a, b] {
+        assert!((level - sine_dbfs(0.3)).abs() <= 3.0, "{a:.2} / {b:.2}");
+    }
+    assert!(bob.errors().is_empty(), "{:?}", bob.errors());
 }
