@@ -144,6 +144,28 @@ fn dominant(rate: u32, span: &[f32]) -> (f64, f64) {
     )
 }
 
+/// The RMS level (dBFS) of the component at `hz` in `samples` (Goertzel
+/// with a Hann window; exact when `hz` falls on a bin of `samples.len()`).
+pub fn tone_level_dbfs(rate: u32, samples: &[f32], hz: f64) -> f64 {
+    let n = samples.len();
+    if n == 0 {
+        return f64::NEG_INFINITY;
+    }
+    let w = 2.0 * std::f64::consts::PI * hz / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for (i, &x) in samples.iter().enumerate() {
+        let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos();
+        let s0 = f64::from(x) * hann + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    // Hann's coherent gain is 1/2: amplitude = 2|X| / (n/2).
+    let amplitude = 4.0 * power.max(0.0).sqrt() / n as f64;
+    dbfs(amplitude / std::f64::consts::SQRT_2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,26 +206,4 @@ mod tests {
         let r = analyze(48_000, &vec![0.0; 48_000], sine_dbfs(0.5), 10.0);
         assert_eq!((r.voiced_s, r.dominant_hz), (0.0, 0.0));
     }
-}
-
-/// The RMS level (dBFS) of the component at `hz` in `samples` (Goertzel
-/// with a Hann window; exact when `hz` falls on a bin of `samples.len()`).
-pub fn tone_level_dbfs(rate: u32, samples: &[f32], hz: f64) -> f64 {
-    let n = samples.len();
-    if n == 0 {
-        return f64::NEG_INFINITY;
-    }
-    let w = 2.0 * std::f64::consts::PI * hz / f64::from(rate);
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for (i, &x) in samples.iter().enumerate() {
-        let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos();
-        let s0 = f64::from(x) * hann + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    // Hann's coherent gain is 1/2: amplitude = 2|X| / (n/2).
-    let amplitude = 4.0 * power.max(0.0).sqrt() / n as f64;
-    dbfs(amplitude / std::f64::consts::SQRT_2)
 }
