@@ -185,6 +185,7 @@ struct Lane {
     chains: Arc<Mutex<BTreeMap<u32, Chain>>>,
     errors: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
+    send_done: Arc<AtomicBool>,
 }
 
 /// Running media for a session. Dropping it stops everything; call
@@ -342,12 +343,27 @@ impl Lane {
         )?;
 
         // Send half: the definition's encoder and payloader, behind a valve.
+        let send_done = Arc::new(AtomicBool::new(false));
         let (gate, source) = match &config.source {
             Some(src) => {
                 let (bin, payloader) = def.send_bin(src, &config.params)?;
                 if payloader.find_property("ssrc").is_some() {
                     payloader.set_property("ssrc", ssrc);
                 }
+                // A file source ends: note it before the valve, which may be
+                // closed and would swallow the EOS.
+                let done = send_done.clone();
+                static_pad(bin.upcast_ref(), "src")?.add_probe(
+                    gst::PadProbeType::EVENT_DOWNSTREAM,
+                    move |_, info| {
+                        if let Some(gst::PadProbeData::Event(ev)) = &info.data
+                            && ev.type_() == gst::EventType::Eos
+                        {
+                            done.store(true, Ordering::Relaxed);
+                        }
+                        gst::PadProbeReturn::Ok
+                    },
+                );
                 let valve = gst::ElementFactory::make("valve")
                     .name("gate")
                     .property("drop", true)
@@ -456,6 +472,7 @@ impl Lane {
             chains,
             errors,
             stop: Arc::new(AtomicBool::new(false)),
+            send_done,
         })
     }
 
@@ -597,6 +614,21 @@ impl Av {
             }
             _ => false,
         }
+    }
+
+    /// True once a lane's source has ended (the end of a file).
+    pub fn source_ended(&self, kind: Kind) -> bool {
+        self.lane(kind)
+            .is_some_and(|l| l.send_done.load(Ordering::Relaxed))
+    }
+
+    /// The media kinds this session sends.
+    pub fn sending_kinds(&self) -> Vec<Kind> {
+        self.lanes
+            .iter()
+            .filter(|l| l.gate.is_some())
+            .map(|l| l.kind)
+            .collect()
     }
 
     /// The remote SSRCs a lane has a receive chain for.

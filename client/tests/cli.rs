@@ -56,6 +56,7 @@ async fn killed_talker_frees_the_floor() {
             "doomed",
             "talk",
             "lobby",
+            "--synthetic",
             "--seconds",
             "60",
         ])
@@ -146,6 +147,7 @@ async fn talk_and_count_through_the_cli() {
             "mouth",
             "talk",
             "lobby",
+            "--synthetic",
             "--seconds",
             "1",
             "--rate",

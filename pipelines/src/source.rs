@@ -70,7 +70,12 @@ impl Source {
             }
             (Source::Device, Media::Audio) => "autoaudiosrc".into(),
             (Source::Device, Media::Video) => "autovideosrc".into(),
-            (Source::File(p), _) => format!("filesrc location={} ! decodebin", quoted_path(p)),
+            // A file is read as fast as the disk allows: pace it to the clock
+            // so it is sent in real time.
+            (Source::File(p), _) => format!(
+                "filesrc location={} ! decodebin ! identity sync=true",
+                quoted_path(p)
+            ),
             (Source::App, _) => "appsrc name=src is-live=true format=time".into(),
         }
     }

@@ -5,11 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use client::av::{Av, AvOptions, LaneConfig};
 use client::{FloorAnswer, Media, Session, SyntheticTalker};
+use pipelines::{Catalog, Definition, Sink, Source};
 use proto::control::ServerMessage;
 
 #[derive(Debug, Parser)]
@@ -42,24 +45,86 @@ enum Cmd {
         #[arg(long)]
         seconds: Option<f64>,
     },
-    /// Join a room, take the floor and send synthetic RTP for N seconds.
+    /// Join a room, take the floor and talk: from the microphone, a tone or
+    /// a file, encoded with a pipeline definition (or synthetic RTP).
     Talk {
         #[arg(default_value = "lobby")]
         room: String,
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
+        /// Stop after this many seconds (default: until Ctrl-C, the end of a
+        /// file, or the floor is taken away).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// mic, tone[:FREQ[:VOLUME]], file:PATH or silence.
+        #[arg(long, default_value = "mic")]
+        source: String,
+        #[command(flatten)]
+        codec: CodecArgs,
+        /// Also send video with this definition (e.g. jpeg, vp8).
+        #[arg(long)]
+        video: Option<String>,
+        /// camera, pattern:NAME or file:PATH.
+        #[arg(long, default_value = "camera")]
+        video_source: String,
         /// Floor priority (pre-empts lower-priority holders where allowed).
         #[arg(long, default_value_t = 0)]
         priority: u8,
-        /// Packets per second.
-        #[arg(long, default_value_t = 50)]
-        rate: u32,
-        /// RTP payload bytes.
-        #[arg(long, default_value_t = 160)]
-        size: usize,
         /// How long to wait in the floor queue.
         #[arg(long, default_value_t = 30.0)]
         queue_wait: f64,
+        /// Send synthetic RTP (sequence numbers and send times, no codec)
+        /// instead of real media: for load tests.
+        #[arg(long)]
+        synthetic: bool,
+        /// Synthetic: packets per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Synthetic: RTP payload bytes.
+        #[arg(long, default_value_t = 160)]
+        size: usize,
+    },
+    /// Join a room and play what it hears: to the speakers or a WAV file,
+    /// printing network statistics as it goes.
+    Listen {
+        #[arg(default_value = "lobby")]
+        room: String,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// speakers, wav:PATH or discard.
+        #[arg(long, default_value = "speakers")]
+        sink: String,
+        #[command(flatten)]
+        codec: CodecArgs,
+        /// Also receive video with this definition, shown on screen.
+        #[arg(long)]
+        video: Option<String>,
+        /// screen or discard.
+        #[arg(long, default_value = "screen")]
+        video_sink: String,
+        /// Seconds between STATS lines.
+        #[arg(long, default_value_t = 1.0)]
+        stats_every: f64,
+    },
+    /// List the pipeline definitions (built in and from the user directory).
+    Codecs {
+        #[command(flatten)]
+        codec: CodecArgs,
+    },
+    /// Join a room, bind a local UDP port at the router, then free the port
+    /// for another program (e.g. gst-launch-1.0 with udpsink bind-port= or
+    /// udpsrc port=) while this session holds the room (and the floor).
+    Hold {
+        #[arg(default_value = "lobby")]
+        room: String,
+        /// The local UDP port to hand over.
+        #[arg(long)]
+        media_port: u16,
+        /// Take the floor and keep it.
+        #[arg(long)]
+        floor: bool,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<f64>,
     },
     /// Join a room and count the RTP it receives for N seconds.
     Count {
@@ -68,6 +133,52 @@ enum Cmd {
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
     },
+}
+
+/// Which pipeline definition to use, and from where.
+#[derive(Debug, clap::Args)]
+struct CodecArgs {
+    /// Audio pipeline definition (see `codecs`).
+    #[arg(long, default_value = pipelines::DEFAULT_AUDIO)]
+    codec: String,
+    /// Override a definition parameter, e.g. --param bitrate=16000.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Directory of definitions that add to or replace the built-ins
+    /// (default: $SWITCHBOARD_PIPELINES, else ~/.config/switchboard/pipelines).
+    #[arg(long)]
+    pipelines: Option<std::path::PathBuf>,
+}
+
+impl CodecArgs {
+    fn catalog(&self) -> anyhow::Result<Catalog> {
+        let loaded = match &self.pipelines {
+            Some(dir) => Catalog::load(Some(dir)),
+            None => Catalog::load_default(),
+        };
+        loaded.map_err(|e| anyhow::anyhow!("pipeline definition rejected: {e}"))
+    }
+
+    fn definition(&self, catalog: &Catalog, name: &str) -> anyhow::Result<Definition> {
+        Ok(catalog.require(name).map_err(anyhow::Error::msg)?.clone())
+    }
+
+    fn lane(
+        &self,
+        catalog: &Catalog,
+        name: &str,
+        source: Option<Source>,
+        sink: Sink,
+        with_params: bool,
+    ) -> anyhow::Result<LaneConfig> {
+        let definition = self.definition(catalog, name)?;
+        let mut lane = LaneConfig::new(definition, source, sink);
+        if with_params {
+            lane.params = pipelines::parse_params(self.params.iter().map(String::as_str))
+                .map_err(anyhow::Error::msg)?;
+        }
+        Ok(lane)
+    }
 }
 
 fn print(msg: &impl serde::Serialize) {
@@ -94,6 +205,28 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    // Definitions are checked before anything connects: a broken file is
+    // reported with its file, line and element, and nothing else happens.
+    let catalog = match &args.cmd {
+        Cmd::Codecs { codec } => {
+            for d in codec.catalog()?.iter() {
+                print(&serde_json::json!({
+                    "type": "CODEC", "name": d.name, "media": d.media.to_string(),
+                    "encoding": d.encoding_name, "payload_type": d.payload_type,
+                    "clock_rate": d.clock_rate, "latency_ms": d.latency_ms,
+                    "params": d.params, "description": d.description, "origin": d.origin,
+                }));
+            }
+            return Ok(());
+        }
+        Cmd::Talk {
+            codec,
+            synthetic: false,
+            ..
+        }
+        | Cmd::Listen { codec, .. } => Some(codec.catalog()?),
+        _ => None,
+    };
     let server = resolve(&args.server).await?;
     let mut session = Session::connect(server, &args.nick)
         .await
@@ -105,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
         session.welcome().ssrcs.audio
     );
     match args.cmd {
+        Cmd::Codecs { .. } => {}
         Cmd::Rooms => {
             session
                 .send(proto::control::ClientMessage::ListRooms)
@@ -136,42 +270,142 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Talk {
             room,
             seconds,
+            source,
+            codec,
+            video,
+            video_source,
             priority,
+            queue_wait,
+            synthetic,
             rate,
             size,
-            queue_wait,
         } => {
-            session.join(&room).await?;
-            let media = session.bind_media().await?;
-            match session.request_floor(priority).await? {
-                FloorAnswer::Granted { .. } => {}
-                FloorAnswer::Denied {
-                    reason: proto::control::DenyReason::Queued,
-                    queue_position,
-                    holder,
-                } => {
-                    eprintln!(
-                        "floor busy ({}); queued at position {}",
-                        holder.unwrap_or_default(),
-                        queue_position.unwrap_or(0)
-                    );
-                    session
-                        .wait_for_grant(Duration::from_secs_f64(queue_wait))
-                        .await?;
+            // Check sources and parameters before taking the floor: a
+            // mistake fails without bothering the room.
+            let lanes = match &catalog {
+                Some(catalog) if !synthetic => {
+                    let source: Source = source.parse().map_err(anyhow::Error::msg)?;
+                    let mut lanes = vec![codec.lane(
+                        catalog,
+                        &codec.codec,
+                        Some(source),
+                        Sink::Discard,
+                        true,
+                    )?];
+                    if let Some(v) = &video {
+                        let vs: Source = video_source.parse().map_err(anyhow::Error::msg)?;
+                        lanes.push(codec.lane(catalog, v, Some(vs), Sink::Discard, false)?);
+                    }
+                    lanes
                 }
-                FloorAnswer::Denied { reason, holder, .. } => {
-                    bail!(
-                        "floor denied: {reason:?} (holder: {})",
-                        holder.unwrap_or_default()
-                    )
+                _ => Vec::new(),
+            };
+            for lane in &lanes {
+                if let Some(src) = &lane.source {
+                    lane.definition
+                        .send_description(src, &lane.params)
+                        .map_err(anyhow::Error::msg)?;
                 }
             }
+            session.join(&room).await?;
+            let media = session.bind_media().await?;
+            take_floor(&mut session, priority, queue_wait).await?;
+            // Media starts with the floor, so a file plays from its start.
+            let av = if lanes.is_empty() {
+                None
+            } else {
+                Some(Av::start(&media, lanes, av_options(&args.nick))?)
+            };
             print(&serde_json::json!({"type": "TALKING", "room": room}));
-            let sent = talk(&mut session, &media, seconds, rate, size).await?;
+            let summary = match &av {
+                Some(av) => talk_media(&mut session, av, seconds).await?,
+                None => {
+                    let sent =
+                        talk(&mut session, &media, seconds.unwrap_or(5.0), rate, size).await?;
+                    serde_json::json!({"sent": sent})
+                }
+            };
             session.release_floor().await?;
-            print(&serde_json::json!({"type": "SUMMARY", "sent": sent}));
+            let mut summary = summary;
+            summary["type"] = "SUMMARY".into();
+            print(&summary);
+            if let Some(av) = av {
+                tokio::task::block_in_place(|| av.stop(Duration::from_millis(500)));
+            }
             // Let the release reach the router before the connection closes.
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Cmd::Listen {
+            room,
+            seconds,
+            sink,
+            codec,
+            video,
+            video_sink,
+            stats_every,
+        } => {
+            let Some(catalog) = &catalog else {
+                bail!("no pipeline definitions")
+            };
+            let sink: Sink = sink.parse().map_err(anyhow::Error::msg)?;
+            let mut lanes = vec![codec.lane(catalog, &codec.codec, None, sink, true)?];
+            if let Some(v) = &video {
+                let vs: Sink = video_sink.parse().map_err(anyhow::Error::msg)?;
+                lanes.push(codec.lane(catalog, v, None, vs, false)?);
+            }
+            session.join(&room).await?;
+            let media = session.bind_media().await?;
+            let av = Arc::new(Av::start(&media, lanes, av_options(&args.nick))?);
+            listen(&mut session, &av, seconds, stats_every).await?;
+            let mut summary = serde_json::to_value(av.stats())?;
+            summary["type"] = "SUMMARY".into();
+            print(&summary);
+            tokio::task::block_in_place(|| av.stop(Duration::from_secs(2)));
+            let errors = av.errors();
+            if !errors.is_empty() {
+                bail!("media errors: {}", errors.join("; "));
+            }
+        }
+        Cmd::Hold {
+            room,
+            media_port,
+            floor,
+            seconds,
+        } => {
+            session.join(&room).await?;
+            let media = session
+                .bind_media_from(session.media_server(), media_port)
+                .await
+                .with_context(|| format!("binding UDP port {media_port}"))?;
+            let ssrcs = media.ssrcs();
+            let router_media = media.server();
+            // Free the port for the other program.
+            drop(media);
+            if floor {
+                take_floor(&mut session, 0, 30.0).await?;
+            }
+            print(&serde_json::json!({
+                "type": "READY", "room": room, "media_port": media_port,
+                "router_media": router_media.to_string(),
+                "audio_ssrc": ssrcs.audio, "video_ssrc": ssrcs.video, "floor": floor,
+            }));
+            let stop = tokio::time::sleep(Duration::from_secs_f64(seconds.unwrap_or(1e9)));
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    ev = session.next_event() => match ev {
+                        Some(ServerMessage::HeartbeatAck) => {}
+                        Some(m) => print(&m),
+                        None => bail!("the router closed the connection"),
+                    },
+                    _ = &mut stop => break,
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
+            if floor {
+                session.release_floor().await?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         Cmd::Count { room, seconds } => {
             session.join(&room).await?;
@@ -185,6 +419,136 @@ async fn main() -> anyhow::Result<()> {
                 "bytes": bytes,
                 "per_ssrc": per_ssrc.iter().map(|(s, (p, b))| (s.to_string(), serde_json::json!({"packets": p, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
             }));
+        }
+    }
+    Ok(())
+}
+
+fn av_options(nick: &str) -> AvOptions {
+    AvOptions {
+        cname: format!("{nick}@switchboard"),
+        ..AvOptions::default()
+    }
+}
+
+/// Asks for the floor; waits in the queue if the room queues requests.
+async fn take_floor(session: &mut Session, priority: u8, queue_wait: f64) -> anyhow::Result<()> {
+    match session.request_floor(priority).await? {
+        FloorAnswer::Granted { .. } => Ok(()),
+        FloorAnswer::Denied {
+            reason: proto::control::DenyReason::Queued,
+            queue_position,
+            holder,
+        } => {
+            eprintln!(
+                "floor busy ({}); queued at position {}",
+                holder.unwrap_or_default(),
+                queue_position.unwrap_or(0)
+            );
+            session
+                .wait_for_grant(Duration::from_secs_f64(queue_wait))
+                .await?;
+            Ok(())
+        }
+        FloorAnswer::Denied { reason, holder, .. } => {
+            bail!(
+                "floor denied: {reason:?} (holder: {})",
+                holder.unwrap_or_default()
+            )
+        }
+    }
+}
+
+/// Transmits real media until the time is up, the source ends, Ctrl-C, or
+/// the floor is revoked; returns the summary.
+async fn talk_media(
+    session: &mut Session,
+    av: &Av,
+    seconds: Option<f64>,
+) -> anyhow::Result<serde_json::Value> {
+    let me = session.welcome().session_id;
+    let kinds = av.sending_kinds();
+    for k in &kinds {
+        av.transmit(*k, true);
+    }
+    let start = tokio::time::Instant::now();
+    let stop = tokio::time::sleep(Duration::from_secs_f64(seconds.unwrap_or(1e9)));
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last_progress = start;
+    let mut reason = "time";
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::signal::ctrl_c() => { reason = "interrupted"; break }
+            _ = tick.tick() => {
+                if kinds.iter().all(|k| av.source_ended(*k)) {
+                    reason = "end of source";
+                    break;
+                }
+                if let Some(e) = av.errors().first() {
+                    bail!("media error: {e}");
+                }
+                if last_progress.elapsed() >= Duration::from_secs(1) {
+                    last_progress = tokio::time::Instant::now();
+                    let sent: u64 = av.stats().sent.iter().map(|s| s.packets_sent).sum();
+                    match seconds {
+                        Some(total) => eprintln!("talking: {:.0}/{total:.0} s, {sent} packets", start.elapsed().as_secs_f64()),
+                        None => eprintln!("talking: {:.0} s, {sent} packets", start.elapsed().as_secs_f64()),
+                    }
+                }
+            }
+            ev = session.next_event() => match ev {
+                Some(m @ ServerMessage::MicRevoked { session_id, .. }) if session_id == me => {
+                    print(&m);
+                    reason = "floor revoked";
+                    break;
+                }
+                Some(ServerMessage::HeartbeatAck) => {}
+                Some(m) => print(&m),
+                None => bail!("the router closed the connection"),
+            }
+        }
+    }
+    for k in &kinds {
+        av.transmit(*k, false);
+    }
+    let stats = av.stats();
+    Ok(serde_json::json!({
+        "sent": stats.sent.iter().map(|s| s.packets_sent).sum::<u64>(),
+        "seconds": start.elapsed().as_secs_f64(),
+        "stopped_by": reason,
+        "stats": stats,
+    }))
+}
+
+/// Prints events and a STATS line every `every` seconds until the time is up
+/// or Ctrl-C.
+async fn listen(
+    session: &mut Session,
+    av: &Arc<Av>,
+    seconds: Option<f64>,
+    every: f64,
+) -> anyhow::Result<()> {
+    let mut stats = av.watch_stats(Duration::from_secs_f64(every.max(0.05)));
+    let stop = tokio::time::sleep(Duration::from_secs_f64(seconds.unwrap_or(1e9)));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::signal::ctrl_c() => break,
+            Some(snap) = stats.recv() => {
+                let heard: u64 = snap.received.iter().map(|r| r.packets_received).sum();
+                eprintln!("listening: {} senders, {heard} packets", snap.received.len());
+                let mut line = serde_json::to_value(&snap)?;
+                line["type"] = "STATS".into();
+                print(&line);
+            }
+            ev = session.next_event() => match ev {
+                Some(ServerMessage::HeartbeatAck) => {}
+                Some(m) => print(&m),
+                None => bail!("the router closed the connection"),
+            }
         }
     }
     Ok(())
