@@ -38,6 +38,10 @@ use tokio::task::JoinHandle;
 
 use crate::Media;
 
+/// The processing deadline of the audio output sink (GStreamer's default
+/// is 20 ms, added to the mouth-to-ear latency).
+pub const PROCESSING_DEADLINE: Duration = Duration::from_millis(10);
+
 /// What one lane sends and plays.
 #[derive(Debug, Clone)]
 pub struct LaneConfig {
@@ -415,6 +419,13 @@ impl Lane {
                 .into_iter()
                 .flatten()
                 .find(|e| e.element_flags().contains(gst::ElementFlags::SINK));
+            // A sink adds its processing deadline (20 ms by default) to the
+            // pipeline latency; after a 10 ms mixer, 10 ms is plenty.
+            if let Some(sink) = &final_sink
+                && sink.find_property("processing-deadline").is_some()
+            {
+                sink.set_property("processing-deadline", PROCESSING_DEADLINE.as_nanos() as u64);
+            }
             (Some(mix), out, final_sink)
         } else {
             (None, None, None)
@@ -614,6 +625,19 @@ impl Av {
             }
             _ => false,
         }
+    }
+
+    /// The latency a lane's pipeline configured for its sinks (jitter
+    /// buffer, decoder, mixer): how long after its capture time a received
+    /// buffer is rendered.
+    pub fn pipeline_latency(&self, kind: Kind) -> Option<Duration> {
+        let lane = self.lane(kind)?;
+        let mut q = gst::query::Latency::new();
+        if !lane.pipeline.query(&mut q) {
+            return None;
+        }
+        let (_, min, _) = q.result();
+        Some(Duration::from_nanos(min.nseconds()))
     }
 
     /// True once a lane's source has ended (the end of a file).

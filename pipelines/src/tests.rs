@@ -14,7 +14,7 @@ fn builtins_load_and_describe_rtp() {
     let opus = c.require("opus").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (opus.media, opus.clock_rate, opus.latency_ms),
-        (Media::Audio, 48_000, 50)
+        (Media::Audio, 48_000, 40)
     );
     assert!(
         opus.latency_ms >= 40 && opus.latency_ms <= 60,
