@@ -549,6 +549,15 @@ fn add_chain(
     mixer: Option<&gst::Element>,
 ) -> Result<Chain, AvError> {
     let rb = def.receive_bin(sink, params)?;
+    // A sink added to a playing pipeline would otherwise make it wait for
+    // that sink to preroll: a sender whose media never decodes would then
+    // stall every other sender of the lane.
+    for e in rb.bin.iterate_recurse().into_iter().flatten() {
+        if e.element_flags().contains(gst::ElementFlags::SINK) && e.find_property("async").is_some()
+        {
+            e.set_property("async", false);
+        }
+    }
     pipeline.add(&rb.bin).map_err(gst_err)?;
     if let Some(mix) = mixer {
         let mix_pad = request(mix, "sink_%u")?;

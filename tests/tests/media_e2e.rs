@@ -328,3 +328,136 @@ async fn two_simultaneous_talkers_are_mixed() {
     }
     assert!(bob.errors().is_empty(), "{:?}", bob.errors());
 }
+
+/// `n` bytes of xorshift noise.
+fn noise(seed: &mut u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed as u8
+        })
+        .collect()
+}
+
+/// A peer that sends garbage with the right payload type (here: random
+/// bytes as Opus) must not silence anyone else: its chain fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_of_garbage_does_not_silence_the_others() {
+    let relay = MiniRelay::start()
+        .await
+        .unwrap_or_else(|e| panic!("relay: {e}"));
+    let ssrcs = |a| proto::control::Ssrcs {
+        audio: a,
+        video: a + 1,
+    };
+    let wav = scratch("garbage.wav");
+    let _ = std::fs::remove_file(&wav);
+    let mb = client::Media::open(relay.addr, 0, ssrcs(100), "t")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bob = Av::start(
+        &mb,
+        vec![LaneConfig::new(def("opus"), None, Sink::Wav(wav.clone()))],
+        opts(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mallory = client::Media::open(relay.addr, 0, ssrcs(666), "t")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ma = client::Media::open(relay.addr, 0, ssrcs(200), "t")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tone = Source::Tone {
+        freq: TONE_HZ,
+        volume: VOLUME,
+    };
+    let alice = Av::start(
+        &ma,
+        vec![LaneConfig::new(def("opus"), Some(tone), Sink::Discard)],
+        opts(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    alice.transmit(Kind::Audio, true);
+    // 3 s: Mallory sends 50 packets a second of noise as Opus.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for seq in 0..150u16 {
+        let payload = noise(&mut seed, 120);
+        let p = proto::media::build_rtp(111, seq, u32::from(seq) * 960, 666, false, &payload);
+        let _ = mallory.send_raw(&p).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    alice.transmit(Kind::Audio, false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::block_in_place(|| bob.stop(Duration::from_secs(3)));
+    eprintln!("errors: {:?}", bob.errors());
+    let r = analyze_wav(&wav, sine_dbfs(VOLUME), 10.0).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{r:?}");
+    assert!((r.dominant_hz - TONE_HZ).abs() <= 2.0, "{r:?}");
+    assert!(r.voiced_s >= 0.9 * 3.0, "{r:?}");
+}
+
+/// The same for video, where a sender whose packets never decode gets a
+/// chain whose sink never sees a frame: that must not stall the lane (it
+/// did, until chain sinks stopped waiting to preroll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_of_garbage_video_does_not_stop_the_others() {
+    let relay = MiniRelay::start()
+        .await
+        .unwrap_or_else(|e| panic!("relay: {e}"));
+    let ssrcs = |a| proto::control::Ssrcs {
+        audio: a + 1,
+        video: a,
+    };
+    let mb = client::Media::open(relay.addr, 0, ssrcs(100), "t")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bob = Av::start(
+        &mb,
+        vec![LaneConfig::new(def("jpeg"), None, Sink::App)],
+        opts(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mallory = client::Media::open(relay.addr, 0, ssrcs(666), "t")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ma = client::Media::open(relay.addr, 0, ssrcs(200), "t")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let alice = Av::start(
+        &ma,
+        vec![LaneConfig::new(
+            def("jpeg"),
+            Some(Source::Pattern("ball".into())),
+            Sink::Discard,
+        )],
+        opts(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    alice.transmit(Kind::Video, true);
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for seq in 0..100u16 {
+        let payload = noise(&mut seed, 400);
+        // Marker set: every packet "ends a frame" of garbage.
+        let p = proto::media::build_rtp(26, seq, u32::from(seq) * 1800, 666, true, &payload);
+        let _ = mallory.send_raw(&p).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let frames = |bob: &Av| {
+        let mut n = 0;
+        for (ssrc, sink) in bob.app_sinks(Kind::Video) {
+            if ssrc == Some(200) {
+                while sink.try_pull_sample(gst::ClockTime::ZERO).is_some() {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let before = frames(&bob);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = frames(&bob);
+    eprintln!("errors: {:?}; frames {before} then {after}", bob.errors());
+    assert!(before >= 20 && after >= 10, "{before} then {after}");
+}
