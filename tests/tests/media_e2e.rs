@@ -225,12 +225,22 @@ async fn opus_tone_survives_ten_percent_loss_and_the_loss_is_reported() {
 
 /// A test pattern through the router: Bob decodes every frame Alice sends,
 /// at the size the definition's parameters ask for.
-async fn video_through_router(name: &str, width: u32, height: u32) {
+/// Returns the payload bytes Alice sent.
+async fn video_through_router(
+    name: &str,
+    pattern: &str,
+    width: u32,
+    height: u32,
+    extra: &[(&str, &str)],
+) -> u64 {
     let mut lane = LaneConfig::new(
         def(name),
-        Some(Source::Pattern("ball".into())),
+        Some(Source::Pattern(pattern.into())),
         Sink::Discard,
     );
+    for (k, v) in extra {
+        lane.params.insert((*k).into(), (*v).into());
+    }
     lane.params.insert("width".into(), width.to_string());
     lane.params.insert("height".into(), height.to_string());
     lane.params.insert("framerate".into(), "15".into());
@@ -260,16 +270,28 @@ async fn video_through_router(name: &str, width: u32, height: u32) {
     eprintln!("{name}: {frames} frames of {width}x{height} decoded, {expected} sent");
     assert!(frames as f64 >= 0.8 * expected, "{frames} frames");
     assert!(p.bob.errors().is_empty(), "{:?}", p.bob.errors());
+    p.alice.stats().sent[0].octets_sent
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jpeg_test_pattern_arrives_frame_by_frame() {
-    video_through_router("jpeg", 640, 360).await;
+    video_through_router("jpeg", "ball", 640, 360, &[]).await;
+}
+
+/// RFC 2435 JPEG from 144p to 720p, and its quality parameter matters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jpeg_spans_144p_to_720p_and_quality_sets_the_bitrate() {
+    video_through_router("jpeg", "ball", 256, 144, &[]).await;
+    video_through_router("jpeg", "ball", 1280, 720, &[("quality", "50")]).await;
+    let low = video_through_router("jpeg", "smpte", 640, 360, &[("quality", "20")]).await;
+    let high = video_through_router("jpeg", "smpte", 640, 360, &[("quality", "90")]).await;
+    eprintln!("640x360: quality 20 sent {low} bytes, quality 90 sent {high} bytes");
+    assert!(high as f64 > 1.5 * low as f64, "{low} vs {high}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vp8_test_pattern_arrives_frame_by_frame() {
-    video_through_router("vp8", 320, 240).await;
+    video_through_router("vp8", "ball", 320, 240, &[]).await;
 }
 
 /// Two people talk at once (440 Hz and 660 Hz) through a relay where all
