@@ -5,22 +5,10 @@ use std::time::Duration;
 
 use client::Session;
 use proto::control::{ReleaseReason, ServerMessage};
-use router::{Config, Router};
+mod common;
+use common::router;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-
-async fn router() -> Router {
-    let config = Config {
-        control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-        media: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-        admin: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-        ..Config::default()
-    };
-    match Router::start(config).await {
-        Ok(r) => r,
-        Err(e) => panic!("{e:#}"),
-    }
-}
 
 async fn next_matching(
     s: &mut Session,

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use router::{Config, Router};
+mod common;
+use common::router;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -14,19 +15,6 @@ use tokio::process::Command;
 mod audio;
 
 const EXE: &str = env!("CARGO_BIN_EXE_switchboard-client");
-
-async fn router() -> Router {
-    let config = Config {
-        control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-        media: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-        admin: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-        ..Config::default()
-    };
-    match Router::start(config).await {
-        Ok(r) => r,
-        Err(e) => panic!("{e:#}"),
-    }
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("switchboard-cli-{}-{name}", std::process::id()));

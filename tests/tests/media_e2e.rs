@@ -307,22 +307,15 @@ async fn two_simultaneous_talkers_are_mixed() {
     let wav = scratch("mixed.wav");
     let _ = std::fs::remove_file(&wav);
     let mb = open(100).await.unwrap_or_else(|e| panic!("{e}"));
-    let bob = Av::start(
+    let bob = av(
         &mb,
-        vec![LaneConfig::new(def("opus"), None, Sink::Wav(wav.clone()))],
-        opts(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+        LaneConfig::new(def("opus"), None, Sink::Wav(wav.clone())),
+    );
     let mut talkers = Vec::new();
     for (ssrc, freq) in [(200, 440.0), (300, 660.0)] {
         let m = open(ssrc).await.unwrap_or_else(|e| panic!("{e}"));
         let tone = Source::Tone { freq, volume: 0.3 };
-        let av = Av::start(
-            &m,
-            vec![LaneConfig::new(def("opus"), Some(tone), Sink::Discard)],
-            opts(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let av = av(&m, LaneConfig::new(def("opus"), Some(tone), Sink::Discard));
         talkers.push(av);
     }
     for t in &talkers {
@@ -351,6 +344,16 @@ async fn two_simultaneous_talkers_are_mixed() {
     assert!(bob.errors().is_empty(), "{:?}", bob.errors());
 }
 
+fn av(media: &client::Media, lane: LaneConfig) -> Av {
+    Av::start(media, vec![lane], opts()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn relay_peer(relay: &MiniRelay, ssrcs: proto::control::Ssrcs) -> client::Media {
+    client::Media::open(relay.addr, 0, ssrcs, "t")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// `n` bytes of xorshift noise.
 fn noise(seed: &mut u64, n: usize) -> Vec<u8> {
     (0..n)
@@ -376,31 +379,18 @@ async fn a_sender_of_garbage_does_not_silence_the_others() {
     };
     let wav = scratch("garbage.wav");
     let _ = std::fs::remove_file(&wav);
-    let mb = client::Media::open(relay.addr, 0, ssrcs(100), "t")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let bob = Av::start(
+    let mb = relay_peer(&relay, ssrcs(100)).await;
+    let bob = av(
         &mb,
-        vec![LaneConfig::new(def("opus"), None, Sink::Wav(wav.clone()))],
-        opts(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mallory = client::Media::open(relay.addr, 0, ssrcs(666), "t")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let ma = client::Media::open(relay.addr, 0, ssrcs(200), "t")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        LaneConfig::new(def("opus"), None, Sink::Wav(wav.clone())),
+    );
+    let mallory = relay_peer(&relay, ssrcs(666)).await;
+    let ma = relay_peer(&relay, ssrcs(200)).await;
     let tone = Source::Tone {
         freq: TONE_HZ,
         volume: VOLUME,
     };
-    let alice = Av::start(
-        &ma,
-        vec![LaneConfig::new(def("opus"), Some(tone), Sink::Discard)],
-        opts(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let alice = av(&ma, LaneConfig::new(def("opus"), Some(tone), Sink::Discard));
     alice.transmit(Kind::Audio, true);
     // 3 s: Mallory sends 50 packets a second of noise as Opus.
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
@@ -432,31 +422,18 @@ async fn a_sender_of_garbage_video_does_not_stop_the_others() {
         audio: a + 1,
         video: a,
     };
-    let mb = client::Media::open(relay.addr, 0, ssrcs(100), "t")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let bob = Av::start(
-        &mb,
-        vec![LaneConfig::new(def("jpeg"), None, Sink::App)],
-        opts(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let mallory = client::Media::open(relay.addr, 0, ssrcs(666), "t")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let ma = client::Media::open(relay.addr, 0, ssrcs(200), "t")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let alice = Av::start(
+    let mb = relay_peer(&relay, ssrcs(100)).await;
+    let bob = av(&mb, LaneConfig::new(def("jpeg"), None, Sink::App));
+    let mallory = relay_peer(&relay, ssrcs(666)).await;
+    let ma = relay_peer(&relay, ssrcs(200)).await;
+    let alice = av(
         &ma,
-        vec![LaneConfig::new(
+        LaneConfig::new(
             def("jpeg"),
             Some(Source::Pattern("ball".into())),
             Sink::Discard,
-        )],
-        opts(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+        ),
+    );
     alice.transmit(Kind::Video, true);
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     for seq in 0..100u16 {

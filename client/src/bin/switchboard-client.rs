@@ -253,19 +253,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Events { room, seconds } => {
             session.join(&room).await?;
             let _media = session.bind_media().await?;
-            let stop = tokio::time::sleep(Duration::from_secs_f64(seconds.unwrap_or(1e9)));
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    ev = session.next_event() => match ev {
-                        Some(ServerMessage::HeartbeatAck) => {}
-                        Some(m) => print(&m),
-                        None => bail!("the router closed the connection"),
-                    },
-                    _ = &mut stop => break,
-                    _ = tokio::signal::ctrl_c() => break,
-                }
-            }
+            print_events(&mut session, seconds).await?;
         }
         Cmd::Talk {
             room,
@@ -389,19 +377,7 @@ async fn main() -> anyhow::Result<()> {
                 "router_media": router_media.to_string(),
                 "audio_ssrc": ssrcs.audio, "video_ssrc": ssrcs.video, "floor": floor,
             }));
-            let stop = tokio::time::sleep(Duration::from_secs_f64(seconds.unwrap_or(1e9)));
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    ev = session.next_event() => match ev {
-                        Some(ServerMessage::HeartbeatAck) => {}
-                        Some(m) => print(&m),
-                        None => bail!("the router closed the connection"),
-                    },
-                    _ = &mut stop => break,
-                    _ = tokio::signal::ctrl_c() => break,
-                }
-            }
+            print_events(&mut session, seconds).await?;
             if floor {
                 session.release_floor().await?;
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -422,6 +398,23 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints every server event until `seconds` pass (or Ctrl-C).
+async fn print_events(session: &mut Session, seconds: Option<f64>) -> anyhow::Result<()> {
+    let stop = tokio::time::sleep(Duration::from_secs_f64(seconds.unwrap_or(1e9)));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            ev = session.next_event() => match ev {
+                Some(ServerMessage::HeartbeatAck) => {}
+                Some(m) => print(&m),
+                None => bail!("the router closed the connection"),
+            },
+            _ = &mut stop => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
 }
 
 fn av_options(nick: &str) -> AvOptions {
