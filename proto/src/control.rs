@@ -339,6 +339,21 @@ pub enum ServerMessage {
         room: String,
         muted: bool,
     },
+    /// In a two-person `voice` room (a call): the second member joined and
+    /// the two hear each other; sent to both, naming the other.
+    CallStarted {
+        room: String,
+        peer: String,
+        peer_session_id: u64,
+    },
+    /// The call ended because the other member left, for `reason`; sent to
+    /// the one who stays (who may wait for a new call).
+    CallEnded {
+        room: String,
+        peer: String,
+        peer_session_id: u64,
+        reason: LeaveReason,
+    },
     Full {
         scope: FullScope,
         message: String,

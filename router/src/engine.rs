@@ -276,9 +276,14 @@ impl Engine {
         if self.rooms.len() >= self.cfg.max_rooms {
             return Err(RoomError::TooMany(self.cfg.max_rooms));
         }
-        let plugin = self
-            .registry
-            .create(&spec.kind, &spec.name, &spec.options)?;
+        let plugin = self.registry.create(
+            &spec.kind,
+            &plugin_api::RoomInfo {
+                name: &spec.name,
+                max_participants: spec.max_participants,
+            },
+            &spec.options,
+        )?;
         self.rooms.insert(
             spec.name.clone(),
             Room {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use plugin_api::{OptionError, Options, PluginFactory, PluginInfo, RelayPlugin};
+use plugin_api::{OptionError, Options, PluginFactory, PluginInfo, RelayPlugin, RoomInfo};
 
 /// Why a room could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +39,7 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut r = Self::empty();
         r.register(Arc::new(ptt::PttFactory));
+        r.register(Arc::new(voice::VoiceFactory));
         r
     }
 
@@ -54,7 +55,7 @@ impl Registry {
     pub fn create(
         &self,
         kind: &str,
-        room: &str,
+        room: &RoomInfo<'_>,
         options: &Options,
     ) -> Result<Box<dyn RelayPlugin>, RoomError> {
         let factory = self.kinds.get(kind).ok_or_else(|| RoomError::UnknownKind {

@@ -220,11 +220,23 @@ pub struct OptionError {
     pub message: String,
 }
 
+/// What a plugin is told about the room it will run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomInfo<'a> {
+    pub name: &'a str,
+    /// The room's capacity; the engine answers FULL beyond it.
+    pub max_participants: u32,
+}
+
 /// Makes rooms of one kind.
 pub trait PluginFactory: Send + Sync {
     fn info(&self) -> PluginInfo;
-    /// A new plugin instance for room `room`, configured by `options`.
-    fn create(&self, room: &str, options: &Options) -> Result<Box<dyn RelayPlugin>, OptionError>;
+    /// A new plugin instance for `room`, configured by `options`.
+    fn create(
+        &self,
+        room: &RoomInfo<'_>,
+        options: &Options,
+    ) -> Result<Box<dyn RelayPlugin>, OptionError>;
 }
 
 /// Typed access to [`Options`], refusing unknown names and wrong types.

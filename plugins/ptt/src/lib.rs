@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use plugin_api::{
     AdminCommand, AdminError, CommandError, Member, OptionError, OptionInfo, OptionReader,
     OptionType, Options, Outbox, PluginFactory, PluginInfo, Receivers, RelayPlugin, RoomCommand,
-    SessionId, TimerKey,
+    RoomInfo, SessionId, TimerKey,
 };
 use proto::control::{ErrorCode, LeaveReason, RevokeReason, ServerMessage};
 
@@ -368,12 +368,16 @@ impl PluginFactory for PttFactory {
         }
     }
 
-    fn create(&self, room: &str, options: &Options) -> Result<Box<dyn RelayPlugin>, OptionError> {
+    fn create(
+        &self,
+        room: &RoomInfo<'_>,
+        options: &Options,
+    ) -> Result<Box<dyn RelayPlugin>, OptionError> {
         let mut r = OptionReader::new(options);
         let cfg = floor_options(&mut r)?;
         r.finish()?;
         Ok(Box::new(PttRoom {
-            voice: ExclusiveVoice::new(room, cfg),
+            voice: ExclusiveVoice::new(room.name, cfg),
         }))
     }
 }

@@ -2,6 +2,11 @@
 
 use super::*;
 use plugin_api::{Effect, Ssrcs};
+
+const ROOM: RoomInfo<'static> = RoomInfo {
+    name: "r",
+    max_participants: 16,
+};
 use proto::control::{DenyReason, ReleaseReason};
 
 /// Drives one room the way the engine does, recording what it would send.
@@ -20,7 +25,7 @@ impl Sim {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        let room = match PttFactory.create("r", &opts) {
+        let room = match PttFactory.create(&ROOM, &opts) {
             Ok(r) => r,
             Err(e) => panic!("create: {e}"),
         };
@@ -594,7 +599,7 @@ fn muted_member_loses_the_floor_and_is_denied_until_unmuted() {
 fn bad_options_are_refused() {
     let bad = |k: &str, v: serde_json::Value| {
         let o: Options = [(k.to_string(), v)].into_iter().collect();
-        PttFactory.create("r", &o).err().map(|e| e.name)
+        PttFactory.create(&ROOM, &o).err().map(|e| e.name)
     };
     assert_eq!(bad("queue", "maybe".into()), Some("queue".into()));
     assert_eq!(
