@@ -258,6 +258,24 @@ fn net_appsrc(name: &str, caps: &gst::Caps) -> gst_app::AppSrc {
         .build()
 }
 
+/// Copies a datagram into an app source; a full or stopped source drops it,
+/// as the network would.
+fn push(src: &gst_app::AppSrc, data: &[u8]) {
+    let _ = src.push_buffer(gst::Buffer::from_slice(data.to_vec()));
+}
+
+/// Calls `f` when an end-of-stream event passes `pad`.
+fn on_eos(pad: &gst::Pad, f: impl Fn() + Send + Sync + 'static) {
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(ev)) = &info.data
+            && ev.type_() == gst::EventType::Eos
+        {
+            f();
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
 fn link(a: &gst::Pad, b: &gst::Pad) -> Result<(), AvError> {
     a.link(b)
         .map(|_| ())
@@ -357,17 +375,9 @@ impl Lane {
                 // A file source ends: note it before the valve, which may be
                 // closed and would swallow the EOS.
                 let done = send_done.clone();
-                static_pad(bin.upcast_ref(), "src")?.add_probe(
-                    gst::PadProbeType::EVENT_DOWNSTREAM,
-                    move |_, info| {
-                        if let Some(gst::PadProbeData::Event(ev)) = &info.data
-                            && ev.type_() == gst::EventType::Eos
-                        {
-                            done.store(true, Ordering::Relaxed);
-                        }
-                        gst::PadProbeReturn::Ok
-                    },
-                );
+                on_eos(&static_pad(bin.upcast_ref(), "src")?, move || {
+                    done.store(true, Ordering::Relaxed);
+                });
                 let valve = gst::ElementFactory::make("valve")
                     .name("gate")
                     .property("drop", true)
@@ -530,13 +540,13 @@ impl Lane {
         Ok(())
     }
 
-    fn push(&self, src: &gst_app::AppSrc, data: &[u8]) {
-        let _ = src.push_buffer(gst::Buffer::from_slice(data.to_vec()));
+    fn push_rtp(&self, data: &[u8]) {
+        push(&self.rtp_in, data);
     }
 
     fn push_rtcp(&self, data: &[u8]) {
         self.counters.rtcp_received.fetch_add(1, Ordering::Relaxed);
-        self.push(&self.rtcp_in, data);
+        push(&self.rtcp_in, data);
     }
 }
 
@@ -735,7 +745,6 @@ impl Av {
     /// Stops sending, lets received media drain to the sinks (so a WAV file
     /// gets its header), and shuts the pipelines down.
     pub fn stop(&self, drain: Duration) {
-        self.recv_task.abort();
         let mut waits = Vec::new();
         for lane in &self.lanes {
             if let Some(gate) = &lane.gate {
@@ -746,13 +755,8 @@ impl Av {
             {
                 let (tx, rx) = std::sync::mpsc::channel::<()>();
                 let tx = Mutex::new(tx);
-                pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-                    if let Some(gst::PadProbeData::Event(ev)) = &info.data
-                        && ev.type_() == gst::EventType::Eos
-                    {
-                        let _ = lock(&tx).send(());
-                    }
-                    gst::PadProbeReturn::Ok
+                on_eos(&pad, move || {
+                    let _ = lock(&tx).send(());
                 });
                 waits.push(rx);
             }
@@ -895,7 +899,7 @@ async fn receive_loop(
                 match lanes.iter().position(|l| l.definition.payload_type == pt) {
                     Some(i) => {
                         ssrc_lane.insert(h.ssrc, i);
-                        lanes[i].push(&lanes[i].rtp_in, data);
+                        lanes[i].push_rtp(data);
                     }
                     None => {
                         unknown_pt.fetch_add(1, Ordering::Relaxed);

@@ -317,17 +317,13 @@ impl Session {
 
     /// Opens a UDP socket and binds it at the router with STUN.
     pub async fn bind_media(&self) -> Result<Media, ClientError> {
-        self.bind_media_via(self.media_server()).await
+        self.bind_media_from(self.media_server(), 0).await
     }
 
-    /// Like [`Session::bind_media`], but sends media to `server` instead of
-    /// the router's own address: a relay or a test shim in between.
-    pub async fn bind_media_via(&self, server: SocketAddr) -> Result<Media, ClientError> {
-        self.bind_media_from(server, 0).await
-    }
-
-    /// Binds from a chosen local UDP port (0: any), for handing the port to
-    /// another program afterwards (see `switchboard-client hold`).
+    /// Like [`Session::bind_media`], but sends media to `server` (the
+    /// router, or a relay or test shim in between) from a chosen local UDP
+    /// port (0: any), e.g. to hand the port to another program afterwards
+    /// (see `switchboard-client hold`).
     pub async fn bind_media_from(
         &self,
         server: SocketAddr,

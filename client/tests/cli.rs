@@ -6,7 +6,7 @@ use std::time::Duration;
 use client::Session;
 use proto::control::{ReleaseReason, ServerMessage};
 mod common;
-use common::router;
+use common::{EXE, router, spawn_cli};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -36,10 +36,11 @@ async fn killed_talker_frees_the_floor() {
     if let Err(e) = observer.join("lobby").await {
         panic!("{e}");
     }
-    let mut child = match Command::new(env!("CARGO_BIN_EXE_switchboard-client"))
-        .args([
+    let server = addr.to_string();
+    let mut child = spawn_cli(
+        [
             "--server",
-            &addr.to_string(),
+            &server,
             "--nick",
             "doomed",
             "talk",
@@ -47,15 +48,9 @@ async fn killed_talker_frees_the_floor() {
             "--synthetic",
             "--seconds",
             "60",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => panic!("spawn: {e}"),
-    };
+        ],
+        Stdio::null(),
+    );
     next_matching(
         &mut observer,
         Duration::from_secs(10),
@@ -97,9 +92,8 @@ async fn killed_talker_frees_the_floor() {
 async fn talk_and_count_through_the_cli() {
     let router = router().await;
     let addr = router.control_addr().to_string();
-    let exe = env!("CARGO_BIN_EXE_switchboard-client");
-    let mut counter = match Command::new(exe)
-        .args([
+    let mut counter = spawn_cli(
+        [
             "--server",
             &addr,
             "--nick",
@@ -108,15 +102,9 @@ async fn talk_and_count_through_the_cli() {
             "lobby",
             "--seconds",
             "3",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => panic!("spawn: {e}"),
-    };
+        ],
+        Stdio::null(),
+    );
     let Some(stdout) = counter.stdout.take() else {
         panic!()
     };
@@ -127,7 +115,7 @@ async fn talk_and_count_through_the_cli() {
             break;
         }
     }
-    let talk = Command::new(exe)
+    let talk = Command::new(EXE)
         .args([
             "--server",
             &addr,

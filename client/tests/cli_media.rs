@@ -6,15 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 mod common;
-use common::router;
+use common::{EXE, router, spawn_cli};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/src/audio.rs"]
 mod audio;
-
-const EXE: &str = env!("CARGO_BIN_EXE_switchboard-client");
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("switchboard-cli-{}-{name}", std::process::id()));
@@ -41,14 +39,11 @@ async fn talk_to_listener(
     listen_args: &[&str],
     talk_args: &[&str],
 ) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
-    let mut listener = Command::new(EXE)
-        .args(["--server", server, "--nick", "ears", "listen", "lobby"])
-        .args(listen_args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn listen: {e}"));
+    let args = ["--server", server, "--nick", "ears", "listen", "lobby"];
+    let mut listener = spawn_cli(
+        args.into_iter().chain(listen_args.iter().copied()),
+        Stdio::inherit(),
+    );
     let Some(stdout) = listener.stdout.take() else {
         panic!("no stdout")
     };
@@ -177,9 +172,7 @@ async fn a_definition_in_the_user_directory_swaps_the_codec() {
         .unwrap_or(0);
     assert_eq!(got, sent, "{}", last[0]);
     let r = audio::analyze_wav(&wav, audio::sine_dbfs(0.5), 10.0).unwrap_or_else(|e| panic!("{e}"));
-    assert!((r.dominant_hz - 440.0).abs() <= 2.0, "{r:?}");
-    assert!((r.level_dbfs - audio::sine_dbfs(0.5)).abs() <= 3.0, "{r:?}");
-    assert!(r.voiced_s >= 0.95 * 2.0, "{r:?}");
+    audio::assert_heard(&r, 440.0, 0.5, 0.95 * 2.0, "listener");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

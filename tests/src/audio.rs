@@ -166,6 +166,28 @@ pub fn tone_level_dbfs(rate: u32, samples: &[f32], hz: f64) -> f64 {
     dbfs(amplitude / std::f64::consts::SQRT_2)
 }
 
+/// Panics, naming `what`, unless `r` holds a tone at `hz` (within 2 Hz),
+/// at the level of a sine of peak `volume` (within 3 dB), for at least
+/// `min_s` seconds: what "heard as sent" means in the media tests.
+pub fn assert_heard(r: &ToneReport, hz: f64, volume: f64, min_s: f64, what: &str) {
+    assert!(
+        (r.dominant_hz - hz).abs() <= 2.0,
+        "{what}: dominant {:.2} Hz, sent {hz}: {r:?}",
+        r.dominant_hz
+    );
+    assert!(
+        (r.level_dbfs - sine_dbfs(volume)).abs() <= 3.0,
+        "{what}: level {:.2} dBFS, sent {:.2}: {r:?}",
+        r.level_dbfs,
+        sine_dbfs(volume)
+    );
+    assert!(
+        r.voiced_s >= min_s,
+        "{what}: heard {:.2} s, at least {min_s:.2} s expected: {r:?}",
+        r.voiced_s
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use client::FloorAnswer;
 use client::av::{Av, AvOptions, LaneConfig};
 use pipelines::{Catalog, Media as Kind, Sink, Source};
-use switchboard_tests::audio::{analyze_wav, sine_dbfs};
+use switchboard_tests::audio::{analyze_wav, assert_heard, sine_dbfs};
 use switchboard_tests::{member, start_router};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -108,12 +108,7 @@ async fn wait_exit(child: &mut Child, what: &str) {
 fn assert_tone(wav: &Path, what: &str) {
     let r = analyze_wav(wav, sine_dbfs(0.5), 10.0).unwrap_or_else(|e| panic!("{what}: {e}"));
     eprintln!("{what}: {r:?}");
-    assert!((r.dominant_hz - 440.0).abs() <= 2.0, "{what}: {r:?}");
-    assert!(
-        (r.level_dbfs - sine_dbfs(0.5)).abs() <= 3.0,
-        "{what}: {r:?}"
-    );
-    assert!(r.voiced_s >= 1.9, "{what}: {r:?}");
+    assert_heard(&r, 440.0, 0.5, 1.9, what);
 }
 
 fn opus() -> pipelines::Definition {

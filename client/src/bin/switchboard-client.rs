@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use client::av::{Av, AvOptions, LaneConfig};
 use client::{FloorAnswer, Media, Session, SyntheticTalker};
-use pipelines::{Catalog, Definition, Sink, Source};
+use pipelines::{Catalog, Sink, Source};
 use proto::control::ServerMessage;
 
 #[derive(Debug, Parser)]
@@ -159,10 +159,6 @@ impl CodecArgs {
         loaded.map_err(|e| anyhow::anyhow!("pipeline definition rejected: {e}"))
     }
 
-    fn definition(&self, catalog: &Catalog, name: &str) -> anyhow::Result<Definition> {
-        Ok(catalog.require(name).map_err(anyhow::Error::msg)?.clone())
-    }
-
     fn lane(
         &self,
         catalog: &Catalog,
@@ -171,7 +167,7 @@ impl CodecArgs {
         sink: Sink,
         with_params: bool,
     ) -> anyhow::Result<LaneConfig> {
-        let definition = self.definition(catalog, name)?;
+        let definition = catalog.require(name).map_err(anyhow::Error::msg)?.clone();
         let mut lane = LaneConfig::new(definition, source, sink);
         if with_params {
             lane.params = pipelines::parse_params(self.params.iter().map(String::as_str))

@@ -126,28 +126,17 @@ fn there_is_no_floor_to_ask_for_and_no_options() {
         &mut out,
     );
     assert_eq!(err.map_err(|e| e.code), Err(ErrorCode::NotSupported));
+    let create = |o: &Options| {
+        VoiceFactory.create(
+            &RoomInfo {
+                name: "r",
+                max_participants: 2,
+            },
+            o,
+        )
+    };
     let mut o = Options::new();
-    assert!(
-        VoiceFactory
-            .create(
-                &RoomInfo {
-                    name: "r",
-                    max_participants: 2
-                },
-                &o
-            )
-            .is_ok()
-    );
+    assert!(create(&o).is_ok());
     o.insert("queue".into(), serde_json::json!(true));
-    assert!(
-        VoiceFactory
-            .create(
-                &RoomInfo {
-                    name: "r",
-                    max_participants: 2
-                },
-                &o
-            )
-            .is_err_and(|e| e.name == "queue")
-    );
+    assert!(create(&o).is_err_and(|e| e.name == "queue"));
 }
