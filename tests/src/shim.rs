@@ -1,6 +1,7 @@
 //! A lossy UDP shim between one client and the router: it drops a seeded
-//! random share of the client's RTP on the way in (STUN and RTCP pass), and
-//! passes everything from the router back untouched.
+//! random share of the client's RTP on the way in (STUN and RTCP pass), can
+//! hold back every nth packet (late arrivals, jitter), and passes
+//! everything from the router back untouched.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,8 +35,19 @@ impl LossyShim {
     }
 
     pub async fn start(router: SocketAddr, loss: f64, seed: u64) -> std::io::Result<LossyShim> {
+        Self::start_with(router, loss, seed, None).await
+    }
+
+    /// Like [`LossyShim::start`], and with `late = Some((n, by))` every
+    /// `n`th RTP packet that passes is held back `by` before it goes on.
+    pub async fn start_with(
+        router: SocketAddr,
+        loss: f64,
+        seed: u64,
+        late: Option<(u64, std::time::Duration)>,
+    ) -> std::io::Result<LossyShim> {
         let front = UdpSocket::bind("127.0.0.1:0").await?;
-        let back = UdpSocket::bind("127.0.0.1:0").await?;
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
         let addr = front.local_addr()?;
         let dropped = Arc::new(AtomicU64::new(0));
         let passed = Arc::new(AtomicU64::new(0));
@@ -54,7 +66,17 @@ impl LossyShim {
                                 d.fetch_add(1, Ordering::Relaxed);
                                 continue;
                             }
-                            p.fetch_add(1, Ordering::Relaxed);
+                            let passed = p.fetch_add(1, Ordering::Relaxed) + 1;
+                            if let Some((every, by)) = late
+                                && passed % every == 0
+                            {
+                                let (back, data) = (back.clone(), a[..n].to_vec());
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(by).await;
+                                    let _ = back.send_to(&data, router).await;
+                                });
+                                continue;
+                            }
                         }
                         let _ = back.send_to(&a[..n], router).await;
                     }

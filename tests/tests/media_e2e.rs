@@ -52,6 +52,17 @@ struct Pair {
 /// shim dropping `loss` of her RTP, if above 0), takes the floor and starts
 /// `alice_lane`, not yet transmitting.
 async fn pair(alice_lane: LaneConfig, bob_lane: LaneConfig, loss: f64) -> Pair {
+    pair_with(alice_lane, bob_lane, loss, None).await
+}
+
+/// [`pair`], with every `n`th of Alice's packets held back `by` when `late`
+/// is `Some((n, by))`.
+async fn pair_with(
+    alice_lane: LaneConfig,
+    bob_lane: LaneConfig,
+    loss: f64,
+    late: Option<(u64, Duration)>,
+) -> Pair {
     let router = start_router(|_| {}).await;
     let addr = router.control_addr();
     let (b, mb) = member(addr, "bob", "lobby").await;
@@ -60,9 +71,9 @@ async fn pair(alice_lane: LaneConfig, bob_lane: LaneConfig, loss: f64) -> Pair {
         .await
         .unwrap_or_else(|e| panic!("alice: {e}"));
     a.join("lobby").await.unwrap_or_else(|e| panic!("{e}"));
-    let shim = if loss > 0.0 {
+    let shim = if loss > 0.0 || late.is_some() {
         Some(
-            LossyShim::start(a.media_server(), loss, 7)
+            LossyShim::start_with(a.media_server(), loss, 7, late)
                 .await
                 .unwrap_or_else(|e| panic!("shim: {e}")),
         )
@@ -452,4 +463,37 @@ async fn a_sender_of_garbage_video_does_not_stop_the_others() {
     let after = frames(&bob);
     eprintln!("errors: {:?}; frames {before} then {after}", bob.errors());
     assert!(before >= 20 && after >= 10, "{before} then {after}");
+}
+
+/// Every 10th packet of Alice's held back 150 ms (the Opus jitter buffer
+/// waits 40): Bob's jitter buffer counts them late, and the interarrival
+/// jitter (a fraction of a millisecond on a clean link) rises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_packets_and_jitter_show_in_the_listeners_statistics() {
+    let tone = Source::Tone {
+        freq: TONE_HZ,
+        volume: VOLUME,
+    };
+    let p = pair_with(
+        LaneConfig::new(def("opus"), Some(tone), Sink::Discard),
+        LaneConfig::new(def("opus"), None, Sink::Discard),
+        0.0,
+        Some((10, Duration::from_millis(150))),
+    )
+    .await;
+    p.alice.transmit(Kind::Audio, true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    p.alice.transmit(Kind::Audio, false);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = p.bob.stats();
+    let [got] = &stats.received[..] else {
+        panic!("{stats:?}")
+    };
+    eprintln!("{got:?}");
+    assert!(got.jb_late >= 5, "late: {got:?}");
+    assert!(got.jitter_ms > 2.0, "jitter: {got:?}");
+    assert!(
+        got.jb_avg_jitter_ms > 2.0,
+        "jitter buffer's jitter: {got:?}"
+    );
 }
