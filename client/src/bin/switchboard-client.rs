@@ -413,6 +413,9 @@ async fn print_events(session: &mut Session, seconds: Option<f64>) -> anyhow::Re
     }
 }
 
+/// How long `talk` waits between closing its valve and releasing the floor.
+const RELEASE_TAIL: Duration = Duration::from_millis(100);
+
 fn av_options(nick: &str) -> AvOptions {
     AvOptions {
         cname: format!("{nick}@switchboard"),
@@ -502,6 +505,9 @@ async fn talk_media(
     for k in &kinds {
         av.transmit(*k, false);
     }
+    // The router handles media and control on different threads: give the
+    // last packets time to be forwarded before the caller releases the floor.
+    tokio::time::sleep(RELEASE_TAIL).await;
     let stats = av.stats();
     Ok(serde_json::json!({
         "sent": stats.sent.iter().map(|s| s.packets_sent).sum::<u64>(),
