@@ -310,6 +310,15 @@ impl Session {
         r
     }
 
+    /// Sends a chat message to the room, or privately to one nickname.
+    pub async fn chat(&self, text: &str, to: Option<&str>) -> Result<(), ClientError> {
+        self.send(ClientMessage::Chat {
+            text: text.into(),
+            to: to.map(str::to_owned),
+        })
+        .await
+    }
+
     /// Gives up the floor.
     pub async fn release_floor(&self) -> Result<(), ClientError> {
         self.send(ClientMessage::MicRelease).await

@@ -65,6 +65,79 @@ pub enum ClientMessage {
     },
     /// Give up the floor, or leave the floor queue.
     MicRelease,
+    /// A chat message to everyone in the room, or privately to the member
+    /// with nickname `to` (`chat` and `meeting` rooms).
+    Chat {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
+    /// Start a meeting: the router answers `MEETING_CREATED` with a 6-digit
+    /// code and puts the sender in it as host.
+    CreateMeeting {
+        /// End the meeting for everyone when the host leaves (otherwise the
+        /// longest-present participant becomes host).
+        #[serde(default)]
+        end_with_host: bool,
+    },
+    /// Ask to join the meeting with this code; answered `JOIN_PENDING`, then
+    /// `JOIN_ACCEPTED` or `JOIN_REJECTED`.
+    RequestJoin { code: String },
+    /// Host: let a waiting guest in.
+    AllowJoin { session_id: u64 },
+    /// Host: refuse a waiting guest.
+    DenyJoin {
+        session_id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Announce your microphone and camera state to the meeting.
+    MediaState { audio: bool, video: bool },
+    /// Host: mute or unmute a participant.
+    Mute { nickname: String, muted: bool },
+    /// Host: take a participant out of the meeting.
+    Remove {
+        nickname: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Offer a file to everyone in the meeting or to one nickname.
+    FileOffer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        name: String,
+        size: u64,
+        /// Lowercase hex SHA-256 of the whole file.
+        sha256: String,
+        /// Bytes per chunk (the last may be shorter).
+        chunk_size: u32,
+    },
+    /// One chunk of an offered file, base64 (standard alphabet, padded).
+    FileChunk {
+        transfer_id: u64,
+        seq: u64,
+        data: String,
+    },
+    /// Receiver: every chunk before `next_seq` arrived (cumulative, as TCP).
+    FileAck { transfer_id: u64, next_seq: u64 },
+    /// Sender: every chunk was acknowledged.
+    FileEnd { transfer_id: u64 },
+    /// Receiver: the file checked out (or not) against its SHA-256.
+    FileResult {
+        transfer_id: u64,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// Either side: stop a transfer.
+    FileCancel {
+        transfer_id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Sender of video: what the receivers' RTCP reports say about it, for
+    /// the adaptive video rule.
+    VideoStats { reports: Vec<ReceptionReport> },
     /// End the session cleanly; the router closes the connection.
     Bye {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +155,21 @@ impl ClientMessage {
         "LIST_ROOMS",
         "MIC_REQUEST",
         "MIC_RELEASE",
+        "CHAT",
+        "CREATE_MEETING",
+        "REQUEST_JOIN",
+        "ALLOW_JOIN",
+        "DENY_JOIN",
+        "MEDIA_STATE",
+        "MUTE",
+        "REMOVE",
+        "FILE_OFFER",
+        "FILE_CHUNK",
+        "FILE_ACK",
+        "FILE_END",
+        "FILE_RESULT",
+        "FILE_CANCEL",
+        "VIDEO_STATS",
         "BYE",
     ];
 
@@ -95,6 +183,21 @@ impl ClientMessage {
             ClientMessage::ListRooms => "LIST_ROOMS",
             ClientMessage::MicRequest { .. } => "MIC_REQUEST",
             ClientMessage::MicRelease => "MIC_RELEASE",
+            ClientMessage::Chat { .. } => "CHAT",
+            ClientMessage::CreateMeeting { .. } => "CREATE_MEETING",
+            ClientMessage::RequestJoin { .. } => "REQUEST_JOIN",
+            ClientMessage::AllowJoin { .. } => "ALLOW_JOIN",
+            ClientMessage::DenyJoin { .. } => "DENY_JOIN",
+            ClientMessage::MediaState { .. } => "MEDIA_STATE",
+            ClientMessage::Mute { .. } => "MUTE",
+            ClientMessage::Remove { .. } => "REMOVE",
+            ClientMessage::FileOffer { .. } => "FILE_OFFER",
+            ClientMessage::FileChunk { .. } => "FILE_CHUNK",
+            ClientMessage::FileAck { .. } => "FILE_ACK",
+            ClientMessage::FileEnd { .. } => "FILE_END",
+            ClientMessage::FileResult { .. } => "FILE_RESULT",
+            ClientMessage::FileCancel { .. } => "FILE_CANCEL",
+            ClientMessage::VideoStats { .. } => "VIDEO_STATS",
             ClientMessage::Bye { .. } => "BYE",
         }
     }
@@ -111,6 +214,38 @@ pub struct UserInfo {
     /// True while an operator has muted this member.
     #[serde(default)]
     pub muted: bool,
+}
+
+/// One receiver's view of a sender's video, from its RTCP receiver report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReceptionReport {
+    /// The reporting receiver's SSRC.
+    pub from_ssrc: u32,
+    /// Fraction of packets lost since its previous report, 0.0 to 1.0.
+    pub fraction_lost: f64,
+    /// Round-trip time in ms, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+}
+
+/// A session waiting in a meeting's lobby.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LobbyEntry {
+    pub session_id: u64,
+    pub nickname: String,
+    /// How long it has waited, in ms.
+    pub waited_ms: u64,
+}
+
+/// One logged chat message, as carried by `CHAT_HISTORY`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatEntry {
+    pub id: u64,
+    pub ts_ms: u64,
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<u64>,
+    pub text: String,
 }
 
 /// One room as listed by `ROOMS`.
@@ -193,6 +328,18 @@ impl LeaveReason {
     }
 }
 
+/// Why a join request was refused (`JOIN_REJECTED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RejectReason {
+    /// The host (or an operator) denied it.
+    Denied,
+    /// Nobody decided within the room's lobby timeout.
+    TimedOut,
+    /// The meeting ended while the request waited.
+    MeetingEnded,
+}
+
 /// What `FULL` refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -243,6 +390,19 @@ pub enum ErrorCode {
     SlowConsumer,
     /// The session was silent longer than the silence timeout; the connection is closed after this.
     TimedOut,
+    /// The session sent this kind of command faster than the room allows;
+    /// the command was dropped (the message says when to retry).
+    RateLimited,
+    /// A private message or command names a nickname not in the room.
+    UnknownParticipant,
+    /// No meeting has that code.
+    UnknownMeeting,
+    /// Only the meeting's host may do this.
+    NotHost,
+    /// No transfer with that id involves you.
+    UnknownTransfer,
+    /// A file is larger than the room allows, or a chunk is malformed.
+    BadFile,
     /// The router failed internally; the command had no effect.
     Internal,
 }
@@ -325,13 +485,29 @@ pub enum ServerMessage {
     /// A chat message; `session_id` is absent when the operator sent it.
     Chat {
         room: String,
+        /// Increasing within the room (history and live messages share the
+        /// sequence); 0 when the room keeps no chat log.
+        #[serde(default)]
+        id: u64,
+        /// Server time when the router accepted it, in ms since the Unix epoch.
+        #[serde(default)]
+        ts_ms: u64,
         from: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_id: Option<u64>,
         text: String,
-        /// Sent to this member only.
+        /// Sent to one member only (`to`), with a copy to its sender.
         #[serde(default)]
         private: bool,
+        /// The recipient's nickname, for private messages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
+    /// The room's recent public messages, oldest first, sent once to each
+    /// member on joining a room that keeps a chat log.
+    ChatHistory {
+        room: String,
+        messages: Vec<ChatEntry>,
     },
     /// An operator muted or unmuted this member: while muted its media is
     /// dropped at the router and floor requests are denied with `MUTED`.
@@ -353,6 +529,108 @@ pub enum ServerMessage {
         peer: String,
         peer_session_id: u64,
         reason: LeaveReason,
+    },
+    /// Your meeting exists: share the code; you are its host. `JOINED`
+    /// follows.
+    MeetingCreated {
+        room: String,
+        code: String,
+        end_with_host: bool,
+    },
+    /// Your join request waits for the host's decision (at most
+    /// `timeout_ms`).
+    JoinPending {
+        room: String,
+        timeout_ms: u64,
+    },
+    /// Your join request was accepted; `JOINED` follows.
+    JoinAccepted {
+        room: String,
+    },
+    /// Your join request was refused.
+    JoinRejected {
+        room: String,
+        reason: RejectReason,
+        message: String,
+    },
+    /// Host: who waits in the lobby now (sent on every change).
+    Lobby {
+        room: String,
+        waiting: Vec<LobbyEntry>,
+    },
+    /// The meeting's host is now `host` (on creation, or when the previous
+    /// host left: the longest-present participant).
+    HostChanged {
+        room: String,
+        host: String,
+        session_id: u64,
+    },
+    /// A participant's microphone and camera state.
+    MediaState {
+        room: String,
+        nickname: String,
+        session_id: u64,
+        audio: bool,
+        video: bool,
+    },
+    /// To the sender of `FILE_OFFER`: the transfer's id and who receives it.
+    FileStarted {
+        room: String,
+        transfer_id: u64,
+        receivers: Vec<String>,
+        chunks: u64,
+    },
+    /// To receivers: a file is coming; chunks follow as `FILE_CHUNK`.
+    FileOffered {
+        room: String,
+        transfer_id: u64,
+        from: String,
+        session_id: u64,
+        name: String,
+        size: u64,
+        sha256: String,
+        chunk_size: u32,
+        chunks: u64,
+    },
+    /// A chunk of a file (bulk: may be dropped under load; the sender
+    /// retransmits).
+    FileChunk {
+        transfer_id: u64,
+        seq: u64,
+        data: String,
+    },
+    /// To the sender: the slowest receiver has every chunk before `next_seq`.
+    FileAck {
+        transfer_id: u64,
+        next_seq: u64,
+    },
+    /// To receivers: every chunk was sent; check the SHA-256.
+    FileEnd {
+        transfer_id: u64,
+    },
+    /// To the sender: one receiver's verdict.
+    FileResult {
+        transfer_id: u64,
+        nickname: String,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// The transfer stopped before completing.
+    FileAborted {
+        transfer_id: u64,
+        reason: String,
+    },
+    /// To a video sender: send at this level (the adaptive rule moved it).
+    VideoLevel {
+        room: String,
+        /// `144p`, `240p`, `360p`, `480p` or `720p`.
+        level: String,
+        height: u32,
+        /// Worst fraction lost and RTT that decided it.
+        fraction_lost: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_ms: Option<f64>,
     },
     Full {
         scope: FullScope,

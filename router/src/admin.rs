@@ -154,7 +154,7 @@ impl AdminService {
     ) -> Result<Response<LobbyDecisionResponse>, Status> {
         required("room", &r.room)?;
         let who = who("participant", r.participant)?;
-        self.op(move |e, _| e.lobby_decision(&r.room, &who, approve, &r.reason))
+        self.op(move |e, now| e.lobby_decision(now, &r.room, &who, approve, &r.reason))
             .await?;
         Ok(Response::new(LobbyDecisionResponse {}))
     }
@@ -468,7 +468,7 @@ impl Admin for AdminService {
             Some(t) => Some(who("to", Some(t))?),
             None => None,
         };
-        self.op(move |e, _| e.send_chat(&r.room, to.as_ref(), &r.text))
+        self.op(move |e, now| e.send_chat(now, &r.room, to.as_ref(), &r.text))
             .await?;
         Ok(Response::new(SendChatResponse {}))
     }

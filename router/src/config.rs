@@ -63,6 +63,12 @@ pub struct Limits {
     pub error_burst: u32,
     /// One bad line is forgiven per this many milliseconds.
     pub error_refill_ms: u64,
+    /// `REQUEST_JOIN` attempts one IP address may make at once…
+    pub join_attempts_burst: u32,
+    /// …and one more per this many milliseconds (guessing a 6-digit code).
+    pub join_attempt_refill_ms: u64,
+    /// Capacity of each meeting made with `CREATE_MEETING`.
+    pub meeting_max_participants: u32,
 }
 
 impl Default for Limits {
@@ -76,6 +82,9 @@ impl Default for Limits {
             silence_timeout_ms: 0,
             error_burst: 10,
             error_refill_ms: 1000,
+            join_attempts_burst: 5,
+            join_attempt_refill_ms: 2000,
+            meeting_max_participants: 25,
         }
     }
 }
@@ -176,6 +185,9 @@ impl Config {
             error_refill: Duration::from_millis(self.limits.error_refill_ms.max(1)),
             media_port,
             seed: None,
+            join_attempts_burst: self.limits.join_attempts_burst.max(1),
+            join_attempt_refill: Duration::from_millis(self.limits.join_attempt_refill_ms),
+            meeting_max_participants: self.limits.meeting_max_participants,
         }
     }
 }

@@ -29,6 +29,11 @@ use crate::registry::Registry;
 
 /// Messages queued for one connection before it counts as a slow consumer.
 pub const CONNECTION_QUEUE: usize = 1024;
+/// Bulk messages (file chunks) queued for one connection; beyond this they
+/// are dropped, and the transfer's acknowledgements repair the loss.
+pub const BULK_QUEUE: usize = 64;
+/// Bulk messages dropped because a connection's bulk queue was full.
+pub static BULK_DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Inputs queued for the engine before readers wait (backpressure).
 pub const ENGINE_QUEUE: usize = 8192;
 /// STUN requests queued for the engine; beyond this they are dropped and
@@ -45,7 +50,7 @@ pub enum EngineEvent {
     /// A new connection's outgoing queue; sent before its `Connected`.
     Register {
         session: SessionId,
-        tx: mpsc::Sender<ConnCommand>,
+        conn: ConnHandle,
     },
     /// Runs on the engine task with exclusive access (admin calls, stats);
     /// outputs it causes are dispatched right after.
@@ -155,6 +160,14 @@ pub async fn call_engine<R: Send + 'static>(
 pub enum ConnCommand {
     Send(Arc<ServerMessage>),
     Close,
+}
+
+/// The engine task's end of one connection: its message queue, and its
+/// bulk queue, which the connection drains only when the first is empty.
+#[derive(Clone)]
+pub struct ConnHandle {
+    pub tx: mpsc::Sender<ConnCommand>,
+    pub bulk: mpsc::Sender<Arc<ServerMessage>>,
 }
 
 /// A running router.
@@ -360,7 +373,7 @@ async fn run_engine(
     media: std::sync::mpsc::Sender<MediaCommand>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut conns: HashMap<SessionId, mpsc::Sender<ConnCommand>> = HashMap::new();
+    let mut conns: HashMap<SessionId, ConnHandle> = HashMap::new();
     // Connections told to close; at shutdown we wait for them to flush.
     let mut closing: Vec<mpsc::Sender<ConnCommand>> = Vec::new();
     loop {
@@ -368,7 +381,7 @@ async fn run_engine(
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(EngineEvent::Input(input)) => engine.handle_input(now(), input),
-                Some(EngineEvent::Register { session, tx }) => { conns.insert(session, tx); }
+                Some(EngineEvent::Register { session, conn }) => { conns.insert(session, conn); }
                 Some(EngineEvent::Call(f)) => f(&mut engine, now()),
                 Some(EngineEvent::Watch { room, reply }) => {
                     // Outputs are dispatched after every event, so the
@@ -411,7 +424,7 @@ async fn run_engine(
 fn dispatch(
     engine: &mut Engine,
     hub: &mut WatchHub,
-    conns: &mut HashMap<SessionId, mpsc::Sender<ConnCommand>>,
+    conns: &mut HashMap<SessionId, ConnHandle>,
     closing: &mut Vec<mpsc::Sender<ConnCommand>>,
     media: &std::sync::mpsc::Sender<MediaCommand>,
 ) {
@@ -420,19 +433,26 @@ fn dispatch(
         while let Some(out) = engine.poll_output() {
             match out {
                 Output::Send { session, msg } => {
-                    if let Some(tx) = conns.get(&session)
-                        && tx.try_send(ConnCommand::Send(msg)).is_err()
+                    if let Some(c) = conns.get(&session)
+                        && c.tx.try_send(ConnCommand::Send(msg)).is_err()
                     {
                         // Full (slow reader) or gone: either way the session ends.
                         overflowed.push(session);
                     }
                 }
+                Output::SendBulk { session, msg } => {
+                    if let Some(c) = conns.get(&session)
+                        && c.bulk.try_send(msg).is_err()
+                    {
+                        BULK_DROPPED.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Output::Close { session } => {
-                    if let Some(tx) = conns.remove(&session) {
+                    if let Some(c) = conns.remove(&session) {
                         // If the queue is full the sender is dropped here, which
                         // ends the task once it drains the queue: a close either way.
-                        if tx.try_send(ConnCommand::Close).is_ok() {
-                            closing.push(tx);
+                        if c.tx.try_send(ConnCommand::Close).is_ok() {
+                            closing.push(c.tx);
                         }
                     }
                 }
@@ -475,8 +495,12 @@ async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<EngineEvent>) {
         let _ = stream.set_nodelay(true);
         let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
+        let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
         if engine
-            .send(EngineEvent::Register { session, tx })
+            .send(EngineEvent::Register {
+                session,
+                conn: ConnHandle { tx, bulk },
+            })
             .await
             .is_err()
             || engine
@@ -489,7 +513,7 @@ async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<EngineEvent>) {
         // Detached: connection tasks outlive the accept loop at shutdown, so
         // they can flush SERVER_CLOSE. Each ends when its queue closes.
         tokio::spawn(
-            connection(stream, session, engine.clone(), rx)
+            connection(stream, session, engine.clone(), rx, bulk_rx)
                 .instrument(info_span!("session", id = session, %peer)),
         );
     }
@@ -500,6 +524,7 @@ async fn connection(
     session: SessionId,
     engine: mpsc::Sender<EngineEvent>,
     mut rx: mpsc::Receiver<ConnCommand>,
+    mut bulk: mpsc::Receiver<Arc<ServerMessage>>,
 ) {
     debug!("connected");
     let (mut reader, mut writer) = stream.into_split();
@@ -508,24 +533,9 @@ async fn connection(
     let mut reading = true;
     loop {
         tokio::select! {
-            r = reader.read(&mut buf), if reading => match r {
-                Ok(0) | Err(_) => {
-                    reading = false;
-                    let _ = engine.send(EngineEvent::Input(Input::Disconnected { session })).await;
-                }
-                Ok(n) => {
-                    framer.push(&buf[..n]);
-                    while let Some(frame) = framer.next_frame() {
-                        let input = match frame {
-                            Frame::Line(line) => Input::Line { session, line },
-                            Frame::TooLong => Input::LineTooLong { session },
-                        };
-                        if engine.send(EngineEvent::Input(input)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            },
+            // Outgoing messages first, bulk last: a file transfer never
+            // delays another message to the same client.
+            biased;
             cmd = rx.recv() => match cmd {
                 Some(ConnCommand::Send(msg)) => {
                     let mut out = control::to_line(&*msg);
@@ -546,6 +556,31 @@ async fn connection(
                     }
                 }
                 Some(ConnCommand::Close) | None => break,
+            },
+            r = reader.read(&mut buf), if reading => match r {
+                Ok(0) | Err(_) => {
+                    reading = false;
+                    let _ = engine.send(EngineEvent::Input(Input::Disconnected { session })).await;
+                }
+                Ok(n) => {
+                    framer.push(&buf[..n]);
+                    while let Some(frame) = framer.next_frame() {
+                        let input = match frame {
+                            Frame::Line(line) => Input::Line { session, line },
+                            Frame::TooLong => Input::LineTooLong { session },
+                        };
+                        if engine.send(EngineEvent::Input(input)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            },
+            Some(msg) = bulk.recv() => {
+                let out = control::to_line(&*msg);
+                match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&out)).await {
+                    Ok(Ok(())) => {}
+                    _ => break,
+                }
             },
         }
     }
@@ -596,7 +631,8 @@ mod tests {
         let mut inbox = HashMap::new();
         for (id, nick) in [(1, "ann"), (2, "bob")] {
             let (tx, rx) = mpsc::channel(64);
-            conns.insert(id, tx);
+            let (bulk, _) = mpsc::channel(1);
+            conns.insert(id, ConnHandle { tx, bulk });
             inbox.insert(id, rx);
             let peer = SocketAddr::from(([127, 0, 0, 1], 1));
             engine.handle_input(now(), Input::Connected { session: id, peer });

@@ -14,14 +14,17 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plugin_api::{Effect, Member, Options, Outbox, Receivers, RelayPlugin, SessionId, TimerKey};
+use plugin_api::{
+    Effect, JoinPolicy, Member, Options, Outbox, Receivers, RelayPlugin, SessionId, TimerKey,
+    WallClock,
+};
 use proto::control::{
-    self, ClientMessage, ErrorCode, FullScope, LeaveReason, RoomInfo, ServerMessage, Ssrcs,
-    UserInfo,
+    self, ClientMessage, ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, ServerMessage,
+    Ssrcs, UserInfo,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -48,8 +51,15 @@ pub struct EngineConfig {
     pub error_refill: Duration,
     /// UDP port told to clients for media.
     pub media_port: u16,
-    /// Seed for SSRCs and media tokens; `None` draws one from the OS.
+    /// Seed for SSRCs, media tokens and meeting codes; `None` draws one
+    /// from the OS.
     pub seed: Option<u64>,
+    /// `REQUEST_JOIN` attempts one IP address may make at once…
+    pub join_attempts_burst: u32,
+    /// …and one more per this interval.
+    pub join_attempt_refill: Duration,
+    /// Capacity of meetings made with `CREATE_MEETING`.
+    pub meeting_max_participants: u32,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +73,9 @@ impl Default for EngineConfig {
             error_refill: Duration::from_secs(1),
             media_port: proto::DEFAULT_MEDIA_PORT,
             seed: None,
+            join_attempts_burst: 5,
+            join_attempt_refill: Duration::from_secs(2),
+            meeting_max_participants: 25,
         }
     }
 }
@@ -145,6 +158,12 @@ pub enum Output {
         session: SessionId,
         msg: Arc<ServerMessage>,
     },
+    /// Send after everything else queued for the session, or drop when the
+    /// session's bulk queue is full (file chunks).
+    SendBulk {
+        session: SessionId,
+        msg: Arc<ServerMessage>,
+    },
     /// Close the connection once what was sent before is written.
     Close {
         session: SessionId,
@@ -165,6 +184,9 @@ struct Identity {
 struct Session {
     identity: Option<Identity>,
     room: Option<String>,
+    /// The room whose admission this session waits for.
+    waiting: Option<String>,
+    peer: SocketAddr,
     joined_at: Instant,
     last_seen: Instant,
     media_addr: Option<SocketAddr>,
@@ -183,6 +205,12 @@ struct Room {
     installed: HashMap<u32, Route>,
     /// Members an operator muted: their media goes nowhere.
     muted: HashSet<SessionId>,
+    /// Sessions waiting for the plugin to admit or reject them.
+    waiting: Vec<SessionId>,
+    /// The meeting code, for rooms made by `CREATE_MEETING`.
+    code: Option<String>,
+    /// Closed when its last member leaves (meetings made by clients).
+    ephemeral: bool,
     /// The `seq` of the room's last event.
     seq: u64,
 }
@@ -204,6 +232,7 @@ pub struct EngineStats {
     pub closed_for_errors: u64,
     pub timed_out: u64,
     pub refused_full: u64,
+    pub join_attempts_limited: u64,
 }
 
 /// The sans-IO router core.
@@ -219,6 +248,11 @@ pub struct Engine {
     outputs: VecDeque<Output>,
     rng: StdRng,
     stats: EngineStats,
+    clock: WallClock,
+    /// Meeting code → room name.
+    codes: HashMap<String, String>,
+    /// `REQUEST_JOIN` budget per IP address: (tokens, when the last was earned).
+    join_budget: HashMap<IpAddr, (u32, Instant)>,
 }
 
 impl Engine {
@@ -244,6 +278,9 @@ impl Engine {
             outputs: VecDeque::new(),
             rng,
             stats: EngineStats::default(),
+            clock: WallClock::now(),
+            codes: HashMap::new(),
+            join_budget: HashMap::new(),
         };
         for spec in rooms {
             engine.create_room(spec)?;
@@ -269,6 +306,10 @@ impl Engine {
 
     /// Adds a room; its kind must be registered and its options valid.
     pub fn create_room(&mut self, spec: RoomSpec) -> Result<(), RoomError> {
+        self.create_room_with(spec, None)
+    }
+
+    fn create_room_with(&mut self, spec: RoomSpec, code: Option<String>) -> Result<(), RoomError> {
         control::validate_room_name(&spec.name).map_err(RoomError::BadName)?;
         if self.rooms.contains_key(&spec.name) {
             return Err(RoomError::Exists(spec.name));
@@ -281,9 +322,11 @@ impl Engine {
             &plugin_api::RoomInfo {
                 name: &spec.name,
                 max_participants: spec.max_participants,
+                clock: self.clock,
             },
             &spec.options,
         )?;
+        let spec_name = spec.name.clone();
         self.rooms.insert(
             spec.name.clone(),
             Room {
@@ -294,9 +337,15 @@ impl Engine {
                 timers: HashMap::new(),
                 installed: HashMap::new(),
                 muted: HashSet::new(),
+                waiting: Vec::new(),
+                ephemeral: code.is_some(),
+                code: code.clone(),
                 seq: 0,
             },
         );
+        if let Some(code) = code {
+            self.codes.insert(code, spec_name);
+        }
         Ok(())
     }
 
@@ -395,7 +444,7 @@ impl Engine {
                     room.timers.remove(&key);
                     let mut out = Outbox::new();
                     room.plugin.on_timer(now, key, &mut out);
-                    self.apply(&name, out);
+                    self.apply(now, &name, out);
                 }
             }
         }
@@ -437,6 +486,8 @@ impl Engine {
             Session {
                 identity: None,
                 room: None,
+                waiting: None,
+                peer: _peer,
                 joined_at: now,
                 last_seen: now,
                 media_addr: None,
@@ -533,9 +584,23 @@ impl Engine {
                 self.send(id, ServerMessage::Rooms { rooms });
             }
             ClientMessage::Join { room } => self.on_join(now, id, room),
+            ClientMessage::RequestJoin { code } => self.on_request_join(now, id, &code),
+            ClientMessage::CreateMeeting { end_with_host } => {
+                self.on_create_meeting(now, id, end_with_host)
+            }
             ClientMessage::Leave => {
                 if self.sessions.get(&id).is_some_and(|s| s.room.is_some()) {
                     self.leave_room(now, id, LeaveReason::Left);
+                } else if let Some(room) = self.sessions.get(&id).and_then(|s| s.waiting.clone()) {
+                    self.withdraw(now, id);
+                    self.send(
+                        id,
+                        ServerMessage::Left {
+                            room,
+                            reason: LeaveReason::Left,
+                            message: Some("join request withdrawn".into()),
+                        },
+                    );
                 } else {
                     self.protocol_error(
                         now,
@@ -549,9 +614,21 @@ impl Engine {
                 self.send(id, ServerMessage::Goodbye);
                 self.remove_session(now, id, LeaveReason::Left);
             }
-            cmd @ (ClientMessage::MicRequest { .. } | ClientMessage::MicRelease) => {
-                self.room_command(now, id, &cmd)
-            }
+            cmd @ (ClientMessage::MicRequest { .. }
+            | ClientMessage::MicRelease
+            | ClientMessage::Chat { .. }
+            | ClientMessage::AllowJoin { .. }
+            | ClientMessage::DenyJoin { .. }
+            | ClientMessage::MediaState { .. }
+            | ClientMessage::Mute { .. }
+            | ClientMessage::Remove { .. }
+            | ClientMessage::FileOffer { .. }
+            | ClientMessage::FileChunk { .. }
+            | ClientMessage::FileAck { .. }
+            | ClientMessage::FileEnd { .. }
+            | ClientMessage::FileResult { .. }
+            | ClientMessage::FileCancel { .. }
+            | ClientMessage::VideoStats { .. }) => self.room_command(now, id, &cmd),
         }
     }
 
@@ -616,18 +693,25 @@ impl Engine {
         }
     }
 
-    fn on_join(&mut self, now: Instant, id: SessionId, name: String) {
-        let Some(s) = self.sessions.get(&id) else {
-            return;
-        };
+    /// Why a session may not ask to enter a room now, if it may not.
+    fn busy_elsewhere(&self, id: SessionId, verb: &str) -> Option<String> {
+        let s = self.sessions.get(&id)?;
         if let Some(current) = &s.room {
-            let msg = format!("JOIN: you are in room `{current}`; LEAVE first");
+            return Some(format!("{verb}: you are in room `{current}`; LEAVE first"));
+        }
+        if let Some(waiting) = &s.waiting {
+            return Some(format!(
+                "{verb}: you are waiting to join room `{waiting}`; LEAVE to withdraw"
+            ));
+        }
+        None
+    }
+
+    fn on_join(&mut self, now: Instant, id: SessionId, name: String) {
+        if let Some(msg) = self.busy_elsewhere(id, "JOIN") {
             return self.protocol_error(now, id, ErrorCode::AlreadyInRoom, msg);
         }
-        let Some(ident) = &s.identity else { return };
-        let nickname = ident.nickname.clone();
-        let ssrcs = ident.ssrcs;
-        let Some(room) = self.rooms.get(&name) else {
+        if !self.rooms.contains_key(&name) {
             let shown: String = name.chars().take(64).collect();
             return self.protocol_error(
                 now,
@@ -635,6 +719,133 @@ impl Engine {
                 ErrorCode::UnknownRoom,
                 format!("no room named `{shown}`"),
             );
+        }
+        self.ask_to_join(now, id, &name);
+    }
+
+    /// `REQUEST_JOIN`: rate-limited per IP address, then as JOIN.
+    fn on_request_join(&mut self, now: Instant, id: SessionId, code: &str) {
+        if let Some(msg) = self.busy_elsewhere(id, "REQUEST_JOIN") {
+            return self.protocol_error(now, id, ErrorCode::AlreadyInRoom, msg);
+        }
+        let Some(ip) = self.sessions.get(&id).map(|s| s.peer.ip()) else {
+            return;
+        };
+        if let Err(wait) = self.take_join_attempt(now, ip) {
+            self.stats.join_attempts_limited += 1;
+            let burst = self.cfg.join_attempts_burst;
+            let every = self.cfg.join_attempt_refill.as_secs_f32();
+            return self.send(
+                id,
+                ServerMessage::Error {
+                    code: ErrorCode::RateLimited,
+                    message: format!(
+                        "REQUEST_JOIN: at most {burst} attempts at once and one per {every:.1} s from {ip}; retry in {:.1} s",
+                        wait.as_secs_f32()
+                    ),
+                },
+            );
+        }
+        let valid = code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit());
+        let room = self.codes.get(code).cloned();
+        match room {
+            Some(name) if valid => self.ask_to_join(now, id, &name),
+            _ => {
+                let shown: String = code.chars().take(12).collect();
+                self.protocol_error(
+                    now,
+                    id,
+                    ErrorCode::UnknownMeeting,
+                    format!("REQUEST_JOIN: no meeting has the code `{shown}`"),
+                )
+            }
+        }
+    }
+
+    /// Spends one join attempt of `ip`, or says how long until the next.
+    fn take_join_attempt(&mut self, now: Instant, ip: IpAddr) -> Result<(), Duration> {
+        let burst = self.cfg.join_attempts_burst.max(1);
+        let refill = self.cfg.join_attempt_refill;
+        // Forget addresses whose budget is full again, so the table stays small.
+        if self.join_budget.len() > 4096 {
+            let full = refill * burst;
+            self.join_budget
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < full);
+        }
+        let (tokens, at) = self.join_budget.entry(ip).or_insert((burst, now));
+        if !refill.is_zero() {
+            while *tokens < burst && now.saturating_duration_since(*at) >= refill {
+                *tokens += 1;
+                *at += refill;
+            }
+        } else {
+            *tokens = burst;
+        }
+        if *tokens == burst {
+            *at = now;
+        }
+        if *tokens == 0 {
+            return Err((*at + refill).saturating_duration_since(now));
+        }
+        *tokens -= 1;
+        Ok(())
+    }
+
+    /// `CREATE_MEETING`: a new meeting room with a fresh code, its creator
+    /// inside as host.
+    fn on_create_meeting(&mut self, now: Instant, id: SessionId, end_with_host: bool) {
+        if let Some(msg) = self.busy_elsewhere(id, "CREATE_MEETING") {
+            return self.protocol_error(now, id, ErrorCode::AlreadyInRoom, msg);
+        }
+        let code = loop {
+            let c = format!("{:06}", self.rng.random_range(0..1_000_000u32));
+            if !self.codes.contains_key(&c) {
+                break c;
+            }
+        };
+        let name = format!("meeting-{code}");
+        let mut options = Options::new();
+        options.insert("end_with_host".into(), end_with_host.into());
+        let spec = RoomSpec {
+            name: name.clone(),
+            kind: "meeting".into(),
+            max_participants: self.cfg.meeting_max_participants,
+            options,
+        };
+        if let Err(e) = self.create_room_with(spec, Some(code.clone())) {
+            let msg = format!("CREATE_MEETING: {e}");
+            return self.send(
+                id,
+                ServerMessage::Error {
+                    code: ErrorCode::Internal,
+                    message: msg,
+                },
+            );
+        }
+        self.send(
+            id,
+            ServerMessage::MeetingCreated {
+                room: name.clone(),
+                code,
+                end_with_host,
+            },
+        );
+        self.enter_room(now, id, &name);
+    }
+
+    /// Checks capacity and nickname, then lets the room's plugin admit the
+    /// session now or keep it waiting.
+    fn ask_to_join(&mut self, now: Instant, id: SessionId, name: &str) {
+        let Some(ident) = self.sessions.get(&id).and_then(|s| s.identity.as_ref()) else {
+            return;
+        };
+        let member = Member {
+            session: id,
+            nickname: ident.nickname.clone(),
+            ssrcs: ident.ssrcs,
+        };
+        let Some(room) = self.rooms.get(name) else {
+            return;
         };
         let max = room.spec.max_participants as usize;
         if max > 0 && room.members.len() >= max {
@@ -646,34 +857,127 @@ impl Engine {
                 },
             );
         }
-        let taken = room.members.iter().any(|m| {
+        let taken = room.members.iter().chain(&room.waiting).any(|m| {
             self.sessions
                 .get(m)
                 .and_then(|s| s.identity.as_ref())
-                .is_some_and(|i| same_nickname(&i.nickname, &nickname))
+                .is_some_and(|i| same_nickname(&i.nickname, &member.nickname))
         });
         if taken {
             return self.protocol_error(
                 now,
                 id,
                 ErrorCode::NicknameTaken,
-                format!("nickname `{nickname}` is already used in room `{name}`"),
+                format!(
+                    "nickname `{}` is already used in room `{name}`",
+                    member.nickname
+                ),
             );
         }
+        // Waiting first, so the plugin may already write to the session.
+        if let Some(room) = self.rooms.get_mut(name) {
+            room.waiting.push(id);
+        }
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.waiting = Some(name.to_owned());
+        }
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        let mut out = Outbox::new();
+        let policy = room.plugin.on_join_request(now, &member, &mut out);
+        if policy == JoinPolicy::Admit {
+            room.waiting.retain(|w| *w != id);
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.waiting = None;
+            }
+        }
+        self.apply(now, name, out);
+        if policy == JoinPolicy::Admit {
+            self.enter_room(now, id, name);
+        }
+    }
+
+    /// A waiting session gives up (LEAVE, disconnect, session end).
+    fn withdraw(&mut self, now: Instant, id: SessionId) {
+        let Some(name) = self.sessions.get_mut(&id).and_then(|s| s.waiting.take()) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&name) else {
+            return;
+        };
+        room.waiting.retain(|w| *w != id);
+        let mut out = Outbox::new();
+        room.plugin.on_join_withdrawn(now, id, &mut out);
+        self.apply(now, &name, out);
+        self.close_if_abandoned(now, &name);
+    }
+
+    /// Ends a waiting session's wait: admitted (enters) or rejected.
+    fn decide(
+        &mut self,
+        now: Instant,
+        name: &str,
+        id: SessionId,
+        verdict: Option<(RejectReason, String)>,
+    ) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        if !room.waiting.contains(&id) {
+            return;
+        }
+        room.waiting.retain(|w| *w != id);
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.waiting = None;
+        }
+        match verdict {
+            None => {
+                self.send(
+                    id,
+                    ServerMessage::JoinAccepted {
+                        room: name.to_owned(),
+                    },
+                );
+                self.enter_room(now, id, name);
+            }
+            Some((reason, message)) => self.send(
+                id,
+                ServerMessage::JoinRejected {
+                    room: name.to_owned(),
+                    reason,
+                    message,
+                },
+            ),
+        }
+    }
+
+    /// Puts a session in a room (checks done): JOINED, the room event, the
+    /// plugin's `on_join`, USERLIST.
+    fn enter_room(&mut self, now: Instant, id: SessionId, name: &str) {
+        let Some(s) = self.sessions.get(&id) else {
+            return;
+        };
+        let Some(ident) = &s.identity else { return };
+        let nickname = ident.nickname.clone();
+        let ssrcs = ident.ssrcs;
+        let Some(room) = self.rooms.get(name) else {
+            return;
+        };
         let kind = room.spec.kind.clone();
         if let Some(s) = self.sessions.get_mut(&id) {
-            s.room = Some(name.clone());
+            s.room = Some(name.to_owned());
             s.joined_at = now;
         }
         self.send(
             id,
             ServerMessage::Joined {
-                room: name.clone(),
+                room: name.to_owned(),
                 kind,
                 udp_port: self.cfg.media_port,
             },
         );
-        let Some(room) = self.rooms.get_mut(&name) else {
+        let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
         room.members.push(id);
@@ -684,24 +988,30 @@ impl Engine {
             ssrcs,
         };
         self.emit(
-            &name,
+            name,
             RoomEventKind::Joined {
                 session: id,
                 nickname,
             },
         );
-        let Some(room) = self.rooms.get_mut(&name) else {
+        let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
         let mut out = Outbox::new();
         room.plugin.on_join(now, &member, &mut out);
         out.userlist_changed();
-        self.apply(&name, out);
+        self.apply(now, name, out);
     }
 
     fn room_command(&mut self, now: Instant, id: SessionId, cmd: &ClientMessage) {
         let Some(name) = self.sessions.get(&id).and_then(|s| s.room.clone()) else {
-            let msg = format!("{}: join a room first", cmd.type_name());
+            let msg = match self.sessions.get(&id).and_then(|s| s.waiting.as_ref()) {
+                Some(w) => format!(
+                    "{}: you are still waiting to join room `{w}`",
+                    cmd.type_name()
+                ),
+                None => format!("{}: join a room first", cmd.type_name()),
+            };
             return self.protocol_error(now, id, ErrorCode::NotInRoom, msg);
         };
         let Some(room) = self.rooms.get_mut(&name) else {
@@ -709,7 +1019,7 @@ impl Engine {
         };
         let mut out = Outbox::new();
         let result = room.plugin.on_command(now, id, cmd, &mut out);
-        self.apply(&name, out);
+        self.apply(now, &name, out);
         if let Err(e) = result {
             self.protocol_error(now, id, e.code, e.message);
         }
@@ -753,15 +1063,59 @@ impl Engine {
         let mut out = Outbox::new();
         room.plugin.on_leave(now, id, reason, &mut out);
         out.userlist_changed();
-        self.apply(&name, out);
+        self.apply(now, &name, out);
         self.send(
             id,
             ServerMessage::Left {
-                room: name,
+                room: name.clone(),
                 reason,
                 message,
             },
         );
+        self.close_if_abandoned(now, &name);
+    }
+
+    /// Closes a client-made meeting once nobody is in it.
+    fn close_if_abandoned(&mut self, now: Instant, name: &str) {
+        if self
+            .rooms
+            .get(name)
+            .is_some_and(|r| r.ephemeral && r.members.is_empty())
+        {
+            self.drop_room(now, name, "everyone left".into());
+        }
+    }
+
+    /// Forgets a room whose members are gone: waiting sessions are
+    /// rejected, its code freed, its routes removed, and watchers get its
+    /// last event.
+    fn drop_room(&mut self, _now: Instant, name: &str, reason: String) {
+        let Some(room) = self.rooms.get(name) else {
+            return;
+        };
+        for id in room.waiting.clone() {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.waiting = None;
+            }
+            self.send(
+                id,
+                ServerMessage::JoinRejected {
+                    room: name.to_owned(),
+                    reason: RejectReason::MeetingEnded,
+                    message: reason.clone(),
+                },
+            );
+        }
+        self.emit(name, RoomEventKind::Closed { reason });
+        if let Some(r) = self.rooms.remove(name) {
+            if let Some(code) = r.code {
+                self.codes.remove(&code);
+            }
+            for ssrc in r.installed.into_keys() {
+                self.outputs
+                    .push_back(Output::Media(MediaCommand::RemoveRoute { ssrc }));
+            }
+        }
     }
 
     fn nickname(&self, id: SessionId) -> String {
@@ -791,6 +1145,7 @@ impl Engine {
         if !self.sessions.contains_key(&id) {
             return;
         }
+        self.withdraw(now, id);
         self.leave_room(now, id, reason);
         let Some(s) = self.sessions.remove(&id) else {
             return;
@@ -936,8 +1291,10 @@ impl Engine {
     /// Carries out a plugin's effects: routes first (so media flows by the
     /// time a client reads the message that allows it), then messages, then
     /// USERLIST.
-    fn apply(&mut self, name: &str, mut out: Outbox) {
+    fn apply(&mut self, now: Instant, name: &str, mut out: Outbox) {
         let mut messages: Vec<(Option<SessionId>, ServerMessage)> = Vec::new();
+        let mut bulk: Vec<(SessionId, ServerMessage)> = Vec::new();
+        let mut structural: Vec<Effect> = Vec::new();
         let mut userlist = false;
         let Some(room) = self.rooms.get_mut(name) else {
             return;
@@ -960,6 +1317,12 @@ impl Engine {
                     room.timers.remove(&key);
                 }
                 Effect::UserlistChanged => userlist = true,
+                Effect::SendBulk { to, msg } => bulk.push((to, msg)),
+                e @ (Effect::Admit { .. }
+                | Effect::Reject { .. }
+                | Effect::Remove { .. }
+                | Effect::Mute { .. }
+                | Effect::CloseRoom { .. }) => structural.push(e),
             }
         }
         // Membership and binding changes reach here too, so always resync: it
@@ -969,6 +1332,7 @@ impl Engine {
             return;
         };
         let members = room.members.clone();
+        let waiting = room.waiting.clone();
         for (to, msg) in &messages {
             if let Some(kind) = self.event_of(*to, msg) {
                 self.emit(name, kind);
@@ -976,7 +1340,7 @@ impl Engine {
         }
         for (to, msg) in messages {
             match to {
-                Some(to) if members.contains(&to) => self.send(to, msg),
+                Some(to) if members.contains(&to) || waiting.contains(&to) => self.send(to, msg),
                 Some(_) => {}
                 None => {
                     let msg = Arc::new(msg);
@@ -989,6 +1353,14 @@ impl Engine {
                 }
             }
         }
+        for (to, msg) in bulk {
+            if members.contains(&to) {
+                self.outputs.push_back(Output::SendBulk {
+                    session: to,
+                    msg: Arc::new(msg),
+                });
+            }
+        }
         if userlist {
             let msg = Arc::new(self.userlist(name));
             for &m in &members {
@@ -996,6 +1368,33 @@ impl Engine {
                     session: m,
                     msg: msg.clone(),
                 });
+            }
+        }
+        // Admissions, removals and closing last: they call back into the
+        // plugin, which must see its own messages delivered first.
+        for e in structural {
+            match e {
+                Effect::Admit { session } => self.decide(now, name, session, None),
+                Effect::Reject {
+                    session,
+                    reason,
+                    message,
+                } => self.decide(now, name, session, Some((reason, message))),
+                Effect::Remove { session, message }
+                    if self
+                        .rooms
+                        .get(name)
+                        .is_some_and(|r| r.members.contains(&session)) =>
+                {
+                    self.leave_room_with(now, session, LeaveReason::Kicked, Some(message));
+                }
+                Effect::Mute { session, muted } => {
+                    let _ = self.set_muted(now, name, session, muted, false);
+                }
+                Effect::CloseRoom { message } => {
+                    let _ = self.close_room(now, name, &message, true);
+                }
+                _ => {}
             }
         }
     }
@@ -1051,13 +1450,23 @@ impl Engine {
                 session_id,
                 text,
                 private,
+                to: recipient,
                 ..
-            } => RoomEventKind::Chat {
-                from: from.clone(),
-                session: *session_id,
-                to: to.filter(|_| *private).map(|t| (t, self.nickname(t))),
-                text: text.clone(),
-            },
+            } => {
+                // A private message also goes back to its sender: one event.
+                if *private
+                    && let (Some(t), Some(r)) = (to, recipient)
+                    && !same_nickname(&self.nickname(t), r)
+                {
+                    return None;
+                }
+                RoomEventKind::Chat {
+                    from: from.clone(),
+                    session: *session_id,
+                    to: to.filter(|_| *private).map(|t| (t, self.nickname(t))),
+                    text: text.clone(),
+                }
+            }
             _ => return None,
         })
     }

@@ -40,6 +40,7 @@ impl Registry {
         let mut r = Self::empty();
         r.register(Arc::new(ptt::PttFactory));
         r.register(Arc::new(voice::VoiceFactory));
+        r.register(Arc::new(chat::ChatFactory));
         r
     }
 

@@ -447,8 +447,9 @@ async fn operator_errors_map_to_grpc_codes() {
             reason: String::new(),
         })),
     ] {
-        assert_eq!(c, Code::FailedPrecondition, "{m}");
-        assert!(m.contains("no lobby"), "{m}");
+        // Nobody ever waits to enter a ptt room.
+        assert_eq!(c, Code::NotFound, "{m}");
+        assert!(m.contains("waiting in the lobby"), "{m}");
     }
 
     // RESOURCE_EXHAUSTED: the room limit and the watcher limit.

@@ -7,10 +7,12 @@
 //! forwarding table on events ([`Outbox::set_route`]), and the media path
 //! applies the table to every packet without asking the plugin.
 
-use std::collections::BTreeMap;
-use std::time::Instant;
+pub mod sim;
 
-pub use proto::control::{LeaveReason, ServerMessage, Ssrcs};
+use std::collections::BTreeMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub use proto::control::{LeaveReason, RejectReason, ServerMessage, Ssrcs};
 
 /// A session's identity inside the router.
 pub type SessionId = u64;
@@ -56,6 +58,30 @@ pub enum Effect {
     CancelTimer { key: TimerKey },
     /// Something shown in USERLIST (e.g. who is talking) changed.
     UserlistChanged,
+    /// Send a bulk message (a file chunk) to one member. Bulk messages wait
+    /// behind every other message to that member, and are dropped, not
+    /// queued without bound, when the member's bulk queue is full: like a
+    /// router's full queue, the loss is for the transfer's protocol to
+    /// detect and repair.
+    SendBulk { to: SessionId, msg: ServerMessage },
+    /// Let a waiting session in (one for which
+    /// [`RelayPlugin::on_join_request`] answered [`JoinPolicy::Wait`]).
+    Admit { session: SessionId },
+    /// Refuse a waiting session.
+    Reject {
+        session: SessionId,
+        reason: RejectReason,
+        message: String,
+    },
+    /// Take a member out of the room (`LEFT` with reason `KICKED`); its
+    /// session stays connected.
+    Remove { session: SessionId, message: String },
+    /// Mute or unmute a member as an operator would (its media is dropped at
+    /// the router; it gets `MUTED`). The plugin's own `on_admin` is not called.
+    Mute { session: SessionId, muted: bool },
+    /// Close the room: every member gets `LEFT` with reason `ROOM_CLOSED` and
+    /// the message, and stays connected; waiting sessions are rejected.
+    CloseRoom { message: String },
 }
 
 /// Where a plugin puts its effects; the engine drains it after every call.
@@ -85,6 +111,12 @@ impl Outbox {
     }
     pub fn userlist_changed(&mut self) {
         self.effects.push(Effect::UserlistChanged);
+    }
+    pub fn send_bulk(&mut self, to: SessionId, msg: ServerMessage) {
+        self.effects.push(Effect::SendBulk { to, msg });
+    }
+    pub fn push(&mut self, effect: Effect) {
+        self.effects.push(effect);
     }
     /// Takes every effect pushed so far, in order.
     pub fn drain(&mut self) -> std::vec::Drain<'_, Effect> {
@@ -124,8 +156,18 @@ impl CommandError {
 
 /// An operator's command for a room, from the admin API. The engine has
 /// already checked that the room and the participant exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminCommand {
+    /// Let a waiting session in, or refuse it with `reason` in words.
+    Lobby {
+        session: SessionId,
+        approve: bool,
+        reason: String,
+    },
+    /// A chat message from the operator (checked for length already): rooms
+    /// with a chat log number and keep it; other kinds answer
+    /// `NotSupported` and the engine delivers it unlogged.
+    Chat { to: Option<SessionId>, text: String },
     /// Give the floor to this member, overriding the queue and any holder.
     GrantFloor { session: SessionId },
     /// Take the floor from whoever holds it.
@@ -179,7 +221,71 @@ pub trait RelayPlugin: Send {
             AdminCommand::GrantFloor { .. } | AdminCommand::RevokeFloor => Err(
                 AdminError::NotSupported(format!("rooms of kind `{}` have no floor", self.kind())),
             ),
+            AdminCommand::Lobby { .. } => Err(AdminError::NotSupported(format!(
+                "rooms of kind `{}` have no lobby",
+                self.kind()
+            ))),
+            AdminCommand::Chat { .. } => Err(AdminError::NotSupported(format!(
+                "rooms of kind `{}` keep no chat log",
+                self.kind()
+            ))),
         }
+    }
+    /// A session asks to join (by name or, for meetings, by code). The engine
+    /// has checked capacity and nickname. By default everyone is admitted.
+    fn on_join_request(
+        &mut self,
+        _now: Instant,
+        _member: &Member,
+        _out: &mut Outbox,
+    ) -> JoinPolicy {
+        JoinPolicy::Admit
+    }
+    /// A waiting session gave up (LEAVE, disconnected, timed out) before a
+    /// decision.
+    fn on_join_withdrawn(&mut self, _now: Instant, _session: SessionId, _out: &mut Outbox) {}
+    /// Figures about one member for the admin API's GetStats
+    /// (name, value), e.g. a meeting's video level.
+    fn member_stats(&self, _session: SessionId) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+/// What happens to a join request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinPolicy {
+    /// The session joins now.
+    Admit,
+    /// The session waits (`JOIN_PENDING`) until the plugin emits
+    /// [`Effect::Admit`] or [`Effect::Reject`].
+    Wait,
+}
+
+/// Wall-clock time for plugins, which never read a clock: the engine's
+/// `Instant` origin and the Unix time it corresponds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WallClock {
+    pub origin: Instant,
+    pub origin_unix_ms: u64,
+}
+
+impl WallClock {
+    /// Reads both clocks once (for drivers; tests build one by hand).
+    pub fn now() -> Self {
+        let origin_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self {
+            origin: Instant::now(),
+            origin_unix_ms,
+        }
+    }
+
+    /// Milliseconds since the Unix epoch at `now`.
+    pub fn unix_ms(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin).as_millis() as u64;
+        let before = self.origin.saturating_duration_since(now).as_millis() as u64;
+        (self.origin_unix_ms + since).saturating_sub(before)
     }
 }
 
@@ -226,6 +332,8 @@ pub struct RoomInfo<'a> {
     pub name: &'a str,
     /// The room's capacity; the engine answers FULL beyond it.
     pub max_participants: u32,
+    /// For stamping messages with server time.
+    pub clock: WallClock,
 }
 
 /// Makes rooms of one kind.

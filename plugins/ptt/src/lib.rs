@@ -160,6 +160,14 @@ impl ExclusiveVoice {
                 self.apply(ev, out);
                 Ok(())
             }
+            AdminCommand::Lobby { .. } => Err(AdminError::NotSupported(format!(
+                "room `{}` has no lobby",
+                self.room
+            ))),
+            AdminCommand::Chat { .. } => Err(AdminError::NotSupported(format!(
+                "room `{}` keeps no chat log",
+                self.room
+            ))),
             AdminCommand::Mute { session, muted } => {
                 if muted {
                     self.muted.insert(session);

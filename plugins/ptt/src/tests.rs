@@ -1,88 +1,49 @@
 //! Floor logic on virtual time: no sockets, no sleeping.
 
 use super::*;
-use plugin_api::{Effect, Ssrcs};
 
-const ROOM: RoomInfo<'static> = RoomInfo {
-    name: "r",
-    max_participants: 16,
-};
 use proto::control::{DenyReason, ReleaseReason};
 
-/// Drives one room the way the engine does, recording what it would send.
-struct Sim {
-    room: Box<dyn RelayPlugin>,
-    now: Instant,
-    timers: BTreeMap<TimerKey, Instant>,
-    routes: BTreeMap<SessionId, Receivers>,
-    /// (recipient or None for broadcast, message)
-    sent: Vec<(Option<SessionId>, ServerMessage)>,
+/// The shared room simulator, with floor helpers.
+struct Sim(plugin_api::sim::Sim);
+
+impl std::ops::Deref for Sim {
+    type Target = plugin_api::sim::Sim;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Sim {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+fn options(options: &[(&str, serde_json::Value)]) -> Options {
+    options
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn room_info(clock: plugin_api::WallClock) -> RoomInfo<'static> {
+    RoomInfo {
+        name: "r",
+        max_participants: 16,
+        clock,
+    }
 }
 
 impl Sim {
-    fn new(options: &[(&str, serde_json::Value)]) -> Self {
-        let opts: Options = options
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        let room = match PttFactory.create(&ROOM, &opts) {
-            Ok(r) => r,
-            Err(e) => panic!("create: {e}"),
-        };
-        Self {
-            room,
-            now: Instant::now(),
-            timers: BTreeMap::new(),
-            routes: BTreeMap::new(),
-            sent: Vec::new(),
-        }
-    }
-
-    fn absorb(&mut self, mut out: Outbox) {
-        for e in out.drain() {
-            match e {
-                Effect::Send { to, msg } => self.sent.push((Some(to), msg)),
-                Effect::Broadcast { msg } => self.sent.push((None, msg)),
-                Effect::SetRoute { sender, receivers } => {
-                    self.routes.insert(sender, receivers);
-                }
-                Effect::SetTimer { key, at } => {
-                    self.timers.insert(key, at);
-                }
-                Effect::CancelTimer { key } => {
-                    self.timers.remove(&key);
-                }
-                Effect::UserlistChanged => {}
+    fn new(opts: &[(&str, serde_json::Value)]) -> Self {
+        let opts = options(opts);
+        Sim(plugin_api::sim::Sim::new(|clock| {
+            match PttFactory.create(&room_info(clock), &opts) {
+                Ok(r) => r,
+                Err(e) => panic!("create: {e}"),
             }
-        }
-    }
-
-    fn join(&mut self, s: SessionId) {
-        let m = Member {
-            session: s,
-            nickname: format!("u{s}"),
-            ssrcs: Ssrcs {
-                audio: 1000 + s as u32,
-                video: 2000 + s as u32,
-            },
-        };
-        let mut out = Outbox::new();
-        self.room.on_join(self.now, &m, &mut out);
-        self.absorb(out);
-    }
-
-    fn leave(&mut self, s: SessionId, why: LeaveReason) {
-        let mut out = Outbox::new();
-        self.room.on_leave(self.now, s, why, &mut out);
-        self.routes.remove(&s);
-        self.absorb(out);
-    }
-
-    fn cmd(&mut self, s: SessionId, c: RoomCommand) -> Result<(), CommandError> {
-        let mut out = Outbox::new();
-        let r = self.room.on_command(self.now, s, &c, &mut out);
-        self.absorb(out);
-        r
+        }))
     }
 
     fn request(&mut self, s: SessionId, priority: u8) {
@@ -95,33 +56,6 @@ impl Sim {
         if let Err(e) = self.cmd(s, RoomCommand::MicRelease) {
             panic!("release failed: {e}");
         }
-    }
-
-    /// Advances virtual time, firing due timers in order.
-    fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some((&key, &at)) = self.timers.iter().min_by_key(|(_, at)| **at) {
-            if at > end {
-                break;
-            }
-            self.timers.remove(&key);
-            self.now = at;
-            let mut out = Outbox::new();
-            self.room.on_timer(self.now, key, &mut out);
-            self.absorb(out);
-        }
-        self.now = end;
-    }
-
-    fn admin(&mut self, c: AdminCommand) -> Result<(), AdminError> {
-        let mut out = Outbox::new();
-        let r = self.room.on_admin(self.now, c, &mut out);
-        self.absorb(out);
-        r
-    }
-
-    fn take(&mut self) -> Vec<(Option<SessionId>, ServerMessage)> {
-        std::mem::take(&mut self.sent)
     }
 
     fn holder(&self) -> Option<SessionId> {
@@ -599,7 +533,10 @@ fn muted_member_loses_the_floor_and_is_denied_until_unmuted() {
 fn bad_options_are_refused() {
     let bad = |k: &str, v: serde_json::Value| {
         let o: Options = [(k.to_string(), v)].into_iter().collect();
-        PttFactory.create(&ROOM, &o).err().map(|e| e.name)
+        PttFactory
+            .create(&room_info(plugin_api::WallClock::now()), &o)
+            .err()
+            .map(|e| e.name)
     };
     assert_eq!(bad("queue", "maybe".into()), Some("queue".into()));
     assert_eq!(

@@ -11,6 +11,7 @@ fn room(max_participants: u32) -> VoiceRoom {
     VoiceRoom::new(&RoomInfo {
         name: "r",
         max_participants,
+        clock: plugin_api::WallClock::now(),
     })
 }
 
@@ -131,6 +132,7 @@ fn there_is_no_floor_to_ask_for_and_no_options() {
             &RoomInfo {
                 name: "r",
                 max_participants: 2,
+                clock: plugin_api::WallClock::now(),
             },
             o,
         )

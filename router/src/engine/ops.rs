@@ -10,7 +10,7 @@ use std::time::Instant;
 use plugin_api::{AdminCommand, AdminError, Outbox, SessionId};
 use proto::control::{self, LeaveReason, ServerMessage};
 
-use super::{Engine, MediaCommand, Output};
+use super::Engine;
 use crate::events::{ParticipantInfo, RoomEventKind, RoomSnapshot};
 
 /// A participant, named by session id or by nickname (case-insensitive).
@@ -156,13 +156,7 @@ impl Engine {
                 self.remove_session(now, m, LeaveReason::RoomClosed);
             }
         }
-        self.emit(room, RoomEventKind::Closed { reason });
-        if let Some(r) = self.rooms.remove(room) {
-            for ssrc in r.installed.into_keys() {
-                self.outputs
-                    .push_back(Output::Media(MediaCommand::RemoveRoute { ssrc }));
-            }
-        }
+        self.drop_room(now, room, reason);
         Ok(members.len())
     }
 
@@ -193,6 +187,21 @@ impl Engine {
         muted: bool,
     ) -> Result<(), OpError> {
         let id = self.resolve(room, who)?;
+        self.set_muted(now, room, id, muted, true)
+    }
+
+    /// Mutes or unmutes `id` (a member of `room`): the member gets MUTED,
+    /// watchers an event, everyone USERLIST. `tell_plugin`: an operator did
+    /// it, so the plugin's `on_admin` hears of it (not when the plugin itself
+    /// asked, as a meeting host's mute does).
+    pub(super) fn set_muted(
+        &mut self,
+        now: Instant,
+        room: &str,
+        id: SessionId,
+        muted: bool,
+        tell_plugin: bool,
+    ) -> Result<(), OpError> {
         let Some(r) = self.rooms.get_mut(room) else {
             return Err(OpError::NoRoom(shown(room)));
         };
@@ -205,9 +214,12 @@ impl Engine {
             return Ok(());
         }
         let mut out = Outbox::new();
-        let result = r
-            .plugin
-            .on_admin(now, AdminCommand::Mute { session: id, muted }, &mut out);
+        let result = if tell_plugin {
+            r.plugin
+                .on_admin(now, AdminCommand::Mute { session: id, muted }, &mut out)
+        } else {
+            Ok(())
+        };
         out.send(
             id,
             ServerMessage::Muted {
@@ -225,7 +237,7 @@ impl Engine {
                 muted,
             },
         );
-        self.apply(room, out);
+        self.apply(now, room, out);
         result.map_err(plugin_error)
     }
 
@@ -248,13 +260,19 @@ impl Engine {
         };
         let mut out = Outbox::new();
         let result = r.plugin.on_admin(now, cmd, &mut out);
-        self.apply(room, out);
+        self.apply(now, room, out);
         result.map_err(plugin_error)
     }
 
     /// Sends `text` as the server to every member of `room`, or privately to
-    /// one.
-    pub fn send_chat(&mut self, room: &str, to: Option<&Who>, text: &str) -> Result<(), OpError> {
+    /// one. Rooms with a chat log number and keep it.
+    pub fn send_chat(
+        &mut self,
+        now: Instant,
+        room: &str,
+        to: Option<&Who>,
+        text: &str,
+    ) -> Result<(), OpError> {
         self.room(room)?;
         let n = text.chars().count();
         if text.trim().is_empty() {
@@ -270,39 +288,73 @@ impl Engine {
             });
         }
         let to = to.map(|w| self.resolve(room, w)).transpose()?;
-        let msg = ServerMessage::Chat {
-            room: room.to_owned(),
-            from: control::SERVER_NICKNAME.to_owned(),
-            session_id: None,
-            text: text.to_owned(),
-            private: to.is_some(),
+        let Some(r) = self.rooms.get_mut(room) else {
+            return Err(OpError::NoRoom(shown(room)));
         };
         let mut out = Outbox::new();
-        match to {
-            Some(id) => out.send(id, msg),
-            None => out.broadcast(msg),
+        let logged = r.plugin.on_admin(
+            now,
+            AdminCommand::Chat {
+                to,
+                text: text.to_owned(),
+            },
+            &mut out,
+        );
+        if logged.is_err() {
+            let msg = ServerMessage::Chat {
+                room: room.to_owned(),
+                id: 0,
+                ts_ms: self.clock.unix_ms(now),
+                from: control::SERVER_NICKNAME.to_owned(),
+                session_id: None,
+                text: text.to_owned(),
+                private: to.is_some(),
+                to: to.map(|t| self.nickname(t)),
+            };
+            match to {
+                Some(id) => out.send(id, msg),
+                None => out.broadcast(msg),
+            }
         }
-        self.apply(room, out);
+        self.apply(now, room, out);
         Ok(())
     }
 
-    /// Approves or denies (with `reason`) a lobby request. No room kind built
-    /// so far keeps a lobby (meetings will), so this only tells the caller
-    /// why not, after checking its arguments.
+    /// Approves or denies (with `reason`) a session waiting to join `room`
+    /// (a meeting's lobby).
     pub fn lobby_decision(
         &mut self,
+        now: Instant,
         room: &str,
         request: &Who,
-        _approve: bool,
+        approve: bool,
         reason: &str,
     ) -> Result<(), OpError> {
         let r = self.room(room)?;
-        reason_text(reason, "")?;
-        Err(OpError::Precondition(format!(
-            "room `{}` of kind `{}` has no lobby, so there is no request {request} to decide",
-            shown(room),
-            r.spec.kind
-        )))
+        let reason = reason_text(reason, "denied by an operator")?;
+        let found = r.waiting.iter().copied().find(|id| match request {
+            Who::Session(s) => s == id,
+            Who::Nickname(n) => self
+                .sessions
+                .get(id)
+                .and_then(|s| s.identity.as_ref())
+                .is_some_and(|i| super::same_nickname(&i.nickname, n)),
+        });
+        let Some(session) = found else {
+            return Err(OpError::NoParticipant {
+                room: shown(room),
+                who: format!("{request} waiting in the lobby"),
+            });
+        };
+        self.plugin_admin(
+            now,
+            room,
+            AdminCommand::Lobby {
+                session,
+                approve,
+                reason,
+            },
+        )
     }
 }
 

@@ -54,7 +54,7 @@ impl Sim {
     fn drain(&mut self) {
         while let Some(o) = self.engine.poll_output() {
             match o {
-                Output::Send { session, msg } => {
+                Output::Send { session, msg } | Output::SendBulk { session, msg } => {
                     self.inbox.entry(session).or_default().push((*msg).clone())
                 }
                 Output::Close { session } => {
@@ -736,25 +736,59 @@ fn operator_chat_goes_to_the_room_or_one_member() {
     s.member(2, "b");
     s.take(1);
     s.take(2);
-    assert_eq!(s.engine.send_chat("lobby", None, "hello all"), Ok(()));
+    let now = s.now;
+    assert_eq!(s.engine.send_chat(now, "lobby", None, "hello all"), Ok(()));
     assert_eq!(
         s.engine
-            .send_chat("lobby", Some(&Who::Nickname("a".into())), "psst"),
+            .send_chat(now, "lobby", Some(&Who::Nickname("a".into())), "psst"),
         Ok(())
     );
     s.drain();
-    let chat = |text: &str, private| ServerMessage::Chat {
+    let chat = |text: &str, to: Option<&str>| ServerMessage::Chat {
         room: "lobby".into(),
+        id: 0,
+        ts_ms: 0,
         from: "server".into(),
         session_id: None,
         text: text.into(),
-        private,
+        private: to.is_some(),
+        to: to.map(str::to_owned),
+    };
+    // A ptt room keeps no log: no id; the time stamp is the server's.
+    let unstamped = |msgs: Vec<ServerMessage>| -> Vec<ServerMessage> {
+        msgs.into_iter()
+            .map(|m| match m {
+                ServerMessage::Chat { ts_ms, .. } if ts_ms < 1_700_000_000_000 => {
+                    panic!("not a server time stamp: {ts_ms}")
+                }
+                ServerMessage::Chat {
+                    room,
+                    id,
+                    from,
+                    session_id,
+                    text,
+                    private,
+                    to,
+                    ..
+                } => ServerMessage::Chat {
+                    room,
+                    id,
+                    ts_ms: 0,
+                    from,
+                    session_id,
+                    text,
+                    private,
+                    to,
+                },
+                other => other,
+            })
+            .collect()
     };
     assert_eq!(
-        s.take(1),
-        vec![chat("hello all", false), chat("psst", true)]
+        unstamped(s.take(1)),
+        vec![chat("hello all", None), chat("psst", Some("a"))]
     );
-    assert_eq!(s.take(2), vec![chat("hello all", false)]);
+    assert_eq!(unstamped(s.take(2)), vec![chat("hello all", None)]);
     let events = s.event_kinds();
     assert!(matches!(
         events.last(),
@@ -762,7 +796,7 @@ fn operator_chat_goes_to_the_room_or_one_member() {
     ));
     for bad in ["", "   ", &"x".repeat(proto::control::CHAT_MAX_CHARS + 1)] {
         assert!(matches!(
-            s.engine.send_chat("lobby", None, bad),
+            s.engine.send_chat(now, "lobby", None, bad),
             Err(OpError::Invalid { field: "text", .. })
         ));
     }
@@ -780,9 +814,10 @@ fn floor_verbs_need_a_floor_and_lobby_verbs_a_lobby() {
         s.engine.grant_floor(s.now, "lobby", &Who::Session(1)),
         Ok(())
     );
+    // Nobody waits to enter a ptt room: a member is not a lobby request.
     assert!(matches!(
-        s.engine.lobby_decision("lobby", &Who::Session(1), true, ""),
-        Err(OpError::Precondition(m)) if m.contains("no lobby")
+        s.engine.lobby_decision(s.now, "lobby", &Who::Session(1), true, ""),
+        Err(OpError::NoParticipant { who, .. }) if who.contains("waiting in the lobby")
     ));
 }
 

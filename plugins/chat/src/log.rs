@@ -1,0 +1,283 @@
+//! [`ChatLog`]: a room's chat, reusable by every room kind with text chat.
+//!
+//! Messages are numbered per room and stamped with server time; public ones
+//! are kept (the last `history` of them) and sent to each joiner as
+//! `CHAT_HISTORY`; private ones go to their recipient with a copy to the
+//! sender and are never logged. Each member may send `burst` messages at
+//! once and one more every `60 / per_minute` seconds (a token bucket).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use plugin_api::{
+    CommandError, Member, OptionError, OptionInfo, OptionReader, OptionType, Outbox, SessionId,
+    WallClock,
+};
+use proto::control::{CHAT_MAX_CHARS, ChatEntry, ErrorCode, SERVER_NICKNAME, ServerMessage};
+
+/// Limits of a room's chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatConfig {
+    /// Public messages kept for joiners.
+    pub history: usize,
+    /// Messages a member may send at once.
+    pub burst: u32,
+    /// Sustained messages per minute per member.
+    pub per_minute: u32,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            history: 50,
+            burst: 5,
+            per_minute: 30,
+        }
+    }
+}
+
+impl ChatConfig {
+    /// Reads `history`, `chat_burst` and `chat_per_minute`.
+    pub fn read(r: &mut OptionReader<'_>) -> Result<Self, OptionError> {
+        let d = Self::default();
+        Ok(Self {
+            history: r.int("history", d.history as u64, 0, 1000)? as usize,
+            burst: r.int("chat_burst", u64::from(d.burst), 1, 100)? as u32,
+            per_minute: r.int("chat_per_minute", u64::from(d.per_minute), 1, 600)? as u32,
+        })
+    }
+
+    /// Describes the options [`ChatConfig::read`] takes.
+    pub fn option_info() -> Vec<OptionInfo> {
+        vec![
+            OptionInfo {
+                name: "history",
+                ty: OptionType::Integer,
+                default: "50".into(),
+                help: "public chat messages kept and sent to each joiner (0-1000)",
+            },
+            OptionInfo {
+                name: "chat_burst",
+                ty: OptionType::Integer,
+                default: "5".into(),
+                help: "chat messages a member may send at once (1-100)",
+            },
+            OptionInfo {
+                name: "chat_per_minute",
+                ty: OptionType::Integer,
+                default: "30".into(),
+                help: "sustained chat messages per minute per member (1-600); beyond: RATE_LIMITED",
+            },
+        ]
+    }
+
+    fn refill(&self) -> Duration {
+        Duration::from_secs(60) / self.per_minute.max(1)
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: u32,
+    /// When the next token is earned (meaningful while below the burst).
+    next: Instant,
+}
+
+/// A room's chat.
+#[derive(Debug)]
+pub struct ChatLog {
+    room: String,
+    cfg: ChatConfig,
+    clock: WallClock,
+    members: BTreeMap<SessionId, String>,
+    buckets: HashMap<SessionId, Bucket>,
+    history: VecDeque<ChatEntry>,
+    last_id: u64,
+}
+
+impl ChatLog {
+    pub fn new(room: &str, cfg: ChatConfig, clock: WallClock) -> Self {
+        Self {
+            room: room.to_owned(),
+            cfg,
+            clock,
+            members: BTreeMap::new(),
+            buckets: HashMap::new(),
+            history: VecDeque::new(),
+            last_id: 0,
+        }
+    }
+
+    /// The kept public messages, oldest first.
+    pub fn history(&self) -> impl Iterator<Item = &ChatEntry> {
+        self.history.iter()
+    }
+
+    /// Records the member and sends it the history.
+    pub fn on_join(&mut self, now: Instant, member: &Member, out: &mut Outbox) {
+        self.members.insert(member.session, member.nickname.clone());
+        self.buckets.insert(
+            member.session,
+            Bucket {
+                tokens: self.cfg.burst,
+                next: now,
+            },
+        );
+        out.send(
+            member.session,
+            ServerMessage::ChatHistory {
+                room: self.room.clone(),
+                messages: self.history.iter().cloned().collect(),
+            },
+        );
+    }
+
+    pub fn on_leave(&mut self, session: SessionId) {
+        self.members.remove(&session);
+        self.buckets.remove(&session);
+    }
+
+    /// The member with this nickname (case-insensitive).
+    pub fn find(&self, nickname: &str) -> Option<SessionId> {
+        let wanted = nickname.to_lowercase();
+        self.members
+            .iter()
+            .find(|(_, n)| n.to_lowercase() == wanted)
+            .map(|(s, _)| *s)
+    }
+
+    /// A member's CHAT: checks it, then delivers, numbers and logs it.
+    pub fn on_chat(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        text: &str,
+        to: Option<&str>,
+        out: &mut Outbox,
+    ) -> Result<(), CommandError> {
+        check_text(text)
+            .map_err(|m| CommandError::new(ErrorCode::BadField, format!("CHAT: {m}")))?;
+        let to = match to {
+            Some(nick) => Some(self.find(nick).ok_or_else(|| {
+                let shown: String = nick.chars().take(40).collect();
+                CommandError::new(
+                    ErrorCode::UnknownParticipant,
+                    format!("CHAT: nobody named `{shown}` is in this room"),
+                )
+            })?),
+            None => None,
+        };
+        self.take_token(now, session)?;
+        let from = self.members.get(&session).cloned().unwrap_or_default();
+        self.deliver(now, from, Some(session), text, to, out);
+        Ok(())
+    }
+
+    /// An operator's message (`from` is `server`), logged like a member's.
+    pub fn admin_chat(
+        &mut self,
+        now: Instant,
+        to: Option<SessionId>,
+        text: &str,
+        out: &mut Outbox,
+    ) {
+        self.deliver(now, SERVER_NICKNAME.to_owned(), None, text, to, out);
+    }
+
+    fn take_token(&mut self, now: Instant, session: SessionId) -> Result<(), CommandError> {
+        let refill = self.cfg.refill();
+        let burst = self.cfg.burst;
+        let b = self.buckets.entry(session).or_insert(Bucket {
+            tokens: burst,
+            next: now,
+        });
+        while b.tokens < burst && b.next <= now {
+            b.tokens += 1;
+            b.next += refill;
+        }
+        if b.tokens == burst {
+            b.next = now + refill;
+        }
+        if b.tokens == 0 {
+            let wait = b.next.saturating_duration_since(now).as_secs_f32();
+            return Err(CommandError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "CHAT: at most {} messages a minute (bursts of {}); retry in {wait:.1} s",
+                    self.cfg.per_minute, self.cfg.burst
+                ),
+            ));
+        }
+        b.tokens -= 1;
+        Ok(())
+    }
+
+    fn deliver(
+        &mut self,
+        now: Instant,
+        from: String,
+        session_id: Option<SessionId>,
+        text: &str,
+        to: Option<SessionId>,
+        out: &mut Outbox,
+    ) {
+        self.last_id += 1;
+        let entry = ChatEntry {
+            id: self.last_id,
+            ts_ms: self.clock.unix_ms(now),
+            from,
+            session_id,
+            text: text.to_owned(),
+        };
+        let msg = ServerMessage::Chat {
+            room: self.room.clone(),
+            id: entry.id,
+            ts_ms: entry.ts_ms,
+            from: entry.from.clone(),
+            session_id,
+            text: entry.text.clone(),
+            private: to.is_some(),
+            to: to.and_then(|t| self.members.get(&t).cloned()),
+        };
+        match to {
+            Some(t) => {
+                out.send(t, msg.clone());
+                if let Some(s) = session_id.filter(|s| *s != t) {
+                    out.send(s, msg);
+                }
+            }
+            None => {
+                out.broadcast(msg);
+                if self.cfg.history > 0 {
+                    if self.history.len() == self.cfg.history {
+                        self.history.pop_front();
+                    }
+                    self.history.push_back(entry);
+                }
+            }
+        }
+    }
+}
+
+/// Chat text rules: not blank, at most [`CHAT_MAX_CHARS`] characters, no
+/// control characters but newline and tab.
+pub fn check_text(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("field `text` is empty".into());
+    }
+    let n = text.chars().count();
+    if n > CHAT_MAX_CHARS {
+        return Err(format!(
+            "field `text` has {n} characters; at most {CHAT_MAX_CHARS} are allowed"
+        ));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(format!(
+            "field `text` may not contain the control character {c:?}"
+        ));
+    }
+    Ok(())
+}
