@@ -525,6 +525,8 @@ impl Admin for AdminService {
             stun_dropped: m.stun_dropped,
             protocol_errors: engine.protocol_errors,
             sessions_timed_out: engine.timed_out,
+            join_attempts_limited: engine.join_attempts_limited,
+            bulk_dropped: crate::driver::BULK_DROPPED.load(std::sync::atomic::Ordering::Relaxed),
         };
         let rooms = rooms
             .into_iter()
@@ -624,6 +626,17 @@ fn participant_stats(
         jitter_ms: streams.iter().map(|s| s.jitter_ms).fold(0.0, f64::max),
         packets_received: delivered.packets,
         bytes_received: delivered.bytes,
+        video_level: p
+            .room_state
+            .iter()
+            .find(|(k, _)| *k == "video_level")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+        room_state: p
+            .room_state
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
         streams,
     }
 }

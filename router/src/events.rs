@@ -82,6 +82,8 @@ pub struct ParticipantInfo {
     /// The UDP address bound with STUN, if any.
     pub media_addr: Option<SocketAddr>,
     pub in_room_for: Duration,
+    /// What the room's kind says about the member (a meeting's video level…).
+    pub room_state: Vec<(&'static str, String)>,
 }
 
 /// A room's state at one point of its event sequence: what a watcher gets

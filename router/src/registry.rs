@@ -41,6 +41,7 @@ impl Registry {
         r.register(Arc::new(ptt::PttFactory));
         r.register(Arc::new(voice::VoiceFactory));
         r.register(Arc::new(chat::ChatFactory));
+        r.register(Arc::new(meeting::MeetingFactory));
         r
     }
 

@@ -114,6 +114,7 @@ impl Engine {
                     muted: r.muted.contains(id),
                     media_addr: s.media_addr,
                     in_room_for: now.saturating_duration_since(s.joined_at),
+                    room_state: r.plugin.member_stats(*id),
                 })
             })
             .collect())

@@ -842,3 +842,314 @@ fn room_limit_is_enforced() {
     assert_eq!(s.engine.close_room(s.now, "two", "", false), Ok(0));
     assert_eq!(s.engine.create_room(spec("three")), Ok(()));
 }
+
+// ----- meetings ------------------------------------------------------------
+
+impl Sim {
+    fn hello_from(&mut self, s: SessionId, nick: &str, ip: [u8; 4]) {
+        self.input(Input::Connected {
+            session: s,
+            peer: SocketAddr::from((ip, 5000)),
+        });
+        self.line(
+            s,
+            &format!(r#"{{"type":"HELLO","version":1,"nickname":"{nick}"}}"#),
+        );
+        self.take(s);
+    }
+
+    /// `s` creates a meeting; returns (room, code).
+    fn create_meeting(&mut self, s: SessionId, end_with_host: bool) -> (String, String) {
+        self.line(
+            s,
+            &format!(r#"{{"type":"CREATE_MEETING","end_with_host":{end_with_host}}}"#),
+        );
+        let got = self.take(s);
+        let created = got.iter().find_map(|m| match m {
+            ServerMessage::MeetingCreated { room, code, .. } => Some((room.clone(), code.clone())),
+            _ => None,
+        });
+        let Some((room, code)) = created else {
+            panic!("no MEETING_CREATED: {got:?}")
+        };
+        assert!(
+            got.iter()
+                .any(|m| matches!(m, ServerMessage::Joined { kind, .. } if kind == "meeting")),
+            "{got:?}"
+        );
+        (room, code)
+    }
+
+    fn request_join(&mut self, s: SessionId, code: &str) -> Vec<ServerMessage> {
+        self.line(s, &format!(r#"{{"type":"REQUEST_JOIN","code":"{code}"}}"#));
+        self.take(s)
+    }
+
+    fn lobby(&mut self, host: SessionId) -> Option<Vec<String>> {
+        self.take(host).into_iter().rev().find_map(|m| match m {
+            ServerMessage::Lobby { waiting, .. } => {
+                Some(waiting.into_iter().map(|w| w.nickname).collect())
+            }
+            _ => None,
+        })
+    }
+}
+
+#[test]
+fn a_meeting_is_made_with_a_code_and_entered_through_the_hosts_lobby() {
+    let mut s = Sim::new();
+    s.hello(1, "ann");
+    let (room, code) = s.create_meeting(1, false);
+    assert!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{code}"
+    );
+    assert_eq!(room, format!("meeting-{code}"));
+    s.hello(2, "bob");
+    let got = s.request_join(2, &code);
+    assert!(
+        matches!(&got[..], [ServerMessage::JoinPending { room: r, timeout_ms: 120_000 }] if *r == room),
+        "{got:?}"
+    );
+    assert_eq!(s.lobby(1), Some(vec!["bob".to_owned()]));
+    // While waiting: no room commands, no second request, nothing to others.
+    s.line(2, r#"{"type":"CHAT","text":"let me in"}"#);
+    s.line(2, &format!(r#"{{"type":"REQUEST_JOIN","code":"{code}"}}"#));
+    assert_eq!(
+        s.errors(2),
+        [ErrorCode::NotInRoom, ErrorCode::AlreadyInRoom]
+    );
+    // The host lets bob in: JOIN_ACCEPTED, then JOINED, then the room.
+    s.line(1, r#"{"type":"ALLOW_JOIN","session_id":2}"#);
+    let got = s.take(2);
+    assert!(
+        matches!(&got[0], ServerMessage::JoinAccepted { .. }),
+        "{got:?}"
+    );
+    assert!(matches!(&got[1], ServerMessage::Joined { kind, .. } if kind == "meeting"));
+    assert!(
+        got.iter()
+            .any(|m| matches!(m, ServerMessage::HostChanged { host, .. } if host == "ann"))
+    );
+    assert!(
+        got.iter()
+            .any(|m| matches!(m, ServerMessage::Userlist { users, .. } if users.len() == 2))
+    );
+    assert_eq!(s.lobby(1), Some(vec![]));
+    // What GetStats shows of each.
+    let infos = s.engine.participants(s.now, &room).unwrap_or_default();
+    assert_eq!(infos.len(), 2);
+    assert!(infos[0].room_state.contains(&("host", "true".to_owned())));
+    assert!(
+        infos[1]
+            .room_state
+            .contains(&("video_level", "360p".to_owned()))
+    );
+    // A wrong code is an error.
+    s.hello(3, "cat");
+    let other = if code == "000000" { "000001" } else { "000000" };
+    let got = s.request_join(3, other);
+    assert!(
+        matches!(
+            &got[..],
+            [ServerMessage::Error {
+                code: ErrorCode::UnknownMeeting,
+                ..
+            }]
+        ),
+        "{got:?}"
+    );
+    let got = s.request_join(3, "12ab56");
+    assert!(
+        matches!(
+            &got[..],
+            [ServerMessage::Error {
+                code: ErrorCode::UnknownMeeting,
+                ..
+            }]
+        ),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn join_attempts_are_rate_limited_per_address() {
+    let mut s = Sim::new();
+    s.hello(1, "ann");
+    let (_, code) = s.create_meeting(1, false);
+    s.hello_from(2, "mallory", [10, 0, 0, 66]);
+    let wrong = if code == "999999" { "999998" } else { "999999" };
+    for _ in 0..5 {
+        let got = s.request_join(2, wrong);
+        assert!(matches!(
+            &got[..],
+            [ServerMessage::Error {
+                code: ErrorCode::UnknownMeeting,
+                ..
+            }]
+        ));
+    }
+    let got = s.request_join(2, &code);
+    assert!(
+        matches!(&got[..], [ServerMessage::Error { code: ErrorCode::RateLimited, message }] if message.contains("10.0.0.66") && message.contains("retry in 2.0 s")),
+        "even the right code is refused once the budget is spent: {got:?}"
+    );
+    // Another address is not affected; the first earns one attempt per 2 s.
+    s.hello_from(3, "bob", [10, 0, 0, 7]);
+    assert!(matches!(
+        &s.request_join(3, &code)[..],
+        [ServerMessage::JoinPending { .. }]
+    ));
+    s.advance(Duration::from_millis(1999));
+    assert!(matches!(
+        &s.request_join(2, &code)[..],
+        [ServerMessage::Error {
+            code: ErrorCode::RateLimited,
+            ..
+        }]
+    ));
+    s.advance(Duration::from_millis(1));
+    assert!(matches!(
+        &s.request_join(2, &code)[..],
+        [ServerMessage::JoinPending { .. }]
+    ));
+    assert_eq!(s.engine.stats().join_attempts_limited, 2);
+}
+
+#[test]
+fn a_meeting_ends_when_everyone_left_and_its_waiting_guests_are_told() {
+    let mut s = Sim::new();
+    s.hello(1, "ann");
+    let (room, code) = s.create_meeting(1, false);
+    s.hello(2, "bob");
+    s.request_join(2, &code);
+    s.line(1, r#"{"type":"LEAVE"}"#);
+    let got = s.take(2);
+    assert!(
+        matches!(
+            &got[..],
+            [ServerMessage::JoinRejected {
+                reason: RejectReason::MeetingEnded,
+                ..
+            }]
+        ),
+        "{got:?}"
+    );
+    assert!(s.engine.room_info(&room).is_none());
+    // The code is free again; bob is connected and can make his own.
+    s.hello(3, "cat");
+    assert!(matches!(
+        &s.request_join(3, &code)[..],
+        [ServerMessage::Error {
+            code: ErrorCode::UnknownMeeting,
+            ..
+        }]
+    ));
+    s.create_meeting(2, false);
+    assert!(matches!(
+        s.events.last().map(|e| &e.kind),
+        Some(RoomEventKind::Joined { .. })
+    ));
+}
+
+#[test]
+fn a_meeting_made_to_end_with_its_host_closes_when_the_host_leaves() {
+    let mut s = Sim::new();
+    s.hello(1, "ann");
+    let (room, code) = s.create_meeting(1, true);
+    for (id, nick) in [(2, "bob"), (3, "cat")] {
+        s.hello(id, nick);
+        s.request_join(id, &code);
+        s.line(1, &format!(r#"{{"type":"ALLOW_JOIN","session_id":{id}}}"#));
+    }
+    s.take(2);
+    s.input(Input::Disconnected { session: 1 });
+    for id in [2, 3] {
+        let got = s.take(id);
+        assert!(
+            got.iter().any(|m| matches!(m, ServerMessage::Left { reason: LeaveReason::RoomClosed, message: Some(m), .. } if m == "the host ended the meeting")),
+            "{got:?}"
+        );
+        assert!(!s.closed.contains(&id), "guests stay connected");
+    }
+    assert!(s.engine.room_info(&room).is_none());
+    assert!(matches!(
+        s.events.last().map(|e| &e.kind),
+        Some(RoomEventKind::Closed { .. })
+    ));
+}
+
+#[test]
+fn the_host_removes_and_mutes_and_an_operator_decides_the_lobby() {
+    let mut s = Sim::new();
+    s.hello(1, "ann");
+    let (room, code) = s.create_meeting(1, false);
+    s.hello(2, "bob");
+    s.request_join(2, &code);
+    // The operator approves by nickname (gRPC ApproveJoin).
+    assert_eq!(
+        s.engine
+            .lobby_decision(s.now, &room, &Who::Nickname("BOB".into()), true, ""),
+        Ok(())
+    );
+    s.drain();
+    assert!(matches!(
+        s.take(2).first(),
+        Some(ServerMessage::JoinAccepted { .. })
+    ));
+    s.hello(3, "cat");
+    s.request_join(3, &code);
+    assert_eq!(
+        s.engine
+            .lobby_decision(s.now, &room, &Who::Session(3), false, "no guests today"),
+        Ok(())
+    );
+    s.drain();
+    assert!(matches!(
+        &s.take(3)[..],
+        [ServerMessage::JoinRejected { reason: RejectReason::Denied, message, .. }] if message == "no guests today"
+    ));
+    // Host mute: MUTED to bob, USERLIST shows it.
+    s.line(1, r#"{"type":"MUTE","nickname":"bob","muted":true}"#);
+    let got = s.take(2);
+    assert!(
+        got.iter()
+            .any(|m| matches!(m, ServerMessage::Muted { muted: true, .. })),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|m| matches!(m, ServerMessage::Userlist { users, .. } if users.iter().any(|u| u.nickname == "bob" && u.muted))));
+    // A guest may not.
+    s.line(2, r#"{"type":"REMOVE","nickname":"ann"}"#);
+    assert_eq!(s.errors(2), [ErrorCode::NotHost]);
+    s.line(
+        1,
+        r#"{"type":"REMOVE","nickname":"bob","reason":"off topic"}"#,
+    );
+    let got = s.take(2);
+    assert!(
+        got.iter().any(|m| matches!(m, ServerMessage::Left { reason: LeaveReason::Kicked, message: Some(m), .. } if m == "off topic")),
+        "{got:?}"
+    );
+    assert!(
+        !s.closed.contains(&2),
+        "removed from the meeting, not disconnected"
+    );
+    assert_eq!(s.engine.participants(s.now, &room).map(|p| p.len()), Ok(1));
+}
+
+#[test]
+fn a_guest_who_disconnects_while_waiting_leaves_the_lobby() {
+    let mut s = Sim::new();
+    s.hello(1, "ann");
+    let (_, code) = s.create_meeting(1, false);
+    s.hello(2, "bob");
+    s.hello(3, "cat");
+    s.request_join(2, &code);
+    s.request_join(3, &code);
+    assert_eq!(s.lobby(1), Some(vec!["bob".to_owned(), "cat".to_owned()]));
+    s.input(Input::Disconnected { session: 2 });
+    assert_eq!(s.lobby(1), Some(vec!["cat".to_owned()]));
+    s.line(3, r#"{"type":"LEAVE"}"#);
+    assert!(matches!(&s.take(3)[..], [ServerMessage::Left { .. }]));
+    assert_eq!(s.lobby(1), Some(vec![]));
+}
