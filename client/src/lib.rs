@@ -7,6 +7,7 @@
 //! The CLI (`switchboard-client`) and the tests are built on these two.
 
 pub mod av;
+pub mod file;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,11 @@ pub enum ClientError {
     Unexpected(Box<ServerMessage>),
     #[error("media: {0}")]
     Media(String),
+    #[error("join request rejected ({reason:?}): {message}")]
+    Rejected {
+        reason: proto::control::RejectReason,
+        message: String,
+    },
 }
 
 /// What WELCOME told us.
@@ -308,6 +314,56 @@ impl Session {
             .await;
         self.timeout = saved;
         r
+    }
+
+    /// Starts a meeting (this session is its host); returns (room, code)
+    /// once JOINED.
+    pub async fn create_meeting(
+        &mut self,
+        end_with_host: bool,
+    ) -> Result<(String, String), ClientError> {
+        self.send(ClientMessage::CreateMeeting { end_with_host })
+            .await?;
+        let (room, code) = self
+            .expect("MEETING_CREATED", |m| match m {
+                ServerMessage::MeetingCreated { room, code, .. } => {
+                    Some((room.clone(), code.clone()))
+                }
+                _ => None,
+            })
+            .await?;
+        self.expect("JOINED", |m| {
+            matches!(m, ServerMessage::Joined { .. }).then_some(())
+        })
+        .await?;
+        Ok((room, code))
+    }
+
+    /// Asks to join the meeting with `code` and waits up to `within` for the
+    /// host: the room's name once JOINED, or [`ClientError::Rejected`].
+    pub async fn request_join(
+        &mut self,
+        code: &str,
+        within: Duration,
+    ) -> Result<String, ClientError> {
+        self.send(ClientMessage::RequestJoin { code: code.into() })
+            .await?;
+        let saved = self.timeout;
+        self.timeout = within;
+        let r = self
+            .expect("JOINED or JOIN_REJECTED", |m| match m {
+                ServerMessage::Joined { room, .. } => Some(Ok(room.clone())),
+                ServerMessage::JoinRejected {
+                    reason, message, ..
+                } => Some(Err(ClientError::Rejected {
+                    reason: *reason,
+                    message: message.clone(),
+                })),
+                _ => None,
+            })
+            .await;
+        self.timeout = saved;
+        r?
     }
 
     /// Sends a chat message to the room, or privately to one nickname.
