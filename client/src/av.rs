@@ -127,6 +127,22 @@ pub struct RemoteReport {
     pub rtt_ms: Option<f64>,
 }
 
+/// What the receivers' reports say about our video, as a meeting's
+/// `VIDEO_STATS` carries it.
+pub fn video_reports(stats: &StatsSnapshot) -> Vec<proto::control::ReceptionReport> {
+    stats
+        .sent
+        .iter()
+        .filter(|s| s.kind == "video")
+        .flat_map(|s| &s.reports)
+        .map(|r| proto::control::ReceptionReport {
+            from_ssrc: r.from_ssrc,
+            fraction_lost: r.fraction_lost.clamp(0.0, 1.0),
+            rtt_ms: r.rtt_ms.filter(|v| (0.0..=60_000.0).contains(v)),
+        })
+        .collect()
+}
+
 /// Figures for a stream we receive: RTCP-style counters from `rtpsession`
 /// and what its jitter buffer saw.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]

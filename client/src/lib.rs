@@ -228,6 +228,12 @@ impl Session {
         SocketAddr::new(self.server.ip(), self.welcome.udp_port)
     }
 
+    /// A handle that sends control messages from another task while this
+    /// one reads events.
+    pub fn control(&self) -> mpsc::Sender<ClientMessage> {
+        self.tx.clone()
+    }
+
     /// Sends one control message.
     pub async fn send(&self, msg: ClientMessage) -> Result<(), ClientError> {
         self.tx.send(msg).await.map_err(|_| ClientError::Closed)

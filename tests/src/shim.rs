@@ -1,7 +1,7 @@
 //! A lossy UDP shim between one client and the router: it drops a seeded
 //! random share of the client's RTP on the way in (STUN and RTCP pass), can
-//! hold back every nth packet (late arrivals, jitter), and passes
-//! everything from the router back untouched.
+//! hold back every nth packet (late arrivals, jitter), and can drop a share
+//! of the router's RTP on the way out, switched on and off while running.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +17,11 @@ pub struct LossyShim {
     pub addr: SocketAddr,
     pub dropped: Arc<AtomicU64>,
     pub passed: Arc<AtomicU64>,
+    /// Loss on RTP from the router to the client, in parts per million;
+    /// changed with [`LossyShim::set_loss_to_client`] while running.
+    to_client_ppm: Arc<AtomicU64>,
+    /// RTP towards the client dropped so far.
+    pub dropped_to_client: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -27,6 +32,13 @@ impl Drop for LossyShim {
 }
 
 impl LossyShim {
+    /// Drops this share of the router's RTP to the client from now on
+    /// (0 stops it). RTCP and STUN always pass.
+    pub fn set_loss_to_client(&self, loss: f64) {
+        let ppm = (loss.clamp(0.0, 1.0) * 1e6) as u64;
+        self.to_client_ppm.store(ppm, Ordering::Relaxed);
+    }
+
     /// The share of RTP packets dropped so far.
     pub fn loss(&self) -> f64 {
         let d = self.dropped.load(Ordering::Relaxed) as f64;
@@ -52,8 +64,12 @@ impl LossyShim {
         let dropped = Arc::new(AtomicU64::new(0));
         let passed = Arc::new(AtomicU64::new(0));
         let (d, p) = (dropped.clone(), passed.clone());
+        let to_client_ppm = Arc::new(AtomicU64::new(0));
+        let dropped_to_client = Arc::new(AtomicU64::new(0));
+        let (ppm, dtc) = (to_client_ppm.clone(), dropped_to_client.clone());
         let task = tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed);
+            let mut rng_back = StdRng::seed_from_u64(seed ^ 0x5eed);
             let mut client: Option<SocketAddr> = None;
             let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
             loop {
@@ -82,6 +98,14 @@ impl LossyShim {
                     }
                     r = back.recv_from(&mut b) => {
                         let Ok((n, _)) = r else { continue };
+                        let loss = ppm.load(Ordering::Relaxed) as f64 / 1e6;
+                        if loss > 0.0
+                            && classify(&b[..n]) == PacketKind::Rtp
+                            && rng_back.random::<f64>() < loss
+                        {
+                            dtc.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         if let Some(c) = client {
                             let _ = front.send_to(&b[..n], c).await;
                         }
@@ -93,6 +117,8 @@ impl LossyShim {
             addr,
             dropped,
             passed,
+            to_client_ppm,
+            dropped_to_client,
             task,
         })
     }
