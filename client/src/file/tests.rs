@@ -271,12 +271,16 @@ fn through_a_congested_queue_the_window_saws_and_the_file_arrives_intact() {
         &o.trace[..40.min(o.trace.len())]
     );
     let max = o.trace.iter().map(|t| t.1).fold(0.0, f64::max);
+    let chunks = file.len().div_ceil(8192) as f64;
+    eprintln!(
+        "{chunks} chunks in {:?} (ideal {} ms); window max {max:.1}; {halvings} halvings; {} dropped at the queue; {:?}",
+        o.elapsed, chunks, o.dropped, o.counters
+    );
     // The path holds ~10 chunks in flight plus 8 queued: the window must
     // stay near that, not run away.
     assert!(max < 40.0, "window {max} is far beyond the path's capacity");
     // Goodput is near the bottleneck's 1 chunk/ms (the sawtooth keeps the
     // queue from emptying for long).
-    let chunks = file.len().div_ceil(8192) as f64;
     let ideal = Duration::from_millis(chunks as u64);
     assert!(
         o.elapsed < ideal * 2,
