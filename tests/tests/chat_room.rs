@@ -92,12 +92,15 @@ async fn late_joiner_gets_history_private_stays_private_limits_are_errors() {
     bob.chat("just for you", Some("ann"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    for s in [&mut ann, &mut bob] {
+        let got = wait_for(s, QUIET, "private CHAT", chat_text).await;
+        assert_eq!(got, (6, "bob".into(), "just for you".into(), true));
+    }
+    // Only now does cat speak (two connections race otherwise).
     cat.chat("hello all", None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     for s in [&mut ann, &mut bob] {
-        let got = wait_for(s, QUIET, "private CHAT", chat_text).await;
-        assert_eq!(got, (6, "bob".into(), "just for you".into(), true));
         let got = wait_for(s, QUIET, "public CHAT", chat_text).await;
         assert_eq!(got.2, "hello all");
     }
