@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use plugin_api::{
     Effect, JoinPolicy, Member, Options, Outbox, Receivers, RelayPlugin, SessionId, TimerKey,
-    WallClock,
+    TokenBucket, WallClock,
 };
 use proto::control::{
     self, ClientMessage, ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, ServerMessage,
@@ -252,7 +252,7 @@ pub struct Engine {
     /// Meeting code → room name.
     codes: HashMap<String, String>,
     /// `REQUEST_JOIN` budget per IP address: (tokens, when the last was earned).
-    join_budget: HashMap<IpAddr, (u32, Instant)>,
+    join_budget: HashMap<IpAddr, TokenBucket>,
 }
 
 impl Engine {
@@ -746,11 +746,10 @@ impl Engine {
                 },
             );
         }
-        let valid = code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit());
-        let room = self.codes.get(code).cloned();
-        match room {
-            Some(name) if valid => self.ask_to_join(now, id, &name),
-            _ => {
+        // Only well-formed codes are ever in the table.
+        match self.codes.get(code).cloned() {
+            Some(name) => self.ask_to_join(now, id, &name),
+            None => {
                 let shown: String = code.chars().take(12).collect();
                 self.protocol_error(
                     now,
@@ -770,25 +769,12 @@ impl Engine {
         if self.join_budget.len() > 4096 {
             let full = refill * burst;
             self.join_budget
-                .retain(|_, (_, at)| now.saturating_duration_since(*at) < full);
+                .retain(|_, b| now.saturating_duration_since(b.earned_at()) < full);
         }
-        let (tokens, at) = self.join_budget.entry(ip).or_insert((burst, now));
-        if !refill.is_zero() {
-            while *tokens < burst && now.saturating_duration_since(*at) >= refill {
-                *tokens += 1;
-                *at += refill;
-            }
-        } else {
-            *tokens = burst;
-        }
-        if *tokens == burst {
-            *at = now;
-        }
-        if *tokens == 0 {
-            return Err((*at + refill).saturating_duration_since(now));
-        }
-        *tokens -= 1;
-        Ok(())
+        self.join_budget
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::full(burst, now))
+            .take(now, burst, refill)
     }
 
     /// `CREATE_MEETING`: a new meeting room with a fresh code, its creator

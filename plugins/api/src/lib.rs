@@ -10,7 +10,7 @@
 pub mod sim;
 
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use proto::control::{LeaveReason, RejectReason, ServerMessage, Ssrcs};
 
@@ -259,6 +259,52 @@ pub enum JoinPolicy {
     /// The session waits (`JOIN_PENDING`) until the plugin emits
     /// [`Effect::Admit`] or [`Effect::Reject`].
     Wait,
+}
+
+/// A token bucket on virtual time: `burst` tokens at once, one more earned
+/// every `every`. Shared by every per-member and per-address rate limit
+/// (chat messages, meeting join attempts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenBucket {
+    tokens: u32,
+    /// When the last token was earned (or the bucket was last full): the
+    /// next comes `every` later.
+    earned_at: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn full(burst: u32, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            earned_at: now,
+        }
+    }
+
+    /// When the bucket last earned a token or was full.
+    pub fn earned_at(&self) -> Instant {
+        self.earned_at
+    }
+
+    /// Takes one token, or says how long until the next is earned.
+    pub fn take(&mut self, now: Instant, burst: u32, every: Duration) -> Result<(), Duration> {
+        if every.is_zero() {
+            self.tokens = burst;
+        }
+        while self.tokens < burst && now.saturating_duration_since(self.earned_at) >= every {
+            self.tokens += 1;
+            self.earned_at += every;
+        }
+        if self.tokens >= burst {
+            // Full: earning starts again from now.
+            self.earned_at = now;
+        }
+        if self.tokens == 0 {
+            return Err((self.earned_at + every).saturating_duration_since(now));
+        }
+        self.tokens -= 1;
+        Ok(())
+    }
 }
 
 /// Wall-clock time for plugins, which never read a clock: the engine's

@@ -6,10 +6,18 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::{
-    AdminCommand, AdminError, CommandError, Effect, JoinPolicy, LeaveReason, Member, Outbox,
-    Receivers, RejectReason, RelayPlugin, RoomCommand, ServerMessage, SessionId, Ssrcs, TimerKey,
-    WallClock,
+    AdminCommand, AdminError, CommandError, Effect, JoinPolicy, LeaveReason, Member, Options,
+    Outbox, PluginFactory, Receivers, RejectReason, RelayPlugin, RoomCommand, RoomInfo,
+    ServerMessage, SessionId, Ssrcs, TimerKey, WallClock,
 };
+
+/// Room options from `(name, value)` pairs.
+pub fn options(pairs: &[(&str, serde_json::Value)]) -> Options {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
 
 /// How a message left the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +67,27 @@ impl Sim {
             decisions: Vec::new(),
             closed: None,
         }
+    }
+
+    /// A room named `name` made by `factory` with these options; panics if
+    /// the factory refuses them.
+    pub fn of(
+        factory: &dyn PluginFactory,
+        name: &str,
+        max_participants: u32,
+        opts: &[(&str, serde_json::Value)],
+    ) -> Self {
+        let opts = options(opts);
+        Self::new(|clock| {
+            let info = RoomInfo {
+                name,
+                max_participants,
+                clock,
+            };
+            factory
+                .create(&info, &opts)
+                .unwrap_or_else(|e| panic!("create: {e}"))
+        })
     }
 
     /// A member with nickname `u{s}` and SSRCs derived from `s`.

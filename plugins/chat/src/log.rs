@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use plugin_api::{
     CommandError, Member, OptionError, OptionInfo, OptionReader, OptionType, Outbox, SessionId,
-    WallClock,
+    TokenBucket, WallClock,
 };
 use proto::control::{CHAT_MAX_CHARS, ChatEntry, ErrorCode, SERVER_NICKNAME, ServerMessage};
 
@@ -76,13 +76,6 @@ impl ChatConfig {
     }
 }
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: u32,
-    /// When the next token is earned (meaningful while below the burst).
-    next: Instant,
-}
-
 /// A room's chat.
 #[derive(Debug)]
 pub struct ChatLog {
@@ -90,7 +83,7 @@ pub struct ChatLog {
     cfg: ChatConfig,
     clock: WallClock,
     members: BTreeMap<SessionId, String>,
-    buckets: HashMap<SessionId, Bucket>,
+    buckets: HashMap<SessionId, TokenBucket>,
     history: VecDeque<ChatEntry>,
     last_id: u64,
 }
@@ -116,13 +109,8 @@ impl ChatLog {
     /// Records the member and sends it the history.
     pub fn on_join(&mut self, now: Instant, member: &Member, out: &mut Outbox) {
         self.members.insert(member.session, member.nickname.clone());
-        self.buckets.insert(
-            member.session,
-            Bucket {
-                tokens: self.cfg.burst,
-                next: now,
-            },
-        );
+        self.buckets
+            .insert(member.session, TokenBucket::full(self.cfg.burst, now));
         out.send(
             member.session,
             ServerMessage::ChatHistory {
@@ -185,21 +173,14 @@ impl ChatLog {
     }
 
     fn take_token(&mut self, now: Instant, session: SessionId) -> Result<(), CommandError> {
-        let refill = self.cfg.refill();
         let burst = self.cfg.burst;
-        let b = self.buckets.entry(session).or_insert(Bucket {
-            tokens: burst,
-            next: now,
-        });
-        while b.tokens < burst && b.next <= now {
-            b.tokens += 1;
-            b.next += refill;
-        }
-        if b.tokens == burst {
-            b.next = now + refill;
-        }
-        if b.tokens == 0 {
-            let wait = b.next.saturating_duration_since(now).as_secs_f32();
+        let taken = self
+            .buckets
+            .entry(session)
+            .or_insert_with(|| TokenBucket::full(burst, now))
+            .take(now, burst, self.cfg.refill());
+        if let Err(wait) = taken {
+            let wait = wait.as_secs_f32();
             return Err(CommandError::new(
                 ErrorCode::RateLimited,
                 format!(
@@ -208,7 +189,6 @@ impl ChatLog {
                 ),
             ));
         }
-        b.tokens -= 1;
         Ok(())
     }
 

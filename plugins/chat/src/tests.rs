@@ -9,20 +9,7 @@ use proto::control::{CHAT_MAX_CHARS, ChatEntry, ErrorCode, ServerMessage};
 use super::*;
 
 fn room(opts: &[(&str, serde_json::Value)]) -> Sim {
-    let opts: Options = opts
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    Sim::new(|clock| {
-        let info = RoomInfo {
-            name: "c",
-            max_participants: 0,
-            clock,
-        };
-        ChatFactory
-            .create(&info, &opts)
-            .unwrap_or_else(|e| panic!("create: {e}"))
-    })
+    Sim::of(&ChatFactory, "c", 0, opts)
 }
 
 fn say(s: &mut Sim, who: SessionId, text: &str) -> Result<(), CommandError> {

@@ -53,6 +53,31 @@ struct Transfer {
     ended: bool,
 }
 
+impl Transfer {
+    /// Tells the sender where the slowest receiver stands when that moved
+    /// on, or when the receiver at `own` is the slowest and repeats itself
+    /// (a duplicate: the sender's loss signal); a faster receiver's
+    /// acknowledgements say nothing.
+    fn pass_on_slowest(&mut self, id: u64, own: Option<u64>, out: &mut Outbox) {
+        let min = self
+            .receivers
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(self.chunks);
+        if min > self.acked || own == Some(min) {
+            self.acked = self.acked.max(min);
+            out.send(
+                self.sender,
+                ServerMessage::FileAck {
+                    transfer_id: id,
+                    next_seq: min,
+                },
+            );
+        }
+    }
+}
+
 /// Every transfer of one room.
 #[derive(Debug)]
 pub struct Files {
@@ -272,19 +297,7 @@ impl Files {
         let own = t.receivers.entry(from).or_insert(0);
         *own = (*own).max(next_seq);
         let own = *own;
-        let min = t.receivers.values().copied().min().unwrap_or(t.chunks);
-        // Pass on progress of the slowest, and the slowest one's duplicates
-        // (the sender's loss signal); a faster receiver's acks say nothing.
-        if min > t.acked || own == min {
-            t.acked = t.acked.max(min);
-            out.send(
-                t.sender,
-                ServerMessage::FileAck {
-                    transfer_id: id,
-                    next_seq: min,
-                },
-            );
-        }
+        t.pass_on_slowest(id, Some(own), out);
         self.touch(id, now, out);
         Ok(())
     }
@@ -319,7 +332,6 @@ impl Files {
     /// `FILE_RESULT` from a receiver: told to the sender.
     pub fn result(
         &mut self,
-        _now: Instant,
         from: SessionId,
         id: u64,
         ok: bool,
@@ -354,7 +366,6 @@ impl Files {
     /// receiver (only its own part).
     pub fn cancel(
         &mut self,
-        now: Instant,
         from: SessionId,
         id: u64,
         reason: Option<&str>,
@@ -368,14 +379,7 @@ impl Files {
             self.abort(id, &format!("the sender cancelled: {reason}"), out);
             Ok(())
         } else if t.receivers.contains_key(&from) {
-            self.result(
-                now,
-                from,
-                id,
-                false,
-                Some(&format!("cancelled: {reason}")),
-                out,
-            )
+            self.result(from, id, false, Some(&format!("cancelled: {reason}")), out)
         } else {
             Err(unknown("FILE_CANCEL", id))
         }
@@ -418,17 +422,7 @@ impl Files {
                     self.abort(id, "every receiver left", out);
                 } else {
                     // The slowest may have gone: pass on the new minimum.
-                    let min = t.receivers.values().copied().min().unwrap_or(0);
-                    if min > t.acked {
-                        t.acked = min;
-                        out.send(
-                            t.sender,
-                            ServerMessage::FileAck {
-                                transfer_id: id,
-                                next_seq: min,
-                            },
-                        );
-                    }
+                    t.pass_on_slowest(id, None, out);
                     self.touch(id, now, out);
                 }
             }

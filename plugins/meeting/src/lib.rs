@@ -101,12 +101,18 @@ impl MeetingRoom {
             .unwrap_or_default()
     }
 
-    fn find(&self, nickname: &str) -> Option<SessionId> {
-        let wanted = nickname.to_lowercase();
-        self.members
-            .iter()
-            .find(|m| m.nickname.to_lowercase() == wanted)
-            .map(|m| m.session)
+    /// The member a host command names, by nickname (case-insensitive).
+    fn named(&self, cmd: &RoomCommand, nickname: &str) -> Result<SessionId, CommandError> {
+        self.chat.find(nickname).ok_or_else(|| {
+            CommandError::new(
+                ErrorCode::UnknownParticipant,
+                format!(
+                    "{}: nobody named `{}` is in this meeting",
+                    cmd.type_name(),
+                    shown(nickname)
+                ),
+            )
+        })
     }
 
     fn require_host(&self, session: SessionId, cmd: &RoomCommand) -> Result<(), CommandError> {
@@ -196,9 +202,10 @@ impl MeetingRoom {
                 sha256,
                 chunk_size,
             } => {
-                let receivers: BTreeMap<SessionId, String> = match to {
-                    Some(nick) => {
-                        let r = self.find(nick).filter(|r| *r != session).ok_or_else(|| {
+                let receivers: BTreeMap<SessionId, String> =
+                    match to {
+                        Some(nick) => {
+                            let r = self.chat.find(nick).filter(|r| *r != session).ok_or_else(|| {
                             let shown: String = nick.chars().take(40).collect();
                             CommandError::new(
                                 ErrorCode::UnknownParticipant,
@@ -207,15 +214,15 @@ impl MeetingRoom {
                                 ),
                             )
                         })?;
-                        [(r, self.nickname(r))].into_iter().collect()
-                    }
-                    None => self
-                        .members
-                        .iter()
-                        .filter(|m| m.session != session)
-                        .map(|m| (m.session, m.nickname.clone()))
-                        .collect(),
-                };
+                            [(r, self.nickname(r))].into_iter().collect()
+                        }
+                        None => self
+                            .members
+                            .iter()
+                            .filter(|m| m.session != session)
+                            .map(|m| (m.session, m.nickname.clone()))
+                            .collect(),
+                    };
                 let me = self.nickname(session);
                 self.files.offer(
                     now,
@@ -246,13 +253,13 @@ impl MeetingRoom {
                 message,
             } => self
                 .files
-                .result(now, session, *transfer_id, *ok, message.as_deref(), out),
+                .result(session, *transfer_id, *ok, message.as_deref(), out),
             RoomCommand::FileCancel {
                 transfer_id,
                 reason,
             } => self
                 .files
-                .cancel(now, session, *transfer_id, reason.as_deref(), out),
+                .cancel(session, *transfer_id, reason.as_deref(), out),
             _ => Err(CommandError::not_supported(KIND, cmd)),
         }
     }
@@ -375,14 +382,7 @@ impl RelayPlugin for MeetingRoom {
             }
             RoomCommand::DenyJoin { session_id, reason } => {
                 self.require_host(session, cmd)?;
-                let message = reason
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or("the host denied your request")
-                    .chars()
-                    .take(proto::control::REASON_MAX_CHARS)
-                    .collect();
+                let message = reason_or(reason.as_deref(), "the host denied your request");
                 if self.decide(now, *session_id, Some((RejectReason::Denied, message)), out) {
                     Ok(())
                 } else {
@@ -402,15 +402,7 @@ impl RelayPlugin for MeetingRoom {
             }
             RoomCommand::Mute { nickname, muted } => {
                 self.require_host(session, cmd)?;
-                let target = self.find(nickname).ok_or_else(|| {
-                    CommandError::new(
-                        ErrorCode::UnknownParticipant,
-                        format!(
-                            "MUTE: nobody named `{}` is in this meeting",
-                            shown(nickname)
-                        ),
-                    )
-                })?;
+                let target = self.named(cmd, nickname)?;
                 out.push(Effect::Mute {
                     session: target,
                     muted: *muted,
@@ -419,29 +411,14 @@ impl RelayPlugin for MeetingRoom {
             }
             RoomCommand::Remove { nickname, reason } => {
                 self.require_host(session, cmd)?;
-                let target = self.find(nickname).ok_or_else(|| {
-                    CommandError::new(
-                        ErrorCode::UnknownParticipant,
-                        format!(
-                            "REMOVE: nobody named `{}` is in this meeting",
-                            shown(nickname)
-                        ),
-                    )
-                })?;
+                let target = self.named(cmd, nickname)?;
                 if target == session {
                     return Err(CommandError::new(
                         ErrorCode::BadField,
                         "REMOVE: the host leaves with LEAVE, not REMOVE",
                     ));
                 }
-                let message = reason
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or("removed by the host")
-                    .chars()
-                    .take(proto::control::REASON_MAX_CHARS)
-                    .collect();
+                let message = reason_or(reason.as_deref(), "removed by the host");
                 out.push(Effect::Remove {
                     session: target,
                     message,
@@ -569,6 +546,18 @@ impl RelayPlugin for MeetingRoom {
 
 fn shown(s: &str) -> String {
     s.chars().take(40).collect()
+}
+
+/// A host's reason in words, trimmed and bounded; `default` when absent or
+/// blank.
+fn reason_or(reason: Option<&str>, default: &str) -> String {
+    reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .unwrap_or(default)
+        .chars()
+        .take(proto::control::REASON_MAX_CHARS)
+        .collect()
 }
 
 /// Makes `meeting` rooms.

@@ -10,20 +10,7 @@ use proto::control::ReceptionReport;
 use super::*;
 
 fn meeting(opts: &[(&str, serde_json::Value)]) -> Sim {
-    let opts: Options = opts
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    Sim::new(|clock| {
-        let info = RoomInfo {
-            name: "m",
-            max_participants: 0,
-            clock,
-        };
-        MeetingFactory
-            .create(&info, &opts)
-            .unwrap_or_else(|e| panic!("create: {e}"))
-    })
+    Sim::of(&MeetingFactory, "m", 0, opts)
 }
 
 /// A meeting with host u1 and guests u2.. admitted.

@@ -20,13 +20,6 @@ impl std::ops::DerefMut for Sim {
     }
 }
 
-fn options(options: &[(&str, serde_json::Value)]) -> Options {
-    options
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
 fn room_info(clock: plugin_api::WallClock) -> RoomInfo<'static> {
     RoomInfo {
         name: "r",
@@ -37,13 +30,7 @@ fn room_info(clock: plugin_api::WallClock) -> RoomInfo<'static> {
 
 impl Sim {
     fn new(opts: &[(&str, serde_json::Value)]) -> Self {
-        let opts = options(opts);
-        Sim(plugin_api::sim::Sim::new(|clock| {
-            match PttFactory.create(&room_info(clock), &opts) {
-                Ok(r) => r,
-                Err(e) => panic!("create: {e}"),
-            }
-        }))
+        Sim(plugin_api::sim::Sim::of(&PttFactory, "r", 16, opts))
     }
 
     fn request(&mut self, s: SessionId, priority: u8) {

@@ -84,18 +84,23 @@ impl Engine {
     /// The member of `room` that `who` names.
     pub fn resolve(&self, room: &str, who: &Who) -> Result<SessionId, OpError> {
         let r = self.room(room)?;
-        let found = r.members.iter().copied().find(|id| match who {
-            Who::Session(s) => s == id,
-            Who::Nickname(n) => self
-                .sessions
-                .get(id)
-                .and_then(|s| s.identity.as_ref())
-                .is_some_and(|i| super::same_nickname(&i.nickname, n)),
-        });
+        let found = r.members.iter().copied().find(|id| self.is(*id, who));
         found.ok_or_else(|| OpError::NoParticipant {
             room: shown(room),
             who: who.to_string(),
         })
+    }
+
+    /// Whether session `id` is the one `who` names.
+    fn is(&self, id: SessionId, who: &Who) -> bool {
+        match who {
+            Who::Session(s) => *s == id,
+            Who::Nickname(n) => self
+                .sessions
+                .get(&id)
+                .and_then(|s| s.identity.as_ref())
+                .is_some_and(|i| super::same_nickname(&i.nickname, n)),
+        }
     }
 
     /// The members of `room`, in joining order.
@@ -333,14 +338,7 @@ impl Engine {
     ) -> Result<(), OpError> {
         let r = self.room(room)?;
         let reason = reason_text(reason, "denied by an operator")?;
-        let found = r.waiting.iter().copied().find(|id| match request {
-            Who::Session(s) => s == id,
-            Who::Nickname(n) => self
-                .sessions
-                .get(id)
-                .and_then(|s| s.identity.as_ref())
-                .is_some_and(|i| super::same_nickname(&i.nickname, n)),
-        });
+        let found = r.waiting.iter().copied().find(|id| self.is(*id, request));
         let Some(session) = found else {
             return Err(OpError::NoParticipant {
                 room: shown(room),
