@@ -24,11 +24,11 @@ fn jpeg() -> pipelines::Definition {
     }
 }
 
-/// Meeting clients send RTCP every 500 ms (RFC 3550's reduced minimum
-/// for sessions of this bandwidth) so the rule hears of loss quickly.
+/// Meeting clients send RTCP every 250 ms (RFC 3550 lets the minimum scale
+/// down with bandwidth) so the rule hears of loss quickly.
 fn options() -> AvOptions {
     AvOptions {
-        rtcp_interval: Duration::from_millis(500),
+        rtcp_interval: Duration::from_millis(250),
         ..AvOptions::default()
     }
 }

@@ -657,6 +657,12 @@ fn video_level_steps_down_on_loss_or_rtt_and_up_on_a_clean_path_once_a_second() 
     ok(s.cmd(2, report(0.0, Some(150.0))));
     s.advance(second);
     assert_eq!(levels(&mut s, 2), ["480p"]);
+    // The worst report of the second counts, not the last: a lossy report
+    // followed by a clean one still steps down.
+    ok(s.cmd(2, report(0.12, None)));
+    ok(s.cmd(2, report(0.0, Some(5.0))));
+    s.advance(second);
+    assert_eq!(levels(&mut s, 2), ["360p"]);
     // The boundaries: exactly 10% holds, exactly 2% does not step up.
     ok(s.cmd(2, report(0.10, None)));
     s.advance(second);

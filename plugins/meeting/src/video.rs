@@ -2,11 +2,17 @@
 //! video sender on what its receivers' RTCP reports say.
 //!
 //! A sender reports (`VIDEO_STATS`) the fraction lost and RTT from each
-//! receiver's latest receiver report. Once a second the worst of them
-//! decides: loss above 10% or RTT above 300 ms steps the sender's level down
+//! receiver's latest receiver report. Once a second the worst figures heard
+//! since the last evaluation (any receiver, any report) decide: loss above 10% or RTT above 300 ms steps the sender's level down
 //! one notch; loss below 2% and RTT below 120 ms step it up one notch;
 //! anything between holds. Without a fresh report nothing changes (no news
 //! is not good news). Levels run from 144p to 720p.
+//!
+//! Keeping the worst rather than the latest matters: a receiver report
+//! covers only the packets since the previous one (half a second, some
+//! fifty video packets), so at 15% loss a single report reads anywhere from
+//! 6% to 25%; a clean-looking report arriving last must not hide a lossy
+//! one. Down is quick, up is careful, as in congestion control.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -33,15 +39,17 @@ pub const LOSS_UP: f64 = 0.02;
 pub const RTT_DOWN_MS: f64 = 300.0;
 /// Below this RTT (and loss), step up.
 pub const RTT_UP_MS: f64 = 120.0;
-/// Most receivers' reports kept per sender.
+/// Most reports in one VIDEO_STATS.
 pub const MAX_REPORTS: usize = 64;
 
 /// One sender's state.
 #[derive(Debug, Clone, Default)]
 struct Sender {
     level: usize,
-    /// Latest report per receiver SSRC, since the last evaluation.
-    fresh: BTreeMap<u32, ReceptionReport>,
+    /// Worst loss heard since the last evaluation; `None`: no report.
+    loss: Option<f64>,
+    /// Worst RTT heard since the last evaluation, if any report had one.
+    rtt_ms: Option<f64>,
 }
 
 /// A level change to announce.
@@ -65,7 +73,7 @@ impl Adaptive {
             session,
             Sender {
                 level: START_LEVEL,
-                fresh: BTreeMap::new(),
+                ..Sender::default()
             },
         );
     }
@@ -79,13 +87,16 @@ impl Adaptive {
         self.senders.get(&session).map(|s| s.level)
     }
 
-    /// Stores a sender's reports (the newest per receiver wins).
+    /// Takes in a sender's reports: the worst figures since the last
+    /// evaluation are kept.
     pub fn report(&mut self, session: u64, reports: &[ReceptionReport]) {
-        if let Some(s) = self.senders.get_mut(&session) {
-            for r in reports {
-                if s.fresh.len() < MAX_REPORTS || s.fresh.contains_key(&r.from_ssrc) {
-                    s.fresh.insert(r.from_ssrc, *r);
-                }
+        let Some(s) = self.senders.get_mut(&session) else {
+            return;
+        };
+        for r in reports {
+            s.loss = Some(s.loss.map_or(r.fraction_lost, |l| l.max(r.fraction_lost)));
+            if let Some(rtt) = r.rtt_ms {
+                s.rtt_ms = Some(s.rtt_ms.map_or(rtt, |m| m.max(rtt)));
             }
         }
     }
@@ -100,20 +111,10 @@ impl Adaptive {
         self.next_run = Some(now + EVALUATE_EVERY);
         let mut changes = Vec::new();
         for (&session, s) in &mut self.senders {
-            if s.fresh.is_empty() {
+            let Some(loss) = s.loss.take() else {
                 continue;
-            }
-            let loss = s
-                .fresh
-                .values()
-                .map(|r| r.fraction_lost)
-                .fold(0.0, f64::max);
-            let rtt = s
-                .fresh
-                .values()
-                .filter_map(|r| r.rtt_ms)
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-            s.fresh.clear();
+            };
+            let rtt = s.rtt_ms.take();
             let rtt_v = rtt.unwrap_or(0.0);
             let next = if loss > LOSS_DOWN || rtt_v > RTT_DOWN_MS {
                 s.level.saturating_sub(1)
