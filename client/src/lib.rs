@@ -280,6 +280,26 @@ impl Session {
         .await
     }
 
+    /// Creates a room of `kind` with `options` and waits until JOINED.
+    pub async fn create_room(
+        &mut self,
+        room: &str,
+        kind: &str,
+        options: std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), ClientError> {
+        self.send(ClientMessage::CreateRoom {
+            room: room.into(),
+            kind: kind.into(),
+            max_participants: 0,
+            options,
+        })
+        .await?;
+        self.expect("JOINED", |m| {
+            matches!(m, ServerMessage::Joined { .. }).then_some(())
+        })
+        .await
+    }
+
     /// Asks for the floor and waits for the answer.
     pub async fn request_floor(&mut self, priority: u8) -> Result<FloorAnswer, ClientError> {
         self.send(ClientMessage::MicRequest { priority }).await?;

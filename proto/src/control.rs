@@ -80,6 +80,21 @@ pub enum ClientMessage {
         #[serde(default)]
         end_with_host: bool,
     },
+    /// Create a room of `kind` (`ptt`, `chat`, `voice`; meetings use
+    /// `CREATE_MEETING`) and join it. It closes when its last member leaves.
+    /// `JOINED` answers; errors: `ROOM_EXISTS`, `BAD_FIELD` (name, kind or
+    /// options), `FULL` (server), `RATE_LIMITED`, `NOT_SUPPORTED` (the router
+    /// does not let clients create rooms).
+    CreateRoom {
+        room: String,
+        kind: String,
+        /// 0 (or absent): the router's limit for client-made rooms.
+        #[serde(default)]
+        max_participants: u32,
+        /// The kind's options, as in the router's config file.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        options: std::collections::BTreeMap<String, serde_json::Value>,
+    },
     /// Ask to join the meeting with this code; answered `JOIN_PENDING`, then
     /// `JOIN_ACCEPTED` or `JOIN_REJECTED`.
     RequestJoin { code: String },
@@ -157,6 +172,7 @@ impl ClientMessage {
         "MIC_RELEASE",
         "CHAT",
         "CREATE_MEETING",
+        "CREATE_ROOM",
         "REQUEST_JOIN",
         "ALLOW_JOIN",
         "DENY_JOIN",
@@ -198,6 +214,7 @@ impl ClientMessage {
             ClientMessage::FileResult { .. } => "FILE_RESULT",
             ClientMessage::FileCancel { .. } => "FILE_CANCEL",
             ClientMessage::VideoStats { .. } => "VIDEO_STATS",
+            ClientMessage::CreateRoom { .. } => "CREATE_ROOM",
             ClientMessage::Bye { .. } => "BYE",
         }
     }
@@ -376,6 +393,8 @@ pub enum ErrorCode {
     NicknameTaken,
     /// No room has that name.
     UnknownRoom,
+    /// `CREATE_ROOM`: a room with that name exists.
+    RoomExists,
     /// The command needs the session to be in a room.
     NotInRoom,
     /// The session is already in a room; `LEAVE` first.

@@ -69,6 +69,10 @@ pub struct Limits {
     pub join_attempt_refill_ms: u64,
     /// Capacity of each meeting made with `CREATE_MEETING`.
     pub meeting_max_participants: u32,
+    /// Whether clients may create rooms with `CREATE_ROOM`.
+    pub client_rooms: bool,
+    /// Most participants of a room made with `CREATE_ROOM`.
+    pub client_room_max_participants: u32,
 }
 
 impl Default for Limits {
@@ -85,6 +89,8 @@ impl Default for Limits {
             join_attempts_burst: 5,
             join_attempt_refill_ms: 2000,
             meeting_max_participants: 25,
+            client_rooms: true,
+            client_room_max_participants: 50,
         }
     }
 }
@@ -188,6 +194,8 @@ impl Config {
             join_attempts_burst: self.limits.join_attempts_burst.max(1),
             join_attempt_refill: Duration::from_millis(self.limits.join_attempt_refill_ms),
             meeting_max_participants: self.limits.meeting_max_participants,
+            client_rooms: self.limits.client_rooms,
+            client_room_max_participants: self.limits.client_room_max_participants,
         }
     }
 }

@@ -60,6 +60,10 @@ pub struct EngineConfig {
     pub join_attempt_refill: Duration,
     /// Capacity of meetings made with `CREATE_MEETING`.
     pub meeting_max_participants: u32,
+    /// Whether clients may create rooms with `CREATE_ROOM`.
+    pub client_rooms: bool,
+    /// Most participants of a room made with `CREATE_ROOM`.
+    pub client_room_max_participants: u32,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +80,8 @@ impl Default for EngineConfig {
             join_attempts_burst: 5,
             join_attempt_refill: Duration::from_secs(2),
             meeting_max_participants: 25,
+            client_rooms: true,
+            client_room_max_participants: 50,
         }
     }
 }
@@ -209,7 +215,7 @@ struct Room {
     waiting: Vec<SessionId>,
     /// The meeting code, for rooms made by `CREATE_MEETING`.
     code: Option<String>,
-    /// Closed when its last member leaves (meetings made by clients).
+    /// Closed when its last member leaves (rooms made by clients).
     ephemeral: bool,
     /// The `seq` of the room's last event.
     seq: u64,
@@ -306,10 +312,15 @@ impl Engine {
 
     /// Adds a room; its kind must be registered and its options valid.
     pub fn create_room(&mut self, spec: RoomSpec) -> Result<(), RoomError> {
-        self.create_room_with(spec, None)
+        self.create_room_with(spec, None, false)
     }
 
-    fn create_room_with(&mut self, spec: RoomSpec, code: Option<String>) -> Result<(), RoomError> {
+    fn create_room_with(
+        &mut self,
+        spec: RoomSpec,
+        code: Option<String>,
+        ephemeral: bool,
+    ) -> Result<(), RoomError> {
         control::validate_room_name(&spec.name).map_err(RoomError::BadName)?;
         if self.rooms.contains_key(&spec.name) {
             return Err(RoomError::Exists(spec.name));
@@ -338,7 +349,7 @@ impl Engine {
                 installed: HashMap::new(),
                 muted: HashSet::new(),
                 waiting: Vec::new(),
-                ephemeral: code.is_some(),
+                ephemeral,
                 code: code.clone(),
                 seq: 0,
             },
@@ -588,6 +599,21 @@ impl Engine {
             ClientMessage::CreateMeeting { end_with_host } => {
                 self.on_create_meeting(now, id, end_with_host)
             }
+            ClientMessage::CreateRoom {
+                room,
+                kind,
+                max_participants,
+                options,
+            } => self.on_create_room(
+                now,
+                id,
+                RoomSpec {
+                    name: room,
+                    kind,
+                    max_participants,
+                    options,
+                },
+            ),
             ClientMessage::Leave => {
                 if self.sessions.get(&id).is_some_and(|s| s.room.is_some()) {
                     self.leave_room(now, id, LeaveReason::Left);
@@ -798,7 +824,7 @@ impl Engine {
             max_participants: self.cfg.meeting_max_participants,
             options,
         };
-        if let Err(e) = self.create_room_with(spec, Some(code.clone())) {
+        if let Err(e) = self.create_room_with(spec, Some(code.clone()), true) {
             let msg = format!("CREATE_MEETING: {e}");
             return self.send(
                 id,
@@ -817,6 +843,75 @@ impl Engine {
             },
         );
         self.enter_room(now, id, &name);
+    }
+
+    /// `CREATE_ROOM`: a room a client made, closed when it empties; costs
+    /// one of the address's join attempts.
+    fn on_create_room(&mut self, now: Instant, id: SessionId, mut spec: RoomSpec) {
+        if !self.cfg.client_rooms {
+            return self.protocol_error(
+                now,
+                id,
+                ErrorCode::NotSupported,
+                "CREATE_ROOM: this router does not let clients create rooms",
+            );
+        }
+        if let Some(msg) = self.busy_elsewhere(id, "CREATE_ROOM") {
+            return self.protocol_error(now, id, ErrorCode::AlreadyInRoom, msg);
+        }
+        if spec.kind == "meeting" {
+            return self.protocol_error(
+                now,
+                id,
+                ErrorCode::BadField,
+                "CREATE_ROOM: meetings are made with CREATE_MEETING",
+            );
+        }
+        let limit = self.cfg.client_room_max_participants;
+        if spec.max_participants > limit {
+            return self.protocol_error(
+                now,
+                id,
+                ErrorCode::BadField,
+                format!("CREATE_ROOM: max_participants is at most {limit}"),
+            );
+        }
+        if spec.max_participants == 0 {
+            spec.max_participants = limit;
+        }
+        let Some(ip) = self.sessions.get(&id).map(|s| s.peer.ip()) else {
+            return;
+        };
+        if let Err(wait) = self.take_join_attempt(now, ip) {
+            self.stats.join_attempts_limited += 1;
+            return self.send(
+                id,
+                ServerMessage::Error {
+                    code: ErrorCode::RateLimited,
+                    message: format!(
+                        "CREATE_ROOM: too many rooms created from {ip}; retry in {:.1} s",
+                        wait.as_secs_f32()
+                    ),
+                },
+            );
+        }
+        let name = spec.name.clone();
+        match self.create_room_with(spec, None, true) {
+            Ok(()) => self.enter_room(now, id, &name),
+            Err(RoomError::TooMany(max)) => self.send(
+                id,
+                ServerMessage::Full {
+                    scope: FullScope::Server,
+                    message: format!("the router hosts at most {max} rooms"),
+                },
+            ),
+            Err(e @ RoomError::Exists(_)) => {
+                self.protocol_error(now, id, ErrorCode::RoomExists, format!("CREATE_ROOM: {e}"))
+            }
+            Err(e) => {
+                self.protocol_error(now, id, ErrorCode::BadField, format!("CREATE_ROOM: {e}"))
+            }
+        }
     }
 
     /// Checks capacity and nickname, then lets the room's plugin admit the

@@ -1153,3 +1153,71 @@ fn a_guest_who_disconnects_while_waiting_leaves_the_lobby() {
     assert!(matches!(&s.take(3)[..], [ServerMessage::Left { .. }]));
     assert_eq!(s.lobby(1), Some(vec![]));
 }
+
+#[test]
+fn a_client_creates_a_room_that_closes_when_it_empties() {
+    let mut s = Sim::new();
+    s.hello(1, "ann");
+    s.line(
+        1,
+        r#"{"type":"CREATE_ROOM","room":"team","kind":"chat","options":{"history":5}}"#,
+    );
+    assert!(
+        s.take(1)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Joined { room, kind, .. } if room == "team" && kind == "chat"))
+    );
+    let info = s
+        .engine
+        .room_info("team")
+        .map(|i| (i.participants, i.max_participants));
+    assert_eq!(info, Some((1, 50)), "the router's limit for client rooms");
+    // Others join it by name; taken names, bad kinds and bad options are refused.
+    s.hello(2, "bob");
+    s.line(2, r#"{"type":"CREATE_ROOM","room":"team","kind":"ptt"}"#);
+    assert_eq!(s.errors(2), [ErrorCode::RoomExists]);
+    for bad in [
+        r#"{"type":"CREATE_ROOM","room":"x","kind":"karaoke"}"#,
+        r#"{"type":"CREATE_ROOM","room":"x","kind":"meeting"}"#,
+        r#"{"type":"CREATE_ROOM","room":"x y","kind":"ptt"}"#,
+        r#"{"type":"CREATE_ROOM","room":"x","kind":"ptt","options":{"colour":"red"}}"#,
+        r#"{"type":"CREATE_ROOM","room":"x","kind":"ptt","max_participants":51}"#,
+    ] {
+        s.line(2, bad);
+        assert_eq!(s.errors(2), [ErrorCode::BadField], "{bad}");
+    }
+    assert!(s.engine.room_info("x").is_none());
+    s.line(2, r#"{"type":"JOIN","room":"team"}"#);
+    s.line(1, r#"{"type":"LEAVE"}"#);
+    assert!(s.engine.room_info("team").is_some(), "bob is still in it");
+    s.line(2, r#"{"type":"LEAVE"}"#);
+    assert!(s.engine.room_info("team").is_none(), "closed when empty");
+    // Configured rooms stay when empty.
+    assert!(s.engine.room_info("lobby").is_some());
+    // Creating costs a join attempt of the address (as does a refused
+    // attempt, so names cannot be probed fast): the sixth at once waits.
+    s.advance(Duration::from_secs(10));
+    s.take(2);
+    for i in 0..5 {
+        s.line(
+            2,
+            &format!(r#"{{"type":"CREATE_ROOM","room":"r{i}","kind":"ptt"}}"#),
+        );
+        s.line(2, r#"{"type":"LEAVE"}"#);
+    }
+    assert!(s.errors(2).is_empty());
+    s.line(2, r#"{"type":"CREATE_ROOM","room":"r5","kind":"ptt"}"#);
+    assert_eq!(s.errors(2), [ErrorCode::RateLimited]);
+}
+
+#[test]
+fn a_router_may_refuse_client_rooms() {
+    let cfg = EngineConfig {
+        client_rooms: false,
+        ..EngineConfig::default()
+    };
+    let mut s = Sim::with(cfg, vec![]);
+    s.hello(1, "ann");
+    s.line(1, r#"{"type":"CREATE_ROOM","room":"team","kind":"ptt"}"#);
+    assert_eq!(s.errors(1), [ErrorCode::NotSupported]);
+}
