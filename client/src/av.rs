@@ -52,6 +52,8 @@ pub struct LaneConfig {
     pub source: Option<Source>,
     /// Where received media goes (audio: after mixing; video: one per sender).
     pub sink: Sink,
+    /// Where to show what is sent, too (a video preview).
+    pub preview: Option<Sink>,
 }
 
 impl LaneConfig {
@@ -61,6 +63,7 @@ impl LaneConfig {
             params: BTreeMap::new(),
             source,
             sink,
+            preview: None,
         }
     }
 }
@@ -162,6 +165,8 @@ pub struct ReceiveStats {
     pub jb_late: u64,
     pub jb_duplicates: u64,
     pub jb_avg_jitter_ms: f64,
+    /// Buffers (video: frames) the chain's sink rendered.
+    pub rendered: u64,
 }
 
 /// Every stream's figures at one moment.
@@ -180,6 +185,10 @@ pub struct StatsSnapshot {
 struct Chain {
     jitter: Option<gst::Element>,
     out: Option<gst_app::AppSink>,
+    /// The element named `view` (a [`Sink::Element`]).
+    view: Option<gst::Element>,
+    /// The chain's last element, whose `stats` count rendered frames.
+    sink: Option<gst::Element>,
 }
 
 #[derive(Default)]
@@ -202,6 +211,7 @@ struct Lane {
     source: Option<gst::Element>,
     out: Option<gst_app::AppSink>,
     final_sink: Option<gst::Element>,
+    preview: Option<gst::Element>,
     chains: Arc<Mutex<BTreeMap<u32, Chain>>>,
     errors: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
@@ -382,9 +392,10 @@ impl Lane {
 
         // Send half: the definition's encoder and payloader, behind a valve.
         let send_done = Arc::new(AtomicBool::new(false));
-        let (gate, source) = match &config.source {
+        let (gate, source, preview) = match &config.source {
             Some(src) => {
-                let (bin, payloader) = def.send_bin(src, &config.params)?;
+                let (bin, payloader) =
+                    def.send_bin_with_preview(src, &config.params, config.preview.as_ref())?;
                 if payloader.find_property("ssrc").is_some() {
                     payloader.set_property("ssrc", ssrc);
                 }
@@ -414,9 +425,9 @@ impl Lane {
                     &static_pad(&session, "send_rtp_src")?,
                     &static_pad(rtp_out.upcast_ref(), "sink")?,
                 )?;
-                (Some(valve), bin.by_name("src"))
+                (Some(valve), bin.by_name("src"), bin.by_name("view"))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
 
         // Audio from every sender meets in one mixer.
@@ -506,6 +517,7 @@ impl Lane {
             source,
             out,
             final_sink,
+            preview,
             chains,
             errors,
             stop: Arc::new(AtomicBool::new(false)),
@@ -591,9 +603,17 @@ fn add_chain(
     }
     link(pad, &static_pad(rb.bin.upcast_ref(), "sink")?)?;
     rb.bin.sync_state_with_parent().map_err(gst_err)?;
+    let last = rb
+        .bin
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .find(|e| e.element_flags().contains(gst::ElementFlags::SINK));
     Ok(Chain {
         jitter: rb.jitter,
         out: rb.out,
+        view: rb.bin.by_name("view"),
+        sink: last,
     })
 }
 
@@ -710,6 +730,24 @@ impl Av {
             .iter()
             .filter_map(|(ssrc, c)| c.out.clone().map(|o| (Some(*ssrc), o)))
             .collect()
+    }
+
+    /// The `view` elements ([`Sink::Element`]) of a lane, one per remote
+    /// sender, by SSRC.
+    pub fn views(&self, kind: Kind) -> Vec<(u32, gst::Element)> {
+        self.lane(kind)
+            .map(|l| {
+                lock(&l.chains)
+                    .iter()
+                    .filter_map(|(ssrc, c)| c.view.clone().map(|v| (*ssrc, v)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The preview element of a lane that shows what it sends.
+    pub fn preview(&self, kind: Kind) -> Option<gst::Element> {
+        self.lane(kind).and_then(|l| l.preview.clone())
     }
 
     /// Errors the pipelines reported so far.
@@ -857,6 +895,11 @@ fn lane_stats(lane: &Lane, snap: &mut StatsSnapshot) {
             r.jb_late = field(&js, "num-late").unwrap_or(0);
             r.jb_duplicates = field(&js, "num-duplicates").unwrap_or(0);
             r.jb_avg_jitter_ms = field::<u64>(&js, "avg-jitter").unwrap_or(0) as f64 / 1e6;
+        }
+        if let Some(sink) = &chain.sink
+            && sink.find_property("stats").is_some()
+        {
+            r.rendered = field(&sink.property::<gst::Structure>("stats"), "rendered").unwrap_or(0);
         }
         snap.received.push(r);
     }

@@ -375,9 +375,40 @@ impl Definition {
         source: &Source,
         params: &BTreeMap<String, String>,
     ) -> Result<(gst::Bin, gst::Element), BuildError> {
-        let desc = self
-            .send_description(source, params)
-            .map_err(BuildError::Params)?;
+        self.send_bin_with_preview(source, params, None)
+    }
+
+    /// [`Definition::send_bin`] with the source also shown locally: a `tee`
+    /// after the source feeds `preview` (its element named `view` when it
+    /// is a [`Sink::Element`]) through a leaky queue, so a slow preview
+    /// never holds up what is sent.
+    pub fn send_bin_with_preview(
+        &self,
+        source: &Source,
+        params: &BTreeMap<String, String>,
+        preview: Option<&Sink>,
+    ) -> Result<(gst::Bin, gst::Element), BuildError> {
+        let desc = match preview {
+            None => self.send_description(source, params),
+            Some(sink) => self.vars(source, &Sink::Discard, params).and_then(|mut vars| {
+                let teed = format!(
+                    "{} ! tee name=preview_tee ! queue max-size-buffers=2 leaky=downstream",
+                    source.fragment(self.media)
+                );
+                vars.insert("source".into(), teed);
+                render(&self.send, &vars).map(|d| {
+                    let convert = match self.media {
+                        Media::Video => "videoconvert ! videoscale",
+                        Media::Audio => "audioconvert ! audioresample",
+                    };
+                    format!(
+                        "{d} preview_tee. ! queue max-size-buffers=2 leaky=downstream ! {convert} ! {}",
+                        sink.fragment(self.media)
+                    )
+                })
+            }),
+        }
+        .map_err(BuildError::Params)?;
         let bin = parse_bin(&desc)?;
         let upstream = cut_out(&bin, "rtp", "sink")?;
         let payloader = upstream

@@ -24,6 +24,9 @@ pub enum Source {
     File(PathBuf),
     /// An `appsrc name=src` the program pushes raw media into.
     App,
+    /// A chosen device or element: a factory and its properties
+    /// (`element:v4l2src device=/dev/video1`).
+    Element(String),
 }
 
 /// Where received media goes.
@@ -40,6 +43,23 @@ pub enum Sink {
     /// Left open: an `identity name=tail` whose output the program links
     /// itself (the client's audio mixer).
     Tail,
+    /// A chosen device or element, named `view` so the program can find it
+    /// (`element:gtk4paintablesink`, `element:pulsesink device=x`).
+    Element(String),
+}
+
+/// Checks an `element:` description: a factory name, then `key=value`
+/// properties, in characters that cannot break out of a launch line.
+fn element(rest: &str) -> Result<String, String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || " =._-/:,".contains(c);
+    let factory = rest.split_whitespace().next().unwrap_or("");
+    if factory.is_empty() || !rest.chars().all(ok) || factory.contains('=') {
+        return Err("element: a factory and key=value properties are required, as in element:v4l2src device=/dev/video0".into());
+    }
+    if rest.split_whitespace().skip(1).any(|p| !p.contains('=')) {
+        return Err("element: properties are key=value".into());
+    }
+    Ok(rest.to_owned())
 }
 
 fn quoted_path(p: &std::path::Path) -> String {
@@ -77,6 +97,7 @@ impl Source {
                 quoted_path(p)
             ),
             (Source::App, _) => "appsrc name=src is-live=true format=time".into(),
+            (Source::Element(e), _) => e.clone(),
         }
     }
 }
@@ -94,6 +115,7 @@ impl Sink {
             (Sink::Wav(_), Media::Video) | (Sink::Discard, _) => "fakesink sync=false".into(),
             (Sink::App, _) => "appsink name=out sync=false".into(),
             (Sink::Tail, _) => "identity name=tail".into(),
+            (Sink::Element(e), _) => format!("{e} name=view"),
         }
     }
 }
@@ -141,8 +163,9 @@ impl FromStr for Source {
             "mic" | "camera" | "device" => Ok(Source::Device),
             "file" => Ok(Source::File(path(rest, "file")?)),
             "app" => Ok(Source::App),
+            "element" => Ok(Source::Element(element(rest)?)),
             _ => Err(format!(
-                "unknown source `{s}`; use silence, tone[:FREQ[:VOLUME]], pattern:NAME, mic, camera, file:PATH or app"
+                "unknown source `{s}`; use silence, tone[:FREQ[:VOLUME]], pattern:NAME, mic, camera, file:PATH, element:FACTORY [KEY=VALUE…] or app"
             )),
         }
     }
@@ -159,8 +182,9 @@ impl FromStr for Sink {
             "app" => Ok(Sink::App),
             "discard" | "null" => Ok(Sink::Discard),
             "tail" => Ok(Sink::Tail),
+            "element" => Ok(Sink::Element(element(rest)?)),
             _ => Err(format!(
-                "unknown sink `{s}`; use speakers, screen, wav:PATH, app or discard"
+                "unknown sink `{s}`; use speakers, screen, wav:PATH, element:FACTORY [KEY=VALUE…], app or discard"
             )),
         }
     }
@@ -175,6 +199,7 @@ impl fmt::Display for Source {
             Source::Device => write!(f, "device"),
             Source::File(p) => write!(f, "file:{}", p.display()),
             Source::App => write!(f, "app"),
+            Source::Element(e) => write!(f, "element:{e}"),
         }
     }
 }

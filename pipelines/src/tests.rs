@@ -168,6 +168,26 @@ fn params_and_sources_are_checked() {
     assert!("file:".parse::<Source>().is_err());
     assert!("wav:a\"b".parse::<Sink>().is_err());
     assert!("radio".parse::<Source>().is_err_and(|e| e.contains("tone")));
+    // A chosen device: a factory and key=value properties, nothing that
+    // could start another branch of the pipeline.
+    assert_eq!(
+        "element:v4l2src device=/dev/video1".parse(),
+        Ok(Source::Element("v4l2src device=/dev/video1".into()))
+    );
+    assert_eq!(
+        Sink::Element("gtk4paintablesink".into()).fragment(Media::Video),
+        "gtk4paintablesink name=view"
+    );
+    for bad in [
+        "element:",
+        "element:a ! filesink",
+        "element:pulsesrc dev",
+        "element:x=1",
+        "element:a \"b\"",
+    ] {
+        assert!(bad.parse::<Source>().is_err(), "{bad}");
+        assert!(bad.parse::<Sink>().is_err(), "{bad}");
+    }
 }
 
 /// Both halves of `def`: a 440 Hz tone in, decoded media to an app sink.
