@@ -500,8 +500,17 @@ impl RoomModel {
         );
     }
 
-    /// Progress of a transfer (from the file drivers).
-    pub fn progress(&mut self, id: u64, done: u64, cwnd: Option<f64>) {
+    /// Progress of a transfer (from the file drivers). The first report
+    /// of one we offered gives it its id.
+    pub fn progress(&mut self, id: u64, done: u64, total: u64, cwnd: Option<f64>) {
+        if !self.transfers.contains_key(&id)
+            && let Some(mut t) = self.transfers.remove(&0)
+        {
+            t.id = id;
+            t.total = total;
+            t.peer = "the meeting".into();
+            self.transfers.insert(id, t);
+        }
         if let Some(t) = self.transfers.get_mut(&id) {
             t.done = t.done.max(done);
             if cwnd.is_some() {

@@ -251,7 +251,7 @@ fn a_meeting_host_sees_the_lobby_and_media_state() {
         },
         now,
     );
-    r.progress(5, 4, Some(6.0));
+    r.progress(5, 4, 10, Some(6.0));
     assert_eq!(r.transfers[&5].label(), "notes.txt to ann: 40%, window 6.0");
     r.apply(
         &ServerMessage::FileResult {

@@ -347,10 +347,14 @@ pub async fn receive_file(
     }
 }
 
-/// `dir/name`, or `dir/name (2)`… if taken. The router has already refused
-/// names that are paths.
-fn free_name(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
+/// `dir/name`, or `dir/name (2)`… if taken. The router refuses names that
+/// are paths; only the last component is used all the same.
+pub fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let name = Path::new(name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let first = dir.join(&name);
     if !first.exists() {
         return first;
     }

@@ -1,0 +1,231 @@
+//! Media for the room we are in: one [`Av`] with an audio lane and, in
+//! meetings, a video lane whose remote senders and preview end in video
+//! sink elements handed to the window. Floor rooms open the microphone
+//! only while we hold the floor; open voice and meetings follow the
+//! microphone and camera toggles.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use client::Media;
+use client::av::{Av, AvOptions, LaneConfig, video_reports};
+use pipelines::{Catalog, Media as Kind, Sink, Source};
+use proto::control::ClientMessage;
+use tokio::sync::mpsc;
+
+use super::{Emitter, Event, Options, Shared, lock};
+
+/// Devices and codecs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaChoice {
+    pub microphone: Source,
+    pub speaker: Sink,
+    pub camera: Source,
+    /// Pipeline definition names.
+    pub audio_codec: String,
+    pub video_codec: String,
+    /// Beeps on floor grant and release.
+    pub tones: bool,
+}
+
+impl Default for MediaChoice {
+    fn default() -> Self {
+        Self {
+            microphone: Source::Device,
+            speaker: Sink::Device,
+            camera: Source::Device,
+            audio_codec: "opus".into(),
+            video_codec: "jpeg".into(),
+            tones: true,
+        }
+    }
+}
+
+impl MediaChoice {
+    /// From saved settings; names that do not parse fall back to devices.
+    pub fn from_settings(s: &crate::model::settings::Settings) -> Self {
+        Self {
+            microphone: s.microphone.parse().unwrap_or(Source::Device),
+            speaker: s.speaker.parse().unwrap_or(Sink::Device),
+            camera: s.camera.parse().unwrap_or(Source::Device),
+            audio_codec: s.audio_codec.clone(),
+            video_codec: s.video_codec.clone(),
+            tones: s.tones,
+        }
+    }
+}
+
+/// Media while in a room.
+pub(crate) struct Running {
+    av: Arc<Av>,
+    kind: String,
+    /// Floor rooms send only while holding the floor.
+    floor: bool,
+    shown: BTreeSet<u32>,
+    preview_sent: bool,
+    tones: bool,
+}
+
+impl Running {
+    pub(crate) fn is_meeting(&self) -> bool {
+        self.kind == "meeting"
+    }
+
+    /// Opens or closes the microphone for a floor grant.
+    pub(crate) fn talk(&self, on: bool) {
+        self.av.transmit(Kind::Audio, on);
+        if self.tones {
+            beep(if on { 880.0 } else { 440.0 });
+        }
+    }
+
+    /// The microphone and camera toggles (rooms without a floor).
+    pub(crate) fn apply_toggles(&self, audio: bool, video: bool) {
+        if !self.floor {
+            self.av.transmit(Kind::Audio, audio);
+        }
+        self.av.transmit(Kind::Video, video);
+    }
+}
+
+/// A short local beep (talk permit and end tones), on its own pipeline.
+fn beep(freq: f64) {
+    let desc = format!(
+        "audiotestsrc wave=sine freq={freq} volume=0.3 num-buffers=8 samplesperbuffer=960 ! audioconvert ! autoaudiosink"
+    );
+    std::thread::spawn(move || {
+        use gst::prelude::*;
+        let Ok(p) = gst::parse::launch(&desc) else {
+            return;
+        };
+        let _ = p.set_state(gst::State::Playing);
+        if let Some(bus) = p.bus() {
+            let _ = bus.timed_pop_filtered(
+                gst::ClockTime::from_seconds(2),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            );
+        }
+        let _ = p.set_state(gst::State::Null);
+    });
+}
+
+pub(crate) async fn start(
+    kind: &str,
+    media: Media,
+    out: &Emitter,
+    shared: &Shared,
+    opts: &Options,
+    control: &mpsc::Sender<ClientMessage>,
+) -> Result<(), String> {
+    stop(shared);
+    let (choice, mic_on, cam_on) = {
+        let l = lock(shared);
+        (l.choice.clone(), l.mic_on, l.cam_on)
+    };
+    let catalog = Catalog::load_default().map_err(|e| e.to_string())?;
+    let audio = catalog.require(&choice.audio_codec)?.clone();
+    let mut lanes = vec![LaneConfig::new(
+        audio,
+        Some(choice.microphone.clone()),
+        choice.speaker.clone(),
+    )];
+    let meeting = kind == "meeting";
+    if meeting {
+        let video = catalog.require(&choice.video_codec)?.clone();
+        let view = Sink::Element(opts.video_sink.clone());
+        let mut lane = LaneConfig::new(video, Some(choice.camera.clone()), view.clone());
+        lane.preview = Some(view);
+        lanes.push(lane);
+    }
+    let av = Av::start(
+        &media,
+        lanes,
+        AvOptions {
+            // Meetings hear of loss quickly (adaptive video).
+            rtcp_interval: Duration::from_millis(if meeting { 250 } else { 1000 }),
+            ..AvOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let floor = matches!(kind, "ptt" | "chat");
+    let running = Running {
+        av: Arc::new(av),
+        kind: kind.into(),
+        floor,
+        shown: BTreeSet::new(),
+        preview_sent: false,
+        tones: choice.tones && choice.speaker != Sink::Discard,
+    };
+    if !floor {
+        running.apply_toggles(mic_on, meeting && cam_on);
+    }
+    lock(shared).media = Some(running);
+    if meeting {
+        let _ = control
+            .send(ClientMessage::MediaState {
+                audio: mic_on,
+                video: cam_on,
+            })
+            .await;
+    }
+    tick(out, shared, control).await;
+    Ok(())
+}
+
+/// Stops media (leaving the room, losing the connection).
+pub(crate) fn stop(shared: &Shared) {
+    let running = {
+        let mut l = lock(shared);
+        l.holding = false;
+        l.media.take()
+    };
+    if let Some(r) = running {
+        // Stopping waits for the pipelines: not on the runtime's threads.
+        std::thread::spawn(move || r.av.stop(Duration::from_millis(100)));
+    }
+}
+
+/// Twice a second: new and gone video senders, the preview, statistics,
+/// and in meetings our receivers' reports for adaptive video.
+pub(crate) async fn tick(out: &Emitter, shared: &Shared, control: &mpsc::Sender<ClientMessage>) {
+    let (stats, reports) = {
+        let mut l = lock(shared);
+        let cam_on = l.cam_on;
+        let Some(r) = l.media.as_mut() else { return };
+        let views = r.av.views(Kind::Video);
+        for (ssrc, sink) in &views {
+            if r.shown.insert(*ssrc) {
+                out.emit(Event::Video {
+                    ssrc: *ssrc,
+                    sink: sink.clone(),
+                });
+            }
+        }
+        let now: BTreeSet<u32> = views.iter().map(|v| v.0).collect();
+        for gone in r.shown.difference(&now).copied().collect::<Vec<_>>() {
+            r.shown.remove(&gone);
+            out.emit(Event::VideoGone { ssrc: gone });
+        }
+        if !r.preview_sent
+            && let Some(p) = r.av.preview(Kind::Video)
+        {
+            r.preview_sent = true;
+            out.emit(Event::Preview(p));
+        }
+        let stats = r.av.stats();
+        let reports = if r.is_meeting() && cam_on {
+            video_reports(&stats)
+        } else {
+            Vec::new()
+        };
+        for e in r.av.errors() {
+            tracing::debug!(error = %e, "pipeline");
+        }
+        (stats, reports)
+    };
+    out.emit(Event::Stats(stats));
+    if !reports.is_empty() {
+        let _ = control.try_send(ClientMessage::VideoStats { reports });
+    }
+}
