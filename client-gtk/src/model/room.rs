@@ -226,11 +226,22 @@ impl RoomModel {
         match msg {
             ServerMessage::Userlist { users, .. } => {
                 self.set_users(users);
-                // The holder may have left: then the floor is free.
+                // The holder may have left: then the floor is free. A
+                // joiner learns who holds it from the `talking` flag.
                 if let Floor::Taken { holder } = &self.floor
                     && !self.members.iter().any(|m| &m.nickname == holder)
                 {
                     self.floor = Floor::Free;
+                }
+                let talker = self.members.iter().find(|m| m.talking);
+                if self.has_floor()
+                    && self.floor == Floor::Free
+                    && let Some(t) = talker
+                    && t.session_id != self.me
+                {
+                    self.floor = Floor::Taken {
+                        holder: t.nickname.clone(),
+                    };
                 }
             }
             ServerMessage::MicGranted {

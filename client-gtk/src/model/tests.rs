@@ -118,6 +118,20 @@ fn the_status_line_follows_the_floor() {
 }
 
 #[test]
+fn a_joiner_sees_who_holds_the_floor_from_the_userlist() {
+    let now = Instant::now();
+    let mut r = RoomModel::new("dispatch", "ptt", 1, "ann");
+    r.apply(
+        &ServerMessage::Userlist {
+            room: "dispatch".into(),
+            users: vec![user(1, "ann", false), user(2, "bob", true)],
+        },
+        now,
+    );
+    assert_eq!(r.status(now).text, "bob is speaking");
+}
+
+#[test]
 fn a_holder_who_leaves_frees_the_floor() {
     let now = Instant::now();
     let mut r = ptt();

@@ -865,7 +865,7 @@ impl SbWindow {
         for m in &room.members {
             let mut marks = Vec::new();
             if m.talking {
-                marks.push("🔊 talking");
+                marks.push("● talking");
             }
             if m.muted {
                 marks.push("muted");

@@ -1,0 +1,523 @@
+//! The real desktop client under Xvfb against a real router: screenshots
+//! of each screen (written to docs/screenshots), the space bar seen at the
+//! router through gRPC WatchRoom, a meeting with video tiles and the
+//! host's lobby, the statistics window, and a router restart survived.
+//!
+//! Each test starts its own X server (`Xvfb -displayfd`), so the tests need
+//! Xvfb, xdotool and ImageMagick's `import` (scripts/test installs them).
+//! The client's log says what it shows (`ui: status …`, `ui: page …`);
+//! the router says what it did.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use client::Session;
+use client::av::{Av, AvOptions, LaneConfig};
+use pipelines::{Catalog, Sink, Source};
+use proto::admin::{
+    LobbyDecisionRequest, ParticipantRef, RoomEvent, participant_ref, WatchRoomRequest, room_event::Event as Ev,
+};
+use proto::control::{ClientMessage, ServerMessage};
+use switchboard_tests::{admin, describe, start_router};
+use tokio_stream::StreamExt;
+
+/// One GUI test at a time: two cores, each test runs a router, an X server,
+/// the client and GStreamer pipelines.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An X server of our own.
+struct Display {
+    child: Child,
+    name: String,
+}
+
+impl Display {
+    fn start() -> Display {
+        let mut child = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("Xvfb: {e} (scripts/test installs xvfb)"));
+        let mut out = child.stdout.take().unwrap_or_else(|| panic!("Xvfb stdout"));
+        let mut num = String::new();
+        let mut byte = [0u8; 1];
+        while out.read(&mut byte).map(|n| n == 1).unwrap_or(false) && byte[0] != b'\n' {
+            num.push(byte[0] as char);
+        }
+        assert!(!num.is_empty(), "Xvfb gave no display number");
+        Display {
+            child,
+            name: format!(":{}", num.trim()),
+        }
+    }
+
+    fn tool(&self, program: &str, args: &[&str]) -> String {
+        let out = Command::new(program)
+            .args(args)
+            .env("DISPLAY", &self.name)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The id of the first window whose title matches.
+    fn window(&self, title: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("xdotool")
+                .args(["search", "--name", title])
+                .env("DISPLAY", &self.name)
+                .output()
+                .unwrap_or_else(|e| panic!("xdotool: {e}"));
+            let text = String::from_utf8_lossy(&out.stdout);
+            if let Some(id) = text.lines().next() {
+                return id.trim().to_owned();
+            }
+            assert!(Instant::now() < deadline, "no window titled {title}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Puts the pointer (and so the keyboard focus) on a window.
+    fn focus(&self, window: &str) {
+        self.tool("xdotool", &["mousemove", "--window", window, "400", "300"]);
+    }
+
+    /// Saves a screenshot of the whole screen or one window.
+    fn screenshot(&self, window: Option<&str>, name: &str) -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join(name);
+        let target = window.unwrap_or("root");
+        self.tool("import", &["-window", target, &path.to_string_lossy()]);
+        assert!(
+            std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 5_000,
+            "{name} is empty"
+        );
+        path
+    }
+}
+
+impl Drop for Display {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The desktop client, with its log collected.
+struct Gui {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    _config: PathBuf,
+}
+
+impl Gui {
+    fn start(display: &Display, args: &[&str]) -> Gui {
+        let config = std::env::temp_dir().join(format!(
+            "sb-gui-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&config).unwrap_or_else(|e| panic!("{e}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-gtk"))
+            .args(args)
+            .env("DISPLAY", &display.name)
+            .env("XDG_CONFIG_HOME", &config)
+            .env("GTK_A11Y", "none")
+            .env("NO_AT_BRIDGE", "1")
+            .env("RUST_LOG", "info")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("switchboard-gtk: {e}"));
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("stderr"));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("gui| {line}");
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        Gui {
+            child,
+            log,
+            _config: config,
+        }
+    }
+
+    /// Waits until a log line contains every one of `parts`; returns it.
+    async fn wait_log(&self, parts: &[&str], within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut seen = 0;
+        loop {
+            {
+                let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+                for line in &log[seen..] {
+                    if parts.iter().all(|p| line.contains(p)) {
+                        return line.clone();
+                    }
+                }
+                seen = log.len();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the client never logged {parts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Gui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The next room event that `f` picks, from a WatchRoom stream.
+async fn next_event<T>(
+    stream: &mut tonic::Streaming<RoomEvent>,
+    what: &str,
+    f: impl Fn(&RoomEvent) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => panic!("the router never showed {what}"),
+            Ok(None) => panic!("WatchRoom ended before {what}"),
+            Ok(Some(Err(e))) => panic!("WatchRoom: {e}"),
+            Ok(Some(Ok(ev))) => {
+                eprintln!("router| {}", describe(&ev));
+                if let Some(t) = f(&ev) {
+                    return t;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_screen_then_connecting_from_the_keyboard() {
+    let _one = SERIAL.lock().await;
+    let router = start_router(|_| {}).await;
+    let display = Display::start();
+    let server = router.control_addr().to_string();
+    let gui = Gui::start(&display, &["--server", &server, "--nickname", "alice"]);
+    gui.wait_log(&["ui: status", "Disconnected"], WAIT).await;
+    let win = display.window("^Switchboard$");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    display.screenshot(None, "connect.png");
+    // Enter in the nickname field (which has the focus) connects.
+    display.focus(&win);
+    display.tool("xdotool", &["key", "Return"]);
+    gui.wait_log(&["ui: page", "rooms"], WAIT).await;
+    gui.wait_log(&["link=Connected as alice"], WAIT).await;
+    // The server and nickname are remembered for next time.
+    let saved = std::fs::read_to_string(gui._config.join("switchboard/client.toml"))
+        .unwrap_or_else(|e| panic!("settings: {e}"));
+    assert!(saved.contains("nickname = \"alice\""), "{saved}");
+    assert!(saved.contains(&server), "{saved}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    display.screenshot(None, "rooms.png");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_to_talk_with_the_space_bar_seen_at_the_router() {
+    let _one = SERIAL.lock().await;
+    let router = start_router(|c| {
+        let mut room = switchboard_tests::ptt_room("dispatch", 0);
+        room.options
+            .insert("burst_limit_secs".into(), serde_json::json!(30));
+        c.rooms = vec![room];
+    })
+    .await;
+    let addr = router.control_addr();
+    let mut a = admin(&router).await;
+    let mut watch = a
+        .watch_room(WatchRoomRequest {
+            room: "dispatch".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+
+    // bob holds the floor.
+    let mut bob = Session::connect(addr, "bob")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    bob.join("dispatch").await.unwrap_or_else(|e| panic!("{e}"));
+    bob.request_floor(0).await.unwrap_or_else(|e| panic!("{e}"));
+
+    let display = Display::start();
+    let server = addr.to_string();
+    let gui = Gui::start(
+        &display,
+        &[
+            "--server",
+            &server,
+            "--nickname",
+            "gui",
+            "--connect",
+            "--join",
+            "dispatch",
+            "--test-media",
+        ],
+    );
+    gui.wait_log(&["ui: status", "bob is speaking"], WAIT).await;
+    let win = display.window("^Switchboard$");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    display.screenshot(None, "ptt-red.png");
+
+    // bob lets go; the space bar goes down in the window.
+    bob.release_floor().await.unwrap_or_else(|e| panic!("{e}"));
+    gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT).await;
+    display.focus(&win);
+    display.tool("xdotool", &["keydown", "space"]);
+    next_event(&mut watch, "the floor granted to gui", |ev| match &ev.event {
+        Some(Ev::FloorGranted(g)) if g.nickname == "gui" => Some(()),
+        _ => None,
+    })
+    .await;
+    gui.wait_log(&["ui: status", "You can speak"], WAIT).await;
+    // The microphone is open: bob hears the GUI's tone.
+    let heard = wait_for_audio(&mut bob).await;
+    assert!(heard > 10, "bob got {heard} packets from the GUI");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    display.screenshot(None, "ptt-green.png");
+    // Space up: released at the router.
+    display.tool("xdotool", &["keyup", "space"]);
+    next_event(&mut watch, "the floor released by gui", |ev| match &ev.event {
+        Some(Ev::FloorReleased(r)) if r.nickname == "gui" => Some(()),
+        _ => None,
+    })
+    .await;
+    gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT).await;
+}
+
+/// Media packets bob receives within 3 s.
+async fn wait_for_audio(bob: &mut Session) -> usize {
+    let media = bob.bind_media().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut n = 0;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(p)) = media.recv(Duration::from_millis(200)).await
+            && proto::media::classify(&p) == proto::media::PacketKind::Rtp
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn def(name: &str) -> pipelines::Definition {
+    match Catalog::builtin() {
+        Ok(c) => c.require(name).unwrap_or_else(|e| panic!("{e}")).clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A headless guest asking to join; returns its session once let in.
+async fn guest(addr: std::net::SocketAddr, nick: &str, code: &str) -> Session {
+    let s = Session::connect(addr, nick)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.send(ClientMessage::RequestJoin { code: code.into() })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_host_approves_guests_and_sees_their_video() {
+    let _one = SERIAL.lock().await;
+    let router = start_router(|_| {}).await;
+    let addr = router.control_addr();
+    let display = Display::start();
+    let server = addr.to_string();
+    let gui = Gui::start(
+        &display,
+        &[
+            "--server",
+            &server,
+            "--nickname",
+            "host",
+            "--connect",
+            "--create-meeting",
+            "--test-media",
+        ],
+    );
+    let line = gui.wait_log(&["ui: meeting created"], WAIT).await;
+    let code: String = line
+        .rsplit("code=")
+        .next()
+        .map(|c| c.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_default();
+    assert_eq!(code.len(), 6, "{line}");
+    let room = format!("meeting-{code}");
+    gui.wait_log(&["ui: preview"], WAIT).await;
+
+    // Two guests wait in the lobby: the host sees them.
+    let mut ann = guest(addr, "ann", &code).await;
+    let mut bob = guest(addr, "bob", &code).await;
+    gui.wait_log(&["ui: lobby", "ann", "bob"], WAIT).await;
+    let win = display.window("^Switchboard$");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    display.screenshot(None, "meeting-lobby.png");
+
+    // Let them in (as the host's buttons would: ALLOW_JOIN).
+    let mut a = admin(&router).await;
+    for nick in ["ann", "bob"] {
+        a.approve_join(LobbyDecisionRequest {
+            room: room.clone(),
+            participant: Some(ParticipantRef {
+                who: Some(participant_ref::Who::Nickname(nick.into())),
+            }),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut guests = Vec::new();
+    for (s, pattern) in [(&mut ann, "smpte"), (&mut bob, "ball")] {
+        switchboard_tests::wait_for(s, WAIT, "JOINED", |m| {
+            matches!(m, ServerMessage::Joined { .. }).then_some(())
+        })
+        .await;
+        let media = s.bind_media().await.unwrap_or_else(|e| panic!("{e}"));
+        let mut video = LaneConfig::new(
+            def("jpeg"),
+            Some(Source::Pattern(pattern.into())),
+            Sink::Discard,
+        );
+        video.params.insert("framerate".into(), "10".into());
+        let audio = LaneConfig::new(def("opus"), Some(Source::Silence), Sink::Discard);
+        let av = Av::start(&media, vec![audio, video], AvOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        av.transmit(pipelines::Media::Video, true);
+        av.transmit(pipelines::Media::Audio, true);
+        s.send(ClientMessage::MediaState {
+            audio: true,
+            video: true,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        guests.push(av);
+    }
+    gui.wait_log(&["ui: video tile", "tiles=2"], WAIT).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    display.screenshot(None, "meeting-video.png");
+    // The host's camera reaches the guests.
+    let got_video = guests[0]
+        .stats()
+        .received
+        .iter()
+        .any(|r| r.kind == "video" && r.packets_received > 10);
+    assert!(got_video, "ann receives the host's video");
+
+    // Ctrl+I opens the statistics window; after a while its plots have data.
+    display.focus(&win);
+    display.tool("xdotool", &["key", "ctrl+i"]);
+    let stats = display.window("^Statistics");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    display.screenshot(Some(&stats), "stats.png");
+    for av in guests {
+        tokio::task::block_in_place(|| av.stop(Duration::from_millis(100)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
+    let _one = SERIAL.lock().await;
+    // Fixed ports, so the second router is where the first was.
+    let free = |_: ()| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (control, admin_addr) = (free(()), free(()));
+    let media = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = move |c: &mut router::config::Config| {
+        c.control = control;
+        c.admin = admin_addr;
+        c.media = media;
+    };
+    let router = start_router(config).await;
+    let display = Display::start();
+    let server = control.to_string();
+    let gui = Gui::start(
+        &display,
+        &[
+            "--server",
+            &server,
+            "--nickname",
+            "gui",
+            "--connect",
+            "--join",
+            "lobby",
+            "--test-media",
+        ],
+    );
+    gui.wait_log(&["ui: joined", "room=lobby"], WAIT).await;
+    let joined_before = gui.log.lock().map(|l| l.len()).unwrap_or(0);
+
+    router.shutdown().await;
+    gui.wait_log(&["ui: status", "reconnecting"], WAIT).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    display.screenshot(None, "reconnecting.png");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let router = start_router(config).await;
+    // Back in the room: the client says so, and so does the router.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let rejoined = gui
+            .log
+            .lock()
+            .map(|l| {
+                l[joined_before..]
+                    .iter()
+                    .any(|x| x.contains("ui: joined") && x.contains("room=lobby"))
+            })
+            .unwrap_or(false);
+        if rejoined {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the client did not rejoin");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut a = admin(&router).await;
+    let people = a
+        .list_participants(proto::admin::ListParticipantsRequest {
+            room: "lobby".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let names: Vec<_> = people.participants.iter().map(|p| p.nickname.as_str()).collect();
+    assert_eq!(names, ["gui"]);
+    gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT).await;
+}
