@@ -18,7 +18,8 @@ use client::Session;
 use client::av::{Av, AvOptions, LaneConfig};
 use pipelines::{Catalog, Sink, Source};
 use proto::admin::{
-    LobbyDecisionRequest, ParticipantRef, RoomEvent, participant_ref, WatchRoomRequest, room_event::Event as Ev,
+    LobbyDecisionRequest, ParticipantRef, RoomEvent, WatchRoomRequest, participant_ref,
+    room_event::Event as Ev,
 };
 use proto::control::{ClientMessage, ServerMessage};
 use switchboard_tests::{admin, describe, start_router};
@@ -37,7 +38,15 @@ struct Display {
 impl Display {
     fn start() -> Display {
         let mut child = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -123,11 +132,8 @@ struct Gui {
 
 impl Gui {
     fn start(display: &Display, args: &[&str]) -> Gui {
-        let config = std::env::temp_dir().join(format!(
-            "sb-gui-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
+        let config =
+            std::env::temp_dir().join(format!("sb-gui-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&config).unwrap_or_else(|e| panic!("{e}"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-gtk"))
             .args(args)
@@ -292,12 +298,15 @@ async fn push_to_talk_with_the_space_bar_seen_at_the_router() {
 
     // bob lets go; the space bar goes down in the window.
     bob.release_floor().await.unwrap_or_else(|e| panic!("{e}"));
-    gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT).await;
+    gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT)
+        .await;
     display.focus(&win);
     display.tool("xdotool", &["keydown", "space"]);
-    next_event(&mut watch, "the floor granted to gui", |ev| match &ev.event {
-        Some(Ev::FloorGranted(g)) if g.nickname == "gui" => Some(()),
-        _ => None,
+    next_event(&mut watch, "the floor granted to gui", |ev| {
+        match &ev.event {
+            Some(Ev::FloorGranted(g)) if g.nickname == "gui" => Some(()),
+            _ => None,
+        }
     })
     .await;
     gui.wait_log(&["ui: status", "You can speak"], WAIT).await;
@@ -308,12 +317,15 @@ async fn push_to_talk_with_the_space_bar_seen_at_the_router() {
     display.screenshot(None, "ptt-green.png");
     // Space up: released at the router.
     display.tool("xdotool", &["keyup", "space"]);
-    next_event(&mut watch, "the floor released by gui", |ev| match &ev.event {
-        Some(Ev::FloorReleased(r)) if r.nickname == "gui" => Some(()),
-        _ => None,
+    next_event(&mut watch, "the floor released by gui", |ev| {
+        match &ev.event {
+            Some(Ev::FloorReleased(r)) if r.nickname == "gui" => Some(()),
+            _ => None,
+        }
     })
     .await;
-    gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT).await;
+    gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT)
+        .await;
 }
 
 /// Media packets bob receives within 3 s.
@@ -356,6 +368,10 @@ async fn a_meeting_host_approves_guests_and_sees_their_video() {
     let addr = router.control_addr();
     let display = Display::start();
     let server = addr.to_string();
+    let files = std::env::temp_dir().join(format!("sb-gui-files-{}", rand_suffix()));
+    let downloads = files.join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap_or_else(|e| panic!("{e}"));
+    let downloads_arg = downloads.to_string_lossy().into_owned();
     let gui = Gui::start(
         &display,
         &[
@@ -366,13 +382,20 @@ async fn a_meeting_host_approves_guests_and_sees_their_video() {
             "--connect",
             "--create-meeting",
             "--test-media",
+            "--downloads",
+            &downloads_arg,
         ],
     );
     let line = gui.wait_log(&["ui: meeting created"], WAIT).await;
     let code: String = line
         .rsplit("code=")
         .next()
-        .map(|c| c.chars().take_while(char::is_ascii_digit).collect())
+        .map(|c| {
+            c.trim_start_matches('"')
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(code.len(), 6, "{line}");
     let room = format!("meeting-{code}");
@@ -436,6 +459,63 @@ async fn a_meeting_host_approves_guests_and_sees_their_video() {
         .any(|r| r.kind == "video" && r.packets_received > 10);
     assert!(got_video, "ann receives the host's video");
 
+    // A file from the host (Ctrl+O, a path typed into the chooser) reaches
+    // both guests intact; the window's progress reaches 100%.
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sent = files.join("plan.bin");
+    std::fs::write(&sent, &data).unwrap_or_else(|e| panic!("{e}"));
+    let receivers: Vec<_> = [ann, bob]
+        .into_iter()
+        .map(|mut s| {
+            let dir = files.join(format!("rx-{}", rand_suffix()));
+            tokio::spawn(async move {
+                std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+                let got = client::file::receive_file(&mut s, &dir, |_, _| {}, |_| {}).await;
+                (got.map(|r| r.path), s)
+            })
+        })
+        .collect();
+    display.focus(&win);
+    display.tool("xdotool", &["key", "ctrl+o"]);
+    let chooser = display.window("^Send a file$");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    display.focus(&chooser);
+    display.tool(
+        "xdotool",
+        &["type", "--delay", "20", &sent.to_string_lossy()],
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    display.tool("xdotool", &["key", "Return"]);
+    gui.wait_log(
+        &["ui: file done", "plan.bin", "done"],
+        Duration::from_secs(60),
+    )
+    .await;
+    let mut sessions = Vec::new();
+    for r in receivers {
+        let (path, s) = r.await.unwrap_or_else(|e| panic!("{e}"));
+        let path = path.unwrap_or_else(|e| panic!("receive: {e}"));
+        assert_eq!(std::fs::read(&path).ok().as_deref(), Some(&data[..]));
+        sessions.push(s);
+    }
+    // And one to the host, saved in its downloads folder.
+    let mut ann = sessions.remove(0);
+    let back = files.join("minutes.txt");
+    std::fs::write(&back, b"minutes of the meeting\n").unwrap_or_else(|e| panic!("{e}"));
+    client::file::send_file(&mut ann, &back, Some("host"), 1024, |_| {}, |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("send to host: {e}"));
+    gui.wait_log(&["ui: file done", "minutes.txt from ann: done"], WAIT)
+        .await;
+    assert_eq!(
+        std::fs::read(downloads.join("minutes.txt")).ok().as_deref(),
+        Some(&b"minutes of the meeting\n"[..])
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    display.screenshot(None, "meeting-files.png");
+
     // Ctrl+I opens the statistics window; after a while its plots have data.
     display.focus(&win);
     display.tool("xdotool", &["key", "ctrl+i"]);
@@ -481,7 +561,7 @@ async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
             "--test-media",
         ],
     );
-    gui.wait_log(&["ui: joined", "room=lobby"], WAIT).await;
+    gui.wait_log(&["ui: joined", "\"lobby\""], WAIT).await;
     let joined_before = gui.log.lock().map(|l| l.len()).unwrap_or(0);
 
     router.shutdown().await;
@@ -500,7 +580,7 @@ async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
             .map(|l| {
                 l[joined_before..]
                     .iter()
-                    .any(|x| x.contains("ui: joined") && x.contains("room=lobby"))
+                    .any(|x| x.contains("ui: joined") && x.contains("\"lobby\""))
             })
             .unwrap_or(false);
         if rejoined {
@@ -517,7 +597,12 @@ async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .into_inner();
-    let names: Vec<_> = people.participants.iter().map(|p| p.nickname.as_str()).collect();
+    let names: Vec<_> = people
+        .participants
+        .iter()
+        .map(|p| p.nickname.as_str())
+        .collect();
     assert_eq!(names, ["gui"]);
-    gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT).await;
+    gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT)
+        .await;
 }

@@ -95,6 +95,8 @@ pub const CWND: usize = 5;
 #[derive(Debug, Clone)]
 pub struct StatsModel {
     pub plots: Vec<Plot>,
+    /// The time of the newest figure: the right edge of every plot.
+    pub now: f64,
     last: Option<(f64, StatsSnapshot)>,
 }
 
@@ -109,6 +111,7 @@ impl Default for StatsModel {
                 Plot::new("Frame rate", "fps", &["received"]),
                 Plot::new("File window", "chunks", &["cwnd"]),
             ],
+            now: 0.0,
             last: None,
         }
     }
@@ -121,6 +124,7 @@ fn sum<T>(items: &[T], f: impl Fn(&T) -> f64) -> f64 {
 impl StatsModel {
     /// Takes a snapshot taken `t` seconds after the window opened.
     pub fn push(&mut self, t: f64, snap: &StatsSnapshot) {
+        self.now = self.now.max(t);
         for (i, kind) in ["audio", "video"].into_iter().enumerate() {
             let rtt = snap
                 .sent
@@ -190,6 +194,7 @@ impl StatsModel {
 
     /// A file sender's congestion window at `t`.
     pub fn push_cwnd(&mut self, t: f64, cwnd: f64) {
+        self.now = self.now.max(t);
         self.plots[CWND].series[0].push(t, cwnd);
     }
 }

@@ -11,7 +11,11 @@ use gtk::{cairo, glib};
 use client_gtk::model::stats::{Plot, StatsModel, WINDOW_SECS};
 
 /// A plot's drawing area, its caption and the data it draws.
-type PlotArea = (gtk::DrawingArea, gtk::Label, Rc<RefCell<Option<Plot>>>);
+type PlotArea = (
+    gtk::DrawingArea,
+    gtk::Label,
+    Rc<RefCell<Option<(Plot, f64)>>>,
+);
 
 mod imp {
     use super::*;
@@ -78,11 +82,11 @@ impl SbStatsWindow {
                 area.set_vexpand(true);
                 area.set_hexpand(true);
                 area.set_content_height(140);
-                let data: Rc<RefCell<Option<Plot>>> = Rc::default();
+                let data: Rc<RefCell<Option<(Plot, f64)>>> = Rc::default();
                 let d = data.clone();
                 area.set_draw_func(move |_, cr, w, h| {
-                    if let Some(p) = d.borrow().as_ref() {
-                        draw(cr, w, h, p);
+                    if let Some((p, now)) = d.borrow().as_ref() {
+                        draw(cr, w, h, p, *now);
                     }
                 });
                 cell.append(&caption);
@@ -94,25 +98,22 @@ impl SbStatsWindow {
         }
         for ((area, caption, data), plot) in imp.areas.borrow().iter().zip(&model.plots) {
             caption.set_text(&plot.caption());
-            *data.borrow_mut() = Some(plot.clone());
+            *data.borrow_mut() = Some((plot.clone(), model.now));
             area.queue_draw();
         }
     }
 }
 
-fn draw(cr: &cairo::Context, w: i32, h: i32, plot: &Plot) {
+fn draw(cr: &cairo::Context, w: i32, h: i32, plot: &Plot, now: f64) {
     let (w, h) = (f64::from(w), f64::from(h));
     let (left, bottom) = (44.0, 16.0);
     cr.set_source_rgb(0.98, 0.98, 0.98);
     cr.rectangle(0.0, 0.0, w, h);
     let _ = cr.fill();
     let ymax = nice(plot.y_max(1.0) * 1.1);
-    let now = plot
-        .series
-        .iter()
-        .filter_map(|s| s.points.back().map(|p| p.0))
-        .fold(WINDOW_SECS, f64::max);
-    let x = |t: f64| left + (t - (now - WINDOW_SECS)) / WINDOW_SECS * (w - left - 4.0);
+    // Now is the right edge; older points scroll left.
+    let right = 24.0;
+    let x = |t: f64| left + (t - (now - WINDOW_SECS)) / WINDOW_SECS * (w - left - right);
     let y = |v: f64| (h - bottom) - v / ymax * (h - bottom - 6.0);
     // Grid and labels.
     cr.set_line_width(1.0);
@@ -121,15 +122,24 @@ fn draw(cr: &cairo::Context, w: i32, h: i32, plot: &Plot) {
         let v = ymax * f64::from(i) / 4.0;
         cr.set_source_rgb(0.85, 0.85, 0.85);
         cr.move_to(left, y(v));
-        cr.line_to(w - 4.0, y(v));
+        cr.line_to(w - right, y(v));
         let _ = cr.stroke();
         cr.set_source_rgb(0.35, 0.35, 0.35);
         cr.move_to(2.0, y(v) + 3.0);
-        let _ = cr.show_text(&format!("{v:.0}"));
+        let text = if ymax < 10.0 {
+            format!("{v:.1}")
+        } else {
+            format!("{v:.0}")
+        };
+        let _ = cr.show_text(&text);
     }
     for s in [60.0, 45.0, 30.0, 15.0, 0.0] {
         cr.move_to(x(now - s) - 8.0, h - 3.0);
-        let _ = cr.show_text(&format!("-{s:.0}s"));
+        let _ = cr.show_text(&if s == 0.0 {
+            "now".to_owned()
+        } else {
+            format!("-{s:.0}s")
+        });
     }
     // Lines, with a legend.
     cr.set_line_width(2.0);

@@ -502,7 +502,8 @@ impl SbWindow {
     }
 
     /// Space is the talk key unless a text field has the focus; Ctrl+M and
-    /// Ctrl+K toggle microphone and camera, Ctrl+I shows statistics.
+    /// Ctrl+K toggle microphone and camera, Ctrl+I shows statistics, Ctrl+O
+    /// sends a file.
     fn setup_keys(&self, state: &Shared) {
         let keys = gtk::EventControllerKey::new();
         keys.set_propagation_phase(gtk::PropagationPhase::Capture);
@@ -541,6 +542,7 @@ impl SbWindow {
                 gdk::Key::m => imp.mic_toggle.set_active(!imp.mic_toggle.is_active()),
                 gdk::Key::k => imp.cam_toggle.set_active(!imp.cam_toggle.is_active()),
                 gdk::Key::i => self.open_stats(state),
+                gdk::Key::o if imp.files_box.is_visible() => self.choose_file(state),
                 _ => return glib::Propagation::Proceed,
             }
             return glib::Propagation::Stop;
@@ -685,6 +687,9 @@ impl SbWindow {
             Event::FileDone { id, result } => {
                 if let Some(r) = state.borrow_mut().room.as_mut() {
                     r.finished(id, result);
+                    if let Some(t) = r.transfers.get(&id) {
+                        tracing::info!(id, file = %t.label(), "ui: file done");
+                    }
                 }
                 self.render_files(state);
             }
