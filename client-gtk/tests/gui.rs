@@ -186,6 +186,15 @@ impl Gui {
     }
 }
 
+impl Gui {
+    /// The window never froze: no main-loop tick came late.
+    fn assert_no_stalls(&self) {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let stalls: Vec<&String> = log.iter().filter(|l| l.contains("ui: stall")).collect();
+        assert!(stalls.is_empty(), "the window froze: {stalls:?}");
+    }
+}
+
 impl Drop for Gui {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -326,6 +335,7 @@ async fn push_to_talk_with_the_space_bar_seen_at_the_router() {
     .await;
     gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT)
         .await;
+    gui.assert_no_stalls();
 }
 
 /// Media packets bob receives within 3 s.
@@ -525,6 +535,7 @@ async fn a_meeting_host_approves_guests_and_sees_their_video() {
     for av in guests {
         tokio::task::block_in_place(|| av.stop(Duration::from_millis(100)));
     }
+    gui.assert_no_stalls();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,4 +616,5 @@ async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
     assert_eq!(names, ["gui"]);
     gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT)
         .await;
+    gui.assert_no_stalls();
 }

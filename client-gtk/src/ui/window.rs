@@ -154,6 +154,9 @@ glib::wrapper! {
             gtk::ConstraintTarget, gtk::Native, gtk::Root, gtk::ShortcutManager;
 }
 
+/// A main-loop tick later than this is reported as a stall.
+const STALL: Duration = Duration::from_millis(400);
+
 /// What the window starts with (from the command line).
 #[derive(Debug, Clone, Default)]
 pub struct Startup {
@@ -231,13 +234,20 @@ impl SbWindow {
                 win.on_event(&st, ev);
             }
         });
-        // The burst countdown.
+        // The burst countdown, ten times a second; a tick that comes late
+        // means the main loop was blocked, which must never happen: it is
+        // logged (and the GUI tests fail on it).
         let w = win.downgrade();
         let st = state.clone();
+        let last = std::cell::Cell::new(Instant::now());
         glib::timeout_add_local(Duration::from_millis(100), move || {
             let Some(win) = w.upgrade() else {
                 return glib::ControlFlow::Break;
             };
+            let gap = last.replace(Instant::now()).elapsed();
+            if gap > STALL {
+                tracing::warn!(ms = gap.as_millis() as u64, "ui: stall");
+            }
             win.render_status(&st);
             glib::ControlFlow::Continue
         });
