@@ -618,3 +618,76 @@ async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
         .await;
     gui.assert_no_stalls();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_waits_for_the_host_then_chats() {
+    let _one = SERIAL.lock().await;
+    let router = start_router(|_| {}).await;
+    let addr = router.control_addr();
+    let mut host = Session::connect(addr, "host")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (_, code) = host
+        .create_meeting(false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    host.chat("welcome, everyone", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let display = Display::start();
+    let server = addr.to_string();
+    let gui = Gui::start(
+        &display,
+        &[
+            "--server",
+            &server,
+            "--nickname",
+            "guest",
+            "--connect",
+            "--meeting-code",
+            &code,
+            "--test-media",
+        ],
+    );
+    // The guest waits; the host sees it in the lobby and lets it in.
+    gui.wait_log(&["ui: page", "waiting"], WAIT).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    display.screenshot(None, "meeting-waiting.png");
+    let id = switchboard_tests::wait_for(&mut host, WAIT, "LOBBY", |m| match m {
+        ServerMessage::Lobby { waiting, .. } => waiting.first().map(|w| w.session_id),
+        _ => None,
+    })
+    .await;
+    host.send(ClientMessage::AllowJoin { session_id: id })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    gui.wait_log(&["ui: page", "room"], WAIT).await;
+    // History, then a private line from the host.
+    gui.wait_log(&["ui: chat shown", "host: welcome, everyone"], WAIT)
+        .await;
+    host.chat("just for you", Some("guest"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    gui.wait_log(&["ui: chat shown", "(private) host: just for you"], WAIT)
+        .await;
+    // The guest writes back from the keyboard: Alt+W, text, Enter.
+    let win = display.window("^Switchboard$");
+    display.focus(&win);
+    display.tool("xdotool", &["key", "alt+w"]);
+    display.tool(
+        "xdotool",
+        &["type", "--delay", "20", "hello from the desktop"],
+    );
+    display.tool("xdotool", &["key", "Return"]);
+    let said = switchboard_tests::wait_for(&mut host, WAIT, "the guest's CHAT", |m| match m {
+        ServerMessage::Chat { from, text, .. } if from == "guest" => Some(text.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(said, "hello from the desktop");
+    gui.wait_log(&["ui: chat shown", "guest: hello from the desktop"], WAIT)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    display.screenshot(None, "meeting-chat.png");
+    gui.assert_no_stalls();
+}

@@ -491,6 +491,7 @@ impl SbWindow {
                 let i = w.imp().chat_to.selected() as usize;
                 (i > 0).then(|| others.get(i - 1).cloned()).flatten()
             };
+            tracing::info!(private = to.is_some(), "ui: chat sent");
             Self::send(&st, Command::Chat { text, to });
             e.set_text("");
         });
@@ -948,6 +949,7 @@ impl SbWindow {
             }
         }
         for line in &room.chat[st.chat_shown..] {
+            tracing::info!(line = %line.display(&room.my_nickname), "ui: chat shown");
             let label = gtk::Label::new(Some(&line.display(&room.my_nickname)));
             label.set_xalign(0.0);
             label.set_wrap(true);
