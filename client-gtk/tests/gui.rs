@@ -163,6 +163,21 @@ impl Gui {
         }
     }
 
+    /// The client connecting at once to `server` as `nick`, with test media
+    /// and `then` (what to do once connected).
+    fn connected(display: &Display, server: &str, nick: &str, then: &[&str]) -> Gui {
+        let mut args = vec![
+            "--server",
+            server,
+            "--nickname",
+            nick,
+            "--connect",
+            "--test-media",
+        ];
+        args.extend_from_slice(then);
+        Gui::start(display, &args)
+    }
+
     /// Waits until a log line contains every one of `parts`; returns it.
     async fn wait_log(&self, parts: &[&str], within: Duration) -> String {
         let deadline = Instant::now() + within;
@@ -287,19 +302,7 @@ async fn push_to_talk_with_the_space_bar_seen_at_the_router() {
 
     let display = Display::start();
     let server = addr.to_string();
-    let gui = Gui::start(
-        &display,
-        &[
-            "--server",
-            &server,
-            "--nickname",
-            "gui",
-            "--connect",
-            "--join",
-            "dispatch",
-            "--test-media",
-        ],
-    );
+    let gui = Gui::connected(&display, &server, "gui", &["--join", "dispatch"]);
     gui.wait_log(&["ui: status", "bob is speaking"], WAIT).await;
     let win = display.window("^Switchboard$");
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -382,19 +385,11 @@ async fn a_meeting_host_approves_guests_and_sees_their_video() {
     let downloads = files.join("downloads");
     std::fs::create_dir_all(&downloads).unwrap_or_else(|e| panic!("{e}"));
     let downloads_arg = downloads.to_string_lossy().into_owned();
-    let gui = Gui::start(
+    let gui = Gui::connected(
         &display,
-        &[
-            "--server",
-            &server,
-            "--nickname",
-            "host",
-            "--connect",
-            "--create-meeting",
-            "--test-media",
-            "--downloads",
-            &downloads_arg,
-        ],
+        &server,
+        "host",
+        &["--create-meeting", "--downloads", &downloads_arg],
     );
     let line = gui.wait_log(&["ui: meeting created"], WAIT).await;
     let code: String = line
@@ -559,19 +554,7 @@ async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
     let router = start_router(config).await;
     let display = Display::start();
     let server = control.to_string();
-    let gui = Gui::start(
-        &display,
-        &[
-            "--server",
-            &server,
-            "--nickname",
-            "gui",
-            "--connect",
-            "--join",
-            "lobby",
-            "--test-media",
-        ],
-    );
+    let gui = Gui::connected(&display, &server, "gui", &["--join", "lobby"]);
     gui.wait_log(&["ui: joined", "\"lobby\""], WAIT).await;
     let joined_before = gui.log.lock().map(|l| l.len()).unwrap_or(0);
 
@@ -636,19 +619,7 @@ async fn a_guest_waits_for_the_host_then_chats() {
         .unwrap_or_else(|e| panic!("{e}"));
     let display = Display::start();
     let server = addr.to_string();
-    let gui = Gui::start(
-        &display,
-        &[
-            "--server",
-            &server,
-            "--nickname",
-            "guest",
-            "--connect",
-            "--meeting-code",
-            &code,
-            "--test-media",
-        ],
-    );
+    let gui = Gui::connected(&display, &server, "guest", &["--meeting-code", &code]);
     // The guest waits; the host sees it in the lobby and lets it in.
     gui.wait_log(&["ui: page", "waiting"], WAIT).await;
     tokio::time::sleep(Duration::from_millis(800)).await;

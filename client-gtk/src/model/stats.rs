@@ -117,6 +117,11 @@ impl Default for StatsModel {
     }
 }
 
+/// For folding the largest of some values (none: `None`).
+fn max_of(m: Option<f64>, v: f64) -> Option<f64> {
+    Some(m.map_or(v, |m| m.max(v)))
+}
+
 fn sum<T>(items: &[T], f: impl Fn(&T) -> f64) -> f64 {
     items.iter().map(f).sum()
 }
@@ -132,7 +137,7 @@ impl StatsModel {
                 .filter(|s| s.kind == kind)
                 .flat_map(|s| &s.reports)
                 .filter_map(|r| r.rtt_ms)
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+                .fold(None, max_of);
             if let Some(rtt) = rtt {
                 self.plots[RTT].series[i].push(t, rtt);
             }
@@ -141,7 +146,7 @@ impl StatsModel {
                 .iter()
                 .filter(|r| r.kind == kind)
                 .map(|r| r.jitter_ms)
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+                .fold(None, max_of);
             if let Some(j) = jitter {
                 self.plots[JITTER].series[i].push(t, j);
             }
@@ -151,7 +156,7 @@ impl StatsModel {
             .iter()
             .flat_map(|s| &s.reports)
             .map(|r| r.fraction_lost * 100.0)
-            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+            .fold(None, max_of);
         if let Some(l) = reported {
             self.plots[LOSS].series[1].push(t, l);
         }
@@ -183,7 +188,7 @@ impl StatsModel {
                             .find(|p| p.ssrc == r.ssrc)
                             .map(|p| r.rendered.saturating_sub(p.rendered) as f64 / dt)
                     })
-                    .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+                    .fold(None, max_of);
                 if let Some(fps) = fps {
                     self.plots[FPS].series[0].push(t, fps);
                 }
