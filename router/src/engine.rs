@@ -754,23 +754,8 @@ impl Engine {
         if let Some(msg) = self.busy_elsewhere(id, "REQUEST_JOIN") {
             return self.protocol_error(now, id, ErrorCode::AlreadyInRoom, msg);
         }
-        let Some(ip) = self.sessions.get(&id).map(|s| s.peer.ip()) else {
+        if !self.spend_join_attempt(now, id, "REQUEST_JOIN") {
             return;
-        };
-        if let Err(wait) = self.take_join_attempt(now, ip) {
-            self.stats.join_attempts_limited += 1;
-            let burst = self.cfg.join_attempts_burst;
-            let every = self.cfg.join_attempt_refill.as_secs_f32();
-            return self.send(
-                id,
-                ServerMessage::Error {
-                    code: ErrorCode::RateLimited,
-                    message: format!(
-                        "REQUEST_JOIN: at most {burst} attempts at once and one per {every:.1} s from {ip}; retry in {:.1} s",
-                        wait.as_secs_f32()
-                    ),
-                },
-            );
         }
         // Only well-formed codes are ever in the table.
         match self.codes.get(code).cloned() {
@@ -785,6 +770,32 @@ impl Engine {
                 )
             }
         }
+    }
+
+    /// Spends one join attempt of the session's address for `verb`; when
+    /// none is left, answers `RATE_LIMITED` (with when to retry) and
+    /// returns false.
+    fn spend_join_attempt(&mut self, now: Instant, id: SessionId, verb: &str) -> bool {
+        let Some(ip) = self.sessions.get(&id).map(|s| s.peer.ip()) else {
+            return false;
+        };
+        let Err(wait) = self.take_join_attempt(now, ip) else {
+            return true;
+        };
+        self.stats.join_attempts_limited += 1;
+        let burst = self.cfg.join_attempts_burst;
+        let every = self.cfg.join_attempt_refill.as_secs_f32();
+        self.send(
+            id,
+            ServerMessage::Error {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "{verb}: at most {burst} attempts at once and one per {every:.1} s from {ip}; retry in {:.1} s",
+                    wait.as_secs_f32()
+                ),
+            },
+        );
+        false
     }
 
     /// Spends one join attempt of `ip`, or says how long until the next.
@@ -879,21 +890,8 @@ impl Engine {
         if spec.max_participants == 0 {
             spec.max_participants = limit;
         }
-        let Some(ip) = self.sessions.get(&id).map(|s| s.peer.ip()) else {
+        if !self.spend_join_attempt(now, id, "CREATE_ROOM") {
             return;
-        };
-        if let Err(wait) = self.take_join_attempt(now, ip) {
-            self.stats.join_attempts_limited += 1;
-            return self.send(
-                id,
-                ServerMessage::Error {
-                    code: ErrorCode::RateLimited,
-                    message: format!(
-                        "CREATE_ROOM: too many rooms created from {ip}; retry in {:.1} s",
-                        wait.as_secs_f32()
-                    ),
-                },
-            );
         }
         let name = spec.name.clone();
         match self.create_room_with(spec, None, true) {

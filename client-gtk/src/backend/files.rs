@@ -13,7 +13,7 @@ use client::file::{DEFAULT_CHUNK, FileReceiver, free_name, send_file};
 use proto::control::{ClientMessage, ServerMessage};
 use tokio::sync::mpsc;
 
-use super::{Emitter, Event, Options, Shared, handle_sync};
+use super::{Emitter, Event, Options, Shared, handle_sync, lock};
 
 struct Incoming {
     rx: FileReceiver,
@@ -202,7 +202,8 @@ impl Files {
                 })
             },
             |m| {
-                out.emit(Event::Server(m.clone()));
+                out.server(&m);
+                lock(shared).session.apply(&m);
                 handle_sync(&m, &control, out, shared, self);
             },
         )

@@ -64,6 +64,8 @@ pub(crate) struct Running {
     floor: bool,
     shown: BTreeSet<u32>,
     preview_sent: bool,
+    /// Pipeline errors already reported.
+    errors_seen: usize,
     tones: bool,
 }
 
@@ -155,6 +157,7 @@ pub(crate) async fn start(
         floor,
         shown: BTreeSet::new(),
         preview_sent: false,
+        errors_seen: 0,
         tones: choice.tones && choice.speaker != Sink::Discard,
     };
     if !floor {
@@ -187,13 +190,25 @@ pub(crate) fn stop(shared: &Shared) {
 }
 
 /// Twice a second: new and gone video senders, the preview, statistics,
-/// and in meetings our receivers' reports for adaptive video.
+/// new pipeline errors, and in meetings our receivers' reports for
+/// adaptive video. GStreamer is asked outside the shared lock, so a talk
+/// key pressed meanwhile is not held up.
 pub(crate) async fn tick(out: &Emitter, shared: &Shared, control: &mpsc::Sender<ClientMessage>) {
-    let (stats, reports) = {
+    let (av, report) = {
+        let l = lock(shared);
+        let Some(r) = l.media.as_ref() else { return };
+        (r.av.clone(), r.is_meeting() && l.cam_on)
+    };
+    let views = av.views(Kind::Video);
+    let preview = av.preview(Kind::Video);
+    let stats = av.stats();
+    let errors = av.errors();
+    {
         let mut l = lock(shared);
-        let cam_on = l.cam_on;
-        let Some(r) = l.media.as_mut() else { return };
-        let views = r.av.views(Kind::Video);
+        // Left the room meanwhile: nothing to show.
+        let Some(r) = l.media.as_mut().filter(|r| Arc::ptr_eq(&r.av, &av)) else {
+            return;
+        };
         for (ssrc, sink) in &views {
             if r.shown.insert(*ssrc) {
                 out.emit(Event::Video {
@@ -208,21 +223,20 @@ pub(crate) async fn tick(out: &Emitter, shared: &Shared, control: &mpsc::Sender<
             out.emit(Event::VideoGone { ssrc: gone });
         }
         if !r.preview_sent
-            && let Some(p) = r.av.preview(Kind::Video)
+            && let Some(p) = preview
         {
             r.preview_sent = true;
             out.emit(Event::Preview(p));
         }
-        let stats = r.av.stats();
-        let reports = if r.is_meeting() && cam_on {
-            video_reports(&stats)
-        } else {
-            Vec::new()
-        };
-        for e in r.av.errors() {
-            tracing::debug!(error = %e, "pipeline");
+        for e in errors.iter().skip(r.errors_seen) {
+            out.emit(Event::MediaError(e.clone()));
         }
-        (stats, reports)
+        r.errors_seen = errors.len();
+    }
+    let reports = if report {
+        video_reports(&stats)
+    } else {
+        Vec::new()
     };
     out.emit(Event::Stats(stats));
     if !reports.is_empty() {

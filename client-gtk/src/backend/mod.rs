@@ -22,7 +22,7 @@ use client::{ConnectOptions, Session};
 use proto::control::{ClientMessage, ServerMessage};
 use tokio::sync::mpsc;
 
-use crate::model::session::{Backoff, Link, Target};
+use crate::model::session::{Backoff, Link, SessionModel, Target};
 use crate::model::settings::Settings;
 
 pub use media::MediaChoice;
@@ -141,6 +141,17 @@ impl Emitter {
     pub(crate) fn emit(&self, ev: Event) {
         let _ = self.0.try_send(ev);
     }
+
+    /// A server message for the window's models; file chunks (handled
+    /// here, and shown as progress) and heartbeat answers are not.
+    pub(crate) fn server(&self, m: &ServerMessage) {
+        if !matches!(
+            m,
+            ServerMessage::FileChunk { .. } | ServerMessage::HeartbeatAck
+        ) {
+            self.emit(Event::Server(m.clone()));
+        }
+    }
 }
 
 /// The state the session task and the command path share.
@@ -153,7 +164,8 @@ pub(crate) struct Local {
     pub(crate) mic_on: bool,
     pub(crate) cam_on: bool,
     pub(crate) me: u64,
-    pub(crate) target: Option<Target>,
+    /// Where we are, to go back there after a reconnect (its `target`).
+    pub(crate) session: SessionModel,
     pub(crate) choice: MediaChoice,
 }
 
@@ -166,6 +178,8 @@ pub(crate) fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Local> {
 enum Ended {
     /// The window asked to disconnect (or closed).
     Asked,
+    /// The window asked to connect again, with these settings.
+    Reconnect(Settings),
     Lost(String),
 }
 
@@ -204,6 +218,10 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, out: Emitter, opts:
                             out.emit(Event::Link(Link::Disconnected { reason: None }));
                             break;
                         }
+                        Ended::Reconnect(n) => {
+                            settings = Some(n);
+                            break;
+                        }
                         Ended::Lost(r) => r,
                     }
                 }
@@ -234,7 +252,7 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, out: Emitter, opts:
             }
             if stop {
                 if settings.is_none() {
-                    lock(&shared).target = None;
+                    lock(&shared).session.target = None;
                     out.emit(Event::Link(Link::Disconnected { reason: None }));
                 }
                 break;
@@ -268,7 +286,7 @@ async fn serve(
     let control = session.control();
     let _ = control.send(ClientMessage::ListRooms).await;
     // Back to where we were.
-    let target = lock(shared).target.clone();
+    let target = lock(shared).session.target.clone();
     match target {
         Some(Target::Room { name }) => {
             let _ = control.send(ClientMessage::Join { room: name }).await;
@@ -296,7 +314,7 @@ async fn serve(
                     let _ = control.send(ClientMessage::Bye { reason: Some("bye".into()) }).await;
                     break Ended::Asked;
                 }
-                Some(Command::Connect(_)) => break Ended::Lost("reconnecting with new settings".into()),
+                Some(Command::Connect(n)) => break Ended::Reconnect(n),
                 Some(Command::SendFile { path, to }) => {
                     if let Err(e) = files.send(&mut session, &path, to.as_deref(), out, shared, opts).await {
                         out.emit(Event::MediaError(format!("sending {}: {e}", path.display())));
@@ -320,26 +338,17 @@ async fn on_message(
     opts: &Options,
     files: &mut files::Files,
 ) -> Result<(), String> {
-    out.emit(Event::Server(m.clone()));
+    out.server(&m);
+    lock(shared).session.apply(&m);
     match &m {
-        ServerMessage::Joined { room, kind, .. } => {
-            {
-                let mut l = lock(shared);
-                if !matches!(l.target, Some(Target::Meeting { .. })) {
-                    l.target = Some(Target::Room { name: room.clone() });
-                }
-            }
+        ServerMessage::Joined { kind, .. } => {
             let media = session
                 .bind_media()
                 .await
                 .map_err(|e| format!("media: {e}"))?;
             media::start(kind, media, out, shared, opts, &session.control()).await?;
         }
-        ServerMessage::Left { .. } => {
-            lock(shared).target = None;
-            media::stop(shared);
-        }
-        ServerMessage::JoinRejected { .. } => lock(shared).target = None,
+        ServerMessage::Left { .. } => media::stop(shared),
         _ => handle_sync(&m, &session.control(), out, shared, files),
     }
     Ok(())
@@ -404,11 +413,11 @@ async fn on_command(
         },
         Command::CreateMeeting { end_with_host } => ClientMessage::CreateMeeting { end_with_host },
         Command::JoinMeeting(code) => {
-            lock(shared).target = Some(Target::Meeting { code: code.clone() });
+            lock(shared).session.target = Some(Target::Meeting { code: code.clone() });
             ClientMessage::RequestJoin { code }
         }
         Command::Leave => {
-            lock(shared).target = None;
+            lock(shared).session.target = None;
             ClientMessage::Leave
         }
         Command::Talk(down) => {

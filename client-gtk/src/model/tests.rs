@@ -386,3 +386,47 @@ fn stats_become_rates_over_a_sliding_minute() {
             .starts_with("Round-trip time (ms): audio 119.0")
     );
 }
+
+#[test]
+fn device_and_codec_choices_become_media_settings() {
+    use crate::backend::MediaChoice;
+    use crate::model::settings::Settings;
+    use pipelines::{Sink, Source};
+    let s = Settings {
+        nickname: "ann".into(),
+        microphone: "element:pulsesrc device=alsa_input.usb".into(),
+        speaker: "discard".into(),
+        camera: "pattern:ball".into(),
+        audio_codec: "l16".into(),
+        video_codec: "vp8".into(),
+        tones: false,
+        ..Settings::default()
+    };
+    // Saved and read back as the same settings.
+    let text = toml::to_string_pretty(&s).unwrap_or_default();
+    assert_eq!(toml::from_str::<Settings>(&text).ok(), Some(s.clone()));
+    let c = MediaChoice::from_settings(&s);
+    assert_eq!(
+        c.microphone,
+        Source::Element("pulsesrc device=alsa_input.usb".into())
+    );
+    assert_eq!(c.speaker, Sink::Discard);
+    assert_eq!(c.camera, Source::Pattern("ball".into()));
+    assert_eq!(
+        (c.audio_codec.as_str(), c.video_codec.as_str()),
+        ("l16", "vp8")
+    );
+    assert!(!c.tones);
+    // A value that does not parse falls back to the device, not to an error.
+    let odd = Settings {
+        microphone: "element:a ! filesink".into(),
+        ..Settings::default()
+    };
+    assert_eq!(MediaChoice::from_settings(&odd).microphone, Source::Device);
+    // The server field takes a bare host too.
+    let bare = Settings {
+        server: "127.0.0.1".into(),
+        ..Settings::default()
+    };
+    assert_eq!(bare.server_addr().map(|a| a.port()), Ok(7070));
+}

@@ -734,7 +734,7 @@ impl SbWindow {
         let mut room_changed = false;
         {
             let mut st = state.borrow_mut();
-            st.session.apply(&m);
+            let mut changed = st.session.apply(&m);
             match &m {
                 ServerMessage::Joined { room, kind, .. } => {
                     let (me, nick) = match &st.session.link {
@@ -745,8 +745,10 @@ impl SbWindow {
                         _ => (0, String::new()),
                     };
                     let mut model = RoomModel::new(room, kind, me, &nick);
-                    // MEETING_CREATED came just before JOINED.
-                    if let Some(code) = room.strip_prefix("meeting-") {
+                    // A meeting's room is named after its code.
+                    if let Some(code) = room.strip_prefix("meeting-")
+                        && kind == "meeting"
+                    {
                         model.code = Some(code.to_owned());
                     }
                     st.room = Some(model);
@@ -766,22 +768,19 @@ impl SbWindow {
                 _ => {}
             }
             if let Some(r) = st.room.as_mut() {
-                r.apply(&m, now);
+                changed |= r.apply(&m, now);
+            }
+            changed |= room_changed;
+            if !changed {
+                return;
             }
         }
         if room_changed {
             self.clear_video(state);
         }
-        match &m {
-            ServerMessage::Lobby { waiting, .. } => {
-                let names: Vec<&str> = waiting.iter().map(|w| w.nickname.as_str()).collect();
-                tracing::info!(?names, "ui: lobby");
-            }
-            ServerMessage::FileOffered { .. }
-            | ServerMessage::FileStarted { .. }
-            | ServerMessage::FileResult { .. }
-            | ServerMessage::FileAborted { .. } => self.render_files(state),
-            _ => {}
+        if let ServerMessage::Lobby { waiting, .. } = &m {
+            let names: Vec<&str> = waiting.iter().map(|w| w.nickname.as_str()).collect();
+            tracing::info!(?names, "ui: lobby");
         }
         self.render(state);
     }
