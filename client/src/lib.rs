@@ -92,6 +92,8 @@ pub enum FloorAnswer {
 pub struct Session {
     welcome: Welcome,
     server: SocketAddr,
+    /// The UDP port of the room we are in (JOINED's), when in one.
+    room_udp_port: Option<u16>,
     tx: mpsc::Sender<ClientMessage>,
     events: mpsc::Receiver<ServerMessage>,
     timeout: Duration,
@@ -163,6 +165,7 @@ impl Session {
                 silence_timeout: Duration::from_secs(15),
             },
             server,
+            room_udp_port: None,
             tx,
             events,
             timeout: opts.timeout,
@@ -223,9 +226,22 @@ impl Session {
         &self.welcome
     }
 
-    /// The router's media address (control host, WELCOME's UDP port).
+    /// The router's media address: the control host, with the UDP port of
+    /// the room we are in (the media worker that forwards its packets, told
+    /// in JOINED), or WELCOME's port outside rooms. Bind media after
+    /// joining, and again after moving to a room with another port.
     pub fn media_server(&self) -> SocketAddr {
-        SocketAddr::new(self.server.ip(), self.welcome.udp_port)
+        let port = self.room_udp_port.unwrap_or(self.welcome.udp_port);
+        SocketAddr::new(self.server.ip(), port)
+    }
+
+    /// Notes what a server message says about where media goes.
+    fn observe(&mut self, m: &ServerMessage) {
+        match m {
+            ServerMessage::Joined { udp_port, .. } => self.room_udp_port = Some(*udp_port),
+            ServerMessage::Left { .. } => self.room_udp_port = None,
+            _ => {}
+        }
     }
 
     /// A handle that sends control messages from another task while this
@@ -241,7 +257,9 @@ impl Session {
 
     /// The next message from the router; `None` once the connection closed.
     pub async fn next_event(&mut self) -> Option<ServerMessage> {
-        self.events.recv().await
+        let m = self.events.recv().await?;
+        self.observe(&m);
+        Some(m)
     }
 
     /// Waits for the first message `pick` accepts, skipping others; fails on
@@ -257,6 +275,7 @@ impl Session {
                 .await
                 .map_err(|_| ClientError::Timeout(what))?
                 .ok_or(ClientError::Closed)?;
+            self.observe(&m);
             if let Some(t) = pick(&m) {
                 return Ok(t);
             }

@@ -30,7 +30,6 @@ use crate::driver::{EngineEvent, WatchError, WatchItem, call_engine, unix_ms_now
 use crate::engine::{OpError, RoomSpec, Who};
 use crate::events::{ParticipantInfo, RoomEventKind, RoomSnapshot};
 use crate::media::MediaCounters;
-use crate::media::stats::StatsRequest;
 use crate::registry::RoomError;
 
 /// Why the admin listener refused to start.
@@ -123,7 +122,7 @@ fn wire_name<T: Serialize>(v: &T) -> String {
 /// The service.
 pub struct AdminService {
     engine: mpsc::Sender<EngineEvent>,
-    stats: std::sync::mpsc::Sender<StatsRequest>,
+    stats: crate::driver::MediaStatsHandle,
     counters: Arc<MediaCounters>,
     watch_buffer: usize,
 }
@@ -131,7 +130,7 @@ pub struct AdminService {
 impl AdminService {
     pub fn new(
         engine: mpsc::Sender<EngineEvent>,
-        stats: std::sync::mpsc::Sender<StatsRequest>,
+        stats: crate::driver::MediaStatsHandle,
         counters: Arc<MediaCounters>,
         watch_buffer: usize,
     ) -> Self {
@@ -507,9 +506,7 @@ impl Admin for AdminService {
                 Ok((rooms, e.stats()))
             })
             .await?;
-        let media = crate::driver::media_snapshot(&self.stats)
-            .await
-            .ok_or_else(engine_gone)?;
+        let media = self.stats.snapshot().await.ok_or_else(engine_gone)?;
         let m = self.counters.snapshot();
         let router = RouterStats {
             sessions: engine.sessions as u64,

@@ -12,14 +12,21 @@ use serde::Deserialize;
 
 use crate::engine::{EngineConfig, RoomSpec};
 
+/// Most media workers a router runs.
+pub const MAX_MEDIA_WORKERS: usize = 64;
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// TCP address of the control channel.
     pub control: SocketAddr,
-    /// UDP address of the media socket.
+    /// UDP address of the first media worker's socket; worker `i` binds
+    /// the port after it plus `i` (every worker binds port 0 when it is 0).
     pub media: SocketAddr,
+    /// Media workers: threads, each with its own UDP socket and its share
+    /// of the rooms (1 to [`MAX_MEDIA_WORKERS`]).
+    pub media_workers: usize,
     /// TCP address of the gRPC admin API. Without `admin_token` it must be a
     /// loopback address.
     pub admin: SocketAddr,
@@ -35,6 +42,7 @@ impl Default for Config {
         Self {
             control: SocketAddr::from(([0, 0, 0, 0], proto::DEFAULT_CONTROL_PORT)),
             media: SocketAddr::from(([0, 0, 0, 0], proto::DEFAULT_MEDIA_PORT)),
+            media_workers: 1,
             admin: SocketAddr::from(([127, 0, 0, 1], proto::DEFAULT_ADMIN_PORT)),
             admin_token: None,
             limits: Limits::default(),
@@ -146,12 +154,39 @@ impl Config {
                 "limits.watch_buffer must be from 1 to 1048576".into(),
             ));
         }
+        cfg.check_workers()?;
         if cfg.limits.heartbeat_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "limits.heartbeat_interval_ms must be above 0".into(),
             ));
         }
         Ok(cfg)
+    }
+
+    /// `media_workers` is in range and their ports fit below 65536.
+    pub fn check_workers(&self) -> Result<(), ConfigError> {
+        let n = self.media_workers;
+        if n == 0 || n > MAX_MEDIA_WORKERS {
+            return Err(ConfigError::Invalid(format!(
+                "media_workers must be from 1 to {MAX_MEDIA_WORKERS}, not {n}"
+            )));
+        }
+        let port = usize::from(self.media.port());
+        if port != 0 && port + n - 1 > usize::from(u16::MAX) {
+            return Err(ConfigError::Invalid(format!(
+                "{n} media workers from port {port} go beyond port 65535"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The address media worker `i` binds.
+    pub fn media_addr(&self, i: usize) -> SocketAddr {
+        let mut a = self.media;
+        if a.port() != 0 {
+            a.set_port(a.port().saturating_add(i as u16));
+        }
+        a
     }
 
     /// The rooms to create: the configured ones, or the default `lobby`.
@@ -175,8 +210,8 @@ impl Config {
             .collect()
     }
 
-    /// Engine settings; `media_port` is the port actually bound.
-    pub fn engine_config(&self, media_port: u16) -> EngineConfig {
+    /// Engine settings; `media_ports` are the ports the workers bound.
+    pub fn engine_config(&self, media_ports: Vec<u16>) -> EngineConfig {
         let hb = Duration::from_millis(self.limits.heartbeat_interval_ms);
         let silence = match self.limits.silence_timeout_ms {
             0 => hb * 3,
@@ -189,7 +224,7 @@ impl Config {
             max_rooms: self.limits.max_rooms,
             error_burst: self.limits.error_burst,
             error_refill: Duration::from_millis(self.limits.error_refill_ms.max(1)),
-            media_port,
+            media_ports,
             seed: None,
             join_attempts_burst: self.limits.join_attempts_burst.max(1),
             join_attempt_refill: Duration::from_millis(self.limits.join_attempt_refill_ms),
@@ -213,7 +248,10 @@ mod tests {
             (rooms[0].name.as_str(), rooms[0].kind.as_str()),
             ("lobby", "ptt")
         );
-        assert_eq!(c.engine_config(1).silence_timeout, Duration::from_secs(15));
+        assert_eq!(
+            c.engine_config(vec![1]).silence_timeout,
+            Duration::from_secs(15)
+        );
     }
 
     #[test]
@@ -241,12 +279,26 @@ mod tests {
     }
 
     #[test]
+    fn media_workers_take_consecutive_ports() {
+        let c = Config::parse("media = \"127.0.0.1:7100\"\nmedia_workers = 3");
+        let Ok(c) = c else { panic!("{c:?}") };
+        let ports: Vec<u16> = (0..3).map(|i| c.media_addr(i).port()).collect();
+        assert_eq!(ports, [7100, 7101, 7102]);
+        let c = Config::parse("media = \"127.0.0.1:0\"\nmedia_workers = 2");
+        assert!(c.is_ok_and(|c| c.media_addr(1).port() == 0));
+        assert_eq!(Config::default().media_workers, 1);
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         assert!(Config::parse("contrl = \"1.2.3.4:5\"").is_err());
         assert!(Config::parse("[[rooms]]\nname=\"a\"\nkind=\"ptt\"\ncolour=1").is_err());
         assert!(Config::parse("[limits]\nheartbeat_interval_ms = 0").is_err());
         assert!(Config::parse("[limits]\nwatch_buffer = 0").is_err());
         assert!(Config::parse("[limits]\nwatch_buffer = 2000000").is_err());
+        assert!(Config::parse("media_workers = 0").is_err());
+        assert!(Config::parse("media_workers = 65").is_err());
+        assert!(Config::parse("media = \"0.0.0.0:65535\"\nmedia_workers = 2").is_err());
         let c =
             Config::parse("[limits]\nmax_rooms = 3\nmax_watchers_per_room = 4\nwatch_buffer = 5");
         assert!(c.is_ok_and(|c| (
@@ -254,6 +306,6 @@ mod tests {
             c.limits.max_watchers_per_room,
             c.limits.watch_buffer
         ) == (3, 4, 5)
-            && c.engine_config(1).max_rooms == 3));
+            && c.engine_config(vec![1]).max_rooms == 3));
     }
 }

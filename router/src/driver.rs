@@ -173,17 +173,17 @@ pub struct ConnHandle {
 /// A running router.
 pub struct Router {
     control_addr: SocketAddr,
-    media_addr: SocketAddr,
+    media_addrs: Vec<SocketAddr>,
     admin_addr: SocketAddr,
     counters: Arc<MediaCounters>,
-    stats_tx: std::sync::mpsc::Sender<StatsRequest>,
+    stats: MediaStatsHandle,
     admin_task: tokio::task::JoinHandle<()>,
     engine_tx: mpsc::Sender<EngineEvent>,
     shutdown_tx: watch::Sender<bool>,
     engine_task: tokio::task::JoinHandle<()>,
     accept_task: tokio::task::JoinHandle<()>,
     media_stop: Arc<AtomicBool>,
-    media_thread: Option<std::thread::JoinHandle<()>>,
+    media_threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Router {
@@ -199,9 +199,18 @@ impl Router {
         seed: Option<u64>,
     ) -> anyhow::Result<Router> {
         crate::admin::check_exposure(config.admin, config.admin_token.as_deref())?;
-        let media_socket = media::mmsg::media_socket(config.media, media::POLL_INTERVAL)
-            .with_context(|| format!("binding media socket {}", config.media))?;
-        let media_addr = media_socket.local_addr()?;
+        config.check_workers()?;
+        let mut media_sockets = Vec::with_capacity(config.media_workers);
+        for i in 0..config.media_workers {
+            let addr = config.media_addr(i);
+            let socket = media::mmsg::media_socket(addr, media::POLL_INTERVAL)
+                .with_context(|| format!("binding media socket {addr} (worker {i})"))?;
+            media_sockets.push(socket);
+        }
+        let media_addrs = media_sockets
+            .iter()
+            .map(|s| s.local_addr())
+            .collect::<Result<Vec<_>, _>>()?;
         let listener = TcpListener::bind(config.control)
             .await
             .with_context(|| format!("binding control listener {}", config.control))?;
@@ -211,29 +220,41 @@ impl Router {
             .with_context(|| format!("binding admin listener {}", config.admin))?;
         let admin_addr = admin_listener.local_addr()?;
 
-        let mut ecfg = config.engine_config(media_addr.port());
+        let mut ecfg = config.engine_config(media_addrs.iter().map(|a| a.port()).collect());
         ecfg.seed = seed;
         let engine = Engine::new(ecfg, registry, config.room_specs())?;
 
         let (engine_tx, engine_rx) = mpsc::channel(ENGINE_QUEUE);
         let (stun_tx, stun_rx) = mpsc::channel(STUN_QUEUE);
-        let (media_tx, media_rx) = std::sync::mpsc::channel();
-        let (stats_tx, stats_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let counters = Arc::new(MediaCounters::default());
         let media_stop = Arc::new(AtomicBool::new(false));
 
-        let worker = media::Worker::new(
-            media_socket,
-            media_rx,
-            stats_rx,
-            stun_tx,
-            counters.clone(),
-            media_stop.clone(),
-        );
-        let media_thread = std::thread::Builder::new()
-            .name("media-0".into())
-            .spawn(move || worker.run())?;
+        let mut media_txs = Vec::new();
+        let mut stats_txs = Vec::new();
+        let mut media_threads = Vec::new();
+        for (i, socket) in media_sockets.into_iter().enumerate() {
+            let (media_tx, media_rx) = std::sync::mpsc::channel();
+            let (stats_tx, stats_rx) = std::sync::mpsc::channel();
+            let worker = media::Worker::new(
+                i,
+                socket,
+                media_rx,
+                stats_rx,
+                stun_tx.clone(),
+                counters.clone(),
+                media_stop.clone(),
+            );
+            media_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("media-{i}"))
+                    .spawn(move || worker.run())?,
+            );
+            media_txs.push(media_tx);
+            stats_txs.push(stats_tx);
+        }
+        drop(stun_tx);
+        let stats = MediaStatsHandle(stats_txs.into());
 
         let engine_task = tokio::spawn(
             run_engine(
@@ -244,7 +265,7 @@ impl Router {
                 ),
                 engine_rx,
                 stun_rx,
-                media_tx,
+                media_txs,
                 shutdown_rx,
             )
             .instrument(info_span!("engine")),
@@ -253,7 +274,7 @@ impl Router {
         let admin_task = tokio::spawn({
             let service = crate::admin::AdminService::new(
                 engine_tx.clone(),
-                stats_tx.clone(),
+                stats.clone(),
                 counters.clone(),
                 config.limits.watch_buffer,
             );
@@ -266,20 +287,21 @@ impl Router {
                 }
             }
         });
-        info!(%control_addr, %media_addr, %admin_addr, "router started");
+        let media_ports: Vec<u16> = media_addrs.iter().map(|a| a.port()).collect();
+        info!(%control_addr, media_addr = %media_addrs[0], ?media_ports, %admin_addr, "router started");
         Ok(Router {
             control_addr,
-            media_addr,
+            media_addrs,
             admin_addr,
             counters,
-            stats_tx,
+            stats,
             admin_task,
             engine_tx,
             shutdown_tx,
             engine_task,
             accept_task,
             media_stop,
-            media_thread: Some(media_thread),
+            media_threads,
         })
     }
 
@@ -287,8 +309,14 @@ impl Router {
         self.control_addr
     }
 
+    /// The first media worker's address (the port WELCOME tells).
     pub fn media_addr(&self) -> SocketAddr {
-        self.media_addr
+        self.media_addrs[0]
+    }
+
+    /// Every media worker's address, by worker index.
+    pub fn media_addrs(&self) -> &[SocketAddr] {
+        &self.media_addrs
     }
 
     /// Where the gRPC admin API listens.
@@ -305,9 +333,9 @@ impl Router {
         self.engine_tx.clone()
     }
 
-    /// Per-stream media statistics, from the media worker.
+    /// Per-stream media statistics, from every media worker.
     pub async fn media_snapshot(&self) -> Option<media::stats::MediaSnapshot> {
-        media_snapshot(&self.stats_tx).await
+        self.stats.snapshot().await
     }
 
     /// The engine's own counters.
@@ -328,7 +356,7 @@ impl Router {
         .await;
         self.engine_task.abort();
         self.media_stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.media_thread.take() {
+        for t in std::mem::take(&mut self.media_threads) {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         info!("router stopped");
@@ -344,14 +372,33 @@ impl Drop for Router {
     }
 }
 
-/// Asks the media worker for its statistics (answered between batches, within
-/// [`media::POLL_INTERVAL`]).
-pub async fn media_snapshot(
-    stats: &std::sync::mpsc::Sender<StatsRequest>,
-) -> Option<media::stats::MediaSnapshot> {
-    let (tx, rx) = oneshot::channel();
-    stats.send(tx).ok()?;
-    rx.await.ok()
+/// Asks the media workers for their statistics.
+#[derive(Clone)]
+pub struct MediaStatsHandle(Arc<[std::sync::mpsc::Sender<StatsRequest>]>);
+
+impl MediaStatsHandle {
+    /// Every worker's statistics, merged (each answers between batches,
+    /// within [`media::POLL_INTERVAL`]); `None` once a worker has stopped.
+    pub async fn snapshot(&self) -> Option<media::stats::MediaSnapshot> {
+        let mut waiting = Vec::with_capacity(self.0.len());
+        for worker in self.0.iter() {
+            let (tx, rx) = oneshot::channel();
+            worker.send(tx).ok()?;
+            waiting.push(rx);
+        }
+        let mut merged = media::stats::MediaSnapshot::default();
+        for rx in waiting {
+            let part = rx.await.ok()?;
+            merged.streams.extend(part.streams);
+            for (addr, d) in part.delivered {
+                let t = merged.delivered.entry(addr).or_default();
+                t.packets += d.packets;
+                t.bytes += d.bytes;
+            }
+            merged.taken_at = merged.taken_at.max(part.taken_at);
+        }
+        Some(merged)
+    }
 }
 
 /// Wall-clock milliseconds since the Unix epoch, for watchers.
@@ -370,7 +417,7 @@ async fn run_engine(
     mut hub: WatchHub,
     mut rx: mpsc::Receiver<EngineEvent>,
     mut stun: mpsc::Receiver<Input>,
-    media: std::sync::mpsc::Sender<MediaCommand>,
+    media: Vec<std::sync::mpsc::Sender<MediaCommand>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns: HashMap<SessionId, ConnHandle> = HashMap::new();
@@ -426,7 +473,7 @@ fn dispatch(
     hub: &mut WatchHub,
     conns: &mut HashMap<SessionId, ConnHandle>,
     closing: &mut Vec<mpsc::Sender<ConnCommand>>,
-    media: &std::sync::mpsc::Sender<MediaCommand>,
+    media: &[std::sync::mpsc::Sender<MediaCommand>],
 ) {
     let mut overflowed = Vec::new();
     loop {
@@ -456,8 +503,10 @@ fn dispatch(
                         }
                     }
                 }
-                Output::Media(cmd) => {
-                    let _ = media.send(cmd);
+                Output::Media { worker, cmd } => {
+                    if let Some(w) = media.get(worker) {
+                        let _ = w.send(cmd);
+                    }
                 }
                 Output::RoomEvent(ev) => hub.publish(&ev),
             }
@@ -627,7 +676,8 @@ mod tests {
         let mut hub = WatchHub::new(4, 64);
         let mut conns = HashMap::new();
         let mut closing = Vec::new();
-        let (media, _media_rx) = std::sync::mpsc::channel();
+        let (media_tx, _media_rx) = std::sync::mpsc::channel();
+        let media = [media_tx];
         let mut inbox = HashMap::new();
         for (id, nick) in [(1, "ann"), (2, "bob")] {
             let (tx, rx) = mpsc::channel(64);

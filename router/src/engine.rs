@@ -49,8 +49,9 @@ pub struct EngineConfig {
     pub error_burst: u32,
     /// One bad line is forgiven per this interval.
     pub error_refill: Duration,
-    /// UDP port told to clients for media.
-    pub media_port: u16,
+    /// UDP port of each media worker, by [`WorkerId`]; WELCOME tells the
+    /// first, JOINED the one of the joined room's worker.
+    pub media_ports: Vec<u16>,
     /// Seed for SSRCs, media tokens and meeting codes; `None` draws one
     /// from the OS.
     pub seed: Option<u64>,
@@ -75,7 +76,7 @@ impl Default for EngineConfig {
             max_rooms: 1000,
             error_burst: 10,
             error_refill: Duration::from_secs(1),
-            media_port: proto::DEFAULT_MEDIA_PORT,
+            media_ports: vec![proto::DEFAULT_MEDIA_PORT],
             seed: None,
             join_attempts_burst: 5,
             join_attempt_refill: Duration::from_secs(2),
@@ -110,13 +111,18 @@ pub enum Input {
     LineTooLong { session: SessionId },
     /// The control connection closed (or the driver closed it).
     Disconnected { session: SessionId },
-    /// A STUN Binding Request reached a media socket.
+    /// A STUN Binding Request reached the socket of media worker `worker`.
     StunBinding {
+        worker: WorkerId,
         from: SocketAddr,
         username: Option<String>,
         request: Vec<u8>,
     },
 }
+
+/// Index of a media worker: one thread with its own UDP socket and the
+/// forwarding entries of the rooms placed on it.
+pub type WorkerId = usize;
 
 /// One forwarding entry, as the media worker stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,10 +177,9 @@ pub enum Output {
         msg: Arc<ServerMessage>,
     },
     /// Close the connection once what was sent before is written.
-    Close {
-        session: SessionId,
-    },
-    Media(MediaCommand),
+    Close { session: SessionId },
+    /// A change for media worker `worker`.
+    Media { worker: WorkerId, cmd: MediaCommand },
     /// Something happened in a room (for `WatchRoom`).
     RoomEvent(Arc<RoomEvent>),
 }
@@ -195,7 +200,8 @@ struct Session {
     peer: SocketAddr,
     joined_at: Instant,
     last_seen: Instant,
-    media_addr: Option<SocketAddr>,
+    /// The UDP address bound with STUN, and the worker it was bound at.
+    media: Option<(WorkerId, SocketAddr)>,
     error_budget: u32,
     last_refill: Instant,
 }
@@ -203,6 +209,8 @@ struct Session {
 struct Room {
     spec: RoomSpec,
     plugin: Box<dyn RelayPlugin>,
+    /// The media worker that forwards this room's packets.
+    worker: WorkerId,
     /// In joining order.
     members: Vec<SessionId>,
     routes: HashMap<SessionId, Receivers>,
@@ -248,7 +256,10 @@ pub struct Engine {
     sessions: HashMap<SessionId, Session>,
     rooms: BTreeMap<String, Room>,
     tokens: HashMap<String, SessionId>,
-    addr_owner: HashMap<SocketAddr, SessionId>,
+    /// Which session each (worker, address) is bound to.
+    addr_owner: HashMap<(WorkerId, SocketAddr), SessionId>,
+    /// Rooms placed on each worker.
+    worker_rooms: Vec<usize>,
     used_ssrcs: HashSet<u32>,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     outputs: VecDeque<Output>,
@@ -272,12 +283,14 @@ impl Engine {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
+        let workers = cfg.media_ports.len().max(1);
         let mut engine = Self {
             cfg,
             registry,
             sessions: HashMap::new(),
             rooms: BTreeMap::new(),
             tokens: HashMap::new(),
+            worker_rooms: vec![0; workers],
             addr_owner: HashMap::new(),
             used_ssrcs: HashSet::new(),
             timers: BinaryHeap::new(),
@@ -338,11 +351,23 @@ impl Engine {
             &spec.options,
         )?;
         let spec_name = spec.name.clone();
+        // Placement: the worker with the fewest rooms (the lowest on a tie).
+        // A room stays on its worker for life: its members bound there.
+        let worker = self
+            .worker_rooms
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, n)| (**n, *i))
+            .map_or(0, |(i, _)| i);
+        if let Some(n) = self.worker_rooms.get_mut(worker) {
+            *n += 1;
+        }
         self.rooms.insert(
             spec.name.clone(),
             Room {
                 spec,
                 plugin,
+                worker,
                 members: Vec::new(),
                 routes: HashMap::new(),
                 timers: HashMap::new(),
@@ -409,10 +434,11 @@ impl Engine {
                 self.remove_session(now, session, LeaveReason::Disconnected)
             }
             Input::StunBinding {
+                worker,
                 from,
                 username,
                 request,
-            } => self.on_stun(now, from, username, &request),
+            } => self.on_stun(now, worker, from, username, &request),
         }
     }
 
@@ -501,7 +527,7 @@ impl Engine {
                 peer: _peer,
                 joined_at: now,
                 last_seen: now,
-                media_addr: None,
+                media: None,
                 error_budget: self.cfg.error_burst,
                 last_refill: now,
             },
@@ -701,7 +727,7 @@ impl Engine {
                 version: proto::PROTOCOL_VERSION,
                 session_id: id,
                 nickname,
-                udp_port: self.cfg.media_port,
+                udp_port: self.media_port(0),
                 media_token: token,
                 ssrcs,
                 heartbeat_interval_ms: self.cfg.heartbeat_interval.as_millis() as u64,
@@ -1044,6 +1070,7 @@ impl Engine {
             return;
         };
         let kind = room.spec.kind.clone();
+        let room_worker = room.worker;
         if let Some(s) = self.sessions.get_mut(&id) {
             s.room = Some(name.to_owned());
             s.joined_at = now;
@@ -1053,7 +1080,7 @@ impl Engine {
             ServerMessage::Joined {
                 room: name.to_owned(),
                 kind,
-                udp_port: self.cfg.media_port,
+                udp_port: self.media_port(room_worker),
             },
         );
         let Some(room) = self.rooms.get_mut(name) else {
@@ -1190,9 +1217,11 @@ impl Engine {
             if let Some(code) = r.code {
                 self.codes.remove(&code);
             }
+            if let Some(n) = self.worker_rooms.get_mut(r.worker) {
+                *n = n.saturating_sub(1);
+            }
             for ssrc in r.installed.into_keys() {
-                self.outputs
-                    .push_back(Output::Media(MediaCommand::RemoveRoute { ssrc }));
+                self.media_out(r.worker, MediaCommand::RemoveRoute { ssrc });
             }
         }
     }
@@ -1229,10 +1258,9 @@ impl Engine {
         let Some(s) = self.sessions.remove(&id) else {
             return;
         };
-        if let Some(addr) = s.media_addr {
-            self.addr_owner.remove(&addr);
-            self.outputs
-                .push_back(Output::Media(MediaCommand::Unbind { addr }));
+        if let Some((worker, addr)) = s.media {
+            self.addr_owner.remove(&(worker, addr));
+            self.media_out(worker, MediaCommand::Unbind { addr });
         }
         if let Some(ident) = s.identity {
             self.tokens.remove(&ident.token);
@@ -1245,9 +1273,23 @@ impl Engine {
 
     // ----- media ----------------------------------------------------------
 
+    /// The UDP port of `worker`.
+    fn media_port(&self, worker: WorkerId) -> u16 {
+        self.cfg
+            .media_ports
+            .get(worker)
+            .copied()
+            .unwrap_or(proto::DEFAULT_MEDIA_PORT)
+    }
+
+    fn media_out(&mut self, worker: WorkerId, cmd: MediaCommand) {
+        self.outputs.push_back(Output::Media { worker, cmd });
+    }
+
     fn on_stun(
         &mut self,
         _now: Instant,
+        worker: WorkerId,
         from: SocketAddr,
         username: Option<String>,
         request: &[u8],
@@ -1256,44 +1298,47 @@ impl Engine {
         let Some(id) = owner else {
             self.stats.stun_refused += 1;
             if let Some(bytes) = proto::media::binding_error(request, 401, "Unknown media token") {
-                self.outputs
-                    .push_back(Output::Media(MediaCommand::Reply { to: from, bytes }));
+                self.media_out(worker, MediaCommand::Reply { to: from, bytes });
             }
             return;
         };
         self.stats.stun_bound += 1;
-        let old = self.sessions.get(&id).and_then(|s| s.media_addr);
-        if old != Some(from) {
+        let old = self.sessions.get(&id).and_then(|s| s.media);
+        let new = (worker, from);
+        if old != Some(new) {
             // An address belongs to one session: a client that restarted on the
             // same port takes it over from its stale session.
-            if let Some(prev) = self.addr_owner.insert(from, id)
+            if let Some(prev) = self.addr_owner.insert(new, id)
                 && let Some(p) = self.sessions.get_mut(&prev)
             {
-                p.media_addr = None;
+                p.media = None;
                 let room = p.room.clone();
                 if let Some(room) = room {
                     self.sync_routes(&room);
                 }
             }
-            if let Some(old) = old {
-                self.addr_owner.remove(&old);
-                self.outputs
-                    .push_back(Output::Media(MediaCommand::Unbind { addr: old }));
+            // One binding per session: binding at another worker (after
+            // joining a room placed there) or from another address moves it.
+            if let Some((w, addr)) = old {
+                self.addr_owner.remove(&(w, addr));
+                self.media_out(w, MediaCommand::Unbind { addr });
             }
             if let Some(s) = self.sessions.get_mut(&id) {
-                s.media_addr = Some(from);
+                s.media = Some(new);
             }
-            self.outputs.push_back(Output::Media(MediaCommand::Bind {
-                addr: from,
-                session: id,
-            }));
+            self.media_out(
+                worker,
+                MediaCommand::Bind {
+                    addr: from,
+                    session: id,
+                },
+            );
             if let Some(room) = self.sessions.get(&id).and_then(|s| s.room.clone()) {
                 self.sync_routes(&room);
             }
         }
         if let Some(bytes) = proto::media::binding_success(request, from) {
-            self.outputs
-                .push_back(Output::Media(MediaCommand::Reply { to: from, bytes }));
+            self.media_out(worker, MediaCommand::Reply { to: from, bytes });
         }
     }
 
@@ -1303,7 +1348,14 @@ impl Engine {
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
-        let addr_of = |id: &SessionId| self.sessions.get(id).and_then(|s| s.media_addr);
+        // Only members bound at the room's worker can send or receive here.
+        let worker = room.worker;
+        let addr_of = |id: &SessionId| {
+            self.sessions
+                .get(id)
+                .and_then(|s| s.media)
+                .and_then(|(w, a)| (w == worker).then_some(a))
+        };
         let mut desired: HashMap<u32, Route> = HashMap::new();
         for &m in &room.members {
             let Some(source) = addr_of(&m) else { continue };
@@ -1353,14 +1405,18 @@ impl Engine {
             .collect();
         for ssrc in stale {
             room.installed.remove(&ssrc);
-            self.outputs
-                .push_back(Output::Media(MediaCommand::RemoveRoute { ssrc }));
+            self.outputs.push_back(Output::Media {
+                worker,
+                cmd: MediaCommand::RemoveRoute { ssrc },
+            });
         }
         for (ssrc, route) in desired {
             if room.installed.get(&ssrc) != Some(&route) {
                 room.installed.insert(ssrc, route.clone());
-                self.outputs
-                    .push_back(Output::Media(MediaCommand::SetRoute { ssrc, route }));
+                self.outputs.push_back(Output::Media {
+                    worker,
+                    cmd: MediaCommand::SetRoute { ssrc, route },
+                });
             }
         }
     }

@@ -22,6 +22,10 @@ struct Args {
     /// Media UDP address (overrides the file).
     #[arg(long, env = "SWITCHBOARD_MEDIA")]
     media: Option<SocketAddr>,
+    /// Media workers, one thread and UDP port each (overrides the file;
+    /// default 1).
+    #[arg(long, env = "SWITCHBOARD_MEDIA_WORKERS")]
+    media_workers: Option<usize>,
     /// gRPC admin address (overrides the file; default 127.0.0.1:7072).
     #[arg(long, env = "SWITCHBOARD_ADMIN")]
     admin: Option<SocketAddr>,
@@ -47,6 +51,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(a) = args.media {
         config.media = a;
     }
+    if let Some(n) = args.media_workers {
+        config.media_workers = n;
+    }
     if let Some(a) = args.admin {
         config.admin = a;
     }
@@ -59,10 +66,11 @@ fn main() -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
         let router = Router::start(config).await?;
+        let media: Vec<String> = router.media_addrs().iter().map(|a| a.to_string()).collect();
         println!(
             "switchboard: control tcp {} media udp {} admin grpc {} (Ctrl-C to stop)",
             router.control_addr(),
-            router.media_addr(),
+            media.join(","),
             router.admin_addr()
         );
         wait_for_signal().await?;

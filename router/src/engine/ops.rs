@@ -117,7 +117,7 @@ impl Engine {
                     ssrcs: ident.ssrcs,
                     talking: r.plugin.is_talking(*id),
                     muted: r.muted.contains(id),
-                    media_addr: s.media_addr,
+                    media_addr: s.media.map(|(_, a)| a),
                     in_room_for: now.saturating_duration_since(s.joined_at),
                     room_state: r.plugin.member_stats(*id),
                 })

@@ -9,10 +9,14 @@ struct Sim {
     /// Messages per session, in order.
     inbox: HashMap<SessionId, Vec<ServerMessage>>,
     closed: HashSet<SessionId>,
-    media: Vec<MediaCommand>,
-    /// The media worker's table, rebuilt from the commands.
+    media: Vec<(WorkerId, MediaCommand)>,
+    /// The media workers' tables (all workers together), rebuilt from the
+    /// commands.
     table: HashMap<u32, Route>,
     bound: HashMap<SocketAddr, SessionId>,
+    /// The same, per worker.
+    worker_table: HashMap<(WorkerId, u32), Route>,
+    worker_bound: HashMap<(WorkerId, SocketAddr), SessionId>,
     events: Vec<RoomEvent>,
 }
 
@@ -47,6 +51,8 @@ impl Sim {
             media: Vec::new(),
             table: HashMap::new(),
             bound: HashMap::new(),
+            worker_table: HashMap::new(),
+            worker_bound: HashMap::new(),
             events: Vec::new(),
         }
     }
@@ -61,23 +67,30 @@ impl Sim {
                     self.closed.insert(session);
                 }
                 Output::RoomEvent(ev) => self.events.push((*ev).clone()),
-                Output::Media(cmd) => {
+                Output::Media { worker, cmd } => {
                     match &cmd {
                         MediaCommand::SetRoute { ssrc, route } => {
                             self.table.insert(*ssrc, route.clone());
+                            self.worker_table.insert((worker, *ssrc), route.clone());
                         }
                         MediaCommand::RemoveRoute { ssrc } => {
                             self.table.remove(ssrc);
+                            self.worker_table.remove(&(worker, *ssrc));
                         }
                         MediaCommand::Bind { addr, session } => {
                             self.bound.insert(*addr, *session);
+                            self.worker_bound.insert((worker, *addr), *session);
                         }
                         MediaCommand::Unbind { addr } => {
-                            self.bound.remove(addr);
+                            if self.worker_bound.remove(&(worker, *addr)).is_some()
+                                && !self.worker_bound.keys().any(|(_, a)| a == addr)
+                            {
+                                self.bound.remove(addr);
+                            }
                         }
                         MediaCommand::Reply { .. } => {}
                     }
-                    self.media.push(cmd);
+                    self.media.push((worker, cmd));
                 }
             }
         }
@@ -131,16 +144,27 @@ impl Sim {
     }
 
     fn stun(&mut self, from: SocketAddr, token: &str) -> proto::media::BindingResponse {
+        self.stun_at(0, from, token)
+    }
+
+    /// A STUN Binding Request arriving at media worker `worker`.
+    fn stun_at(
+        &mut self,
+        worker: WorkerId,
+        from: SocketAddr,
+        token: &str,
+    ) -> proto::media::BindingResponse {
         let Ok((req, tid)) = proto::media::binding_request(token) else {
             panic!("stun request")
         };
         self.input(Input::StunBinding {
+            worker,
             from,
             username: Some(token.to_owned()),
             request: req,
         });
-        match self.media.iter().rev().find_map(|c| match c {
-            MediaCommand::Reply { to, bytes } if *to == from => {
+        match self.media.iter().rev().find_map(|(w, c)| match c {
+            MediaCommand::Reply { to, bytes } if *to == from && *w == worker => {
                 proto::media::parse_binding_response(bytes, tid)
             }
             _ => None,
@@ -1220,4 +1244,103 @@ fn a_router_may_refuse_client_rooms() {
     s.hello(1, "ann");
     s.line(1, r#"{"type":"CREATE_ROOM","room":"team","kind":"ptt"}"#);
     assert_eq!(s.errors(1), [ErrorCode::NotSupported]);
+}
+
+fn ptt_room(name: &str) -> RoomSpec {
+    RoomSpec {
+        name: name.into(),
+        kind: "ptt".into(),
+        max_participants: 0,
+        options: Options::new(),
+    }
+}
+
+/// Two media workers on ports 7100 and 7101, with rooms `a`, `b`, `c`.
+fn two_workers() -> Sim {
+    let cfg = EngineConfig {
+        media_ports: vec![7100, 7101],
+        ..EngineConfig::default()
+    };
+    Sim::with(cfg, vec![ptt_room("a"), ptt_room("b"), ptt_room("c")])
+}
+
+fn joined_port(m: &[ServerMessage]) -> Option<u16> {
+    m.iter().find_map(|m| match m {
+        ServerMessage::Joined { udp_port, .. } => Some(*udp_port),
+        _ => None,
+    })
+}
+
+#[test]
+fn rooms_are_placed_across_workers_and_joined_tells_the_port() {
+    let mut s = two_workers();
+    let (_, _) = s.hello(1, "ann");
+    let mut ports = Vec::new();
+    for room in ["a", "b", "c"] {
+        s.line(1, &format!(r#"{{"type":"JOIN","room":"{room}"}}"#));
+        ports.push(joined_port(&s.take(1)));
+        s.line(1, r#"{"type":"LEAVE"}"#);
+    }
+    // Fewest rooms first, the lowest worker on a tie: a→0, b→1, c→0.
+    assert_eq!(ports, [Some(7100), Some(7101), Some(7100)]);
+    // WELCOME tells the first worker.
+    s.input(Input::Connected {
+        session: 2,
+        peer: addr(1),
+    });
+    s.line(2, r#"{"type":"HELLO","version":1,"nickname":"bob"}"#);
+    assert!(matches!(
+        s.take(2).first(),
+        Some(ServerMessage::Welcome { udp_port: 7100, .. })
+    ));
+    // A room created later goes to the worker with fewer rooms (1), and
+    // closing a room frees its place.
+    s.line(2, r#"{"type":"CREATE_ROOM","room":"d","kind":"ptt"}"#);
+    assert_eq!(joined_port(&s.take(2)), Some(7101));
+    s.line(2, r#"{"type":"LEAVE"}"#); // d is empty and closes
+    s.line(2, r#"{"type":"CREATE_ROOM","room":"e","kind":"ptt"}"#);
+    assert_eq!(joined_port(&s.take(2)), Some(7101));
+}
+
+#[test]
+fn media_is_routed_only_at_the_rooms_worker() {
+    let mut s = two_workers();
+    let from = |s: SessionId| addr(40000 + s as u16);
+    let mut ssrcs = Vec::new();
+    for (id, nick) in [(1, "ann"), (2, "bob")] {
+        let (ss, token) = s.hello(id, nick);
+        // Bound at worker 0 first (WELCOME's port), then joins room b,
+        // which is on worker 1.
+        s.stun_at(0, from(id), &token);
+        s.line(id, r#"{"type":"JOIN","room":"b"}"#);
+        assert_eq!(joined_port(&s.take(id)), Some(7101));
+        ssrcs.push((ss, token));
+    }
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    // Not bound at the room's worker: no routes anywhere yet.
+    assert!(s.table.is_empty(), "{:?}", s.table);
+    for (id, (_, token)) in [(1, ssrcs[0].clone()), (2, ssrcs[1].clone())] {
+        s.stun_at(1, from(id), &token);
+        // Moved: unbound at worker 0, bound at worker 1.
+        assert!(!s.worker_bound.contains_key(&(0, from(id))));
+        assert_eq!(s.worker_bound.get(&(1, from(id))), Some(&id));
+    }
+    let route = s.worker_table.get(&(1, ssrcs[0].0.audio)).cloned();
+    let Some(route) = route else {
+        panic!("no route at worker 1: {:?}", s.worker_table)
+    };
+    assert_eq!(route.source, from(1));
+    assert_eq!(&route.media[..], &[from(2)]);
+    assert!(!s.worker_table.keys().any(|(w, _)| *w == 0));
+    // Every command for the room went to worker 1; STUN replies went to the
+    // worker that was asked.
+    assert!(s.media.iter().all(|(w, c)| match c {
+        MediaCommand::SetRoute { .. } | MediaCommand::RemoveRoute { .. } => *w == 1,
+        _ => true,
+    }));
+    // Closing the room removes its routes from worker 1.
+    s.input(Input::Disconnected { session: 1 });
+    s.input(Input::Disconnected { session: 2 });
+    assert!(s.worker_table.is_empty());
+    assert!(s.worker_bound.is_empty());
 }

@@ -21,7 +21,7 @@ use plugin_api::SessionId;
 use proto::media::{PacketKind, classify, parse_binding_request, rtcp_sender_ssrc, rtp_header};
 use rustc_hash::FxHashMap;
 
-use crate::engine::{Input, MediaCommand, Route};
+use crate::engine::{Input, MediaCommand, Route, WorkerId};
 use stats::{Delivered, MediaSnapshot, StatsRequest, StreamStats};
 
 /// Media counters, shared with the rest of the router.
@@ -115,6 +115,7 @@ struct Entry {
 
 /// One media worker.
 pub struct Worker<E: EngineSink> {
+    id: WorkerId,
     socket: UdpSocket,
     table: FxHashMap<u32, Entry>,
     bound: FxHashMap<SocketAddr, SessionId>,
@@ -135,6 +136,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 impl<E: EngineSink> Worker<E> {
     pub fn new(
+        id: WorkerId,
         socket: UdpSocket,
         commands: Receiver<MediaCommand>,
         stats_requests: Receiver<StatsRequest>,
@@ -143,6 +145,7 @@ impl<E: EngineSink> Worker<E> {
         stop: Arc<AtomicBool>,
     ) -> Self {
         Self {
+            id,
             socket,
             table: FxHashMap::default(),
             bound: FxHashMap::default(),
@@ -317,6 +320,7 @@ impl<E: EngineSink> Worker<E> {
                 Ok(req) => {
                     t.stun += 1;
                     let input = Input::StunBinding {
+                        worker: self.id,
                         from,
                         username: req.username,
                         request: data.to_vec(),
