@@ -6,6 +6,7 @@
 //! where we are, then RTP in and out with the SSRCs the router assigned.
 //! The CLI (`switchboard-client`) and the tests are built on these two.
 
+#[cfg(feature = "av")]
 pub mod av;
 pub mod file;
 
@@ -509,6 +510,15 @@ impl Media {
             wait = (wait * 2).min(Duration::from_millis(1600));
         }
         Err(ClientError::Timeout("STUN binding response"))
+    }
+
+    /// The socket, for a caller that drives it without tokio (the load
+    /// generator); fails while clones of this `Media` are alive.
+    pub fn into_std(self) -> std::io::Result<std::net::UdpSocket> {
+        match Arc::try_unwrap(self.socket) {
+            Ok(s) => s.into_std(),
+            Err(_) => Err(std::io::Error::other("the media socket is shared")),
+        }
     }
 
     /// Our address as the router sees it.

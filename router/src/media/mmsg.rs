@@ -22,8 +22,16 @@ pub struct RecvBatch {
     names: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Control-message space per datagram, when kernel receive timestamps
+    /// were asked for ([`RecvBatch::with_timestamps`]); u64 for alignment.
+    controls: Vec<[u64; CONTROL_WORDS]>,
+    stamps: Vec<Option<std::time::Duration>>,
     len: usize,
 }
+
+/// Room for one `SCM_TIMESTAMPNS` control message (a `timespec`), with
+/// slack for the header and alignment.
+const CONTROL_WORDS: usize = 8;
 
 // The raw pointers inside are only set during a call and point into the
 // struct's own vectors; nothing is shared across threads.
@@ -45,8 +53,24 @@ impl RecvBatch {
             names: vec![unsafe { zeroed() }; n],
             iovs: vec![unsafe { zeroed() }; n],
             hdrs: vec![unsafe { zeroed() }; n],
+            controls: Vec::new(),
+            stamps: vec![None; n],
             len: 0,
         }
+    }
+
+    /// Like [`RecvBatch::new`], and also reads the kernel's receive time of
+    /// each datagram (the socket must have [`enable_timestamps`]).
+    pub fn with_timestamps(n: usize) -> Self {
+        let mut b = Self::new(n);
+        b.controls = vec![[0u64; CONTROL_WORDS]; n];
+        b
+    }
+
+    /// When the kernel received the `i`-th datagram (`CLOCK_REALTIME`, since
+    /// the Unix epoch), if timestamps were asked for and given.
+    pub fn timestamp(&self, i: usize) -> Option<std::time::Duration> {
+        self.stamps.get(i).copied().flatten()
     }
 
     /// Datagrams received by the last call.
@@ -84,8 +108,16 @@ impl RecvBatch {
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_hdr.msg_iov = &mut self.iovs[i];
             h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
+            match self.controls.get_mut(i) {
+                Some(c) => {
+                    h.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = size_of::<[u64; CONTROL_WORDS]>() as _;
+                }
+                None => {
+                    h.msg_hdr.msg_control = std::ptr::null_mut();
+                    h.msg_hdr.msg_controllen = 0;
+                }
+            }
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
@@ -110,6 +142,9 @@ impl RecvBatch {
             // the RTP parser rejects most, the rest forward truncated.
             self.lens[i] = (self.hdrs[i].msg_len as usize).min(MAX_DATAGRAM);
             self.addrs[i] = from_storage(&self.names[i]);
+            if !self.controls.is_empty() {
+                self.stamps[i] = timestamp_of(&self.hdrs[i].msg_hdr);
+            }
         }
         self.len = got;
         Ok(got)
@@ -233,6 +268,47 @@ fn to_storage(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     }
 }
 
+/// Asks the kernel to stamp every datagram `socket` receives
+/// (`SO_TIMESTAMPNS`), for [`RecvBatch::with_timestamps`].
+pub fn enable_timestamps(socket: &UdpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid fd and a c_int option value of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The `SCM_TIMESTAMPNS` of a received message, if present.
+fn timestamp_of(msg: &libc::msghdr) -> Option<std::time::Duration> {
+    // SAFETY: msg was filled by recvmmsg; CMSG_* walk its control buffer
+    // within msg_controllen, and the timespec is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some(std::time::Duration::new(
+                    ts.tv_sec as u64,
+                    ts.tv_nsec as u32,
+                ));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
 fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match s.ss_family as libc::c_int {
         libc::AF_INET => {
@@ -279,6 +355,36 @@ pub fn media_socket(addr: SocketAddr, read_timeout: std::time::Duration) -> io::
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn kernel_timestamps_are_read() {
+        let Ok(a) = media_socket(([127, 0, 0, 1], 0).into(), Duration::from_millis(500)) else {
+            panic!("socket")
+        };
+        let Ok(b) = media_socket(([127, 0, 0, 1], 0).into(), Duration::from_millis(500)) else {
+            panic!("socket")
+        };
+        assert!(enable_timestamps(&b).is_ok());
+        let Ok(to) = b.local_addr() else { panic!() };
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let _ = a.send_to(b"x", to);
+        let mut batch = RecvBatch::with_timestamps(4);
+        assert_eq!(batch.recv(&b).ok(), Some(1));
+        let Some(t) = batch.timestamp(0) else {
+            panic!("no timestamp")
+        };
+        assert!(
+            t >= before && t < before + Duration::from_secs(1),
+            "{t:?} {before:?}"
+        );
+        // Without asking, none.
+        let _ = a.send_to(b"y", to);
+        let mut plain = RecvBatch::new(4);
+        assert_eq!(plain.recv(&b).ok(), Some(1));
+        assert_eq!(plain.timestamp(0), None);
+    }
 
     #[test]
     fn batch_roundtrip_v4_and_v6() {

@@ -1,0 +1,194 @@
+//! `switchboard-load`: the load harness.
+//!
+//! Synthetic participants on loopback (real TCP control sessions, real UDP
+//! with STUN binding, RTP stamped with its send time) in many rooms of a
+//! chosen kind, through a router running as a child process, whose CPU time
+//! and resident memory are read from `/proc` during the run. A bare
+//! `recvmmsg`/`sendmmsg` relay with the same fan-out runs in the same
+//! invocation as the baseline. See docs/performance.md.
+//!
+//! ```text
+//! switchboard-load suite [--quick]          # every goal, a JSON report and a plot
+//! switchboard-load point --kind ptt --participants 4000 [--bare]
+//! switchboard-load floor --rooms 1000
+//! ```
+
+mod children;
+mod procfs;
+mod report;
+mod scenarios;
+mod traffic;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use scenarios::{Kind, Layout, Traffic};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Load harness for the Switchboard router")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every measurement the goals need, in one run: a JSON report and a plot.
+    Suite {
+        /// A short run (seconds, small loads) that checks the harness works.
+        #[arg(long)]
+        quick: bool,
+        /// Seconds measured per load point (after 1 s of warm-up).
+        #[arg(long)]
+        seconds: Option<f64>,
+        #[arg(long, default_value = "target/load-report.json")]
+        json: PathBuf,
+        /// The cost-growth plot (SVG).
+        #[arg(long, default_value = "target/load-cost.svg")]
+        plot: PathBuf,
+        /// Exit non-zero when a goal is missed (not only when the harness
+        /// fails).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// One load point, through the router or the bare relay.
+    Point {
+        #[arg(long, value_enum, default_value = "ptt")]
+        kind: Kind,
+        #[arg(long, default_value_t = 1000)]
+        participants: usize,
+        #[arg(long, default_value_t = 10)]
+        room_size: usize,
+        /// Packets per second per sender; 0: as fast as possible.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        #[arg(long, default_value_t = 160)]
+        payload: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long, default_value_t = 1)]
+        receiver_threads: usize,
+        /// Through the bare relay instead of the router.
+        #[arg(long)]
+        bare: bool,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Floor-grant latency with many ptt rooms active.
+    Floor {
+        #[arg(long, default_value_t = 1000)]
+        rooms: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    #[command(name = "__router", hide = true)]
+    Router(children::RouterArgs),
+    #[command(name = "__bare-relay", hide = true)]
+    BareRelay {
+        #[arg(long)]
+        groups: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Router(args) => return children::run_router(args),
+        Command::BareRelay { groups } => return children::run_bare_relay(&groups),
+        _ => {}
+    }
+    let fds = procfs::raise_fd_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Suite {
+                quick,
+                seconds,
+                json,
+                plot,
+                strict,
+            } => {
+                let plan = if quick {
+                    report::Plan::quick()
+                } else {
+                    report::Plan::full()
+                };
+                let plan = match seconds {
+                    Some(s) => plan.with_seconds(s),
+                    None => plan,
+                };
+                let r = report::run_suite(&plan, fds).await?;
+                report::write_json(&json, &r)?;
+                eprintln!("report written to {}", json.display());
+                report::plot(&plot, &r)?;
+                eprintln!("plot written to {}", plot.display());
+                report::print_goals(&r);
+                report::check(&r, quick, strict)
+            }
+            Command::Point {
+                kind,
+                participants,
+                room_size,
+                rate,
+                payload,
+                seconds,
+                workers,
+                receiver_threads,
+                bare,
+                json,
+            } => {
+                let room_size = room_size.max(2);
+                let layout = Layout {
+                    kind,
+                    rooms: participants.div_ceil(room_size),
+                    room_size,
+                };
+                let traffic = Traffic {
+                    rate,
+                    payload: payload.max(16),
+                    seconds,
+                    receiver_threads,
+                };
+                let p = if bare {
+                    tokio::task::block_in_place(|| scenarios::through_bare_relay(layout, traffic))?
+                } else {
+                    scenarios::through_router(layout, traffic, workers).await?
+                };
+                let text = serde_json::to_string_pretty(&p)?;
+                match json {
+                    Some(path) => std::fs::write(path, text)?,
+                    None => println!("{text}"),
+                }
+                Ok(())
+            }
+            Command::Floor {
+                rooms,
+                seconds,
+                json,
+            } => {
+                let r = scenarios::floor(rooms, seconds).await?;
+                let text = serde_json::to_string_pretty(&r)?;
+                match json {
+                    Some(path) => std::fs::write(path, text)?,
+                    None => println!("{text}"),
+                }
+                Ok(())
+            }
+            Command::Router(_) | Command::BareRelay { .. } => Ok(()),
+        }
+    })
+}
