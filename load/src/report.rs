@@ -339,16 +339,18 @@ fn goals(plan: &Plan, r: &Report) -> Vec<Goal> {
         goal: format!("floor grant with {} rooms active{at}", f.rooms),
         target: "p99 ≤ 1 ms in the router".into(),
         measured: format!(
-            "MIC_REQUEST→MIC_GRANTED at the requester p50 {} µs p99 {} µs p99.9 {} µs over {} grants; HEARTBEAT round trip p50 {} µs p99 {} µs",
+            "in the router (MIC_REQUEST read to MIC_GRANTED queued) p50 {} µs p99 {} µs p99.9 {} µs over {} requests; at the requester p50 {} µs p99 {} µs (HEARTBEAT round trip p50 {} µs p99 {} µs)",
+            f.router_grant_us.p50,
+            f.router_grant_us.p99,
+            f.router_grant_us.p999,
+            f.router_grant_us.count,
             f.grant_us.p50,
             f.grant_us.p99,
-            f.grant_us.p999,
-            f.grant_us.count,
             f.heartbeat_us.p50,
             f.heartbeat_us.p99
         ),
-        met: f.grant_us.count > 0 && f.grant_us.p99 <= 1000,
-        margin: pct(1.0 - f.grant_us.p99 as f64 / 1000.0),
+        met: f.router_grant_us.count > 0 && f.router_grant_us.p99 <= 1000,
+        margin: pct(1.0 - f.router_grant_us.p99 as f64 / 1000.0),
     });
     // Memory: the point with the most participants gives the steadiest
     // per-participant figure.
@@ -457,7 +459,7 @@ pub(crate) fn check(r: &Report, quick: bool, strict: bool) -> anyhow::Result<()>
             );
         }
     }
-    if r.floor.grant_us.count == 0 {
+    if r.floor.grant_us.count == 0 || r.floor.router_grant_us.count == 0 {
         bail!("no floor grant was measured");
     }
     if strict && let Some(g) = r.goals.iter().find(|g| !g.met) {

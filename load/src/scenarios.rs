@@ -498,6 +498,11 @@ pub(crate) struct FloorReport {
     /// HEARTBEAT sent to HEARTBEAT_ACK read on the same connections (the
     /// cost of the round trip itself), µs.
     pub(crate) heartbeat_us: Percentiles,
+    /// MIC_REQUEST inside the router (GetStats `command_latency`): line
+    /// read to MIC_GRANTED queued for writing, µs.
+    pub(crate) router_grant_us: Percentiles,
+    /// The same for HEARTBEAT.
+    pub(crate) router_heartbeat_us: Percentiles,
     /// Grants per second over all rooms.
     pub(crate) grants_per_s: f64,
     pub(crate) router_cpu_cores: f64,
@@ -607,7 +612,26 @@ pub(crate) async fn floor(rooms: usize, seconds: f64) -> anyhow::Result<FloorRep
         pings.add(&p)?;
     }
     idle.abort_all();
+    let inside = match router.ready.admin {
+        Some(admin) => command_latency(admin).await?,
+        None => Vec::new(),
+    };
+    let pick = |name: &str| {
+        inside
+            .iter()
+            .find(|c| c.command == name)
+            .map(|c| Percentiles {
+                count: c.count,
+                p50: c.p50_us,
+                p99: c.p99_us,
+                p999: c.p999_us,
+                max: c.max_us,
+            })
+            .unwrap_or_default()
+    };
     let report = FloorReport {
+        router_grant_us: pick("MIC_REQUEST"),
+        router_heartbeat_us: pick("HEARTBEAT"),
         rooms,
         participants: rooms * 2,
         seconds,
@@ -618,14 +642,29 @@ pub(crate) async fn floor(rooms: usize, seconds: f64) -> anyhow::Result<FloorRep
         rss_mib: s1.rss as f64 / MIB,
     };
     say(format!(
-        "  floor: {} grants in {rooms} rooms, MIC_REQUEST→MIC_GRANTED p50 {} µs p99 {} µs; HEARTBEAT round trip p50 {} µs p99 {} µs",
+        "  floor: {} grants in {rooms} rooms; in the router p50 {} µs p99 {} µs; at the requester p50 {} µs p99 {} µs (HEARTBEAT round trip p50 {} µs p99 {} µs)",
         report.grant_us.count,
+        report.router_grant_us.p50,
+        report.router_grant_us.p99,
         report.grant_us.p50,
         report.grant_us.p99,
         report.heartbeat_us.p50,
         report.heartbeat_us.p99
     ));
     Ok(report)
+}
+
+/// The router's own command timings, from its admin API.
+async fn command_latency(admin: SocketAddr) -> anyhow::Result<Vec<proto::admin::CommandLatency>> {
+    let mut c = proto::admin::admin_client::AdminClient::connect(format!("http://{admin}"))
+        .await
+        .context("connecting to the admin API")?;
+    let stats = c
+        .get_stats(proto::admin::GetStatsRequest { room: room_name(0) })
+        .await
+        .context("GetStats")?
+        .into_inner();
+    Ok(stats.router.map(|r| r.command_latency).unwrap_or_default())
 }
 
 /// Reads events until `want` matches (5 s at most).

@@ -124,6 +124,7 @@ pub struct AdminService {
     engine: mpsc::Sender<EngineEvent>,
     stats: crate::driver::MediaStatsHandle,
     counters: Arc<MediaCounters>,
+    times: crate::driver::SharedCommandTimes,
     watch_buffer: usize,
 }
 
@@ -132,12 +133,14 @@ impl AdminService {
         engine: mpsc::Sender<EngineEvent>,
         stats: crate::driver::MediaStatsHandle,
         counters: Arc<MediaCounters>,
+        times: crate::driver::SharedCommandTimes,
         watch_buffer: usize,
     ) -> Self {
         Self {
             engine,
             stats,
             counters,
+            times,
             watch_buffer,
         }
     }
@@ -524,6 +527,21 @@ impl Admin for AdminService {
             sessions_timed_out: engine.timed_out,
             join_attempts_limited: engine.join_attempts_limited,
             bulk_dropped: crate::driver::BULK_DROPPED.load(std::sync::atomic::Ordering::Relaxed),
+            command_latency: self
+                .times
+                .lock()
+                .map(|t| t.summary())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| proto::admin::CommandLatency {
+                    command: c.command.into(),
+                    count: c.count,
+                    p50_us: c.p50_us,
+                    p99_us: c.p99_us,
+                    p999_us: c.p999_us,
+                    max_us: c.max_us,
+                })
+                .collect(),
         };
         let rooms = rooms
             .into_iter()

@@ -15,7 +15,7 @@ use anyhow::Context;
 use plugin_api::SessionId;
 use proto::control::{self, ServerMessage};
 use proto::framing::{Frame, LineFramer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -47,6 +47,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 /// What the engine task receives.
 pub enum EngineEvent {
     Input(Input),
+    /// A control line, with when its connection read it (for
+    /// [`CommandTimes`]).
+    Line {
+        input: Input,
+        read_at: std::time::Instant,
+    },
     /// A new connection's outgoing queue; sent before its `Connected`.
     Register {
         session: SessionId,
@@ -255,6 +261,7 @@ impl Router {
         }
         drop(stun_tx);
         let stats = MediaStatsHandle(stats_txs.into());
+        let times = SharedCommandTimes::default();
 
         let engine_task = tokio::spawn(
             run_engine(
@@ -267,6 +274,7 @@ impl Router {
                 stun_rx,
                 media_txs,
                 shutdown_rx,
+                times.clone(),
             )
             .instrument(info_span!("engine")),
         );
@@ -276,6 +284,7 @@ impl Router {
                 engine_tx.clone(),
                 stats.clone(),
                 counters.clone(),
+                times.clone(),
                 config.limits.watch_buffer,
             );
             let token = config.admin_token.clone();
@@ -372,6 +381,57 @@ impl Drop for Router {
     }
 }
 
+/// How long each type of control command spent in the router: from its
+/// line being read to everything it caused being queued for writing.
+#[derive(Default)]
+pub struct CommandTimes {
+    by_command: HashMap<&'static str, hdrhistogram::Histogram<u64>>,
+}
+
+/// One command type's figures, µs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLatency {
+    pub command: &'static str,
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl CommandTimes {
+    pub fn record(&mut self, command: &'static str, took: Duration) {
+        let h = self.by_command.entry(command).or_insert_with(|| {
+            // 1 µs to 60 s at 3 significant digits; bounds this wide
+            // cannot fail.
+            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
+                .unwrap_or_else(|_| unreachable!())
+        });
+        h.saturating_record((took.as_micros() as u64).max(1));
+    }
+
+    /// Every command type seen, by name.
+    pub fn summary(&self) -> Vec<CommandLatency> {
+        let mut v: Vec<CommandLatency> = self
+            .by_command
+            .iter()
+            .map(|(command, h)| CommandLatency {
+                command,
+                count: h.len(),
+                p50_us: h.value_at_quantile(0.5),
+                p99_us: h.value_at_quantile(0.99),
+                p999_us: h.value_at_quantile(0.999),
+                max_us: h.max(),
+            })
+            .collect();
+        v.sort_by_key(|c| c.command);
+        v
+    }
+}
+
+/// Shared between the engine task, which records, and the admin API.
+pub type SharedCommandTimes = Arc<std::sync::Mutex<CommandTimes>>;
+
 /// Asks the media workers for their statistics.
 #[derive(Clone)]
 pub struct MediaStatsHandle(Arc<[std::sync::mpsc::Sender<StatsRequest>]>);
@@ -419,15 +479,21 @@ async fn run_engine(
     mut stun: mpsc::Receiver<Input>,
     media: Vec<std::sync::mpsc::Sender<MediaCommand>>,
     mut shutdown: watch::Receiver<bool>,
+    times: SharedCommandTimes,
 ) {
     let mut conns: HashMap<SessionId, ConnHandle> = HashMap::new();
     // Connections told to close; at shutdown we wait for them to flush.
     let mut closing: Vec<mpsc::Sender<ConnCommand>> = Vec::new();
     loop {
         let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
+        let mut timed = None;
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(EngineEvent::Input(input)) => engine.handle_input(now(), input),
+                Some(EngineEvent::Line { input, read_at }) => {
+                    engine.handle_input(now(), input);
+                    timed = engine.last_command().map(|c| (c, read_at));
+                }
                 Some(EngineEvent::Register { session, conn }) => { conns.insert(session, conn); }
                 Some(EngineEvent::Call(f)) => f(&mut engine, now()),
                 Some(EngineEvent::Watch { room, reply }) => {
@@ -454,6 +520,11 @@ async fn run_engine(
             }
         }
         dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &media);
+        if let Some((command, read_at)) = timed
+            && let Ok(mut t) = times.lock()
+        {
+            t.record(command, read_at.elapsed());
+        }
         closing.retain(|tx| !tx.is_closed());
     }
     // Let connection tasks flush what they have (their receivers drop when
@@ -568,6 +639,14 @@ async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<EngineEvent>) {
     }
 }
 
+thread_local! {
+    /// Where connection tasks running on this thread read their sockets.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
+}
+
+/// Bytes read from a control connection at once.
+const READ_CHUNK: usize = 16 * 1024;
+
 async fn connection(
     stream: TcpStream,
     session: SessionId,
@@ -576,9 +655,8 @@ async fn connection(
     mut bulk: mpsc::Receiver<Arc<ServerMessage>>,
 ) {
     debug!("connected");
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
     let mut framer = LineFramer::new(control::MAX_LINE_BYTES);
-    let mut buf = vec![0u8; 16 * 1024];
     let mut reading = true;
     loop {
         tokio::select! {
@@ -606,20 +684,37 @@ async fn connection(
                 }
                 Some(ConnCommand::Close) | None => break,
             },
-            r = reader.read(&mut buf), if reading => match r {
-                Ok(0) | Err(_) => {
-                    reading = false;
-                    let _ = engine.send(EngineEvent::Input(Input::Disconnected { session })).await;
-                }
-                Ok(n) => {
-                    framer.push(&buf[..n]);
-                    while let Some(frame) = framer.next_frame() {
-                        let input = match frame {
-                            Frame::Line(line) => Input::Line { session, line },
-                            Frame::TooLong => Input::LineTooLong { session },
-                        };
-                        if engine.send(EngineEvent::Input(input)).await.is_err() {
-                            return;
+            r = reader.readable(), if reading => {
+                // Read into the thread's buffer, not one per connection:
+                // an idle session then holds no read buffer at all.
+                let read = match r {
+                    Ok(()) => READ_BUF.with_borrow_mut(|buf| {
+                        reader.try_read(buf).map(|n| {
+                            framer.push(&buf[..n]);
+                            n
+                        })
+                    }),
+                    Err(e) => Err(e),
+                };
+                match read {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Ok(0) | Err(_) => {
+                        reading = false;
+                        let _ = engine.send(EngineEvent::Input(Input::Disconnected { session })).await;
+                    }
+                    Ok(_) => {
+                        let read_at = std::time::Instant::now();
+                        while let Some(frame) = framer.next_frame() {
+                            let ev = match frame {
+                                Frame::Line(line) => EngineEvent::Line {
+                                    input: Input::Line { session, line },
+                                    read_at,
+                                },
+                                Frame::TooLong => EngineEvent::Input(Input::LineTooLong { session }),
+                            };
+                            if engine.send(ev).await.is_err() {
+                                return;
+                            }
                         }
                     }
                 }

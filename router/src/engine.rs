@@ -268,6 +268,8 @@ pub struct Engine {
     clock: WallClock,
     /// Meeting code → room name.
     codes: HashMap<String, String>,
+    /// The type of the last control line handled, for the drivers' timing.
+    last_command: Option<&'static str>,
     /// `REQUEST_JOIN` budget per IP address: (tokens, when the last was earned).
     join_budget: HashMap<IpAddr, TokenBucket>,
 }
@@ -299,6 +301,7 @@ impl Engine {
             stats: EngineStats::default(),
             clock: WallClock::now(),
             codes: HashMap::new(),
+            last_command: None,
             join_budget: HashMap::new(),
         };
         for spec in rooms {
@@ -403,6 +406,12 @@ impl Engine {
         })
     }
 
+    /// The type of the control line the last [`Engine::handle_input`]
+    /// handled (`None` for other inputs and unparseable lines).
+    pub fn last_command(&self) -> Option<&'static str> {
+        self.last_command
+    }
+
     /// The next output for the drivers.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
@@ -415,6 +424,7 @@ impl Engine {
 
     /// Handles one input.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.last_command = None;
         match input {
             Input::Connected { session, peer } => self.on_connected(now, session, peer),
             Input::Line { session, line } => self.on_line(now, session, &line),
@@ -594,6 +604,7 @@ impl Engine {
     }
 
     fn on_line(&mut self, now: Instant, id: SessionId, line: &[u8]) {
+        self.last_command = None;
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
@@ -603,6 +614,7 @@ impl Engine {
             Ok(m) => m,
             Err(e) => return self.protocol_error(now, id, e.code, e.message),
         };
+        self.last_command = Some(msg.type_name());
         match msg {
             ClientMessage::Hello {
                 version,

@@ -325,6 +325,22 @@ async fn stats_count_packets_bytes_loss_and_drops_per_participant() {
         r.dropped_not_routed >= 20 && r.datagrams_sent >= 90,
         "{r:?}"
     );
+    // Time in the router per command type: x's MIC_REQUEST, and each
+    // HELLO and JOIN, counted once; percentiles ordered and plausible.
+    let by = |name: &str| {
+        r.command_latency
+            .iter()
+            .find(|c| c.command == name)
+            .cloned()
+    };
+    let Some(mic) = by("MIC_REQUEST") else {
+        panic!("{:?}", r.command_latency)
+    };
+    assert_eq!(mic.count, 1);
+    assert!(mic.p50_us >= 1 && mic.p50_us <= mic.p99_us && mic.p99_us <= mic.max_us);
+    assert!(mic.max_us < 1_000_000, "{mic:?}");
+    assert_eq!(by("HELLO").map(|c| c.count), Some(2));
+    assert_eq!(by("JOIN").map(|c| c.count), Some(2));
 
     // Every room when none is named; NOT_FOUND for an unknown one.
     let all = ok(a
