@@ -27,6 +27,9 @@ pub(crate) struct RouterArgs {
     /// Sessions the router accepts.
     #[arg(long)]
     pub(crate) max_sessions: usize,
+    /// Heartbeat interval told to clients.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) heartbeat_ms: u64,
 }
 
 impl RouterArgs {
@@ -41,6 +44,8 @@ impl RouterArgs {
             self.workers.to_string(),
             "--max-sessions".into(),
             self.max_sessions.to_string(),
+            "--heartbeat-ms".into(),
+            self.heartbeat_ms.to_string(),
         ]
     }
 }
@@ -67,6 +72,7 @@ pub(crate) fn run_router(args: RouterArgs) -> anyhow::Result<()> {
     };
     config.limits.max_sessions = args.max_sessions;
     config.limits.max_rooms = args.rooms + 16;
+    config.limits.heartbeat_interval_ms = args.heartbeat_ms.max(1);
     config.rooms = (0..args.rooms)
         .map(|i| RoomConfig {
             name: room_name(i),

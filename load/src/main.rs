@@ -76,6 +76,13 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Draws the cost plot and prints the goals again from a suite's report.
+    Plot {
+        #[arg(long, default_value = "target/load-report.json")]
+        json: PathBuf,
+        #[arg(long, default_value = "target/load-cost.svg")]
+        out: PathBuf,
+    },
     /// Floor-grant latency with many ptt rooms active.
     Floor {
         #[arg(long, default_value_t = 1000)]
@@ -106,6 +113,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Router(args) => return children::run_router(args),
         Command::BareRelay { groups } => return children::run_bare_relay(&groups),
+        Command::Plot { json, out } => {
+            let r: report::Report = serde_json::from_slice(&std::fs::read(&json)?)?;
+            report::plot(&out, &r)?;
+            report::print_goals(&r);
+            return Ok(());
+        }
         _ => {}
     }
     let fds = procfs::raise_fd_limit();
@@ -188,7 +201,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Command::Router(_) | Command::BareRelay { .. } => Ok(()),
+            Command::Router(_) | Command::BareRelay { .. } | Command::Plot { .. } => Ok(()),
         }
     })
 }

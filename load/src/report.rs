@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::bail;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::scenarios::{self, FloorReport, Kind, Layout, Point, Traffic};
 
@@ -89,7 +89,7 @@ impl Plan {
 }
 
 /// The same load through the bare relay and through the router.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Pair {
     pub(crate) bare: Point,
     pub(crate) router: Point,
@@ -112,7 +112,7 @@ impl Pair {
 }
 
 /// Where the figures came from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Machine {
     pub(crate) cpus: usize,
     pub(crate) cpu_model: String,
@@ -142,7 +142,7 @@ impl Machine {
 }
 
 /// One goal of the issue, held against the figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Goal {
     pub(crate) goal: String,
     pub(crate) target: String,
@@ -152,7 +152,7 @@ pub(crate) struct Goal {
     pub(crate) margin: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Report {
     pub(crate) machine: Machine,
     pub(crate) quick: bool,
@@ -524,37 +524,56 @@ pub(crate) fn plot(path: &Path, r: &Report) -> anyhow::Result<()> {
         ),
     ];
     for (i, (panel, (title, unit, lines))) in panels.iter().zip(charts).enumerate() {
+        // Latency spans decades: its panel plots log10(µs).
+        let log = i == 1;
+        let tf = move |v: f64| if log { v.max(1.0).log10() } else { v };
+        let bare_y = |p: &Point| {
+            if i == 0 {
+                p.cpu_cores
+            } else {
+                p.latency_us.p99 as f64
+            }
+        };
         let mut max_y: f64 = 0.0;
         for (_, kind, f, _) in &lines {
             for p in series(*kind) {
-                max_y = max_y.max(f(p));
+                max_y = max_y.max(tf(f(p)));
             }
         }
         if i < 2 {
             for p in &bare {
-                max_y = max_y.max(if i == 0 {
-                    p.cpu_cores
-                } else {
-                    p.latency_us.p99 as f64
-                });
+                max_y = max_y.max(tf(bare_y(p)));
             }
         }
-        let max_y = if max_y > 0.0 { max_y * 1.15 } else { 1.0 };
+        let (min_y, max_y) = if log {
+            (1.0, max_y.max(2.0) + 0.3)
+        } else {
+            (0.0, if max_y > 0.0 { max_y * 1.15 } else { 1.0 })
+        };
         let mut chart = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..max_x, 0f64..max_y)?;
+            .build_cartesian_2d(0f64..max_x, min_y..max_y)?;
+        let y_fmt = move |y: &f64| {
+            if log {
+                format!("{:.0}", 10f64.powf(*y))
+            } else {
+                format!("{y:.1}")
+            }
+        };
         chart
             .configure_mesh()
             .x_desc("participants")
-            .y_desc(unit)
+            .y_desc(if log { "µs (log scale)" } else { unit })
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&y_fmt)
             .draw()?;
         for (name, kind, f, color) in lines {
             let pts: Vec<(f64, f64)> = series(kind)
                 .iter()
-                .map(|p| (p.participants as f64, f(p)))
+                .map(|p| (p.participants as f64, tf(f(p))))
                 .collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
@@ -570,14 +589,7 @@ pub(crate) fn plot(path: &Path, r: &Report) -> anyhow::Result<()> {
         if i < 2 {
             let pts: Vec<(f64, f64)> = bare
                 .iter()
-                .map(|p| {
-                    let y = if i == 0 {
-                        p.cpu_cores
-                    } else {
-                        p.latency_us.p99 as f64
-                    };
-                    (p.participants as f64, y)
-                })
+                .map(|p| (p.participants as f64, tf(bare_y(p))))
                 .collect();
             let label = if i == 0 {
                 "ptt: bare relay"

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use proto::control::{ClientMessage, ServerMessage};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use crate::children::{RouterArgs, room_name};
@@ -16,7 +16,7 @@ use crate::procfs::{Child, Sample, UdpDrops};
 use crate::traffic::{self, Member, Pace, Shared};
 
 /// Room kind of a load point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Kind {
     /// Push-to-talk: one member per room holds the floor and sends.
@@ -35,7 +35,7 @@ impl Kind {
 }
 
 /// Rooms, their size, and who sends.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Layout {
     pub(crate) kind: Kind,
     pub(crate) rooms: usize,
@@ -57,7 +57,7 @@ impl Layout {
 }
 
 /// Traffic of a load point.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Traffic {
     /// Packets per second per sender; 0 means as fast as possible.
     pub(crate) rate: u32,
@@ -71,7 +71,7 @@ pub(crate) struct Traffic {
 }
 
 /// Latency percentiles, µs.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub(crate) struct Percentiles {
     pub(crate) count: u64,
     pub(crate) p50: u64,
@@ -96,7 +96,7 @@ impl Percentiles {
 }
 
 /// One second of a run.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Tick {
     pub(crate) t: f64,
     pub(crate) sent_pps: f64,
@@ -106,7 +106,7 @@ pub(crate) struct Tick {
 }
 
 /// The figures of one load point.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Point {
     /// "router" or "bare relay".
     pub(crate) through: String,
@@ -220,6 +220,7 @@ pub(crate) async fn through_router(
             rooms: layout.rooms,
             workers,
             max_sessions: layout.participants() + 16,
+            heartbeat_ms: 5000,
         }
         .to_args(),
     )?;
@@ -488,7 +489,7 @@ fn measure(
 }
 
 /// Floor-grant latency with many rooms.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct FloorReport {
     pub(crate) rooms: usize,
     pub(crate) participants: usize,
@@ -518,6 +519,7 @@ pub(crate) async fn floor(rooms: usize, seconds: f64) -> anyhow::Result<FloorRep
             rooms,
             workers: 1,
             max_sessions: rooms * 2 + 16,
+            heartbeat_ms: 5000,
         }
         .to_args(),
     )?;

@@ -689,10 +689,7 @@ async fn connection(
                 // an idle session then holds no read buffer at all.
                 let read = match r {
                     Ok(()) => READ_BUF.with_borrow_mut(|buf| {
-                        reader.try_read(buf).map(|n| {
-                            framer.push(&buf[..n]);
-                            n
-                        })
+                        reader.try_read(buf).inspect(|&n| framer.push(&buf[..n]))
                     }),
                     Err(e) => Err(e),
                 };
