@@ -59,11 +59,13 @@ enum Command {
         participants: usize,
         #[arg(long, default_value_t = 10)]
         room_size: usize,
-        /// Packets per second per sender; 0: as fast as possible.
+        /// Packets per second per sender (50: 20 ms voice frames; a video
+        /// rate such as 90 with --payload 1100); 0: as fast as possible.
         #[arg(long, default_value_t = 50)]
         rate: u32,
-        #[arg(long, default_value_t = 160)]
-        payload: usize,
+        /// RTP payload bytes, 16 to 1400.
+        #[arg(long, default_value_t = 160, value_parser = clap::value_parser!(u16).range(16..=1400))]
+        payload: u16,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
         #[arg(long, default_value_t = 1)]
@@ -165,6 +167,14 @@ fn main() -> anyhow::Result<()> {
                 json,
             } => {
                 let room_size = room_size.max(2);
+                // A TCP and a UDP socket per participant, here and (TCP) in
+                // the router, which inherits the limit.
+                let need = participants as u64 * 2 + 128;
+                if need > fds {
+                    anyhow::bail!(
+                        "{participants} participants need about {need} open files; the limit is {fds} (raise it with ulimit -n)"
+                    );
+                }
                 let layout = Layout {
                     kind,
                     rooms: participants.div_ceil(room_size),
@@ -172,7 +182,7 @@ fn main() -> anyhow::Result<()> {
                 };
                 let traffic = Traffic {
                     rate,
-                    payload: payload.max(16),
+                    payload: usize::from(payload),
                     seconds,
                     receiver_threads,
                 };

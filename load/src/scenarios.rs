@@ -23,6 +23,8 @@ pub(crate) enum Kind {
     Ptt,
     /// Open voice: every member sends.
     Voice,
+    /// Chat with exclusive voice: like ptt, one member holds the floor.
+    Chat,
 }
 
 impl Kind {
@@ -30,6 +32,7 @@ impl Kind {
         match self {
             Kind::Ptt => "ptt",
             Kind::Voice => "voice",
+            Kind::Chat => "chat",
         }
     }
 }
@@ -50,7 +53,7 @@ impl Layout {
     /// Whether member `k` of a room sends.
     fn sends(&self, k: usize) -> bool {
         match self.kind {
-            Kind::Ptt => k == 0,
+            Kind::Ptt | Kind::Chat => k == 0,
             Kind::Voice => true,
         }
     }
@@ -261,7 +264,7 @@ async fn connect_all(
         while next < total && pending.len() < AT_ONCE {
             let (room, k) = (next / layout.room_size, next % layout.room_size);
             let sends = layout.sends(k);
-            let floor = layout.kind == Kind::Ptt && k == 0;
+            let floor = layout.kind != Kind::Voice && k == 0;
             pending.spawn(async move {
                 let r = join_one(ctl, room, k, floor).await;
                 r.map(|(s, m, ssrc, server)| (s, m, ssrc, server, room, sends))
