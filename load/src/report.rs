@@ -168,6 +168,17 @@ pub(crate) struct Report {
     pub(crate) goals: Vec<Goal>,
 }
 
+impl Report {
+    /// Every point measured once (the paced router points are in `sweep`).
+    fn points(&self) -> impl Iterator<Item = &Point> {
+        [&self.saturated.bare, &self.saturated.router]
+            .into_iter()
+            .chain(&self.sweep)
+            .chain(self.paced.iter().map(|p| &p.bare))
+            .chain(&self.scale)
+    }
+}
+
 fn bare(layout: Layout, traffic: Traffic) -> anyhow::Result<Point> {
     tokio::task::block_in_place(|| scenarios::through_bare_relay(layout, traffic))
 }
@@ -391,12 +402,7 @@ pub(crate) fn print_goals(r: &Report) {
         "| point | participants | loss | p50 µs | p99 µs | p99.9 µs | CPU cores | delivered/s | per CPU-s | RSS/participant KiB |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let all = std::iter::once(&r.saturated.bare)
-        .chain(std::iter::once(&r.saturated.router))
-        .chain(r.sweep.iter())
-        .chain(r.paced.iter().map(|p| &p.bare))
-        .chain(r.scale.iter());
-    for p in all {
+    for p in r.points() {
         println!(
             "| {} {} {}w {} | {} | {:.4}% | {} | {} | {} | {:.2} | {:.0} | {:.0} | {:.1} |",
             p.through,
@@ -433,12 +439,7 @@ pub(crate) fn write_json(path: &Path, r: &Report) -> anyhow::Result<()> {
 /// The harness itself must work: every point delivered, small loads
 /// without loss, grants measured. With `strict`, every goal must be met.
 pub(crate) fn check(r: &Report, quick: bool, strict: bool) -> anyhow::Result<()> {
-    let points = std::iter::once(&r.saturated.bare)
-        .chain(std::iter::once(&r.saturated.router))
-        .chain(r.sweep.iter())
-        .chain(r.paced.iter().map(|p| &p.bare))
-        .chain(r.scale.iter());
-    for p in points {
+    for p in r.points() {
         if p.received == 0 || p.cpu_cores <= 0.0 {
             bail!(
                 "{} {} with {} participants: nothing measured ({} received, {:.3} cores)",

@@ -333,7 +333,10 @@ fn measure(
     let mut sockets = Vec::new();
     for m in members {
         if m.sends {
-            senders.push((m.socket.try_clone()?, m.ssrc, m.room, m.server));
+            senders.push(Member {
+                socket: m.socket.try_clone()?,
+                ..m
+            });
         }
         sockets.push(m.socket);
     }

@@ -97,7 +97,7 @@ pub(crate) enum Pace {
 
 /// Sends for every member with `sends` until `shared.stop`.
 pub(crate) fn spawn_sender(
-    members: Vec<(UdpSocket, u32, usize, SocketAddr)>,
+    members: Vec<Member>,
     rooms: usize,
     pace: Pace,
     payload: usize,
@@ -113,7 +113,7 @@ pub(crate) fn spawn_sender(
 }
 
 fn paced(
-    members: &[(UdpSocket, u32, usize, SocketAddr)],
+    members: &[Member],
     rooms: usize,
     rate: u32,
     payload: usize,
@@ -135,7 +135,7 @@ fn paced(
     while !shared.stop.load(Ordering::Relaxed) {
         let now = shared.now_us();
         let mut next = now + 2_000;
-        for (i, (sock, ssrc, room, to)) in members.iter().enumerate() {
+        for (i, m) in members.iter().enumerate() {
             if now > due[i] + 100_000 {
                 // Stalled (descheduled): skip ahead rather than burst.
                 let behind = (now - due[i]) / period;
@@ -144,12 +144,12 @@ fn paced(
             }
             while due[i] <= now {
                 let stamp = shared.now_us();
-                let p = talkers[i].next_packet(*ssrc, stamp);
-                match sock.send_to(&p, to) {
+                let p = talkers[i].next_packet(m.ssrc, stamp);
+                match m.socket.send_to(&p, m.server) {
                     Ok(_) => {
                         shared.sent.fetch_add(1, Ordering::Relaxed);
                         if shared.in_window(stamp) {
-                            tally.in_window[*room] += 1;
+                            tally.in_window[m.room] += 1;
                         }
                     }
                     Err(_) => tally.failed += 1,
@@ -166,12 +166,7 @@ fn paced(
     tally
 }
 
-fn blast(
-    members: &[(UdpSocket, u32, usize, SocketAddr)],
-    rooms: usize,
-    payload: usize,
-    shared: &Shared,
-) -> SendTally {
+fn blast(members: &[Member], rooms: usize, payload: usize, shared: &Shared) -> SendTally {
     const PER_TURN: usize = 32;
     let mut tally = SendTally {
         in_window: vec![0; rooms],
@@ -184,15 +179,15 @@ fn blast(
     let mut sb = SendBatch::new();
     let mut pkts: Vec<Vec<u8>> = Vec::with_capacity(PER_TURN);
     while !shared.stop.load(Ordering::Relaxed) {
-        for (i, (sock, ssrc, room, to)) in members.iter().enumerate() {
+        for (i, m) in members.iter().enumerate() {
             let stamp = shared.now_us();
             pkts.clear();
-            pkts.extend((0..PER_TURN).map(|_| talkers[i].next_packet(*ssrc, stamp)));
-            let sent = sb.send(sock, pkts.iter().map(|p| (p.as_slice(), *to)));
+            pkts.extend((0..PER_TURN).map(|_| talkers[i].next_packet(m.ssrc, stamp)));
+            let sent = sb.send(&m.socket, pkts.iter().map(|p| (p.as_slice(), m.server)));
             shared.sent.fetch_add(sent as u64, Ordering::Relaxed);
             tally.failed += (PER_TURN - sent) as u64;
             if shared.in_window(stamp) {
-                tally.in_window[*room] += sent as u64;
+                tally.in_window[m.room] += sent as u64;
             }
         }
     }
@@ -326,7 +321,13 @@ mod tests {
         for room in 0..4 {
             let (a, b) = pair();
             let to = b.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            senders.push((a, room as u32 + 1, room, to));
+            senders.push(Member {
+                socket: a,
+                ssrc: room as u32 + 1,
+                room,
+                sends: true,
+                server: to,
+            });
             receivers.push(b);
         }
         let rx = spawn_receiver(receivers, shared.clone(), "t-recv".into());

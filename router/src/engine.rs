@@ -258,8 +258,6 @@ pub struct Engine {
     tokens: HashMap<String, SessionId>,
     /// Which session each (worker, address) is bound to.
     addr_owner: HashMap<(WorkerId, SocketAddr), SessionId>,
-    /// Rooms placed on each worker.
-    worker_rooms: Vec<usize>,
     used_ssrcs: HashSet<u32>,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     outputs: VecDeque<Output>,
@@ -285,14 +283,12 @@ impl Engine {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        let workers = cfg.media_ports.len().max(1);
         let mut engine = Self {
             cfg,
             registry,
             sessions: HashMap::new(),
             rooms: BTreeMap::new(),
             tokens: HashMap::new(),
-            worker_rooms: vec![0; workers],
             addr_owner: HashMap::new(),
             used_ssrcs: HashSet::new(),
             timers: BinaryHeap::new(),
@@ -356,15 +352,17 @@ impl Engine {
         let spec_name = spec.name.clone();
         // Placement: the worker with the fewest rooms (the lowest on a tie).
         // A room stays on its worker for life: its members bound there.
-        let worker = self
-            .worker_rooms
+        let mut per_worker = vec![0usize; self.cfg.media_ports.len().max(1)];
+        for r in self.rooms.values() {
+            if let Some(n) = per_worker.get_mut(r.worker) {
+                *n += 1;
+            }
+        }
+        let worker = per_worker
             .iter()
             .enumerate()
             .min_by_key(|(i, n)| (**n, *i))
             .map_or(0, |(i, _)| i);
-        if let Some(n) = self.worker_rooms.get_mut(worker) {
-            *n += 1;
-        }
         self.rooms.insert(
             spec.name.clone(),
             Room {
@@ -604,7 +602,6 @@ impl Engine {
     }
 
     fn on_line(&mut self, now: Instant, id: SessionId, line: &[u8]) {
-        self.last_command = None;
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
@@ -1228,9 +1225,6 @@ impl Engine {
         if let Some(r) = self.rooms.remove(name) {
             if let Some(code) = r.code {
                 self.codes.remove(&code);
-            }
-            if let Some(n) = self.worker_rooms.get_mut(r.worker) {
-                *n = n.saturating_sub(1);
             }
             for ssrc in r.installed.into_keys() {
                 self.media_out(r.worker, MediaCommand::RemoveRoute { ssrc });
