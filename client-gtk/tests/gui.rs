@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use client::Session;
 use client::av::{Av, AvOptions, LaneConfig};
 use pipelines::{Catalog, Sink, Source};
-use proto::admin::{
+use proto::control::{ClientMessage, ServerMessage};
+use proto_grpc::admin::{
     LobbyDecisionRequest, ParticipantRef, RoomEvent, WatchRoomRequest, participant_ref,
     room_event::Event as Ev,
 };
-use proto::control::{ClientMessage, ServerMessage};
 use switchboard_tests::{admin, describe, start_router};
 use tokio_stream::StreamExt;
 
@@ -585,7 +585,7 @@ async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
     }
     let mut a = admin(&router).await;
     let people = a
-        .list_participants(proto::admin::ListParticipantsRequest {
+        .list_participants(proto_grpc::admin::ListParticipantsRequest {
             room: "lobby".into(),
         })
         .await

@@ -663,12 +663,14 @@ pub(crate) async fn floor(rooms: usize, seconds: f64) -> anyhow::Result<FloorRep
 }
 
 /// The router's own command timings, from its admin API.
-async fn command_latency(admin: SocketAddr) -> anyhow::Result<Vec<proto::admin::CommandLatency>> {
-    let mut c = proto::admin::admin_client::AdminClient::connect(format!("http://{admin}"))
+async fn command_latency(
+    admin: SocketAddr,
+) -> anyhow::Result<Vec<proto_grpc::admin::CommandLatency>> {
+    let mut c = proto_grpc::admin::admin_client::AdminClient::connect(format!("http://{admin}"))
         .await
         .context("connecting to the admin API")?;
     let stats = c
-        .get_stats(proto::admin::GetStatsRequest { room: room_name(0) })
+        .get_stats(proto_grpc::admin::GetStatsRequest { room: room_name(0) })
         .await
         .context("GetStats")?
         .into_inner();

@@ -1,19 +1,12 @@
-//! Wire types shared by the Switchboard router and its clients.
+//! Wire types shared by the Switchboard router and its clients (serde only;
+//! the gRPC admin API lives in the `proto-grpc` crate).
 //!
 //! - [`control`]: the newline-delimited JSON messages of the TCP control channel.
-//! - [`admin`]: the gRPC admin API generated from `switchboard/v1/*.proto`.
 //! - [`framing`]: a sans-IO line framer with a hard line-size limit.
 //! - [`media`]: demultiplexing (RFC 7983) and thin helpers over `rtp-types`,
 //!   `rtcp-types` and `stun-types` for what the router and clients need.
 
 pub mod control;
-/// Generated gRPC types and services of `proto/switchboard/v1/*.proto`.
-#[allow(unreachable_pub, clippy::all)]
-pub mod admin {
-    tonic::include_proto!("switchboard.v1");
-    /// Encoded file descriptors, for gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("switchboard_v1");
-}
 pub mod framing;
 pub mod media;
 

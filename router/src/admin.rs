@@ -10,8 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use plugin_api::Options;
-use proto::admin::admin_server::{Admin, AdminServer};
-use proto::admin::{
+use proto_grpc::admin::admin_server::{Admin, AdminServer};
+use proto_grpc::admin::{
     CloseRoomRequest, CloseRoomResponse, CreateRoomRequest, GetRoomRequest, GetStatsRequest,
     GetStatsResponse, GrantFloorRequest, GrantFloorResponse, KickParticipantRequest,
     KickParticipantResponse, ListParticipantsRequest, ListParticipantsResponse, ListPluginsRequest,
@@ -189,14 +189,14 @@ fn participant_wire(p: ParticipantInfo) -> Participant {
 }
 
 fn snapshot_wire(s: RoomSnapshot) -> room_event::Event {
-    room_event::Event::Snapshot(proto::admin::RoomSnapshot {
+    room_event::Event::Snapshot(proto_grpc::admin::RoomSnapshot {
         room: Some(room_wire(s.info)),
         participants: s.participants.into_iter().map(participant_wire).collect(),
     })
 }
 
-fn event_wire(item: &WatchItem) -> proto::admin::RoomEvent {
-    use proto::admin as w;
+fn event_wire(item: &WatchItem) -> proto_grpc::admin::RoomEvent {
+    use proto_grpc::admin as w;
     let ev = &item.event;
     let event = match &ev.kind {
         RoomEventKind::Joined { session, nickname } => {
@@ -279,7 +279,7 @@ fn event_wire(item: &WatchItem) -> proto::admin::RoomEvent {
             reason: reason.clone(),
         }),
     };
-    proto::admin::RoomEvent {
+    proto_grpc::admin::RoomEvent {
         room: ev.room.clone(),
         seq: ev.seq,
         unix_ms: item.unix_ms,
@@ -289,7 +289,7 @@ fn event_wire(item: &WatchItem) -> proto::admin::RoomEvent {
 
 /// The stream `WatchRoom` answers with.
 pub type WatchStream =
-    Pin<Box<dyn Stream<Item = Result<proto::admin::RoomEvent, Status>> + Send + 'static>>;
+    Pin<Box<dyn Stream<Item = Result<proto_grpc::admin::RoomEvent, Status>> + Send + 'static>>;
 
 fn room_wire(i: proto::control::RoomInfo) -> Room {
     Room {
@@ -533,7 +533,7 @@ impl Admin for AdminService {
                 .map(|t| t.summary())
                 .unwrap_or_default()
                 .into_iter()
-                .map(|c| proto::admin::CommandLatency {
+                .map(|c| proto_grpc::admin::CommandLatency {
                     command: c.command.into(),
                     count: c.count,
                     p50_us: c.p50_us,
@@ -584,7 +584,7 @@ impl Admin for AdminService {
             .await
             .map_err(|_| engine_gone())?;
         let sub = rx.await.map_err(|_| engine_gone())?.map_err(watch_status)?;
-        let first = proto::admin::RoomEvent {
+        let first = proto_grpc::admin::RoomEvent {
             room,
             seq: sub.snapshot.seq,
             unix_ms: unix_ms_now(),
@@ -713,12 +713,12 @@ pub async fn serve(
     // Each reflection service also describes the other, so `list` shows the
     // same services whichever version a tool speaks.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::admin::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(proto_grpc::admin::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1();
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::admin::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(proto_grpc::admin::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha();

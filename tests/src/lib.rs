@@ -83,17 +83,17 @@ pub async fn wait_for<T>(
 /// A tonic client of the router's admin API.
 pub async fn admin(
     router: &Router,
-) -> proto::admin::admin_client::AdminClient<tonic::transport::Channel> {
+) -> proto_grpc::admin::admin_client::AdminClient<tonic::transport::Channel> {
     let url = format!("http://{}", router.admin_addr());
-    match proto::admin::admin_client::AdminClient::connect(url).await {
+    match proto_grpc::admin::admin_client::AdminClient::connect(url).await {
         Ok(c) => c,
         Err(e) => panic!("admin connect: {e}"),
     }
 }
 
 /// One line per room event, for comparing streams and readable failures.
-pub fn describe(ev: &proto::admin::RoomEvent) -> String {
-    use proto::admin::room_event::Event;
+pub fn describe(ev: &proto_grpc::admin::RoomEvent) -> String {
+    use proto_grpc::admin::room_event::Event;
     let what = match &ev.event {
         Some(Event::Snapshot(s)) => {
             let names: Vec<_> = s.participants.iter().map(|p| p.nickname.as_str()).collect();

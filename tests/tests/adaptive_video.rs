@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use client::av::{Av, AvOptions, LaneConfig, video_reports};
 use client::{Media, Session};
 use pipelines::{Catalog, Media as Kind, Sink, Source};
-use proto::admin::GetStatsRequest;
 use proto::control::{ClientMessage, ServerMessage};
+use proto_grpc::admin::GetStatsRequest;
 use switchboard_tests::shim::LossyShim;
 use switchboard_tests::{admin, start_router, wait_for};
 

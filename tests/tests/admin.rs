@@ -1,8 +1,8 @@
 //! The gRPC admin API with a tonic client: rooms created at run time, errors
 //! mapped to the right codes, bearer-token auth, health.
 
-use proto::admin::admin_client::AdminClient;
-use proto::admin::{CreateRoomRequest, GetRoomRequest, ListPluginsRequest, ListRoomsRequest};
+use proto_grpc::admin::admin_client::AdminClient;
+use proto_grpc::admin::{CreateRoomRequest, GetRoomRequest, ListPluginsRequest, ListRoomsRequest};
 use switchboard_tests::{admin, member, start_router};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -91,7 +91,7 @@ async fn rooms_are_created_listed_and_joined_over_grpc() {
 async fn errors_map_to_grpc_codes_naming_the_field() {
     let router = start_router(|_| {}).await;
     let mut a = admin(&router).await;
-    let code = |r: Result<tonic::Response<proto::admin::Room>, tonic::Status>| match r {
+    let code = |r: Result<tonic::Response<proto_grpc::admin::Room>, tonic::Status>| match r {
         Ok(_) => (Code::Ok, String::new()),
         Err(s) => (s.code(), s.message().to_owned()),
     };
@@ -212,7 +212,7 @@ async fn admin_calls_do_not_wait_for_delayed_acks() {
     // A watcher on the same connection: the router streams each chat to it
     // while answering the next call, the pattern Nagle delays.
     let mut watch = match a
-        .watch_room(proto::admin::WatchRoomRequest {
+        .watch_room(proto_grpc::admin::WatchRoomRequest {
             room: "lobby".into(),
         })
         .await
@@ -225,7 +225,7 @@ async fn admin_calls_do_not_wait_for_delayed_acks() {
     for _ in 0..30 {
         let t = std::time::Instant::now();
         let r = a
-            .send_chat(proto::admin::SendChatRequest {
+            .send_chat(proto_grpc::admin::SendChatRequest {
                 room: "lobby".into(),
                 to: None,
                 text: "x".repeat(4000),

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use proto::admin::{
+use proto::control::{LeaveReason, RevokeReason, ServerMessage};
+use proto_grpc::admin::{
     CloseRoomRequest, CreateRoomRequest, GetRoomRequest, GetStatsRequest, GrantFloorRequest,
     KickParticipantRequest, ListParticipantsRequest, LobbyDecisionRequest, MuteParticipantRequest,
     ParticipantRef, RevokeFloorRequest, RoomEvent, SendChatRequest, WatchRoomRequest,
     participant_ref,
 };
-use proto::control::{LeaveReason, RevokeReason, ServerMessage};
 use switchboard_tests::{admin, describe, drain_media, member, start_router, wait_for};
 use tonic::{Code, Streaming};
 

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use client::Session;
-use proto::admin::{RoomEvent, SendChatRequest, WatchRoomRequest};
 use proto::control::ClientMessage;
+use proto_grpc::admin::{RoomEvent, SendChatRequest, WatchRoomRequest};
 use switchboard_tests::{admin, describe, start_router};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Streaming};
@@ -14,7 +14,7 @@ const WATCHERS: usize = 100;
 const CLIENTS: usize = 20;
 
 async fn watch(
-    a: &mut proto::admin::admin_client::AdminClient<Channel>,
+    a: &mut proto_grpc::admin::admin_client::AdminClient<Channel>,
     room: &str,
 ) -> Streaming<RoomEvent> {
     match a.watch_room(WatchRoomRequest { room: room.into() }).await {
@@ -137,7 +137,7 @@ async fn a_stalled_watcher_is_told_it_lagged_and_stalls_nobody() {
             .unwrap_or_else(|e| panic!("connect: {e}")),
         Err(e) => panic!("{e}"),
     };
-    let mut slow_client = proto::admin::admin_client::AdminClient::new(slow_channel);
+    let mut slow_client = proto_grpc::admin::admin_client::AdminClient::new(slow_channel);
     let mut stalled = watch(&mut slow_client, "lobby").await;
     let mut live = watch(&mut a, "lobby").await;
 
