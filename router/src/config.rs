@@ -225,7 +225,6 @@ impl Config {
             error_burst: self.limits.error_burst,
             error_refill: Duration::from_millis(self.limits.error_refill_ms.max(1)),
             media_ports,
-            seed: None,
             join_attempts_burst: self.limits.join_attempts_burst.max(1),
             join_attempt_refill: Duration::from_millis(self.limits.join_attempt_refill_ms),
             meeting_max_participants: self.limits.meeting_max_participants,

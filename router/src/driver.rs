@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use plugin_api::SessionId;
+use plugin_api::{SessionId, WallClock};
 use proto::control::{self, ServerMessage};
 use proto::framing::{Frame, LineFramer};
 use tokio::io::AsyncWriteExt;
@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineStats, Input, MediaCommand, OpError, Output};
+use crate::engine::{Engine, EngineStats, Input, MediaCommand, OpError, Output, Start};
 use crate::events::{RoomEvent, RoomEventKind, RoomSnapshot};
 use crate::media::stats::StatsRequest;
 use crate::media::{self, MediaCounters, MediaStats};
@@ -192,6 +192,17 @@ pub struct Router {
     media_threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// Reads both clocks once: the engine's time origin and the Unix time then.
+pub fn wall_clock_now() -> WallClock {
+    let origin_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    WallClock {
+        origin: Instant::now(),
+        origin_unix_ms,
+    }
+}
+
 impl Router {
     /// Binds the sockets and starts every task. Must run inside a tokio runtime.
     pub async fn start(config: Config) -> anyhow::Result<Router> {
@@ -226,9 +237,12 @@ impl Router {
             .with_context(|| format!("binding admin listener {}", config.admin))?;
         let admin_addr = admin_listener.local_addr()?;
 
-        let mut ecfg = config.engine_config(media_addrs.iter().map(|a| a.port()).collect());
-        ecfg.seed = seed;
-        let engine = Engine::new(ecfg, registry, config.room_specs())?;
+        let ecfg = config.engine_config(media_addrs.iter().map(|a| a.port()).collect());
+        let start = Start {
+            clock: wall_clock_now(),
+            seed: seed.unwrap_or_else(rand::random),
+        };
+        let engine = Engine::new(ecfg, registry, config.room_specs(), start)?;
 
         let (engine_tx, engine_rx) = mpsc::channel(ENGINE_QUEUE);
         let (stun_tx, stun_rx) = mpsc::channel(STUN_QUEUE);
@@ -761,8 +775,16 @@ mod tests {
             max_participants: 0,
             options: Default::default(),
         };
-        let Ok(mut engine) = Engine::new(EngineConfig::default(), Registry::builtin(), vec![lobby])
-        else {
+        let start = Start {
+            clock: wall_clock_now(),
+            seed: 1,
+        };
+        let Ok(mut engine) = Engine::new(
+            EngineConfig::default(),
+            Registry::builtin(),
+            vec![lobby],
+            start,
+        ) else {
             panic!("engine")
         };
         let mut hub = WatchHub::new(4, 64);

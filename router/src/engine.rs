@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugin_api::{
-    Effect, JoinPolicy, Member, Options, Outbox, Receivers, RelayPlugin, SessionId, TimerKey,
-    TokenBucket, WallClock,
+    Audience, Effect, JoinPolicy, Member, Notice, Options, Outbox, Receivers, RelayPlugin,
+    SessionId, TimerKey, TokenBucket, WallClock,
 };
 use proto::control::{
     self, ClientMessage, ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, ServerMessage,
@@ -28,7 +28,7 @@ use proto::control::{
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::events::{RoomEvent, RoomEventKind};
+use crate::events::RoomEvent;
 use crate::registry::{Registry, RoomError};
 
 mod ops;
@@ -52,9 +52,6 @@ pub struct EngineConfig {
     /// UDP port of each media worker, by [`WorkerId`]; WELCOME tells the
     /// first, JOINED the one of the joined room's worker.
     pub media_ports: Vec<u16>,
-    /// Seed for SSRCs, media tokens and meeting codes; `None` draws one
-    /// from the OS.
-    pub seed: Option<u64>,
     /// `REQUEST_JOIN` attempts one IP address may make at once…
     pub join_attempts_burst: u32,
     /// …and one more per this interval.
@@ -77,7 +74,6 @@ impl Default for EngineConfig {
             error_burst: 10,
             error_refill: Duration::from_secs(1),
             media_ports: vec![proto::DEFAULT_MEDIA_PORT],
-            seed: None,
             join_attempts_burst: 5,
             join_attempt_refill: Duration::from_secs(2),
             meeting_max_participants: 25,
@@ -85,6 +81,16 @@ impl Default for EngineConfig {
             client_room_max_participants: 50,
         }
     }
+}
+
+/// What the engine starts from that it may not take from the machine: the
+/// time (its `Instant` origin and the Unix time then) and the seed of every
+/// random choice (SSRCs, media tokens, meeting codes). The driver reads the
+/// clock and the OS's entropy; tests give fixed values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    pub clock: WallClock,
+    pub seed: u64,
 }
 
 /// What a room is made from (config file or, later, gRPC).
@@ -273,16 +279,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine with the given rooms.
+    /// An engine with the given rooms, started at `start`.
     pub fn new(
         cfg: EngineConfig,
         registry: Registry,
         rooms: Vec<RoomSpec>,
+        start: Start,
     ) -> Result<Self, RoomError> {
-        let rng = match cfg.seed {
-            Some(seed) => StdRng::seed_from_u64(seed),
-            None => StdRng::from_os_rng(),
-        };
+        let rng = StdRng::seed_from_u64(start.seed);
         let mut engine = Self {
             cfg,
             registry,
@@ -295,7 +299,7 @@ impl Engine {
             outputs: VecDeque::new(),
             rng,
             stats: EngineStats::default(),
-            clock: WallClock::now(),
+            clock: start.clock,
             codes: HashMap::new(),
             last_command: None,
             join_budget: HashMap::new(),
@@ -1099,22 +1103,14 @@ impl Engine {
         room.routes.insert(id, Receivers::Nobody);
         let member = Member {
             session: id,
-            nickname: nickname.clone(),
+            nickname,
             ssrcs,
         };
-        self.emit(
-            name,
-            RoomEventKind::Joined {
-                session: id,
-                nickname,
-            },
-        );
-        let Some(room) = self.rooms.get_mut(name) else {
-            return;
-        };
         let mut out = Outbox::new();
+        out.notify_all(Notice::MemberJoined {
+            member: member.clone(),
+        });
         room.plugin.on_join(now, &member, &mut out);
-        out.userlist_changed();
         self.apply(now, name, out);
     }
 
@@ -1129,14 +1125,18 @@ impl Engine {
             };
             return self.protocol_error(now, id, ErrorCode::NotInRoom, msg);
         };
+        let Some(command) = crate::native::room_command(cmd) else {
+            return;
+        };
         let Some(room) = self.rooms.get_mut(&name) else {
             return;
         };
         let mut out = Outbox::new();
-        let result = room.plugin.on_command(now, id, cmd, &mut out);
+        let result = room.plugin.on_command(now, id, &command, &mut out);
         self.apply(now, &name, out);
         if let Err(e) = result {
-            self.protocol_error(now, id, e.code, e.message);
+            let (code, message) = crate::native::refusal(cmd, e);
+            self.protocol_error(now, id, code, message);
         }
     }
 
@@ -1163,21 +1163,14 @@ impl Engine {
         room.members.retain(|m| *m != id);
         room.routes.remove(&id);
         room.muted.remove(&id);
-        self.emit(
-            &name,
-            RoomEventKind::Left {
-                session: id,
-                nickname,
-                reason,
-                message: message.clone(),
-            },
-        );
-        let Some(room) = self.rooms.get_mut(&name) else {
-            return;
-        };
         let mut out = Outbox::new();
+        out.notify_all(Notice::MemberLeft {
+            session: id,
+            nickname,
+            reason,
+            message: message.clone(),
+        });
         room.plugin.on_leave(now, id, reason, &mut out);
-        out.userlist_changed();
         self.apply(now, &name, out);
         self.send(
             id,
@@ -1221,7 +1214,7 @@ impl Engine {
                 },
             );
         }
-        self.emit(name, RoomEventKind::Closed { reason });
+        self.emit(name, &Notice::RoomClosed { reason });
         if let Some(r) = self.rooms.remove(name) {
             if let Some(code) = r.code {
                 self.codes.remove(&code);
@@ -1240,8 +1233,11 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Records a room event for watchers.
-    fn emit(&mut self, name: &str, kind: RoomEventKind) {
+    /// Records a room notice for watchers, when it is one they see.
+    fn emit(&mut self, name: &str, notice: &Notice) {
+        let Some(kind) = crate::events::watched(notice) else {
+            return;
+        };
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
@@ -1430,11 +1426,12 @@ impl Engine {
     // ----- plugin effects -------------------------------------------------
 
     /// Carries out a plugin's effects: routes first (so media flows by the
-    /// time a client reads the message that allows it), then messages, then
-    /// USERLIST.
+    /// time a client reads the message that allows it), then notices (each
+    /// one event for watchers, rendered once by the native front-end for all
+    /// its receivers), then USERLIST.
     fn apply(&mut self, now: Instant, name: &str, mut out: Outbox) {
-        let mut messages: Vec<(Option<SessionId>, ServerMessage)> = Vec::new();
-        let mut bulk: Vec<(SessionId, ServerMessage)> = Vec::new();
+        let mut notices: Vec<(Audience, Notice)> = Vec::new();
+        let mut bulk: Vec<(SessionId, Notice)> = Vec::new();
         let mut structural: Vec<Effect> = Vec::new();
         let mut userlist = false;
         let Some(room) = self.rooms.get_mut(name) else {
@@ -1442,8 +1439,15 @@ impl Engine {
         };
         for effect in out.drain() {
             match effect {
-                Effect::Send { to, msg } => messages.push((Some(to), msg)),
-                Effect::Broadcast { msg } => messages.push((None, msg)),
+                Effect::Notify { to, notice } => {
+                    userlist |= matches!(
+                        notice,
+                        Notice::MemberJoined { .. }
+                            | Notice::MemberLeft { .. }
+                            | Notice::Muted { .. }
+                    );
+                    notices.push((to, notice));
+                }
                 Effect::SetRoute { sender, receivers } => {
                     if room.members.contains(&sender) {
                         room.routes.insert(sender, receivers);
@@ -1457,8 +1461,8 @@ impl Engine {
                 Effect::CancelTimer { key } => {
                     room.timers.remove(&key);
                 }
-                Effect::UserlistChanged => userlist = true,
-                Effect::SendBulk { to, msg } => bulk.push((to, msg)),
+                Effect::MemberChanged { .. } => userlist = true,
+                Effect::NotifyBulk { to, notice } => bulk.push((to, notice)),
                 e @ (Effect::Admit { .. }
                 | Effect::Reject { .. }
                 | Effect::Remove { .. }
@@ -1469,33 +1473,37 @@ impl Engine {
         // Membership and binding changes reach here too, so always resync: it
         // only emits differences.
         self.sync_routes(name);
+        for (_, notice) in &notices {
+            self.emit(name, notice);
+        }
         let Some(room) = self.rooms.get(name) else {
             return;
         };
         let members = room.members.clone();
         let waiting = room.waiting.clone();
-        for (to, msg) in &messages {
-            if let Some(kind) = self.event_of(*to, msg) {
-                self.emit(name, kind);
-            }
-        }
-        for (to, msg) in messages {
-            match to {
-                Some(to) if members.contains(&to) || waiting.contains(&to) => self.send(to, msg),
-                Some(_) => {}
-                None => {
-                    let msg = Arc::new(msg);
-                    for &m in &members {
-                        self.outputs.push_back(Output::Send {
-                            session: m,
-                            msg: msg.clone(),
-                        });
-                    }
+        for (to, notice) in notices {
+            let Some(msg) = crate::native::render(name, &notice) else {
+                continue;
+            };
+            let msg = Arc::new(msg);
+            let receivers: &[SessionId] = match &to {
+                Audience::One(s) => std::slice::from_ref(s),
+                Audience::Some(v) => v,
+                Audience::All => &members,
+            };
+            for &r in receivers {
+                if matches!(to, Audience::All) || members.contains(&r) || waiting.contains(&r) {
+                    self.outputs.push_back(Output::Send {
+                        session: r,
+                        msg: msg.clone(),
+                    });
                 }
             }
         }
-        for (to, msg) in bulk {
-            if members.contains(&to) {
+        for (to, notice) in bulk {
+            if members.contains(&to)
+                && let Some(msg) = crate::native::render(name, &notice)
+            {
                 self.outputs.push_back(Output::SendBulk {
                     session: to,
                     msg: Arc::new(msg),
@@ -1538,78 +1546,6 @@ impl Engine {
                 _ => {}
             }
         }
-    }
-
-    /// The room event a plugin's message stands for, if any.
-    fn event_of(&self, to: Option<SessionId>, msg: &ServerMessage) -> Option<RoomEventKind> {
-        Some(match msg {
-            ServerMessage::MicGranted {
-                holder,
-                session_id,
-                priority,
-                ..
-            } => RoomEventKind::FloorGranted {
-                session: *session_id,
-                nickname: holder.clone(),
-                priority: *priority,
-            },
-            ServerMessage::MicReleased {
-                holder,
-                session_id,
-                reason,
-                ..
-            } => RoomEventKind::FloorReleased {
-                session: *session_id,
-                nickname: holder.clone(),
-                reason: *reason,
-            },
-            ServerMessage::MicRevoked {
-                holder,
-                session_id,
-                reason,
-                ..
-            } => RoomEventKind::FloorRevoked {
-                session: *session_id,
-                nickname: holder.clone(),
-                reason: *reason,
-            },
-            ServerMessage::MicDenied {
-                reason,
-                queue_position,
-                ..
-            } => {
-                let session = to?;
-                RoomEventKind::FloorDenied {
-                    session,
-                    nickname: self.nickname(session),
-                    reason: *reason,
-                    queue_position: *queue_position,
-                }
-            }
-            ServerMessage::Chat {
-                from,
-                session_id,
-                text,
-                private,
-                to: recipient,
-                ..
-            } => {
-                // A private message also goes back to its sender: one event.
-                if *private
-                    && let (Some(t), Some(r)) = (to, recipient)
-                    && !same_nickname(&self.nickname(t), r)
-                {
-                    return None;
-                }
-                RoomEventKind::Chat {
-                    from: from.clone(),
-                    session: *session_id,
-                    to: to.filter(|_| *private).map(|t| (t, self.nickname(t))),
-                    text: text.clone(),
-                }
-            }
-            _ => return None,
-        })
     }
 
     fn userlist(&self, name: &str) -> ServerMessage {

@@ -95,3 +95,86 @@ pub struct RoomSnapshot {
     /// The `seq` of the last event before the snapshot (0 if none).
     pub seq: u64,
 }
+
+/// The WatchRoom event a room notice is, if watchers see it: the admin
+/// front-end's selection, made from the notice itself (one notice, one
+/// event, however many members it was addressed to).
+pub fn watched(notice: &plugin_api::Notice) -> Option<RoomEventKind> {
+    use plugin_api::Notice as N;
+    Some(match notice {
+        N::MemberJoined { member } => RoomEventKind::Joined {
+            session: member.session,
+            nickname: member.nickname.clone(),
+        },
+        N::MemberLeft {
+            session,
+            nickname,
+            reason,
+            message,
+        } => RoomEventKind::Left {
+            session: *session,
+            nickname: nickname.clone(),
+            reason: *reason,
+            message: message.clone(),
+        },
+        N::Muted {
+            session,
+            nickname,
+            muted,
+        } => RoomEventKind::Muted {
+            session: *session,
+            nickname: nickname.clone(),
+            muted: *muted,
+        },
+        N::RoomClosed { reason } => RoomEventKind::Closed {
+            reason: reason.clone(),
+        },
+        N::FloorGranted {
+            session,
+            nickname,
+            priority,
+            ..
+        } => RoomEventKind::FloorGranted {
+            session: *session,
+            nickname: nickname.clone(),
+            priority: *priority,
+        },
+        N::FloorDenied {
+            session,
+            nickname,
+            reason,
+            queue_position,
+            ..
+        } => RoomEventKind::FloorDenied {
+            session: *session,
+            nickname: nickname.clone(),
+            reason: *reason,
+            queue_position: *queue_position,
+        },
+        N::FloorReleased {
+            session,
+            nickname,
+            reason,
+        } => RoomEventKind::FloorReleased {
+            session: *session,
+            nickname: nickname.clone(),
+            reason: *reason,
+        },
+        N::FloorRevoked {
+            session,
+            nickname,
+            reason,
+        } => RoomEventKind::FloorRevoked {
+            session: *session,
+            nickname: nickname.clone(),
+            reason: *reason,
+        },
+        N::ChatPosted { line, to } => RoomEventKind::Chat {
+            from: line.from.clone(),
+            session: line.session,
+            to: to.clone(),
+            text: line.text.clone(),
+        },
+        _ => return None,
+    })
+}

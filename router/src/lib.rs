@@ -12,6 +12,7 @@ pub mod driver;
 pub mod engine;
 pub mod events;
 pub mod media;
+pub mod native;
 pub mod registry;
 
 pub use config::Config;

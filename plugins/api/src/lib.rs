@@ -6,13 +6,21 @@
 //! clock, never touches a socket, and never sees a packet: it changes the
 //! forwarding table on events ([`Outbox::set_route`]), and the media path
 //! applies the table to every packet without asking the plugin.
+//!
+//! Rooms speak the room's language ([`room`]): they take [`RoomCommand`]s and
+//! emit [`Notice`]s. No wire format appears here; front-ends translate.
 
+pub mod room;
 pub mod sim;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-pub use proto::control::{LeaveReason, RejectReason, ServerMessage, Ssrcs};
+pub use proto::control::{CHAT_MAX_CHARS, ErrorCode, REASON_MAX_CHARS, SERVER_NICKNAME, Ssrcs};
+pub use room::{
+    Audience, ChatLine, DenyReason, FileOffer, LeaveReason, LobbyEntry, Notice, ReceiverReport,
+    RejectReason, ReleaseReason, RevokeReason, RoomCommand,
+};
 
 /// A session's identity inside the router.
 pub type SessionId = u64;
@@ -42,10 +50,8 @@ pub enum Receivers {
 /// One thing a plugin wants done.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Send a message to one member.
-    Send { to: SessionId, msg: ServerMessage },
-    /// Send a message to every member of the room.
-    Broadcast { msg: ServerMessage },
+    /// Tell `to` something.
+    Notify { to: Audience, notice: Notice },
     /// Change where a member's media goes.
     SetRoute {
         sender: SessionId,
@@ -56,14 +62,15 @@ pub enum Effect {
     SetTimer { key: TimerKey, at: Instant },
     /// Disarm a timer; a no-op if it is not armed.
     CancelTimer { key: TimerKey },
-    /// Something shown in USERLIST (e.g. who is talking) changed.
-    UserlistChanged,
-    /// Send a bulk message (a file chunk) to one member. Bulk messages wait
+    /// What the member list shows of this member (whether it talks)
+    /// changed; the engine asks [`RelayPlugin::is_talking`].
+    MemberChanged { session: SessionId },
+    /// Tell one member something in bulk (a file chunk). Bulk notices wait
     /// behind every other message to that member, and are dropped, not
     /// queued without bound, when the member's bulk queue is full: like a
     /// router's full queue, the loss is for the transfer's protocol to
     /// detect and repair.
-    SendBulk { to: SessionId, msg: ServerMessage },
+    NotifyBulk { to: SessionId, notice: Notice },
     /// Let a waiting session in (one for which
     /// [`RelayPlugin::on_join_request`] answered [`JoinPolicy::Wait`]).
     Admit { session: SessionId },
@@ -94,11 +101,26 @@ impl Outbox {
     pub fn new() -> Self {
         Self::default()
     }
-    pub fn send(&mut self, to: SessionId, msg: ServerMessage) {
-        self.effects.push(Effect::Send { to, msg });
+    /// Tells one member (or waiting session).
+    pub fn notify(&mut self, to: SessionId, notice: Notice) {
+        self.effects.push(Effect::Notify {
+            to: Audience::One(to),
+            notice,
+        });
     }
-    pub fn broadcast(&mut self, msg: ServerMessage) {
-        self.effects.push(Effect::Broadcast { msg });
+    /// Tells every member.
+    pub fn notify_all(&mut self, notice: Notice) {
+        self.effects.push(Effect::Notify {
+            to: Audience::All,
+            notice,
+        });
+    }
+    /// Tells these members, once (one notice, one event for watchers).
+    pub fn notify_some(&mut self, to: Vec<SessionId>, notice: Notice) {
+        self.effects.push(Effect::Notify {
+            to: Audience::Some(to),
+            notice,
+        });
     }
     pub fn set_route(&mut self, sender: SessionId, receivers: Receivers) {
         self.effects.push(Effect::SetRoute { sender, receivers });
@@ -109,11 +131,11 @@ impl Outbox {
     pub fn cancel_timer(&mut self, key: TimerKey) {
         self.effects.push(Effect::CancelTimer { key });
     }
-    pub fn userlist_changed(&mut self) {
-        self.effects.push(Effect::UserlistChanged);
+    pub fn member_changed(&mut self, session: SessionId) {
+        self.effects.push(Effect::MemberChanged { session });
     }
-    pub fn send_bulk(&mut self, to: SessionId, msg: ServerMessage) {
-        self.effects.push(Effect::SendBulk { to, msg });
+    pub fn notify_bulk(&mut self, to: SessionId, notice: Notice) {
+        self.effects.push(Effect::NotifyBulk { to, notice });
     }
     pub fn push(&mut self, effect: Effect) {
         self.effects.push(effect);
@@ -127,29 +149,27 @@ impl Outbox {
     }
 }
 
-/// A command from a member that the engine hands to the room's plugin.
-pub use proto::control::ClientMessage as RoomCommand;
-
-/// Why a plugin refused a command; becomes an `ERROR` message.
+/// Why a plugin refused a command. The message says why in words, without
+/// naming the command: the front-end that parsed it names it in its own terms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code:?}: {message}")]
 pub struct CommandError {
-    pub code: proto::control::ErrorCode,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl CommandError {
-    pub fn new(code: proto::control::ErrorCode, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
         }
     }
     /// The room's kind does not take this command.
-    pub fn not_supported(kind: &str, cmd: &RoomCommand) -> Self {
+    pub fn not_supported(kind: &str) -> Self {
         Self::new(
-            proto::control::ErrorCode::NotSupported,
-            format!("rooms of kind `{kind}` do not take {}", cmd.type_name()),
+            ErrorCode::NotSupported,
+            format!("rooms of kind `{kind}` do not take this command"),
         )
     }
 }
@@ -308,7 +328,8 @@ impl TokenBucket {
 }
 
 /// Wall-clock time for plugins, which never read a clock: the engine's
-/// `Instant` origin and the Unix time it corresponds to.
+/// `Instant` origin and the Unix time it corresponds to, both given to the
+/// engine by its driver (tests build one by hand).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WallClock {
     pub origin: Instant,
@@ -316,17 +337,6 @@ pub struct WallClock {
 }
 
 impl WallClock {
-    /// Reads both clocks once (for drivers; tests build one by hand).
-    pub fn now() -> Self {
-        let origin_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Self {
-            origin: Instant::now(),
-            origin_unix_ms,
-        }
-    }
-
     /// Milliseconds since the Unix epoch at `now`.
     pub fn unix_ms(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.origin).as_millis() as u64;

@@ -1,14 +1,15 @@
 //! A room driven the way the engine drives it, on virtual time, for plugin
-//! tests: effects are applied (routes, timers, admissions, removals) and
-//! every message is recorded. No sockets, no clock.
+//! tests: commands go in, effects are applied (routes, timers, admissions,
+//! removals) and every notice is recorded. No sockets, no clock, no wire
+//! format.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::{
-    AdminCommand, AdminError, CommandError, Effect, JoinPolicy, LeaveReason, Member, Options,
-    Outbox, PluginFactory, Receivers, RejectReason, RelayPlugin, RoomCommand, RoomInfo,
-    ServerMessage, SessionId, Ssrcs, TimerKey, WallClock,
+    AdminCommand, AdminError, Audience, CommandError, Effect, JoinPolicy, LeaveReason, Member,
+    Notice, Options, Outbox, PluginFactory, Receivers, RejectReason, RelayPlugin, RoomCommand,
+    RoomInfo, SessionId, Ssrcs, TimerKey, WallClock,
 };
 
 /// Room options from `(name, value)` pairs.
@@ -19,12 +20,11 @@ pub fn options(pairs: &[(&str, serde_json::Value)]) -> Options {
         .collect()
 }
 
-/// How a message left the room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a notice left the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
-    To(SessionId),
-    Broadcast,
-    /// [`Effect::SendBulk`].
+    To(Audience),
+    /// [`Effect::NotifyBulk`].
     Bulk(SessionId),
 }
 
@@ -40,7 +40,9 @@ pub struct Sim {
     /// Sessions waiting on a join request.
     pub waiting: Vec<Member>,
     pub muted: BTreeMap<SessionId, bool>,
-    pub sent: Vec<(Delivery, ServerMessage)>,
+    pub sent: Vec<(Delivery, Notice)>,
+    /// Members whose shown state the plugin said changed, in order.
+    pub changed: Vec<SessionId>,
     /// Admissions, rejections, removals and closes, in order.
     pub decisions: Vec<Effect>,
     pub closed: Option<String>,
@@ -64,6 +66,7 @@ impl Sim {
             waiting: Vec::new(),
             muted: BTreeMap::new(),
             sent: Vec::new(),
+            changed: Vec::new(),
             decisions: Vec::new(),
             closed: None,
         }
@@ -111,9 +114,8 @@ impl Sim {
         let mut later = Vec::new();
         for e in effects {
             match e {
-                Effect::Send { to, msg } => self.sent.push((Delivery::To(to), msg)),
-                Effect::Broadcast { msg } => self.sent.push((Delivery::Broadcast, msg)),
-                Effect::SendBulk { to, msg } => self.sent.push((Delivery::Bulk(to), msg)),
+                Effect::Notify { to, notice } => self.sent.push((Delivery::To(to), notice)),
+                Effect::NotifyBulk { to, notice } => self.sent.push((Delivery::Bulk(to), notice)),
                 Effect::SetRoute { sender, receivers } => {
                     if self.members.iter().any(|m| m.session == sender) {
                         self.routes.insert(sender, receivers);
@@ -125,7 +127,7 @@ impl Sim {
                 Effect::CancelTimer { key } => {
                     self.timers.remove(&key);
                 }
-                Effect::UserlistChanged => {}
+                Effect::MemberChanged { session } => self.changed.push(session),
                 Effect::Mute { session, muted } => {
                     self.muted.insert(session, muted);
                     self.decisions.push(Effect::Mute { session, muted });
@@ -246,32 +248,36 @@ impl Sim {
         r
     }
 
-    /// Every message recorded since the last call.
-    pub fn take_all(&mut self) -> Vec<(Delivery, ServerMessage)> {
+    /// Every notice recorded since the last call.
+    pub fn take_all(&mut self) -> Vec<(Delivery, Notice)> {
         std::mem::take(&mut self.sent)
     }
 
-    /// Like [`Sim::take_all`], with `None` for broadcasts and bulk folded into
-    /// its recipient.
-    pub fn take(&mut self) -> Vec<(Option<SessionId>, ServerMessage)> {
-        self.take_all()
-            .into_iter()
-            .map(|(d, m)| match d {
-                Delivery::To(s) | Delivery::Bulk(s) => (Some(s), m),
-                Delivery::Broadcast => (None, m),
-            })
-            .collect()
+    /// Like [`Sim::take_all`], with `None` for notices to all, bulk folded
+    /// into its recipient, and a notice to several once per recipient.
+    pub fn take(&mut self) -> Vec<(Option<SessionId>, Notice)> {
+        let mut v = Vec::new();
+        for (d, n) in self.take_all() {
+            match d {
+                Delivery::To(Audience::One(s)) | Delivery::Bulk(s) => v.push((Some(s), n)),
+                Delivery::To(Audience::All) => v.push((None, n)),
+                Delivery::To(Audience::Some(list)) => {
+                    v.extend(list.into_iter().map(|s| (Some(s), n.clone())));
+                }
+            }
+        }
+        v
     }
 
-    /// Messages `s` would have received since the last take, in order
-    /// (broadcasts reach members only).
-    pub fn inbox(&mut self, s: SessionId) -> Vec<ServerMessage> {
+    /// Notices `s` would have received since the last take, in order
+    /// (notices to all reach members only).
+    pub fn inbox(&mut self, s: SessionId) -> Vec<Notice> {
         let member = self.members.iter().any(|m| m.session == s);
         self.sent
             .iter()
             .filter(|(d, _)| match d {
-                Delivery::To(t) | Delivery::Bulk(t) => *t == s,
-                Delivery::Broadcast => member,
+                Delivery::To(a) => a.includes(s, member),
+                Delivery::Bulk(t) => *t == s,
             })
             .map(|(_, m)| m.clone())
             .collect()

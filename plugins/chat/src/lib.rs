@@ -68,7 +68,7 @@ impl RelayPlugin for ChatRoom {
         if self.voice.on_command(now, session, cmd, out)? {
             Ok(())
         } else {
-            Err(CommandError::not_supported(KIND, cmd))
+            Err(CommandError::not_supported(KIND))
         }
     }
 
@@ -124,7 +124,7 @@ impl PluginFactory for ChatFactory {
         let floor = ptt::floor_options(&mut r)?;
         r.finish()?;
         Ok(Box::new(ChatRoom {
-            chat: ChatLog::new(room.name, chat, room.clock),
+            chat: ChatLog::new(chat, room.clock),
             voice: ExclusiveVoice::new(room.name, floor),
         }))
     }

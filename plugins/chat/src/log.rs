@@ -1,8 +1,8 @@
 //! [`ChatLog`]: a room's chat, reusable by every room kind with text chat.
 //!
 //! Messages are numbered per room and stamped with server time; public ones
-//! are kept (the last `history` of them) and sent to each joiner as
-//! `CHAT_HISTORY`; private ones go to their recipient with a copy to the
+//! are kept (the last `history` of them) and sent to each joiner
+//! ([`Notice::ChatHistory`]); private ones go to their recipient with a copy to the
 //! sender and are never logged. Each member may send `burst` messages at
 //! once and one more every `60 / per_minute` seconds (a token bucket).
 
@@ -10,10 +10,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use plugin_api::{
-    CommandError, Member, OptionError, OptionInfo, OptionReader, OptionType, Outbox, SessionId,
-    TokenBucket, WallClock,
+    CHAT_MAX_CHARS, ChatLine, CommandError, ErrorCode, Member, Notice, OptionError, OptionInfo,
+    OptionReader, OptionType, Outbox, SERVER_NICKNAME, SessionId, TokenBucket, WallClock,
 };
-use proto::control::{CHAT_MAX_CHARS, ChatEntry, ErrorCode, SERVER_NICKNAME, ServerMessage};
 
 /// Limits of a room's chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,19 +78,17 @@ impl ChatConfig {
 /// A room's chat.
 #[derive(Debug)]
 pub struct ChatLog {
-    room: String,
     cfg: ChatConfig,
     clock: WallClock,
     members: BTreeMap<SessionId, String>,
     buckets: HashMap<SessionId, TokenBucket>,
-    history: VecDeque<ChatEntry>,
+    history: VecDeque<ChatLine>,
     last_id: u64,
 }
 
 impl ChatLog {
-    pub fn new(room: &str, cfg: ChatConfig, clock: WallClock) -> Self {
+    pub fn new(cfg: ChatConfig, clock: WallClock) -> Self {
         Self {
-            room: room.to_owned(),
             cfg,
             clock,
             members: BTreeMap::new(),
@@ -102,7 +99,7 @@ impl ChatLog {
     }
 
     /// The kept public messages, oldest first.
-    pub fn history(&self) -> impl Iterator<Item = &ChatEntry> {
+    pub fn history(&self) -> impl Iterator<Item = &ChatLine> {
         self.history.iter()
     }
 
@@ -111,10 +108,9 @@ impl ChatLog {
         self.members.insert(member.session, member.nickname.clone());
         self.buckets
             .insert(member.session, TokenBucket::full(self.cfg.burst, now));
-        out.send(
+        out.notify(
             member.session,
-            ServerMessage::ChatHistory {
-                room: self.room.clone(),
+            Notice::ChatHistory {
                 messages: self.history.iter().cloned().collect(),
             },
         );
@@ -134,7 +130,7 @@ impl ChatLog {
             .map(|(s, _)| *s)
     }
 
-    /// A member's CHAT: checks it, then delivers, numbers and logs it.
+    /// A member's chat message: checks it, then delivers, numbers and logs it.
     pub fn on_chat(
         &mut self,
         now: Instant,
@@ -143,14 +139,13 @@ impl ChatLog {
         to: Option<&str>,
         out: &mut Outbox,
     ) -> Result<(), CommandError> {
-        check_text(text)
-            .map_err(|m| CommandError::new(ErrorCode::BadField, format!("CHAT: {m}")))?;
+        check_text(text).map_err(|m| CommandError::new(ErrorCode::BadField, m))?;
         let to = match to {
             Some(nick) => Some(self.find(nick).ok_or_else(|| {
                 let shown: String = nick.chars().take(40).collect();
                 CommandError::new(
                     ErrorCode::UnknownParticipant,
-                    format!("CHAT: nobody named `{shown}` is in this room"),
+                    format!("nobody named `{shown}` is in this room"),
                 )
             })?),
             None => None,
@@ -184,7 +179,7 @@ impl ChatLog {
             return Err(CommandError::new(
                 ErrorCode::RateLimited,
                 format!(
-                    "CHAT: at most {} messages a minute (bursts of {}); retry in {wait:.1} s",
+                    "at most {} messages a minute (bursts of {}); retry in {wait:.1} s",
                     self.cfg.per_minute, self.cfg.burst
                 ),
             ));
@@ -202,38 +197,32 @@ impl ChatLog {
         out: &mut Outbox,
     ) {
         self.last_id += 1;
-        let entry = ChatEntry {
+        let line = ChatLine {
             id: self.last_id,
             ts_ms: self.clock.unix_ms(now),
             from,
-            session_id,
+            session: session_id,
             text: text.to_owned(),
-        };
-        let msg = ServerMessage::Chat {
-            room: self.room.clone(),
-            id: entry.id,
-            ts_ms: entry.ts_ms,
-            from: entry.from.clone(),
-            session_id,
-            text: entry.text.clone(),
-            private: to.is_some(),
-            to: to.and_then(|t| self.members.get(&t).cloned()),
         };
         match to {
             Some(t) => {
-                out.send(t, msg.clone());
-                if let Some(s) = session_id.filter(|s| *s != t) {
-                    out.send(s, msg);
-                }
+                let notice = Notice::ChatPosted {
+                    line,
+                    to: Some((t, self.members.get(&t).cloned().unwrap_or_default())),
+                };
+                // One notice to the recipient and the sender's copy.
+                let mut audience = vec![t];
+                audience.extend(session_id.filter(|s| *s != t));
+                out.notify_some(audience, notice);
             }
             None => {
-                out.broadcast(msg);
                 if self.cfg.history > 0 {
                     if self.history.len() == self.cfg.history {
                         self.history.pop_front();
                     }
-                    self.history.push_back(entry);
+                    self.history.push_back(line.clone());
                 }
+                out.notify_all(Notice::ChatPosted { line, to: None });
             }
         }
     }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use plugin_api::sim::{Delivery, Sim};
+use plugin_api::{Audience, CHAT_MAX_CHARS, ChatLine, ErrorCode, Notice};
 use plugin_api::{JoinPolicy, Receivers, WallClock};
-use proto::control::{CHAT_MAX_CHARS, ChatEntry, ErrorCode, ServerMessage};
 
 use super::*;
 
@@ -51,27 +51,27 @@ fn messages_reach_everyone_numbered_with_sender_and_server_time() {
         [
             (
                 None,
-                ServerMessage::Chat {
-                    room: "c".into(),
-                    id: 1,
-                    ts_ms: start,
-                    from: "u1".into(),
-                    session_id: Some(1),
-                    text: "hello".into(),
-                    private: false,
+                Notice::ChatPosted {
+                    line: ChatLine {
+                        id: 1,
+                        ts_ms: start,
+                        from: "u1".into(),
+                        session: Some(1),
+                        text: "hello".into(),
+                    },
                     to: None,
                 }
             ),
             (
                 None,
-                ServerMessage::Chat {
-                    room: "c".into(),
-                    id: 2,
-                    ts_ms: start + 1500,
-                    from: "u2".into(),
-                    session_id: Some(2),
-                    text: "hi u1".into(),
-                    private: false,
+                Notice::ChatPosted {
+                    line: ChatLine {
+                        id: 2,
+                        ts_ms: start + 1500,
+                        from: "u2".into(),
+                        session: Some(2),
+                        text: "hi u1".into(),
+                    },
                     to: None,
                 }
             ),
@@ -89,11 +89,15 @@ fn private_messages_reach_the_recipient_and_a_copy_the_sender_only() {
     // Nicknames match regardless of case.
     whisper(&mut s, 1, "U3", "psst").unwrap_or_else(|e| panic!("{e}"));
     let sent = s.take_all();
-    let to: Vec<Delivery> = sent.iter().map(|(d, _)| *d).collect();
-    assert_eq!(to, [Delivery::To(3), Delivery::To(1)]);
+    let to: Vec<Delivery> = sent.iter().map(|(d, _)| d.clone()).collect();
+    assert_eq!(
+        to,
+        [Delivery::To(Audience::Some(vec![3, 1]))],
+        "one notice, to the recipient and the sender's copy"
+    );
     for (_, m) in &sent {
         assert!(
-            matches!(m, ServerMessage::Chat { private: true, to: Some(t), from, .. } if t == "u3" && from == "u1"),
+            matches!(m, Notice::ChatPosted { to: Some((3, t)), line } if t == "u3" && line.from == "u1"),
             "{m:?}"
         );
     }
@@ -104,13 +108,7 @@ fn private_messages_reach_the_recipient_and_a_copy_the_sender_only() {
     // Private messages are not history.
     s.join(4);
     let history = s.inbox(4);
-    assert_eq!(
-        history,
-        [ServerMessage::ChatHistory {
-            room: "c".into(),
-            messages: vec![]
-        }]
-    );
+    assert_eq!(history, [Notice::ChatHistory { messages: vec![] }]);
 }
 
 #[test]
@@ -124,17 +122,16 @@ fn a_joiner_gets_the_last_n_public_messages_in_order() {
     s.take();
     s.join(2);
     let start = s.clock.origin_unix_ms;
-    let entry = |i: u64| ChatEntry {
+    let entry = |i: u64| ChatLine {
         id: i,
         ts_ms: start + (i - 1) * 1000,
         from: "u1".into(),
-        session_id: Some(1),
+        session: Some(1),
         text: format!("m{i}"),
     };
     assert_eq!(
         s.inbox(2),
-        [ServerMessage::ChatHistory {
-            room: "c".into(),
+        [Notice::ChatHistory {
             messages: vec![entry(3), entry(4), entry(5)],
         }]
     );
@@ -145,9 +142,7 @@ fn a_joiner_gets_the_last_n_public_messages_in_order() {
     say(&mut s, 1, "gone").unwrap_or_else(|e| panic!("{e}"));
     s.take();
     s.join(2);
-    assert!(
-        matches!(&s.inbox(2)[..], [ServerMessage::ChatHistory { messages, .. }] if messages.is_empty())
-    );
+    assert!(matches!(&s.inbox(2)[..], [Notice::ChatHistory { messages }] if messages.is_empty()));
 }
 
 #[test]
@@ -167,7 +162,7 @@ fn size_and_content_limits_answer_bad_field() {
         assert_eq!(code(r.clone()), Some(ErrorCode::BadField), "{bad:?}");
         assert!(
             r.err()
-                .is_some_and(|e| e.message.starts_with("CHAT: field `text`"))
+                .is_some_and(|e| e.message.starts_with("field `text`"))
         );
     }
     assert_eq!(say(&mut s, 1, "two\nlines\tand a tab"), Ok(()));
@@ -205,7 +200,7 @@ fn rate_limit_allows_a_burst_then_one_per_refill_interval() {
         .take()
         .into_iter()
         .filter_map(|(_, m)| match m {
-            ServerMessage::Chat { id, .. } => Some(id),
+            Notice::ChatPosted { line, .. } => Some(line.id),
             _ => None,
         })
         .collect();
@@ -218,22 +213,22 @@ fn exclusive_voice_is_the_ptt_floor_and_shows_who_talks() {
     s.join(1);
     s.join(2);
     s.take();
-    assert_eq!(s.cmd(1, RoomCommand::MicRequest { priority: 0 }), Ok(()));
+    assert_eq!(s.cmd(1, RoomCommand::FloorRequest { priority: 0 }), Ok(()));
     assert!(s.room.is_talking(1) && !s.room.is_talking(2));
     assert_eq!(s.routes.get(&1), Some(&Receivers::AllOthers));
     assert_eq!(s.routes.get(&2), Some(&Receivers::Nobody));
     // The second is queued (ptt's default), still silent.
-    assert_eq!(s.cmd(2, RoomCommand::MicRequest { priority: 0 }), Ok(()));
+    assert_eq!(s.cmd(2, RoomCommand::FloorRequest { priority: 0 }), Ok(()));
     assert!(!s.room.is_talking(2));
     // Chat goes on while someone talks.
     assert_eq!(say(&mut s, 2, "my turn next"), Ok(()));
-    assert_eq!(s.cmd(1, RoomCommand::MicRelease), Ok(()));
+    assert_eq!(s.cmd(1, RoomCommand::FloorRelease), Ok(()));
     assert!(s.room.is_talking(2) && !s.room.is_talking(1));
     assert_eq!(s.routes.get(&1), Some(&Receivers::Nobody));
     // The burst limit is ptt's too.
     let mut s = room(&[("burst_limit_secs", 5.into())]);
     s.join(1);
-    assert_eq!(s.cmd(1, RoomCommand::MicRequest { priority: 0 }), Ok(()));
+    assert_eq!(s.cmd(1, RoomCommand::FloorRequest { priority: 0 }), Ok(()));
     s.advance(Duration::from_secs(5));
     assert!(!s.room.is_talking(1));
 }
@@ -253,12 +248,12 @@ fn operator_messages_are_logged_as_from_server() {
     s.take();
     s.join(2);
     let got = s.inbox(2);
-    let [ServerMessage::ChatHistory { messages, .. }] = &got[..] else {
+    let [Notice::ChatHistory { messages }] = &got[..] else {
         panic!("{got:?}")
     };
     let from: Vec<(&str, Option<u64>, u64)> = messages
         .iter()
-        .map(|m| (m.from.as_str(), m.session_id, m.id))
+        .map(|m| (m.from.as_str(), m.session, m.id))
         .collect();
     assert_eq!(from, [("u1", Some(1), 1), ("server", None, 2)]);
     assert!(matches!(
@@ -279,7 +274,10 @@ fn everyone_is_admitted_and_options_are_checked() {
     let info = RoomInfo {
         name: "c",
         max_participants: 0,
-        clock: WallClock::now(),
+        clock: WallClock {
+            origin: std::time::Instant::now(),
+            origin_unix_ms: 0,
+        },
     };
     for (k, v) in [
         ("history", serde_json::json!(1001)),

@@ -14,8 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use plugin_api::{CommandError, Outbox, SessionId, TimerKey};
-use proto::control::{ErrorCode, ServerMessage};
+use plugin_api::{CommandError, ErrorCode, Notice, Outbox, SessionId, TimerKey};
 
 /// Smallest and largest chunk a sender may choose, in bytes.
 pub const MIN_CHUNK: u32 = 1024;
@@ -67,10 +66,10 @@ impl Transfer {
             .unwrap_or(self.chunks);
         if min > self.acked || own == Some(min) {
             self.acked = self.acked.max(min);
-            out.send(
+            out.notify(
                 self.sender,
-                ServerMessage::FileAck {
-                    transfer_id: id,
+                Notice::FileAcked {
+                    transfer: id,
                     next_seq: min,
                 },
             );
@@ -81,7 +80,6 @@ impl Transfer {
 /// Every transfer of one room.
 #[derive(Debug)]
 pub struct Files {
-    room: String,
     cfg: FileConfig,
     transfers: BTreeMap<u64, Transfer>,
     last_id: u64,
@@ -91,10 +89,10 @@ fn bad(msg: String) -> CommandError {
     CommandError::new(ErrorCode::BadFile, msg)
 }
 
-fn unknown(verb: &str, id: u64) -> CommandError {
+fn unknown(id: u64) -> CommandError {
     CommandError::new(
         ErrorCode::UnknownTransfer,
-        format!("{verb}: no transfer {id} of yours is running"),
+        format!("no transfer {id} of yours is running"),
     )
 }
 
@@ -116,9 +114,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 impl Files {
-    pub fn new(room: &str, cfg: FileConfig) -> Self {
+    pub fn new(cfg: FileConfig) -> Self {
         Self {
-            room: room.to_owned(),
             cfg,
             transfers: BTreeMap::new(),
             last_id: 0,
@@ -147,16 +144,16 @@ impl Files {
         chunk_size: u32,
         out: &mut Outbox,
     ) -> Result<(), CommandError> {
-        check_name(name).map_err(|m| bad(format!("FILE_OFFER: {m}")))?;
+        check_name(name).map_err(bad)?;
         if size > self.cfg.max_bytes {
             return Err(bad(format!(
-                "FILE_OFFER: {size} bytes is over this meeting's limit of {} bytes",
+                "{size} bytes is over this meeting's limit of {} bytes",
                 self.cfg.max_bytes
             )));
         }
         if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk_size) {
             return Err(bad(format!(
-                "FILE_OFFER: chunk_size must be from {MIN_CHUNK} to {MAX_CHUNK}, got {chunk_size}"
+                "chunk_size must be from {MIN_CHUNK} to {MAX_CHUNK}, got {chunk_size}"
             )));
         }
         if sha256.len() != 64
@@ -164,12 +161,10 @@ impl Files {
                 .bytes()
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
-            return Err(bad(
-                "FILE_OFFER: sha256 must be 64 lowercase hex digits".into()
-            ));
+            return Err(bad("sha256 must be 64 lowercase hex digits".into()));
         }
         if receivers.is_empty() {
-            return Err(bad("FILE_OFFER: nobody else is in the meeting".into()));
+            return Err(bad("nobody else is in the meeting".into()));
         }
         let mine = self
             .transfers
@@ -180,7 +175,7 @@ impl Files {
             return Err(CommandError::new(
                 ErrorCode::RateLimited,
                 format!(
-                    "FILE_OFFER: at most {MAX_PER_SENDER} transfers per sender and {MAX_PER_ROOM} per meeting at once"
+                    "at most {MAX_PER_SENDER} transfers per sender and {MAX_PER_ROOM} per meeting at once"
                 ),
             ));
         }
@@ -188,13 +183,12 @@ impl Files {
         let id = self.last_id;
         let chunks = size.div_ceil(u64::from(chunk_size));
         for &r in receivers.keys() {
-            out.send(
+            out.notify(
                 r,
-                ServerMessage::FileOffered {
-                    room: self.room.clone(),
-                    transfer_id: id,
+                Notice::FileOffered {
+                    transfer: id,
                     from: sender.1.to_owned(),
-                    session_id: sender.0,
+                    session: sender.0,
                     name: name.to_owned(),
                     size,
                     sha256: sha256.to_owned(),
@@ -203,11 +197,10 @@ impl Files {
                 },
             );
         }
-        out.send(
+        out.notify(
             sender.0,
-            ServerMessage::FileStarted {
-                room: self.room.clone(),
-                transfer_id: id,
+            Notice::FileStarted {
+                transfer: id,
                 receivers: receivers.values().cloned().collect(),
                 chunks,
             },
@@ -243,27 +236,27 @@ impl Files {
             .transfers
             .get(&id)
             .filter(|t| t.sender == from)
-            .ok_or_else(|| unknown("FILE_CHUNK", id))?;
+            .ok_or_else(|| unknown(id))?;
         if seq >= t.chunks {
             return Err(bad(format!(
-                "FILE_CHUNK: seq {seq} is past the last chunk ({})",
+                "seq {seq} is past the last chunk ({})",
                 t.chunks.saturating_sub(1)
             )));
         }
         let max_b64 = (t.chunk_size as usize).div_ceil(3) * 4;
         if data.len() > max_b64 {
             return Err(bad(format!(
-                "FILE_CHUNK: {} base64 characters for chunks of {} bytes (at most {max_b64})",
+                "{} base64 characters for chunks of {} bytes (at most {max_b64})",
                 data.len(),
                 t.chunk_size
             )));
         }
         for (&r, &next) in &t.receivers {
             if next <= seq {
-                out.send_bulk(
+                out.notify_bulk(
                     r,
-                    ServerMessage::FileChunk {
-                        transfer_id: id,
+                    Notice::FileChunk {
+                        transfer: id,
                         seq,
                         data: data.to_owned(),
                     },
@@ -287,10 +280,10 @@ impl Files {
             .transfers
             .get_mut(&id)
             .filter(|t| t.receivers.contains_key(&from))
-            .ok_or_else(|| unknown("FILE_ACK", id))?;
+            .ok_or_else(|| unknown(id))?;
         if next_seq > t.chunks {
             return Err(bad(format!(
-                "FILE_ACK: next_seq {next_seq} is past the end ({} chunks)",
+                "next_seq {next_seq} is past the end ({} chunks)",
                 t.chunks
             )));
         }
@@ -314,16 +307,16 @@ impl Files {
             .transfers
             .get_mut(&id)
             .filter(|t| t.sender == from)
-            .ok_or_else(|| unknown("FILE_END", id))?;
+            .ok_or_else(|| unknown(id))?;
         if t.acked < t.chunks {
             return Err(bad(format!(
-                "FILE_END: only {} of {} chunks are acknowledged",
+                "only {} of {} chunks are acknowledged",
                 t.acked, t.chunks
             )));
         }
         t.ended = true;
         for &r in t.receivers.keys() {
-            out.send(r, ServerMessage::FileEnd { transfer_id: id });
+            out.notify(r, Notice::FileEnded { transfer: id });
         }
         self.touch(id, now, out);
         Ok(())
@@ -342,14 +335,14 @@ impl Files {
             .transfers
             .get_mut(&id)
             .filter(|t| t.receivers.contains_key(&from))
-            .ok_or_else(|| unknown("FILE_RESULT", id))?;
+            .ok_or_else(|| unknown(id))?;
         let message = message.map(|m| m.chars().take(256).collect::<String>());
         let ok = ok && t.ended;
         t.receivers.remove(&from);
-        out.send(
+        out.notify(
             t.sender,
-            ServerMessage::FileResult {
-                transfer_id: id,
+            Notice::FileResult {
+                transfer: id,
                 nickname: t.nicknames.get(&from).cloned().unwrap_or_default(),
                 ok,
                 message,
@@ -372,7 +365,7 @@ impl Files {
         out: &mut Outbox,
     ) -> Result<(), CommandError> {
         let Some(t) = self.transfers.get(&id) else {
-            return Err(unknown("FILE_CANCEL", id));
+            return Err(unknown(id));
         };
         let reason: String = reason.unwrap_or("cancelled").chars().take(256).collect();
         if t.sender == from {
@@ -381,7 +374,7 @@ impl Files {
         } else if t.receivers.contains_key(&from) {
             self.result(from, id, false, Some(&format!("cancelled: {reason}")), out)
         } else {
-            Err(unknown("FILE_CANCEL", id))
+            Err(unknown(id))
         }
     }
 
@@ -391,10 +384,10 @@ impl Files {
         };
         out.cancel_timer(TIMER_BIT | id);
         for to in t.receivers.keys().copied().chain([t.sender]) {
-            out.send(
+            out.notify(
                 to,
-                ServerMessage::FileAborted {
-                    transfer_id: id,
+                Notice::FileAborted {
+                    transfer: id,
                     reason: reason.to_owned(),
                 },
             );

@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 
 use chat::{ChatConfig, ChatLog};
 use plugin_api::{
-    AdminCommand, AdminError, CommandError, Effect, JoinPolicy, LeaveReason, Member, OptionError,
-    OptionInfo, OptionReader, OptionType, Options, Outbox, PluginFactory, PluginInfo, Receivers,
-    RejectReason, RelayPlugin, RoomCommand, RoomInfo, SessionId, TimerKey,
+    AdminCommand, AdminError, CommandError, Effect, ErrorCode, FileOffer, JoinPolicy, LeaveReason,
+    LobbyEntry, Member, Notice, OptionError, OptionInfo, OptionReader, OptionType, Options, Outbox,
+    PluginFactory, PluginInfo, REASON_MAX_CHARS, Receivers, RejectReason, RelayPlugin, RoomCommand,
+    RoomInfo, SessionId, TimerKey,
 };
-use proto::control::{ErrorCode, LobbyEntry, ServerMessage};
 
 use files::{FileConfig, Files};
 use video::{Adaptive, LEVELS};
@@ -55,7 +55,6 @@ struct Waiting {
 
 /// One meeting.
 pub struct MeetingRoom {
-    room: String,
     cfg: MeetingConfig,
     host: Option<SessionId>,
     /// Participants in the order they joined (the first is the
@@ -72,14 +71,13 @@ pub struct MeetingRoom {
 impl MeetingRoom {
     pub fn new(room: &RoomInfo<'_>, cfg: MeetingConfig) -> Self {
         Self {
-            room: room.name.to_owned(),
             cfg,
             host: None,
             members: Vec::new(),
             lobby: Vec::new(),
             media: BTreeMap::new(),
-            chat: ChatLog::new(room.name, cfg.chat, room.clock),
-            files: Files::new(room.name, cfg.files),
+            chat: ChatLog::new(cfg.chat, room.clock),
+            files: Files::new(cfg.files),
             video: Adaptive::default(),
         }
     }
@@ -102,41 +100,36 @@ impl MeetingRoom {
     }
 
     /// The member a host command names, by nickname (case-insensitive).
-    fn named(&self, cmd: &RoomCommand, nickname: &str) -> Result<SessionId, CommandError> {
+    fn named(&self, nickname: &str) -> Result<SessionId, CommandError> {
         self.chat.find(nickname).ok_or_else(|| {
             CommandError::new(
                 ErrorCode::UnknownParticipant,
-                format!(
-                    "{}: nobody named `{}` is in this meeting",
-                    cmd.type_name(),
-                    shown(nickname)
-                ),
+                format!("nobody named `{}` is in this meeting", shown(nickname)),
             )
         })
     }
 
-    fn require_host(&self, session: SessionId, cmd: &RoomCommand) -> Result<(), CommandError> {
+    fn require_host(&self, session: SessionId) -> Result<(), CommandError> {
         if self.host == Some(session) {
             Ok(())
         } else {
             Err(CommandError::new(
                 ErrorCode::NotHost,
-                format!("{}: only the meeting's host may do this", cmd.type_name()),
+                "only the meeting's host may do this",
             ))
         }
     }
 
     fn send_lobby(&self, now: Instant, out: &mut Outbox) {
         if let Some(host) = self.host {
-            out.send(
+            out.notify(
                 host,
-                ServerMessage::Lobby {
-                    room: self.room.clone(),
+                Notice::LobbyWaiting {
                     waiting: self
                         .lobby
                         .iter()
                         .map(|w| LobbyEntry {
-                            session_id: w.member.session,
+                            session: w.member.session,
                             nickname: w.member.nickname.clone(),
                             waited_ms: now.saturating_duration_since(w.since).as_millis() as u64,
                         })
@@ -171,19 +164,18 @@ impl MeetingRoom {
         true
     }
 
-    fn not_waiting(verb: &str, session: SessionId) -> CommandError {
+    fn not_waiting(session: SessionId) -> CommandError {
         CommandError::new(
             ErrorCode::UnknownParticipant,
-            format!("{verb}: session {session} is not waiting in the lobby"),
+            format!("session {session} is not waiting in the lobby"),
         )
     }
 
     fn set_host(&mut self, session: SessionId, out: &mut Outbox) {
         self.host = Some(session);
-        out.broadcast(ServerMessage::HostChanged {
-            room: self.room.clone(),
-            host: self.nickname(session),
-            session_id: session,
+        out.notify_all(Notice::HostChanged {
+            session,
+            nickname: self.nickname(session),
         });
     }
 
@@ -195,25 +187,25 @@ impl MeetingRoom {
         out: &mut Outbox,
     ) -> Result<(), CommandError> {
         match cmd {
-            RoomCommand::FileOffer {
+            RoomCommand::FileOffer(FileOffer {
                 to,
                 name,
                 size,
                 sha256,
                 chunk_size,
-            } => {
+            }) => {
                 let receivers: BTreeMap<SessionId, String> =
                     match to {
                         Some(nick) => {
-                            let r = self.chat.find(nick).filter(|r| *r != session).ok_or_else(|| {
-                            let shown: String = nick.chars().take(40).collect();
-                            CommandError::new(
-                                ErrorCode::UnknownParticipant,
-                                format!(
-                                    "FILE_OFFER: nobody else named `{shown}` is in this meeting"
-                                ),
-                            )
-                        })?;
+                            let r = self.chat.find(nick).filter(|r| *r != session).ok_or_else(
+                                || {
+                                    let shown: String = nick.chars().take(40).collect();
+                                    CommandError::new(
+                                        ErrorCode::UnknownParticipant,
+                                        format!("nobody else named `{shown}` is in this meeting"),
+                                    )
+                                },
+                            )?;
                             [(r, self.nickname(r))].into_iter().collect()
                         }
                         None => self
@@ -236,31 +228,26 @@ impl MeetingRoom {
                 )
             }
             RoomCommand::FileChunk {
-                transfer_id,
+                transfer,
                 seq,
                 data,
-            } => self
-                .files
-                .chunk(now, session, *transfer_id, *seq, data, out),
-            RoomCommand::FileAck {
-                transfer_id,
-                next_seq,
-            } => self.files.ack(now, session, *transfer_id, *next_seq, out),
-            RoomCommand::FileEnd { transfer_id } => self.files.end(now, session, *transfer_id, out),
+            } => self.files.chunk(now, session, *transfer, *seq, data, out),
+            RoomCommand::FileAck { transfer, next_seq } => {
+                self.files.ack(now, session, *transfer, *next_seq, out)
+            }
+            RoomCommand::FileEnd { transfer } => self.files.end(now, session, *transfer, out),
             RoomCommand::FileResult {
-                transfer_id,
+                transfer,
                 ok,
                 message,
             } => self
                 .files
-                .result(session, *transfer_id, *ok, message.as_deref(), out),
-            RoomCommand::FileCancel {
-                transfer_id,
-                reason,
-            } => self
-                .files
-                .cancel(session, *transfer_id, reason.as_deref(), out),
-            _ => Err(CommandError::not_supported(KIND, cmd)),
+                .result(session, *transfer, *ok, message.as_deref(), out),
+            RoomCommand::FileCancel { transfer, reason } => {
+                self.files
+                    .cancel(session, *transfer, reason.as_deref(), out)
+            }
+            _ => Err(CommandError::not_supported(KIND)),
         }
     }
 }
@@ -281,10 +268,9 @@ impl RelayPlugin for MeetingRoom {
             since: now,
         });
         out.set_timer(LOBBY_BIT | member.session, now + self.cfg.lobby_timeout);
-        out.send(
+        out.notify(
             member.session,
-            ServerMessage::JoinPending {
-                room: self.room.clone(),
+            Notice::JoinPending {
                 timeout_ms: self.cfg.lobby_timeout.as_millis() as u64,
             },
         );
@@ -306,12 +292,11 @@ impl RelayPlugin for MeetingRoom {
         out.set_route(me, Receivers::AllOthers);
         self.chat.on_join(now, member, out);
         for (&s, &(audio, video)) in &self.media {
-            out.send(
+            out.notify(
                 me,
-                ServerMessage::MediaState {
-                    room: self.room.clone(),
+                Notice::MediaState {
+                    session: s,
                     nickname: self.nickname(s),
-                    session_id: s,
                     audio,
                     video,
                 },
@@ -322,12 +307,11 @@ impl RelayPlugin for MeetingRoom {
         out.set_timer(VIDEO_TIMER, self.video.schedule(now));
         match self.host {
             None => self.set_host(me, out),
-            Some(h) => out.send(
+            Some(h) => out.notify(
                 me,
-                ServerMessage::HostChanged {
-                    room: self.room.clone(),
-                    host: self.nickname(h),
-                    session_id: h,
+                Notice::HostChanged {
+                    session: h,
+                    nickname: self.nickname(h),
                 },
             ),
         }
@@ -372,37 +356,35 @@ impl RelayPlugin for MeetingRoom {
             RoomCommand::Chat { text, to } => {
                 self.chat.on_chat(now, session, text, to.as_deref(), out)
             }
-            RoomCommand::AllowJoin { session_id } => {
-                self.require_host(session, cmd)?;
-                if self.decide(now, *session_id, None, out) {
+            RoomCommand::LobbyAnswer {
+                session: guest,
+                admit,
+                reason,
+            } => {
+                self.require_host(session)?;
+                let verdict = (!admit).then(|| {
+                    let message = reason_or(reason.as_deref(), "the host denied your request");
+                    (RejectReason::Denied, message)
+                });
+                if self.decide(now, *guest, verdict, out) {
                     Ok(())
                 } else {
-                    Err(Self::not_waiting("ALLOW_JOIN", *session_id))
-                }
-            }
-            RoomCommand::DenyJoin { session_id, reason } => {
-                self.require_host(session, cmd)?;
-                let message = reason_or(reason.as_deref(), "the host denied your request");
-                if self.decide(now, *session_id, Some((RejectReason::Denied, message)), out) {
-                    Ok(())
-                } else {
-                    Err(Self::not_waiting("DENY_JOIN", *session_id))
+                    Err(Self::not_waiting(*guest))
                 }
             }
             RoomCommand::MediaState { audio, video } => {
                 self.media.insert(session, (*audio, *video));
-                out.broadcast(ServerMessage::MediaState {
-                    room: self.room.clone(),
+                out.notify_all(Notice::MediaState {
+                    session,
                     nickname: self.nickname(session),
-                    session_id: session,
                     audio: *audio,
                     video: *video,
                 });
                 Ok(())
             }
             RoomCommand::Mute { nickname, muted } => {
-                self.require_host(session, cmd)?;
-                let target = self.named(cmd, nickname)?;
+                self.require_host(session)?;
+                let target = self.named(nickname)?;
                 out.push(Effect::Mute {
                     session: target,
                     muted: *muted,
@@ -410,12 +392,12 @@ impl RelayPlugin for MeetingRoom {
                 Ok(())
             }
             RoomCommand::Remove { nickname, reason } => {
-                self.require_host(session, cmd)?;
-                let target = self.named(cmd, nickname)?;
+                self.require_host(session)?;
+                let target = self.named(nickname)?;
                 if target == session {
                     return Err(CommandError::new(
                         ErrorCode::BadField,
-                        "REMOVE: the host leaves with LEAVE, not REMOVE",
+                        "the host leaves the meeting, it does not remove itself",
                     ));
                 }
                 let message = reason_or(reason.as_deref(), "removed by the host");
@@ -425,11 +407,11 @@ impl RelayPlugin for MeetingRoom {
                 });
                 Ok(())
             }
-            RoomCommand::VideoStats { reports } => {
+            RoomCommand::VideoReports { reports } => {
                 if reports.len() > video::MAX_REPORTS {
                     return Err(CommandError::new(
                         ErrorCode::BadField,
-                        format!("VIDEO_STATS: at most {} reports", video::MAX_REPORTS),
+                        format!("at most {} reports", video::MAX_REPORTS),
                     ));
                 }
                 if let Some(r) = reports.iter().find(|r| {
@@ -439,7 +421,7 @@ impl RelayPlugin for MeetingRoom {
                     return Err(CommandError::new(
                         ErrorCode::BadField,
                         format!(
-                            "VIDEO_STATS: fraction_lost must be 0 to 1 and rtt_ms 0 to 60000, got {} and {:?}",
+                            "fraction_lost must be 0 to 1 and rtt_ms 0 to 60000, got {} and {:?}",
                             r.fraction_lost, r.rtt_ms
                         ),
                     ));
@@ -447,13 +429,13 @@ impl RelayPlugin for MeetingRoom {
                 self.video.report(session, reports);
                 Ok(())
             }
-            RoomCommand::FileOffer { .. }
+            RoomCommand::FileOffer(_)
             | RoomCommand::FileChunk { .. }
             | RoomCommand::FileAck { .. }
             | RoomCommand::FileEnd { .. }
             | RoomCommand::FileResult { .. }
             | RoomCommand::FileCancel { .. } => self.file_command(now, session, cmd, out),
-            _ => Err(CommandError::not_supported(KIND, cmd)),
+            _ => Err(CommandError::not_supported(KIND)),
         }
     }
 
@@ -461,11 +443,10 @@ impl RelayPlugin for MeetingRoom {
         if key == VIDEO_TIMER {
             for (session, change) in self.video.evaluate(now) {
                 let (level, height) = LEVELS[change.level];
-                out.send(
+                out.notify(
                     session,
-                    ServerMessage::VideoLevel {
-                        room: self.room.clone(),
-                        level: level.to_owned(),
+                    Notice::VideoLevel {
+                        level,
                         height,
                         fraction_lost: change.fraction_lost,
                         rtt_ms: change.rtt_ms,
@@ -556,7 +537,7 @@ fn reason_or(reason: Option<&str>, default: &str) -> String {
         .filter(|r| !r.is_empty())
         .unwrap_or(default)
         .chars()
-        .take(proto::control::REASON_MAX_CHARS)
+        .take(REASON_MAX_CHARS)
         .collect()
 }
 

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use plugin_api::sim::{Delivery, Sim};
-use plugin_api::{Ssrcs, WallClock};
-use proto::control::ReceptionReport;
+use plugin_api::{Audience, ErrorCode, Notice, ReceiverReport, Ssrcs, WallClock};
 
 use super::*;
 
@@ -19,7 +18,14 @@ fn with_guests(n: u64, opts: &[(&str, serde_json::Value)]) -> Sim {
     s.join(1);
     for g in 2..=n + 1 {
         assert_eq!(s.request_join(Sim::member(g)), JoinPolicy::Wait);
-        ok(s.cmd(1, RoomCommand::AllowJoin { session_id: g }));
+        ok(s.cmd(
+            1,
+            RoomCommand::LobbyAnswer {
+                session: g,
+                admit: true,
+                reason: None,
+            },
+        ));
     }
     s.take();
     s
@@ -35,9 +41,9 @@ fn code(r: Result<(), CommandError>) -> Option<ErrorCode> {
     r.err().map(|e| e.code)
 }
 
-fn lobby_of(msgs: &[ServerMessage]) -> Option<Vec<String>> {
+fn lobby_of(msgs: &[Notice]) -> Option<Vec<String>> {
     msgs.iter().rev().find_map(|m| match m {
-        ServerMessage::Lobby { waiting, .. } => {
+        Notice::LobbyWaiting { waiting } => {
             Some(waiting.iter().map(|w| w.nickname.clone()).collect())
         }
         _ => None,
@@ -54,18 +60,16 @@ fn the_first_is_host_and_the_others_wait_for_the_host() {
     assert_eq!(s.request_join(Sim::member(1)), JoinPolicy::Admit);
     assert_eq!(
         s.inbox(1).last(),
-        Some(&ServerMessage::HostChanged {
-            room: "m".into(),
-            host: "u1".into(),
-            session_id: 1
+        Some(&Notice::HostChanged {
+            session: 1,
+            nickname: "u1".into()
         })
     );
     s.take();
     assert_eq!(s.request_join(Sim::member(2)), JoinPolicy::Wait);
     assert_eq!(
         s.inbox(2),
-        [ServerMessage::JoinPending {
-            room: "m".into(),
+        [Notice::JoinPending {
             timeout_ms: 120_000
         }]
     );
@@ -73,30 +77,43 @@ fn the_first_is_host_and_the_others_wait_for_the_host() {
     s.take();
     // Only the host decides.
     assert_eq!(s.request_join(Sim::member(3)), JoinPolicy::Wait);
-    ok(s.cmd(1, RoomCommand::AllowJoin { session_id: 2 }));
+    ok(s.cmd(
+        1,
+        RoomCommand::LobbyAnswer {
+            session: 2,
+            admit: true,
+            reason: None,
+        },
+    ));
     assert_eq!(member_ids(&s), [1, 2]);
     assert!(s.decisions.contains(&Effect::Admit { session: 2 }));
     assert_eq!(
-        code(s.cmd(2, RoomCommand::AllowJoin { session_id: 3 })),
+        code(s.cmd(
+            2,
+            RoomCommand::LobbyAnswer {
+                session: 3,
+                admit: true,
+                reason: None
+            }
+        )),
         Some(ErrorCode::NotHost)
     );
     // The admitted guest learns who hosts, gets the chat history and the
     // others' microphone and camera; everyone's media goes to everyone.
     let inbox = s.inbox(2);
-    assert!(inbox.contains(&ServerMessage::HostChanged {
-        room: "m".into(),
-        host: "u1".into(),
-        session_id: 1
+    assert!(inbox.contains(&Notice::HostChanged {
+        session: 1,
+        nickname: "u1".into()
     }));
     assert!(
         inbox
             .iter()
-            .any(|m| matches!(m, ServerMessage::ChatHistory { .. }))
+            .any(|m| matches!(m, Notice::ChatHistory { .. }))
     );
     assert!(inbox.iter().any(|m| matches!(
         m,
-        ServerMessage::MediaState {
-            session_id: 1,
+        Notice::MediaState {
+            session: 1,
             audio: true,
             video: true,
             ..
@@ -109,8 +126,9 @@ fn the_first_is_host_and_the_others_wait_for_the_host() {
     // Deny with a reason; an unknown or already decided session is an error.
     ok(s.cmd(
         1,
-        RoomCommand::DenyJoin {
-            session_id: 3,
+        RoomCommand::LobbyAnswer {
+            session: 3,
+            admit: false,
             reason: Some("not today".into()),
         },
     ));
@@ -124,7 +142,14 @@ fn the_first_is_host_and_the_others_wait_for_the_host() {
     );
     assert_eq!(lobby_of(&s.inbox(1)), Some(vec![]));
     assert_eq!(
-        code(s.cmd(1, RoomCommand::AllowJoin { session_id: 3 })),
+        code(s.cmd(
+            1,
+            RoomCommand::LobbyAnswer {
+                session: 3,
+                admit: true,
+                reason: None
+            }
+        )),
         Some(ErrorCode::UnknownParticipant)
     );
 }
@@ -212,23 +237,29 @@ fn host_passes_to_the_longest_present_unless_the_meeting_ends_with_its_host() {
     let sent = s.take();
     assert!(sent.contains(&(
         None,
-        ServerMessage::HostChanged {
-            room: "m".into(),
-            host: "u2".into(),
-            session_id: 2
+        Notice::HostChanged {
+            session: 2,
+            nickname: "u2".into()
         }
     )));
     // The new host sees the lobby and decides.
     assert!(sent.iter().any(|(to, m)| *to == Some(2)
-        && matches!(m, ServerMessage::Lobby { waiting, .. } if waiting.len() == 1)));
-    ok(s.cmd(2, RoomCommand::AllowJoin { session_id: 9 }));
+        && matches!(m, Notice::LobbyWaiting { waiting } if waiting.len() == 1)));
+    ok(s.cmd(
+        2,
+        RoomCommand::LobbyAnswer {
+            session: 9,
+            admit: true,
+            reason: None,
+        },
+    ));
     s.take();
     // A guest leaving changes nothing about the host.
     s.leave(3, LeaveReason::Disconnected);
     assert!(
         !s.take()
             .iter()
-            .any(|(_, m)| matches!(m, ServerMessage::HostChanged { .. }))
+            .any(|(_, m)| matches!(m, Notice::HostChanged { .. }))
     );
 
     let mut s = with_guests(2, &[("end_with_host", true.into())]);
@@ -260,10 +291,9 @@ fn media_state_is_announced_and_the_host_mutes_and_removes() {
         s.take(),
         [(
             None,
-            ServerMessage::MediaState {
-                room: "m".into(),
+            Notice::MediaState {
+                session: 2,
                 nickname: "u2".into(),
-                session_id: 2,
                 audio: false,
                 video: true
             }
@@ -304,7 +334,7 @@ fn media_state_is_announced_and_the_host_mutes_and_removes() {
     }));
     // Meetings have no floor.
     assert_eq!(
-        code(s.cmd(2, RoomCommand::MicRequest { priority: 0 })),
+        code(s.cmd(2, RoomCommand::FloorRequest { priority: 0 })),
         Some(ErrorCode::NotSupported)
     );
 }
@@ -320,7 +350,7 @@ fn chat_works_as_in_chat_rooms_with_private_messages() {
         },
     ));
     let to: Vec<Delivery> = s.take_all().into_iter().map(|(d, _)| d).collect();
-    assert_eq!(to, [Delivery::To(3), Delivery::To(2)]);
+    assert_eq!(to, [Delivery::To(Audience::Some(vec![3, 2]))]);
     ok(s.cmd(
         1,
         RoomCommand::Chat {
@@ -329,26 +359,33 @@ fn chat_works_as_in_chat_rooms_with_private_messages() {
         },
     ));
     s.request_join(Sim::member(4));
-    ok(s.cmd(1, RoomCommand::AllowJoin { session_id: 4 }));
-    assert!(s.inbox(4).iter().any(|m| matches!(m, ServerMessage::ChatHistory { messages, .. } if messages.len() == 1 && messages[0].text == "welcome")));
+    ok(s.cmd(
+        1,
+        RoomCommand::LobbyAnswer {
+            session: 4,
+            admit: true,
+            reason: None,
+        },
+    ));
+    assert!(s.inbox(4).iter().any(|m| matches!(m, Notice::ChatHistory { messages, .. } if messages.len() == 1 && messages[0].text == "welcome")));
 }
 
 const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 fn offer(to: Option<&str>, size: u64) -> RoomCommand {
-    RoomCommand::FileOffer {
+    RoomCommand::FileOffer(FileOffer {
         to: to.map(str::to_owned),
         name: "notes.pdf".into(),
         size,
         sha256: SHA.into(),
         chunk_size: 8192,
-    }
+    })
 }
 
-fn acks_to(sent: &[(Delivery, ServerMessage)], to: SessionId) -> Vec<u64> {
+fn acks_to(sent: &[(Delivery, Notice)], to: SessionId) -> Vec<u64> {
     sent.iter()
         .filter_map(|(d, m)| match (d, m) {
-            (Delivery::To(t), ServerMessage::FileAck { next_seq, .. }) if *t == to => {
+            (Delivery::To(Audience::One(t)), Notice::FileAcked { next_seq, .. }) if *t == to => {
                 Some(*next_seq)
             }
             _ => None,
@@ -382,13 +419,13 @@ fn file_offers_are_checked_against_the_limits() {
         ("ok.txt", SHA, 100),
         ("ok.txt", SHA, 64 * 1024),
     ] {
-        let cmd = RoomCommand::FileOffer {
+        let cmd = RoomCommand::FileOffer(FileOffer {
             to: None,
             name: name.into(),
             size: 10,
             sha256: sha.into(),
             chunk_size: chunk,
-        };
+        });
         assert_eq!(
             bad(&mut s, cmd),
             Some(ErrorCode::BadFile),
@@ -397,16 +434,16 @@ fn file_offers_are_checked_against_the_limits() {
     }
     ok(s.cmd(2, offer(None, 1 << 20)));
     let sent = s.take_all();
-    assert!(sent.iter().any(|(d, m)| *d == Delivery::To(2) && matches!(m, ServerMessage::FileStarted { transfer_id: 1, chunks: 128, receivers, .. } if receivers == &["u1", "u3"])));
+    assert!(sent.iter().any(|(d, m)| *d == Delivery::To(Audience::One(2)) && matches!(m, Notice::FileStarted { transfer: 1, chunks: 128, receivers, .. } if receivers == &["u1", "u3"])));
     for r in [1, 3] {
-        assert!(sent.iter().any(|(d, m)| *d == Delivery::To(r) && matches!(m, ServerMessage::FileOffered { transfer_id: 1, from, size: 1_048_576, .. } if from == "u2")));
+        assert!(sent.iter().any(|(d, m)| *d == Delivery::To(Audience::One(r)) && matches!(m, Notice::FileOffered { transfer: 1, from, size: 1_048_576, .. } if from == "u2")));
     }
     // Chunks: only the sender's, in range, no bigger than the chunk size.
     assert_eq!(
         code(s.cmd(
             3,
             RoomCommand::FileChunk {
-                transfer_id: 1,
+                transfer: 1,
                 seq: 0,
                 data: "AAAA".into()
             }
@@ -417,7 +454,7 @@ fn file_offers_are_checked_against_the_limits() {
         code(s.cmd(
             2,
             RoomCommand::FileChunk {
-                transfer_id: 1,
+                transfer: 1,
                 seq: 128,
                 data: "AAAA".into()
             }
@@ -429,7 +466,7 @@ fn file_offers_are_checked_against_the_limits() {
         code(s.cmd(
             2,
             RoomCommand::FileChunk {
-                transfer_id: 1,
+                transfer: 1,
                 seq: 0,
                 data: big
             }
@@ -452,13 +489,13 @@ fn chunks_go_in_bulk_and_the_slowest_receivers_acks_come_back() {
     ok(s.cmd(2, offer(None, 5 * 8192)));
     s.take();
     let chunk = |seq| RoomCommand::FileChunk {
-        transfer_id: 1,
+        transfer: 1,
         seq,
         data: "AAAA".into(),
     };
     ok(s.cmd(2, chunk(0)));
     let sent = s.take_all();
-    let to: Vec<Delivery> = sent.iter().map(|(d, _)| *d).collect();
+    let to: Vec<Delivery> = sent.iter().map(|(d, _)| d.clone()).collect();
     assert_eq!(
         to,
         [Delivery::Bulk(1), Delivery::Bulk(3), Delivery::Bulk(4)]
@@ -467,7 +504,7 @@ fn chunks_go_in_bulk_and_the_slowest_receivers_acks_come_back() {
         ok(s.cmd(
             from,
             RoomCommand::FileAck {
-                transfer_id: 1,
+                transfer: 1,
                 next_seq,
             },
         ))
@@ -491,10 +528,10 @@ fn chunks_go_in_bulk_and_the_slowest_receivers_acks_come_back() {
     assert_eq!(acks_to(&s.take_all(), 2), [1, 1, 1]);
     // A retransmission goes only to whoever misses it.
     ok(s.cmd(2, chunk(1)));
-    let to: Vec<Delivery> = s.take_all().iter().map(|(d, _)| *d).collect();
+    let to: Vec<Delivery> = s.take_all().iter().map(|(d, _)| d.clone()).collect();
     assert_eq!(to, [Delivery::Bulk(4)]);
     assert_eq!(
-        code(s.cmd(2, RoomCommand::FileEnd { transfer_id: 1 })),
+        code(s.cmd(2, RoomCommand::FileEnd { transfer: 1 })),
         Some(ErrorCode::BadFile),
         "not all acknowledged"
     );
@@ -506,7 +543,7 @@ fn chunks_go_in_bulk_and_the_slowest_receivers_acks_come_back() {
         code(s.cmd(
             3,
             RoomCommand::FileAck {
-                transfer_id: 1,
+                transfer: 1,
                 next_seq: 6
             }
         )),
@@ -516,18 +553,24 @@ fn chunks_go_in_bulk_and_the_slowest_receivers_acks_come_back() {
         ack(&mut s, r, 5);
     }
     assert_eq!(acks_to(&s.take_all(), 2), [5]);
-    ok(s.cmd(2, RoomCommand::FileEnd { transfer_id: 1 }));
+    ok(s.cmd(2, RoomCommand::FileEnd { transfer: 1 }));
     let ends: Vec<Delivery> = s
         .take_all()
         .iter()
-        .filter(|(_, m)| matches!(m, ServerMessage::FileEnd { .. }))
-        .map(|(d, _)| *d)
+        .filter(|(_, m)| matches!(m, Notice::FileEnded { .. }))
+        .map(|(d, _)| d.clone())
         .collect();
-    assert_eq!(ends, [Delivery::To(1), Delivery::To(3)]);
+    assert_eq!(
+        ends,
+        [
+            Delivery::To(Audience::One(1)),
+            Delivery::To(Audience::One(3))
+        ]
+    );
     ok(s.cmd(
         1,
         RoomCommand::FileResult {
-            transfer_id: 1,
+            transfer: 1,
             ok: true,
             message: None,
         },
@@ -535,7 +578,7 @@ fn chunks_go_in_bulk_and_the_slowest_receivers_acks_come_back() {
     ok(s.cmd(
         3,
         RoomCommand::FileResult {
-            transfer_id: 1,
+            transfer: 1,
             ok: false,
             message: Some("sha256 mismatch".into()),
         },
@@ -544,7 +587,7 @@ fn chunks_go_in_bulk_and_the_slowest_receivers_acks_come_back() {
         .take()
         .into_iter()
         .filter_map(|(to, m)| match m {
-            ServerMessage::FileResult { nickname, ok, .. } if to == Some(2) => Some((nickname, ok)),
+            Notice::FileResult { nickname, ok, .. } if to == Some(2) => Some((nickname, ok)),
             _ => None,
         })
         .collect();
@@ -553,7 +596,7 @@ fn chunks_go_in_bulk_and_the_slowest_receivers_acks_come_back() {
         code(s.cmd(
             1,
             RoomCommand::FileAck {
-                transfer_id: 1,
+                transfer: 1,
                 next_seq: 5
             }
         )),
@@ -568,43 +611,47 @@ fn transfers_abort_when_the_sender_leaves_cancels_or_stalls() {
     ok(s.cmd(2, offer(Some("u3"), 100)));
     s.take();
     s.leave(2, LeaveReason::Disconnected);
-    assert!(s.inbox(3).iter().any(|m| matches!(m, ServerMessage::FileAborted { transfer_id: 1, reason } if reason == "the sender left")));
+    assert!(s.inbox(3).iter().any(
+        |m| matches!(m, Notice::FileAborted { transfer: 1, reason } if reason == "the sender left")
+    ));
     s.take();
     ok(s.cmd(1, offer(None, 100)));
     ok(s.cmd(
         3,
         RoomCommand::FileCancel {
-            transfer_id: 2,
+            transfer: 2,
             reason: Some("no thanks".into()),
         },
     ));
-    assert!(s.inbox(1).iter().any(|m| matches!(m, ServerMessage::FileResult { ok: false, message: Some(msg), .. } if msg.contains("no thanks"))));
+    assert!(s.inbox(1).iter().any(|m| matches!(m, Notice::FileResult { ok: false, message: Some(msg), .. } if msg.contains("no thanks"))));
     s.take();
     ok(s.cmd(1, offer(None, 100)));
     s.advance(Duration::from_millis(9_999));
     assert!(
         s.inbox(1)
             .iter()
-            .all(|m| !matches!(m, ServerMessage::FileAborted { .. }))
+            .all(|m| !matches!(m, Notice::FileAborted { .. }))
     );
     s.advance(Duration::from_millis(1));
-    assert!(s.inbox(1).iter().any(|m| matches!(m, ServerMessage::FileAborted { transfer_id: 3, reason } if reason.contains("10 s"))));
+    assert!(s.inbox(1).iter().any(
+        |m| matches!(m, Notice::FileAborted { transfer: 3, reason } if reason.contains("10 s"))
+    ));
     assert!(
         s.inbox(3)
             .iter()
-            .any(|m| matches!(m, ServerMessage::FileAborted { transfer_id: 3, .. }))
+            .any(|m| matches!(m, Notice::FileAborted { transfer: 3, .. }))
     );
 }
 
 fn report(loss: f64, rtt: Option<f64>) -> RoomCommand {
-    RoomCommand::VideoStats {
+    RoomCommand::VideoReports {
         reports: vec![
-            ReceptionReport {
+            ReceiverReport {
                 from_ssrc: 7,
                 fraction_lost: 0.0,
                 rtt_ms: Some(10.0),
             },
-            ReceptionReport {
+            ReceiverReport {
                 from_ssrc: 8,
                 fraction_lost: loss,
                 rtt_ms: rtt,
@@ -617,7 +664,7 @@ fn levels(s: &mut Sim, to: SessionId) -> Vec<String> {
     s.take()
         .into_iter()
         .filter_map(|(t, m)| match m {
-            ServerMessage::VideoLevel { level, .. } if t == Some(to) => Some(level),
+            Notice::VideoLevel { level, .. } if t == Some(to) => Some(level.to_owned()),
             _ => None,
         })
         .collect()
@@ -686,7 +733,10 @@ fn options_are_checked() {
     let info = RoomInfo {
         name: "m",
         max_participants: 0,
-        clock: WallClock::now(),
+        clock: WallClock {
+            origin: std::time::Instant::now(),
+            origin_unix_ms: 0,
+        },
     };
     for (k, v) in [
         ("lobby_timeout_secs", serde_json::json!(1)),

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use proto::control::ReceptionReport;
+use plugin_api::ReceiverReport;
 
 /// The video levels, lowest first: (name, frame height).
 pub const LEVELS: [(&str, u32); 5] = [
@@ -89,7 +89,7 @@ impl Adaptive {
 
     /// Takes in a sender's reports: the worst figures since the last
     /// evaluation are kept.
-    pub fn report(&mut self, session: u64, reports: &[ReceptionReport]) {
+    pub fn report(&mut self, session: u64, reports: &[ReceiverReport]) {
         let Some(s) = self.senders.get_mut(&session) else {
             return;
         };

@@ -9,8 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use plugin_api::SessionId;
-use proto::control::{DenyReason, ReleaseReason, RevokeReason};
+use plugin_api::{DenyReason, ReleaseReason, RevokeReason, SessionId};
 
 /// How a room's floor behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]

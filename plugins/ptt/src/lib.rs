@@ -1,7 +1,7 @@
 //! `ptt`: push-to-talk rooms, one speaker at a time.
 //!
 //! [`floor`] is the floor state machine; [`ExclusiveVoice`] turns its events
-//! into control messages, forwarding routes and the burst-limit timer. The
+//! into room notices, forwarding routes and the burst-limit timer. The
 //! `chat` room kind reuses [`ExclusiveVoice`] for its voice half.
 
 pub mod floor;
@@ -10,11 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use plugin_api::{
-    AdminCommand, AdminError, CommandError, Member, OptionError, OptionInfo, OptionReader,
-    OptionType, Options, Outbox, PluginFactory, PluginInfo, Receivers, RelayPlugin, RoomCommand,
-    RoomInfo, SessionId, TimerKey,
+    AdminCommand, AdminError, CommandError, DenyReason, ErrorCode, LeaveReason, Member, Notice,
+    OptionError, OptionInfo, OptionReader, OptionType, Options, Outbox, PluginFactory, PluginInfo,
+    Receivers, RelayPlugin, RevokeReason, RoomCommand, RoomInfo, SessionId, TimerKey,
 };
-use proto::control::{ErrorCode, LeaveReason, RevokeReason, ServerMessage};
 
 pub use floor::{Floor, FloorConfig, FloorEvent};
 
@@ -71,7 +70,7 @@ impl ExclusiveVoice {
         self.muted.remove(&session);
     }
 
-    /// Handles MIC_REQUEST and MIC_RELEASE; `Ok(false)` for other commands.
+    /// Handles floor requests and releases; `Ok(false)` for other commands.
     pub fn on_command(
         &mut self,
         now: Instant,
@@ -80,20 +79,18 @@ impl ExclusiveVoice {
         out: &mut Outbox,
     ) -> Result<bool, CommandError> {
         match cmd {
-            RoomCommand::MicRequest { priority } => {
+            RoomCommand::FloorRequest { priority } => {
                 let max = self.floor.config().max_priority;
                 if *priority > max {
                     return Err(CommandError::new(
                         ErrorCode::BadField,
-                        format!(
-                            "MIC_REQUEST: field `priority` is {priority}, this room allows 0 to {max}"
-                        ),
+                        format!("field `priority` is {priority}, this room allows 0 to {max}"),
                     ));
                 }
                 let ev = if self.muted.contains(&session) {
                     vec![FloorEvent::Denied {
                         session,
-                        reason: proto::control::DenyReason::Muted,
+                        reason: DenyReason::Muted,
                         position: None,
                     }]
                 } else {
@@ -102,14 +99,14 @@ impl ExclusiveVoice {
                 self.apply(ev, out);
                 Ok(true)
             }
-            RoomCommand::MicRelease => match self.floor.release(now, session) {
+            RoomCommand::FloorRelease => match self.floor.release(now, session) {
                 Ok(ev) => {
                     self.apply(ev, out);
                     Ok(true)
                 }
                 Err(_) => Err(CommandError::new(
                     ErrorCode::NotFloorHolder,
-                    "MIC_RELEASE: you neither hold nor wait for the floor",
+                    "you neither hold nor wait for the floor",
                 )),
             },
             _ => Ok(false),
@@ -186,17 +183,15 @@ impl ExclusiveVoice {
     }
 
     fn apply(&mut self, events: Vec<FloorEvent>, out: &mut Outbox) {
-        let room = self.room.clone();
         for e in events {
             match e {
                 FloorEvent::Granted { session, priority } => {
                     out.set_route(session, Receivers::AllOthers);
                     let ssrc = self.members.get(&session).map_or(0, |m| m.ssrcs.audio);
                     let limit = self.floor.config().burst_limit;
-                    out.broadcast(ServerMessage::MicGranted {
-                        room: room.clone(),
-                        holder: self.nickname(session),
-                        session_id: session,
+                    out.notify_all(Notice::FloorGranted {
+                        session,
+                        nickname: self.nickname(session),
                         ssrc,
                         priority,
                         burst_limit_ms: limit.map_or(0, |d| d.as_millis() as u64),
@@ -205,7 +200,7 @@ impl ExclusiveVoice {
                         Some(at) => out.set_timer(BURST_TIMER, at),
                         None => out.cancel_timer(BURST_TIMER),
                     }
-                    out.userlist_changed();
+                    out.member_changed(session);
                 }
                 FloorEvent::Denied {
                     session,
@@ -213,47 +208,43 @@ impl ExclusiveVoice {
                     position,
                 } => {
                     let holder = self.floor.holder().map(|(h, _)| self.nickname(h));
-                    out.send(
+                    out.notify(
                         session,
-                        ServerMessage::MicDenied {
-                            room: room.clone(),
+                        Notice::FloorDenied {
+                            session,
+                            nickname: self.nickname(session),
                             reason,
                             holder,
                             queue_position: position,
                         },
                     );
                 }
-                FloorEvent::QueuePosition { session, position } => out.send(
+                FloorEvent::QueuePosition { session, position } => out.notify(
                     session,
-                    ServerMessage::MicQueued {
-                        room: room.clone(),
+                    Notice::FloorQueued {
                         queue_position: position,
                     },
                 ),
-                FloorEvent::Dequeued { session } => {
-                    out.send(session, ServerMessage::MicDequeued { room: room.clone() })
-                }
+                FloorEvent::Dequeued { session } => out.notify(session, Notice::FloorDequeued),
                 FloorEvent::Released { session, reason } => {
                     out.set_route(session, Receivers::Nobody);
                     out.cancel_timer(BURST_TIMER);
-                    out.broadcast(ServerMessage::MicReleased {
-                        room: room.clone(),
-                        holder: self.nickname(session),
-                        session_id: session,
+                    out.notify_all(Notice::FloorReleased {
+                        session,
+                        nickname: self.nickname(session),
                         reason,
                     });
-                    out.userlist_changed();
+                    out.member_changed(session);
                 }
                 FloorEvent::Revoked { session, reason } => {
                     out.set_route(session, Receivers::Nobody);
                     out.cancel_timer(BURST_TIMER);
-                    out.broadcast(ServerMessage::MicRevoked {
-                        room: room.clone(),
-                        holder: self.nickname(session),
-                        session_id: session,
+                    out.notify_all(Notice::FloorRevoked {
+                        session,
+                        nickname: self.nickname(session),
                         reason,
                     });
-                    out.userlist_changed();
+                    out.member_changed(session);
                 }
             }
         }
@@ -292,7 +283,7 @@ impl RelayPlugin for PttRoom {
         if self.voice.on_command(now, session, cmd, out)? {
             Ok(())
         } else {
-            Err(CommandError::not_supported(KIND, cmd))
+            Err(CommandError::not_supported(KIND))
         }
     }
     fn on_timer(&mut self, now: Instant, key: TimerKey, out: &mut Outbox) {
@@ -358,7 +349,7 @@ pub fn floor_option_info() -> Vec<OptionInfo> {
             name: "max_priority",
             ty: OptionType::Integer,
             default: "7".into(),
-            help: "highest priority a member may ask for in MIC_REQUEST (0-255)",
+            help: "highest priority a member may ask for with a floor request (0-255)",
         },
     ]
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 
-use proto::control::{DenyReason, ReleaseReason};
+use plugin_api::{DenyReason, ErrorCode, Notice, ReleaseReason, WallClock};
 
 /// The shared room simulator, with floor helpers.
 struct Sim(plugin_api::sim::Sim);
@@ -20,7 +20,7 @@ impl std::ops::DerefMut for Sim {
     }
 }
 
-fn room_info(clock: plugin_api::WallClock) -> RoomInfo<'static> {
+fn room_info(clock: WallClock) -> RoomInfo<'static> {
     RoomInfo {
         name: "r",
         max_participants: 16,
@@ -34,13 +34,13 @@ impl Sim {
     }
 
     fn request(&mut self, s: SessionId, priority: u8) {
-        if let Err(e) = self.cmd(s, RoomCommand::MicRequest { priority }) {
+        if let Err(e) = self.cmd(s, RoomCommand::FloorRequest { priority }) {
             panic!("request failed: {e}");
         }
     }
 
     fn release(&mut self, s: SessionId) {
-        if let Err(e) = self.cmd(s, RoomCommand::MicRelease) {
+        if let Err(e) = self.cmd(s, RoomCommand::FloorRelease) {
             panic!("release failed: {e}");
         }
     }
@@ -60,10 +60,10 @@ impl Sim {
     }
 }
 
-fn granted_to(msgs: &[(Option<SessionId>, ServerMessage)]) -> Vec<u64> {
+fn granted_to(msgs: &[(Option<SessionId>, Notice)]) -> Vec<u64> {
     msgs.iter()
         .filter_map(|(_, m)| match m {
-            ServerMessage::MicGranted { session_id, .. } => Some(*session_id),
+            Notice::FloorGranted { session, .. } => Some(*session),
             _ => None,
         })
         .collect()
@@ -79,7 +79,7 @@ fn idle_floor_is_granted_and_broadcast() {
     assert!(
         matches!(
             &m[..],
-            [(None, ServerMessage::MicGranted { session_id: 1, ssrc: 1001, burst_limit_ms: 60_000, holder, .. })] if holder == "u1"
+            [(None, Notice::FloorGranted { session: 1, ssrc: 1001, burst_limit_ms: 60_000, nickname, .. })] if nickname == "u1"
         ),
         "{m:?}"
     );
@@ -100,8 +100,9 @@ fn busy_floor_is_denied_without_queue() {
         m,
         vec![(
             Some(2),
-            ServerMessage::MicDenied {
-                room: "r".into(),
+            Notice::FloorDenied {
+                session: 2,
+                nickname: "u2".into(),
                 reason: DenyReason::FloorBusy,
                 holder: Some("u1".into()),
                 queue_position: None
@@ -131,7 +132,7 @@ fn queue_positions_and_handover_in_order() {
     let positions: Vec<_> = m
         .iter()
         .filter_map(|(to, m)| match m {
-            ServerMessage::MicDenied {
+            Notice::FloorDenied {
                 reason: DenyReason::Queued,
                 queue_position,
                 ..
@@ -141,12 +142,12 @@ fn queue_positions_and_handover_in_order() {
         .collect();
     assert_eq!(positions, vec![(2, 1), (3, 2), (4, 3)]);
     // Asking again says where you are.
-    assert!(s.cmd(3, RoomCommand::MicRequest { priority: 0 }).is_ok());
+    assert!(s.cmd(3, RoomCommand::FloorRequest { priority: 0 }).is_ok());
     assert!(matches!(
         s.take()[..],
         [(
             Some(3),
-            ServerMessage::MicDenied {
+            Notice::FloorDenied {
                 reason: DenyReason::AlreadyQueued,
                 queue_position: Some(2),
                 ..
@@ -158,8 +159,8 @@ fn queue_positions_and_handover_in_order() {
     assert!(
         matches!(
             m[0].1,
-            ServerMessage::MicReleased {
-                session_id: 1,
+            Notice::FloorReleased {
+                session: 1,
                 reason: ReleaseReason::Released,
                 ..
             }
@@ -168,31 +169,13 @@ fn queue_positions_and_handover_in_order() {
     );
     assert_eq!(granted_to(&m), vec![2]);
     // The others moved up and were told.
-    assert!(m.contains(&(
-        Some(3),
-        ServerMessage::MicQueued {
-            room: "r".into(),
-            queue_position: 1
-        }
-    )));
-    assert!(m.contains(&(
-        Some(4),
-        ServerMessage::MicQueued {
-            room: "r".into(),
-            queue_position: 2
-        }
-    )));
+    assert!(m.contains(&(Some(3), Notice::FloorQueued { queue_position: 1 })));
+    assert!(m.contains(&(Some(4), Notice::FloorQueued { queue_position: 2 })));
     // 3 withdraws; 4 moves to 1.
     s.release(3);
     let m = s.take();
-    assert!(m.contains(&(Some(3), ServerMessage::MicDequeued { room: "r".into() })));
-    assert!(m.contains(&(
-        Some(4),
-        ServerMessage::MicQueued {
-            room: "r".into(),
-            queue_position: 1
-        }
-    )));
+    assert!(m.contains(&(Some(3), Notice::FloorDequeued)));
+    assert!(m.contains(&(Some(4), Notice::FloorQueued { queue_position: 1 })));
     s.release(2);
     assert_eq!(granted_to(&s.take()), vec![4]);
     assert_eq!(s.holder(), Some(4));
@@ -212,7 +195,7 @@ fn queue_limit_is_enforced() {
         s.take()[..],
         [(
             Some(3),
-            ServerMessage::MicDenied {
+            Notice::FloorDenied {
                 reason: DenyReason::QueueFull,
                 ..
             }
@@ -233,25 +216,19 @@ fn higher_priority_preempts_and_queue_orders_by_priority() {
     assert!(m.iter().any(|(to, m)| *to == Some(3)
         && matches!(
             m,
-            ServerMessage::MicDenied {
+            Notice::FloorDenied {
                 queue_position: Some(1),
                 ..
             }
         )));
-    assert!(m.contains(&(
-        Some(2),
-        ServerMessage::MicQueued {
-            room: "r".into(),
-            queue_position: 2
-        }
-    )));
+    assert!(m.contains(&(Some(2), Notice::FloorQueued { queue_position: 2 })));
     s.request(4, 5);
     let m = s.take();
     assert!(
         matches!(
             &m[0].1,
-            ServerMessage::MicRevoked {
-                session_id: 1,
+            Notice::FloorRevoked {
+                session: 1,
                 reason: RevokeReason::Preempted,
                 ..
             }
@@ -271,7 +248,7 @@ fn preemption_can_be_disabled_and_priority_is_bounded() {
     s.request(1, 0);
     s.request(2, 2);
     assert_eq!(s.holder(), Some(1));
-    let e = s.cmd(2, RoomCommand::MicRequest { priority: 3 });
+    let e = s.cmd(2, RoomCommand::FloorRequest { priority: 3 });
     assert_eq!(e.map_err(|e| e.code), Err(ErrorCode::BadField));
 }
 
@@ -293,8 +270,8 @@ fn talk_burst_limit_revokes_and_hands_over() {
             &m[0],
             (
                 None,
-                ServerMessage::MicRevoked {
-                    session_id: 1,
+                Notice::FloorRevoked {
+                    session: 1,
                     reason: RevokeReason::BurstLimit,
                     ..
                 }
@@ -344,7 +321,7 @@ fn holder_loss_frees_the_floor_at_once() {
         assert!(
             matches!(
                 &m[0],
-                (None, ServerMessage::MicReleased { session_id: 1, reason, holder, .. }) if *reason == why.as_release() && holder == "u1"
+                (None, Notice::FloorReleased { session: 1, reason, nickname, .. }) if *reason == why.as_release() && nickname == "u1"
             ),
             "{m:?}"
         );
@@ -366,13 +343,7 @@ fn queued_member_leaving_moves_others_up() {
     s.leave(2, LeaveReason::Disconnected);
     assert_eq!(
         s.take(),
-        vec![(
-            Some(3),
-            ServerMessage::MicQueued {
-                room: "r".into(),
-                queue_position: 1
-            }
-        )]
+        vec![(Some(3), Notice::FloorQueued { queue_position: 1 })]
     );
     s.release(1);
     assert_eq!(granted_to(&s.take()), vec![3]);
@@ -382,9 +353,17 @@ fn queued_member_leaving_moves_others_up() {
 fn release_without_floor_is_an_error() {
     let mut s = Sim::new(&[]);
     s.join(1);
-    let e = s.cmd(1, RoomCommand::MicRelease).map_err(|e| e.code);
+    let e = s.cmd(1, RoomCommand::FloorRelease).map_err(|e| e.code);
     assert_eq!(e, Err(ErrorCode::NotFloorHolder));
-    let e = s.cmd(1, RoomCommand::ListRooms).map_err(|e| e.code);
+    let e = s
+        .cmd(
+            1,
+            RoomCommand::MediaState {
+                audio: true,
+                video: false,
+            },
+        )
+        .map_err(|e| e.code);
     assert_eq!(e, Err(ErrorCode::NotSupported));
 }
 
@@ -404,8 +383,8 @@ fn operator_grant_preempts_the_holder_and_skips_the_queue() {
             &m[0],
             (
                 None,
-                ServerMessage::MicRevoked {
-                    session_id: 1,
+                Notice::FloorRevoked {
+                    session: 1,
                     reason: RevokeReason::Admin,
                     ..
                 }
@@ -443,8 +422,8 @@ fn operator_revoke_hands_over_and_fails_on_an_idle_floor() {
     let m = s.take();
     assert!(m.iter().any(|(_, m)| matches!(
         m,
-        ServerMessage::MicRevoked {
-            session_id: 1,
+        Notice::FloorRevoked {
+            session: 1,
             reason: RevokeReason::Admin,
             ..
         }
@@ -468,10 +447,7 @@ fn muted_member_loses_the_floor_and_is_denied_until_unmuted() {
         muted: true,
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        s.take()
-            .contains(&(Some(3), ServerMessage::MicDequeued { room: "r".into() }))
-    );
+    assert!(s.take().contains(&(Some(3), Notice::FloorDequeued)));
     // Muting the holder revokes and hands over.
     s.admin(AdminCommand::Mute {
         session: 1,
@@ -481,8 +457,8 @@ fn muted_member_loses_the_floor_and_is_denied_until_unmuted() {
     let m = s.take();
     assert!(m.iter().any(|(_, m)| matches!(
         m,
-        ServerMessage::MicRevoked {
-            session_id: 1,
+        Notice::FloorRevoked {
+            session: 1,
             reason: RevokeReason::Muted,
             ..
         }
@@ -495,8 +471,9 @@ fn muted_member_loses_the_floor_and_is_denied_until_unmuted() {
         s.take(),
         vec![(
             Some(1),
-            ServerMessage::MicDenied {
-                room: "r".into(),
+            Notice::FloorDenied {
+                session: 1,
+                nickname: "u1".into(),
                 reason: DenyReason::Muted,
                 holder: None,
                 queue_position: None
@@ -521,7 +498,13 @@ fn bad_options_are_refused() {
     let bad = |k: &str, v: serde_json::Value| {
         let o: Options = [(k.to_string(), v)].into_iter().collect();
         PttFactory
-            .create(&room_info(plugin_api::WallClock::now()), &o)
+            .create(
+                &room_info(WallClock {
+                    origin: std::time::Instant::now(),
+                    origin_unix_ms: 0,
+                }),
+                &o,
+            )
             .err()
             .map(|e| e.name)
     };
@@ -560,7 +543,7 @@ fn random_walk_keeps_floor_invariants() {
             }
             2 | 3 if present.contains(&id) => s.request(id, (next() % 3) as u8),
             4 if present.contains(&id) => {
-                let _ = s.cmd(id, RoomCommand::MicRelease);
+                let _ = s.cmd(id, RoomCommand::FloorRelease);
             }
             _ => s.advance(Duration::from_millis(next() % 2000)),
         }

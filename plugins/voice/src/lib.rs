@@ -1,17 +1,16 @@
 //! `voice`: open voice. Every member's media goes to every other member;
 //! nobody asks for a floor. A room whose capacity is two is a call: the
-//! second member joining starts it (`CALL_STARTED` to both, naming the
-//! other), and either leaving ends it for the one who stays (`CALL_ENDED`
-//! with the reason), who may wait in the room for the next call. A third
-//! member is refused by the engine with `FULL`.
+//! second member joining starts it ([`Notice::CallStarted`] to both, naming
+//! the other), and either leaving ends it for the one who stays
+//! ([`Notice::CallEnded`] with the reason), who may wait in the room for the
+//! next call. A third member is refused by the engine (room full).
 
 use std::time::Instant;
 
 use plugin_api::{
-    CommandError, LeaveReason, Member, OptionError, OptionReader, Options, Outbox, PluginFactory,
-    PluginInfo, Receivers, RelayPlugin, RoomCommand, RoomInfo, SessionId, TimerKey,
+    CommandError, LeaveReason, Member, Notice, OptionError, OptionReader, Options, Outbox,
+    PluginFactory, PluginInfo, Receivers, RelayPlugin, RoomCommand, RoomInfo, SessionId, TimerKey,
 };
-use proto::control::ServerMessage;
 
 pub const KIND: &str = "voice";
 
@@ -39,7 +38,6 @@ impl PluginFactory for VoiceFactory {
 
 /// One open-voice room.
 pub struct VoiceRoom {
-    room: String,
     call: bool,
     /// Members in the order they joined.
     members: Vec<(SessionId, String)>,
@@ -48,7 +46,6 @@ pub struct VoiceRoom {
 impl VoiceRoom {
     pub fn new(room: &RoomInfo<'_>) -> Self {
         Self {
-            room: room.name.to_owned(),
             call: room.max_participants == 2,
             members: Vec::new(),
         }
@@ -71,12 +68,11 @@ impl RelayPlugin for VoiceRoom {
         if self.call && self.members.len() == 2 {
             for (i, (to, _)) in self.members.iter().enumerate() {
                 let (peer_id, peer) = &self.members[1 - i];
-                out.send(
+                out.notify(
                     *to,
-                    ServerMessage::CallStarted {
-                        room: self.room.clone(),
+                    Notice::CallStarted {
                         peer: peer.clone(),
-                        peer_session_id: *peer_id,
+                        peer_session: *peer_id,
                     },
                 );
             }
@@ -95,12 +91,11 @@ impl RelayPlugin for VoiceRoom {
         };
         let (_, peer) = self.members.remove(i);
         if self.call && self.members.len() == 1 {
-            out.send(
+            out.notify(
                 self.members[0].0,
-                ServerMessage::CallEnded {
-                    room: self.room.clone(),
+                Notice::CallEnded {
                     peer,
-                    peer_session_id: session,
+                    peer_session: session,
                     reason,
                 },
             );
@@ -111,11 +106,11 @@ impl RelayPlugin for VoiceRoom {
         &mut self,
         _now: Instant,
         _session: SessionId,
-        cmd: &RoomCommand,
+        _cmd: &RoomCommand,
         _out: &mut Outbox,
     ) -> Result<(), CommandError> {
         // Nothing to ask for: everyone may always talk.
-        Err(CommandError::not_supported(KIND, cmd))
+        Err(CommandError::not_supported(KIND))
     }
 
     fn on_timer(&mut self, _now: Instant, _key: TimerKey, _out: &mut Outbox) {}

@@ -2,16 +2,22 @@
 
 use std::time::Instant;
 
-use plugin_api::{Effect, Ssrcs};
-use proto::control::ErrorCode;
+use plugin_api::{Audience, Effect, ErrorCode, Ssrcs, WallClock};
 
 use super::*;
+
+fn clock() -> WallClock {
+    WallClock {
+        origin: Instant::now(),
+        origin_unix_ms: 0,
+    }
+}
 
 fn room(max_participants: u32) -> VoiceRoom {
     VoiceRoom::new(&RoomInfo {
         name: "r",
         max_participants,
-        clock: plugin_api::WallClock::now(),
+        clock: clock(),
     })
 }
 
@@ -61,12 +67,11 @@ fn a_room_of_two_is_a_call_started_by_the_second_and_ended_by_either() {
     assert_eq!(effects(&mut out).len(), 1, "alone: just the route");
     r.on_join(now, &member(2, "bob"), &mut out);
     let e = effects(&mut out);
-    let started = |to, peer: &str, peer_session_id| Effect::Send {
-        to,
-        msg: ServerMessage::CallStarted {
-            room: "r".into(),
+    let started = |to, peer: &str, peer_session| Effect::Notify {
+        to: Audience::One(to),
+        notice: Notice::CallStarted {
             peer: peer.into(),
-            peer_session_id,
+            peer_session,
         },
     };
     assert_eq!(
@@ -84,12 +89,11 @@ fn a_room_of_two_is_a_call_started_by_the_second_and_ended_by_either() {
     r.on_leave(now, 2, LeaveReason::Disconnected, &mut out);
     assert_eq!(
         effects(&mut out),
-        [Effect::Send {
-            to: 1,
-            msg: ServerMessage::CallEnded {
-                room: "r".into(),
+        [Effect::Notify {
+            to: Audience::One(1),
+            notice: Notice::CallEnded {
                 peer: "bob".into(),
-                peer_session_id: 2,
+                peer_session: 2,
                 reason: LeaveReason::Disconnected,
             }
         }]
@@ -101,9 +105,9 @@ fn a_room_of_two_is_a_call_started_by_the_second_and_ended_by_either() {
     r.on_leave(now, 1, LeaveReason::Left, &mut out);
     assert!(matches!(
         &effects(&mut out)[..],
-        [Effect::Send {
-            to: 3,
-            msg: ServerMessage::CallEnded {
+        [Effect::Notify {
+            to: Audience::One(3),
+            notice: Notice::CallEnded {
                 reason: LeaveReason::Left,
                 ..
             }
@@ -123,7 +127,7 @@ fn there_is_no_floor_to_ask_for_and_no_options() {
     let err = r.on_command(
         Instant::now(),
         1,
-        &RoomCommand::MicRequest { priority: 0 },
+        &RoomCommand::FloorRequest { priority: 0 },
         &mut out,
     );
     assert_eq!(err.map_err(|e| e.code), Err(ErrorCode::NotSupported));
@@ -132,7 +136,7 @@ fn there_is_no_floor_to_ask_for_and_no_options() {
             &RoomInfo {
                 name: "r",
                 max_participants: 2,
-                clock: plugin_api::WallClock::now(),
+                clock: clock(),
             },
             o,
         )

@@ -7,11 +7,11 @@
 use std::fmt;
 use std::time::Instant;
 
-use plugin_api::{AdminCommand, AdminError, Outbox, SessionId};
-use proto::control::{self, LeaveReason, ServerMessage};
+use plugin_api::{AdminCommand, AdminError, ChatLine, Notice, Outbox, SessionId};
+use proto::control::{self, LeaveReason};
 
 use super::Engine;
-use crate::events::{ParticipantInfo, RoomEventKind, RoomSnapshot};
+use crate::events::{ParticipantInfo, RoomSnapshot};
 
 /// A participant, named by session id or by nickname (case-insensitive).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,30 +219,32 @@ impl Engine {
         if !changed {
             return Ok(());
         }
+        let nickname = self
+            .sessions
+            .get(&id)
+            .and_then(|s| s.identity.as_ref())
+            .map(|i| i.nickname.clone())
+            .unwrap_or_default();
+        let Some(r) = self.rooms.get_mut(room) else {
+            return Err(OpError::NoRoom(shown(room)));
+        };
+        // The member hears it is muted before what follows from it (a
+        // revoked floor).
         let mut out = Outbox::new();
+        out.notify(
+            id,
+            Notice::Muted {
+                session: id,
+                nickname,
+                muted,
+            },
+        );
         let result = if tell_plugin {
             r.plugin
                 .on_admin(now, AdminCommand::Mute { session: id, muted }, &mut out)
         } else {
             Ok(())
         };
-        out.send(
-            id,
-            ServerMessage::Muted {
-                room: room.to_owned(),
-                muted,
-            },
-        );
-        out.userlist_changed();
-        let nickname = self.nickname(id);
-        self.emit(
-            room,
-            RoomEventKind::Muted {
-                session: id,
-                nickname,
-                muted,
-            },
-        );
         self.apply(now, room, out);
         result.map_err(plugin_error)
     }
@@ -307,19 +309,22 @@ impl Engine {
             &mut out,
         );
         if logged.is_err() {
-            let msg = ServerMessage::Chat {
-                room: room.to_owned(),
+            let line = ChatLine {
                 id: 0,
                 ts_ms: self.clock.unix_ms(now),
                 from: control::SERVER_NICKNAME.to_owned(),
-                session_id: None,
+                session: None,
                 text: text.to_owned(),
-                private: to.is_some(),
-                to: to.map(|t| self.nickname(t)),
             };
             match to {
-                Some(id) => out.send(id, msg),
-                None => out.broadcast(msg),
+                Some(id) => out.notify(
+                    id,
+                    Notice::ChatPosted {
+                        line,
+                        to: Some((id, self.nickname(id))),
+                    },
+                ),
+                None => out.notify_all(Notice::ChatPosted { line, to: None }),
             }
         }
         self.apply(now, room, out);

@@ -3,6 +3,8 @@
 use super::*;
 use proto::control::{DenyReason, ReleaseReason};
 
+use crate::events::RoomEventKind;
+
 struct Sim {
     engine: Engine,
     now: Instant,
@@ -29,8 +31,15 @@ impl Sim {
         Self::with(EngineConfig::default(), vec![])
     }
 
-    fn with(mut cfg: EngineConfig, mut rooms: Vec<RoomSpec>) -> Self {
-        cfg.seed = Some(7);
+    fn with(cfg: EngineConfig, mut rooms: Vec<RoomSpec>) -> Self {
+        let now = Instant::now();
+        let start = Start {
+            clock: WallClock {
+                origin: now,
+                origin_unix_ms: 1_767_225_600_000,
+            },
+            seed: 7,
+        };
         if rooms.is_empty() {
             rooms.push(RoomSpec {
                 name: "lobby".into(),
@@ -39,13 +48,13 @@ impl Sim {
                 options: Options::new(),
             });
         }
-        let engine = match Engine::new(cfg, Registry::builtin(), rooms) {
+        let engine = match Engine::new(cfg, Registry::builtin(), rooms, start) {
             Ok(e) => e,
             Err(e) => panic!("engine: {e}"),
         };
         Self {
             engine,
-            now: Instant::now(),
+            now,
             inbox: HashMap::new(),
             closed: HashSet::new(),
             media: Vec::new(),
