@@ -65,6 +65,9 @@ pub struct ConnectOptions {
     pub heartbeat: bool,
     /// How long to wait for WELCOME and other answers.
     pub timeout: Duration,
+    /// Optional protocol features to ask for in HELLO (e.g.
+    /// [`proto::control::FEATURE_MEMBER_DELTAS`]).
+    pub features: Vec<String>,
 }
 
 impl Default for ConnectOptions {
@@ -72,6 +75,7 @@ impl Default for ConnectOptions {
         Self {
             heartbeat: true,
             timeout: Duration::from_secs(5),
+            features: Vec::new(),
         }
     }
 }
@@ -177,6 +181,7 @@ impl Session {
                 version: proto::PROTOCOL_VERSION,
                 nickname: nickname.to_owned(),
                 token: None,
+                features: opts.features.clone(),
             })
             .await?;
         let welcome = session

@@ -17,6 +17,11 @@ pub const ROOM_NAME_MAX_CHARS: usize = 64;
 pub const CHAT_MAX_CHARS: usize = 4096;
 /// Longest reason text an operator may give (kick, close), in characters.
 pub const REASON_MAX_CHARS: usize = 256;
+/// Feature: the member list arrives whole once (`USERLIST` on joining), then
+/// as `MEMBERS_CHANGED` deltas instead of a whole `USERLIST` on every change.
+pub const FEATURE_MEMBER_DELTAS: &str = "member_deltas";
+/// Every optional feature this router knows, for HELLO's `features`.
+pub const FEATURES: &[&str] = &[FEATURE_MEMBER_DELTAS];
 /// The `from` of chat messages sent by an operator through the admin API.
 pub const SERVER_NICKNAME: &str = "server";
 
@@ -47,6 +52,11 @@ pub enum ClientMessage {
         nickname: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// Optional protocol features the client asks for (see
+        /// [`FEATURES`]); unknown names are ignored. WELCOME says which
+        /// were granted.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
     },
     /// Enter a room (one room per session at a time).
     Join { room: String },
@@ -231,6 +241,13 @@ pub struct UserInfo {
     /// True while an operator has muted this member.
     #[serde(default)]
     pub muted: bool,
+}
+
+/// A member that left, in `MEMBERS_CHANGED`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberGone {
+    pub session_id: u64,
+    pub nickname: String,
 }
 
 /// One receiver's view of a sender's video, from its RTCP receiver report.
@@ -442,6 +459,9 @@ pub enum ServerMessage {
         heartbeat_interval_ms: u64,
         /// A session silent for this long is dropped.
         silence_timeout_ms: u64,
+        /// The features of HELLO's `features` this router granted.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
     },
     Joined {
         room: String,
@@ -458,6 +478,20 @@ pub enum ServerMessage {
     Userlist {
         room: String,
         users: Vec<UserInfo>,
+    },
+    /// With the `member_deltas` feature: how the member list changed since
+    /// the last `USERLIST` or `MEMBERS_CHANGED`, coalesced (each member at
+    /// most once, in its state now). `joined` and `changed` replace any
+    /// entry with the same `session_id`; `left` removes one (and is ignored
+    /// for one not known).
+    MembersChanged {
+        room: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        joined: Vec<UserInfo>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changed: Vec<UserInfo>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<MemberGone>,
     },
     HeartbeatAck,
     Rooms {
@@ -768,7 +802,8 @@ mod tests {
             Ok(ClientMessage::Hello {
                 version: 1,
                 nickname: "ann".into(),
-                token: None
+                token: None,
+                features: vec![],
             })
         );
         assert_eq!(

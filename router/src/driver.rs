@@ -164,7 +164,9 @@ pub async fn call_engine<R: Send + 'static>(
 /// What a connection task receives.
 #[derive(Debug)]
 pub enum ConnCommand {
-    Send(Arc<ServerMessage>),
+    /// One serialized line, newline included: a message for many (a member
+    /// list, a floor grant) is serialized once and shared.
+    Send(Arc<[u8]>),
     Close,
 }
 
@@ -561,12 +563,23 @@ fn dispatch(
     media: &[std::sync::mpsc::Sender<MediaCommand>],
 ) {
     let mut overflowed = Vec::new();
+    // The engine sends one Arc to every receiver of a message, one after
+    // the other: serialize it once for all of them.
+    let mut last: Option<(Arc<ServerMessage>, Arc<[u8]>)> = None;
     loop {
         while let Some(out) = engine.poll_output() {
             match out {
                 Output::Send { session, msg } => {
+                    let line = match &last {
+                        Some((m, line)) if Arc::ptr_eq(m, &msg) => line.clone(),
+                        _ => {
+                            let line: Arc<[u8]> = control::to_line(&*msg).into();
+                            last = Some((msg, line.clone()));
+                            line
+                        }
+                    };
                     if let Some(c) = conns.get(&session)
-                        && c.tx.try_send(ConnCommand::Send(msg)).is_err()
+                        && c.tx.try_send(ConnCommand::Send(line)).is_err()
                     {
                         // Full (slow reader) or gone: either way the session ends.
                         overflowed.push(session);
@@ -678,13 +691,13 @@ async fn connection(
             // delays another message to the same client.
             biased;
             cmd = rx.recv() => match cmd {
-                Some(ConnCommand::Send(msg)) => {
-                    let mut out = control::to_line(&*msg);
+                Some(ConnCommand::Send(line)) => {
+                    let mut out = line.to_vec();
                     // Coalesce whatever else is queued into one write.
                     let mut close = false;
                     while let Ok(next) = rx.try_recv() {
                         match next {
-                            ConnCommand::Send(m) => out.extend_from_slice(&control::to_line(&*m)),
+                            ConnCommand::Send(m) => out.extend_from_slice(&m),
                             ConnCommand::Close => { close = true; break; }
                         }
                     }
@@ -829,8 +842,8 @@ mod tests {
             panic!()
         };
         let mut last_userlist = None;
-        while let Ok(ConnCommand::Send(m)) = ann.try_recv() {
-            if let ServerMessage::Userlist { users, .. } = &*m {
+        while let Ok(ConnCommand::Send(line)) = ann.try_recv() {
+            if let Ok(ServerMessage::Userlist { users, .. }) = serde_json::from_slice(&line) {
                 last_userlist = Some(users.len());
             }
         }

@@ -32,6 +32,7 @@ use crate::events::RoomEvent;
 use crate::registry::{Registry, RoomError};
 
 mod ops;
+pub mod roster;
 pub use ops::{OpError, Who};
 
 /// Limits and timings of the control plane.
@@ -130,15 +131,41 @@ pub enum Input {
 /// forwarding entries of the rooms placed on it.
 pub type WorkerId = usize;
 
+/// A room's set of bound member addresses at its media worker, which
+/// routes name instead of listing every receiver: a join changes the group
+/// by one address, not every member's route by one.
+pub type GroupId = u64;
+
+/// Where a stream's packets go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fanout {
+    /// Dropped (policy: not the floor holder, muted).
+    Nobody,
+    /// Every address of the group but the sender's own.
+    Group(GroupId),
+    /// Exactly these addresses.
+    List(Arc<[SocketAddr]>),
+}
+
+impl Fanout {
+    pub fn is_nobody(&self) -> bool {
+        match self {
+            Fanout::Nobody => true,
+            Fanout::List(l) => l.is_empty(),
+            Fanout::Group(_) => false,
+        }
+    }
+}
+
 /// One forwarding entry, as the media worker stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The only address this SSRC may come from.
     pub source: SocketAddr,
-    /// Where RTP with this SSRC goes (may be empty: policy drop).
-    pub media: Arc<[SocketAddr]>,
+    /// Where RTP with this SSRC goes.
+    pub media: Fanout,
     /// Where RTCP with this sender SSRC goes.
-    pub rtcp: Arc<[SocketAddr]>,
+    pub rtcp: Fanout,
     /// RTP clock rate of the stream, for jitter statistics.
     pub clock_rate: u32,
 }
@@ -161,6 +188,16 @@ pub enum MediaCommand {
     },
     RemoveRoute {
         ssrc: u32,
+    },
+    /// `addr` is in group `group` now.
+    GroupAdd {
+        group: GroupId,
+        addr: SocketAddr,
+    },
+    /// `addr` is no longer in group `group`.
+    GroupRemove {
+        group: GroupId,
+        addr: SocketAddr,
     },
     /// Send a STUN response.
     Reply {
@@ -195,6 +232,8 @@ struct Identity {
     nickname: String,
     ssrcs: Ssrcs,
     token: String,
+    /// Asked for `member_deltas` in HELLO.
+    member_deltas: bool,
 }
 
 #[derive(Debug)]
@@ -223,6 +262,12 @@ struct Room {
     timers: HashMap<TimerKey, Instant>,
     /// What the media worker has for this room's SSRCs.
     installed: HashMap<u32, Route>,
+    /// The room's group at its worker, and each member's address in it.
+    group: GroupId,
+    grouped: HashMap<SessionId, SocketAddr>,
+    /// Members whose route lists receivers one by one (resynced when
+    /// anyone's binding changes).
+    listed: HashSet<SessionId>,
     /// Members an operator muted: their media goes nowhere.
     muted: HashSet<SessionId>,
     /// Sessions waiting for the plugin to admit or reject them.
@@ -233,12 +278,16 @@ struct Room {
     ephemeral: bool,
     /// The `seq` of the room's last event.
     seq: u64,
+    /// What members were told of each other.
+    roster: roster::Roster,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerRef {
     Silence(SessionId),
     Room(String, TimerKey),
+    /// A room's coalesced member-list changes are due.
+    Roster(String),
 }
 
 /// Counters the engine keeps about itself.
@@ -276,6 +325,8 @@ pub struct Engine {
     last_command: Option<&'static str>,
     /// `REQUEST_JOIN` budget per IP address: (tokens, when the last was earned).
     join_budget: HashMap<IpAddr, TokenBucket>,
+    /// The group id the next room gets.
+    next_group: GroupId,
 }
 
 impl Engine {
@@ -303,6 +354,7 @@ impl Engine {
             codes: HashMap::new(),
             last_command: None,
             join_budget: HashMap::new(),
+            next_group: 1,
         };
         for spec in rooms {
             engine.create_room(spec)?;
@@ -354,6 +406,7 @@ impl Engine {
             &spec.options,
         )?;
         let spec_name = spec.name.clone();
+        self.next_group += 1;
         // Placement: the worker with the fewest rooms (the lowest on a tie).
         // A room stays on its worker for life: its members bound there.
         let mut per_worker = vec![0usize; self.cfg.media_ports.len().max(1)];
@@ -377,11 +430,15 @@ impl Engine {
                 routes: HashMap::new(),
                 timers: HashMap::new(),
                 installed: HashMap::new(),
+                group: self.next_group,
+                grouped: HashMap::new(),
+                listed: HashSet::new(),
                 muted: HashSet::new(),
                 waiting: Vec::new(),
                 ephemeral,
                 code: code.clone(),
                 seq: 0,
+                roster: roster::Roster::default(),
             },
         );
         if let Some(code) = code {
@@ -482,6 +539,16 @@ impl Engine {
                         format!("nothing received for {secs:.1} s"),
                         LeaveReason::TimedOut,
                     );
+                }
+                TimerRef::Roster(name) => {
+                    let Some(room) = self.rooms.get_mut(&name) else {
+                        continue;
+                    };
+                    if room.roster.armed != Some(at) {
+                        continue;
+                    }
+                    room.roster.armed = None;
+                    self.flush_roster_at(now, &name, &[], true);
                 }
                 TimerRef::Room(name, key) => {
                     let Some(room) = self.rooms.get_mut(&name) else {
@@ -621,7 +688,8 @@ impl Engine {
                 version,
                 nickname,
                 token: _,
-            } => self.on_hello(now, id, version, nickname),
+                features,
+            } => self.on_hello(now, id, version, nickname, &features),
             _ if !welcomed => self.protocol_error(
                 now,
                 id,
@@ -697,7 +765,14 @@ impl Engine {
         }
     }
 
-    fn on_hello(&mut self, now: Instant, id: SessionId, version: u32, nickname: String) {
+    fn on_hello(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        version: u32,
+        nickname: String,
+        features: &[String],
+    ) {
         if self.sessions.get(&id).is_some_and(|s| s.identity.is_some()) {
             return self.protocol_error(
                 now,
@@ -729,10 +804,17 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
+        // Granted: every known feature asked for, once, in the router's order.
+        let granted: Vec<String> = control::FEATURES
+            .iter()
+            .filter(|f| features.iter().any(|a| a == *f))
+            .map(|f| (*f).to_owned())
+            .collect();
         s.identity = Some(Identity {
             nickname: nickname.clone(),
             ssrcs,
             token: token.clone(),
+            member_deltas: granted.iter().any(|f| f == control::FEATURE_MEMBER_DELTAS),
         });
         self.send(
             id,
@@ -745,6 +827,7 @@ impl Engine {
                 ssrcs,
                 heartbeat_interval_ms: self.cfg.heartbeat_interval.as_millis() as u64,
                 silence_timeout_ms: self.cfg.silence_timeout.as_millis() as u64,
+                features: granted,
             },
         );
     }
@@ -1222,6 +1305,10 @@ impl Engine {
             for ssrc in r.installed.into_keys() {
                 self.media_out(r.worker, MediaCommand::RemoveRoute { ssrc });
             }
+            for addr in r.grouped.into_values() {
+                let group = r.group;
+                self.media_out(r.worker, MediaCommand::GroupRemove { group, addr });
+            }
         }
     }
 
@@ -1316,7 +1403,8 @@ impl Engine {
                 p.media = None;
                 let room = p.room.clone();
                 if let Some(room) = room {
-                    self.sync_routes(&room);
+                    self.resync_member(&room, prev);
+                    self.resync_listed(&room);
                 }
             }
             // One binding per session: binding at another worker (after
@@ -1336,7 +1424,8 @@ impl Engine {
                 },
             );
             if let Some(room) = self.sessions.get(&id).and_then(|s| s.room.clone()) {
-                self.sync_routes(&room);
+                self.resync_member(&room, id);
+                self.resync_listed(&room);
             }
         }
         if let Some(bytes) = proto::media::binding_success(request, from) {
@@ -1344,82 +1433,105 @@ impl Engine {
         }
     }
 
-    /// Brings the media worker's entries for `room` in line with its members,
-    /// their bound addresses and the plugin's routes.
-    fn sync_routes(&mut self, name: &str) {
-        let Some(room) = self.rooms.get_mut(name) else {
+    /// Brings the media worker's group membership and routes of one member
+    /// of `name` (or one that just left it) in line with its binding, its
+    /// mute and the plugin's route for it. Costs O(1) for routes to the
+    /// room's group, whatever the room's size.
+    fn resync_member(&mut self, name: &str, m: SessionId) {
+        let Some(room) = self.rooms.get(name) else {
             return;
         };
-        // Only members bound at the room's worker can send or receive here.
         let worker = room.worker;
+        let session = self.sessions.get(&m);
+        let in_room = session.is_some_and(|s| s.room.as_deref() == Some(name));
         let addr_of = |id: &SessionId| {
             self.sessions
                 .get(id)
                 .and_then(|s| s.media)
                 .and_then(|(w, a)| (w == worker).then_some(a))
         };
-        let mut desired: HashMap<u32, Route> = HashMap::new();
-        for &m in &room.members {
-            let Some(source) = addr_of(&m) else { continue };
-            let Some(ssrcs) = self
-                .sessions
-                .get(&m)
-                .and_then(|s| s.identity.as_ref())
-                .map(|i| i.ssrcs)
-            else {
-                continue;
-            };
-            let others = || room.members.iter().filter(move |o| **o != m);
-            let receivers = if room.muted.contains(&m) {
-                &Receivers::Nobody
-            } else {
-                room.routes.get(&m).unwrap_or(&Receivers::Nobody)
-            };
-            let media: Vec<SocketAddr> = match receivers {
-                Receivers::Nobody => Vec::new(),
-                Receivers::AllOthers => others().filter_map(addr_of).collect(),
-                Receivers::Only(list) => others()
-                    .filter(|o| list.contains(o))
-                    .filter_map(addr_of)
-                    .collect(),
-            };
-            let rtcp: Vec<SocketAddr> = others().filter_map(addr_of).collect();
-            let media: Arc<[SocketAddr]> = media.into();
-            let rtcp: Arc<[SocketAddr]> = rtcp.into();
+        let addr = if in_room { addr_of(&m) } else { None };
+        let ssrcs = session.and_then(|s| s.identity.as_ref()).map(|i| i.ssrcs);
+        let receivers = room.routes.get(&m).unwrap_or(&Receivers::Nobody);
+        let media = if room.muted.contains(&m) {
+            Fanout::Nobody
+        } else {
+            match receivers {
+                Receivers::Nobody => Fanout::Nobody,
+                Receivers::AllOthers => Fanout::Group(room.group),
+                Receivers::Only(list) => Fanout::List(
+                    list.iter()
+                        .filter(|o| **o != m)
+                        .filter(|o| {
+                            self.sessions
+                                .get(o)
+                                .is_some_and(|s| s.room.as_deref() == Some(name))
+                        })
+                        .filter_map(addr_of)
+                        .collect(),
+                ),
+            }
+        };
+        let listed = matches!(receivers, Receivers::Only(_)) && in_room;
+        let group = room.group;
+        let mut commands = Vec::new();
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        if listed {
+            room.listed.insert(m);
+        } else {
+            room.listed.remove(&m);
+        }
+        let had = room.grouped.get(&m).copied();
+        if had != addr {
+            if let Some(a) = had {
+                room.grouped.remove(&m);
+                commands.push(MediaCommand::GroupRemove { group, addr: a });
+            }
+            if let Some(a) = addr {
+                room.grouped.insert(m, a);
+                commands.push(MediaCommand::GroupAdd { group, addr: a });
+            }
+        }
+        if let Some(ssrcs) = ssrcs {
             for (ssrc, clock_rate) in [
                 (ssrcs.audio, proto::media::AUDIO_CLOCK_RATE),
                 (ssrcs.video, proto::media::VIDEO_CLOCK_RATE),
             ] {
-                let route = Route {
+                let want = addr.map(|source| Route {
                     source,
                     media: media.clone(),
-                    rtcp: rtcp.clone(),
+                    rtcp: Fanout::Group(group),
                     clock_rate,
-                };
-                desired.insert(ssrc, route);
-            }
-        }
-        let stale: Vec<u32> = room
-            .installed
-            .keys()
-            .filter(|s| !desired.contains_key(s))
-            .copied()
-            .collect();
-        for ssrc in stale {
-            room.installed.remove(&ssrc);
-            self.outputs.push_back(Output::Media {
-                worker,
-                cmd: MediaCommand::RemoveRoute { ssrc },
-            });
-        }
-        for (ssrc, route) in desired {
-            if room.installed.get(&ssrc) != Some(&route) {
-                room.installed.insert(ssrc, route.clone());
-                self.outputs.push_back(Output::Media {
-                    worker,
-                    cmd: MediaCommand::SetRoute { ssrc, route },
                 });
+                match want {
+                    Some(route) if room.installed.get(&ssrc) != Some(&route) => {
+                        room.installed.insert(ssrc, route.clone());
+                        commands.push(MediaCommand::SetRoute { ssrc, route });
+                    }
+                    None if room.installed.remove(&ssrc).is_some() => {
+                        commands.push(MediaCommand::RemoveRoute { ssrc });
+                    }
+                    _ => {}
+                }
             }
+        }
+        for cmd in commands {
+            self.media_out(worker, cmd);
+        }
+    }
+
+    /// Resyncs the members whose routes list receivers one by one: they
+    /// depend on other members' bindings.
+    fn resync_listed(&mut self, name: &str) {
+        let listed: Vec<SessionId> = self
+            .rooms
+            .get(name)
+            .map(|r| r.listed.iter().copied().collect())
+            .unwrap_or_default();
+        for m in listed {
+            self.resync_member(name, m);
         }
     }
 
@@ -1433,24 +1545,42 @@ impl Engine {
         let mut notices: Vec<(Audience, Notice)> = Vec::new();
         let mut bulk: Vec<(SessionId, Notice)> = Vec::new();
         let mut structural: Vec<Effect> = Vec::new();
-        let mut userlist = false;
+        let mut joiners: Vec<SessionId> = Vec::new();
+        // Members whose routes or group membership may have changed.
+        let mut moved: Vec<SessionId> = Vec::new();
+        let mut membership = false;
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
         for effect in out.drain() {
             match effect {
                 Effect::Notify { to, notice } => {
-                    userlist |= matches!(
-                        notice,
-                        Notice::MemberJoined { .. }
-                            | Notice::MemberLeft { .. }
-                            | Notice::Muted { .. }
-                    );
+                    match &notice {
+                        Notice::MemberJoined { member } => {
+                            joiners.push(member.session);
+                            moved.push(member.session);
+                            membership = true;
+                            room.roster.touch(member.session, None);
+                        }
+                        Notice::MemberLeft {
+                            session, nickname, ..
+                        } => {
+                            moved.push(*session);
+                            membership = true;
+                            room.roster.touch(*session, Some(nickname.clone()));
+                        }
+                        Notice::Muted { session, .. } => {
+                            moved.push(*session);
+                            room.roster.touch(*session, None);
+                        }
+                        _ => {}
+                    }
                     notices.push((to, notice));
                 }
                 Effect::SetRoute { sender, receivers } => {
-                    if room.members.contains(&sender) {
-                        room.routes.insert(sender, receivers);
+                    if let Some(r) = room.routes.get_mut(&sender) {
+                        *r = receivers;
+                        moved.push(sender);
                     }
                 }
                 Effect::SetTimer { key, at } => {
@@ -1461,7 +1591,7 @@ impl Engine {
                 Effect::CancelTimer { key } => {
                     room.timers.remove(&key);
                 }
-                Effect::MemberChanged { .. } => userlist = true,
+                Effect::MemberChanged { session } => room.roster.touch(session, None),
                 Effect::NotifyBulk { to, notice } => bulk.push((to, notice)),
                 e @ (Effect::Admit { .. }
                 | Effect::Reject { .. }
@@ -1470,9 +1600,16 @@ impl Engine {
                 | Effect::CloseRoom { .. }) => structural.push(e),
             }
         }
-        // Membership and binding changes reach here too, so always resync: it
-        // only emits differences.
-        self.sync_routes(name);
+        // Routes before messages: media flows by the time a client reads
+        // the message that allows it.
+        moved.sort_unstable();
+        moved.dedup();
+        for m in moved {
+            self.resync_member(name, m);
+        }
+        if membership {
+            self.resync_listed(name);
+        }
         for (_, notice) in &notices {
             self.emit(name, notice);
         }
@@ -1510,15 +1647,18 @@ impl Engine {
                 });
             }
         }
-        if userlist {
+        // The member list: whole to joiners at once, by delta to the rest.
+        joiners.retain(|j| members.contains(j));
+        if !joiners.is_empty() {
             let msg = Arc::new(self.userlist(name));
-            for &m in &members {
+            for &j in &joiners {
                 self.outputs.push_back(Output::Send {
-                    session: m,
+                    session: j,
                     msg: msg.clone(),
                 });
             }
         }
+        self.flush_roster(now, name, &joiners);
         // Admissions, removals and closing last: they call back into the
         // plugin, which must see its own messages delivered first.
         for e in structural {
@@ -1546,6 +1686,136 @@ impl Engine {
                 _ => {}
             }
         }
+    }
+
+    /// Tells the members of `name` (but `skip`, who just got the whole list)
+    /// how the list changed, as far as the room's coalescing allows now, and
+    /// arms the timer for the rest. A large room is only ever told from its
+    /// timer: the command that changed it (a floor grant to thousands) is
+    /// not held up by the member list, which repeats what its own notice
+    /// said.
+    fn flush_roster(&mut self, now: Instant, name: &str, skip: &[SessionId]) {
+        self.flush_roster_at(now, name, skip, false);
+    }
+
+    fn flush_roster_at(&mut self, now: Instant, name: &str, skip: &[SessionId], timer: bool) {
+        let Some(room) = self.rooms.get(name) else {
+            return;
+        };
+        if !room.roster.is_dirty() {
+            return;
+        }
+        let n = room.members.len();
+        let deferred = n > roster::SMALL_ROOM && !timer;
+        let delta_at = room.roster.delta_due(now, n);
+        let legacy_at = room.roster.legacy_due(now, n);
+        if deferred {
+            if let Some(at) = room.roster.next_due(now, n) {
+                self.arm_roster(name, at);
+            }
+            return;
+        }
+        let (mut deltas, mut legacy) = (Vec::new(), Vec::new());
+        for m in &room.members {
+            if skip.contains(m) {
+                continue;
+            }
+            match self.sessions.get(m).and_then(|s| s.identity.as_ref()) {
+                Some(i) if i.member_deltas => deltas.push(*m),
+                Some(_) => legacy.push(*m),
+                None => {}
+            }
+        }
+        if delta_at <= now {
+            let sessions = &self.sessions;
+            let Some(room) = self.rooms.get_mut(name) else {
+                return;
+            };
+            let (plugin, muted) = (&room.plugin, &room.muted);
+            let delta = room.roster.take_delta(now, |s| {
+                sessions
+                    .get(&s)
+                    .is_some_and(|x| x.room.as_deref() == Some(name))
+                    .then(|| roster::Shown {
+                        talking: plugin.is_talking(s),
+                        muted: muted.contains(&s),
+                    })
+            });
+            if !delta.is_empty() && !deltas.is_empty() {
+                let info = |ids: &[SessionId]| -> Vec<UserInfo> {
+                    ids.iter()
+                        .filter_map(|id| self.user_info(name, *id))
+                        .collect()
+                };
+                let msg = Arc::new(ServerMessage::MembersChanged {
+                    room: name.to_owned(),
+                    joined: info(&delta.joined),
+                    changed: info(&delta.changed),
+                    left: delta
+                        .left
+                        .into_iter()
+                        .map(|(session_id, nickname)| control::MemberGone {
+                            session_id,
+                            nickname,
+                        })
+                        .collect(),
+                });
+                for &m in &deltas {
+                    self.outputs.push_back(Output::Send {
+                        session: m,
+                        msg: msg.clone(),
+                    });
+                }
+            }
+        }
+        let legacy_dirty = self.rooms.get(name).is_some_and(|r| r.roster.is_dirty());
+        if legacy_at <= now && legacy_dirty {
+            if !legacy.is_empty() {
+                let msg = Arc::new(self.userlist(name));
+                for &m in &legacy {
+                    self.outputs.push_back(Output::Send {
+                        session: m,
+                        msg: msg.clone(),
+                    });
+                }
+            }
+            if let Some(room) = self.rooms.get_mut(name) {
+                room.roster.legacy_sent(now);
+            }
+        }
+        // What is left waits for its time.
+        if let Some(at) = self
+            .rooms
+            .get(name)
+            .and_then(|r| r.roster.next_due(now, r.members.len()))
+        {
+            self.arm_roster(name, at);
+        }
+    }
+
+    /// Arms the room's member-list timer for `at`, unless it fires sooner.
+    fn arm_roster(&mut self, name: &str, at: Instant) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        if room.roster.armed.is_none_or(|a| a > at) {
+            room.roster.armed = Some(at);
+            self.timers
+                .push(Reverse((at, TimerRef::Roster(name.to_owned()))));
+        }
+    }
+
+    /// One member as the member list shows it.
+    fn user_info(&self, name: &str, id: SessionId) -> Option<UserInfo> {
+        let room = self.rooms.get(name)?;
+        let ident = self.sessions.get(&id)?.identity.as_ref()?;
+        Some(UserInfo {
+            session_id: id,
+            nickname: ident.nickname.clone(),
+            ssrcs: ident.ssrcs,
+            talking: room.plugin.is_talking(id),
+            muted: room.muted.contains(&id),
+        })
     }
 
     fn userlist(&self, name: &str) -> ServerMessage {

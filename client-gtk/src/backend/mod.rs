@@ -269,6 +269,7 @@ async fn connect(s: &Settings) -> Result<Session, String> {
         ConnectOptions {
             heartbeat: true,
             timeout: Duration::from_secs(5),
+            features: Vec::new(),
         },
     )
     .await

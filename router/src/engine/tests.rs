@@ -13,13 +13,25 @@ struct Sim {
     closed: HashSet<SessionId>,
     media: Vec<(WorkerId, MediaCommand)>,
     /// The media workers' tables (all workers together), rebuilt from the
-    /// commands.
-    table: HashMap<u32, Route>,
+    /// commands, with each route's group resolved to its addresses.
+    table: HashMap<u32, Resolved>,
     bound: HashMap<SocketAddr, SessionId>,
     /// The same, per worker.
-    worker_table: HashMap<(WorkerId, u32), Route>,
+    worker_table: HashMap<(WorkerId, u32), Resolved>,
+    /// The routes and groups as the workers hold them.
+    raw: HashMap<(WorkerId, u32), Route>,
+    groups: HashMap<(WorkerId, GroupId), Vec<SocketAddr>>,
     worker_bound: HashMap<(WorkerId, SocketAddr), SessionId>,
     events: Vec<RoomEvent>,
+}
+
+/// A route with its fan-out resolved to addresses, as the worker would
+/// send to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Resolved {
+    source: SocketAddr,
+    media: Vec<SocketAddr>,
+    rtcp: Vec<SocketAddr>,
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -61,6 +73,8 @@ impl Sim {
             table: HashMap::new(),
             bound: HashMap::new(),
             worker_table: HashMap::new(),
+            raw: HashMap::new(),
+            groups: HashMap::new(),
             worker_bound: HashMap::new(),
             events: Vec::new(),
         }
@@ -79,12 +93,23 @@ impl Sim {
                 Output::Media { worker, cmd } => {
                     match &cmd {
                         MediaCommand::SetRoute { ssrc, route } => {
-                            self.table.insert(*ssrc, route.clone());
-                            self.worker_table.insert((worker, *ssrc), route.clone());
+                            self.raw.insert((worker, *ssrc), route.clone());
                         }
                         MediaCommand::RemoveRoute { ssrc } => {
-                            self.table.remove(ssrc);
-                            self.worker_table.remove(&(worker, *ssrc));
+                            self.raw.remove(&(worker, *ssrc));
+                        }
+                        MediaCommand::GroupAdd { group, addr } => {
+                            let g = self.groups.entry((worker, *group)).or_default();
+                            assert!(!g.contains(addr), "{addr} added twice to group {group}");
+                            g.push(*addr);
+                        }
+                        MediaCommand::GroupRemove { group, addr } => {
+                            let g = self.groups.entry((worker, *group)).or_default();
+                            assert!(
+                                g.contains(addr),
+                                "{addr} removed from group {group} it is not in"
+                            );
+                            g.retain(|a| a != addr);
                         }
                         MediaCommand::Bind { addr, session } => {
                             self.bound.insert(*addr, *session);
@@ -103,6 +128,36 @@ impl Sim {
                 }
             }
         }
+        self.resolve();
+    }
+
+    /// Rebuilds the resolved tables from the routes and groups.
+    fn resolve(&mut self) {
+        let fan = |w: WorkerId, f: &Fanout, source: SocketAddr| -> Vec<SocketAddr> {
+            match f {
+                Fanout::Nobody => Vec::new(),
+                Fanout::List(l) => l.to_vec(),
+                Fanout::Group(g) => self
+                    .groups
+                    .get(&(w, *g))
+                    .map(|v| v.iter().copied().filter(|a| *a != source).collect())
+                    .unwrap_or_default(),
+            }
+        };
+        let mut worker_table = HashMap::new();
+        for (&(w, ssrc), r) in &self.raw {
+            let resolved = Resolved {
+                source: r.source,
+                media: fan(w, &r.media, r.source),
+                rtcp: fan(w, &r.rtcp, r.source),
+            };
+            worker_table.insert((w, ssrc), resolved);
+        }
+        self.table = worker_table
+            .iter()
+            .map(|((_, ssrc), r)| (*ssrc, r.clone()))
+            .collect();
+        self.worker_table = worker_table;
     }
 
     fn input(&mut self, i: Input) {
@@ -1352,4 +1407,175 @@ fn media_is_routed_only_at_the_rooms_worker() {
     s.input(Input::Disconnected { session: 2 });
     assert!(s.worker_table.is_empty());
     assert!(s.worker_bound.is_empty());
+}
+
+// ----- member lists by delta ---------------------------------------------
+
+/// A client's view of the member list, kept from USERLIST and
+/// MEMBERS_CHANGED as a client following docs/protocol.md would.
+#[derive(Default)]
+struct RosterView {
+    users: BTreeMap<u64, UserInfo>,
+    lists: usize,
+    deltas: usize,
+}
+
+impl RosterView {
+    fn absorb(&mut self, msgs: Vec<ServerMessage>) {
+        for m in msgs {
+            match m {
+                ServerMessage::Userlist { users, .. } => {
+                    self.lists += 1;
+                    self.users = users.into_iter().map(|u| (u.session_id, u)).collect();
+                }
+                ServerMessage::MembersChanged {
+                    joined,
+                    changed,
+                    left,
+                    ..
+                } => {
+                    self.deltas += 1;
+                    for u in joined.into_iter().chain(changed) {
+                        self.users.insert(u.session_id, u);
+                    }
+                    for g in left {
+                        self.users.remove(&g.session_id);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Sim {
+    fn hello_with_deltas(&mut self, s: SessionId, nick: &str) {
+        self.input(Input::Connected {
+            session: s,
+            peer: addr(1),
+        });
+        self.line(
+            s,
+            &format!(
+                r#"{{"type":"HELLO","version":1,"nickname":"{nick}","features":["member_deltas","teleport"]}}"#
+            ),
+        );
+        match self.take(s).pop() {
+            Some(ServerMessage::Welcome { features, .. }) => {
+                assert_eq!(features, ["member_deltas"], "unknown features are ignored")
+            }
+            other => panic!("expected WELCOME, got {other:?}"),
+        }
+    }
+
+    /// The whole list as a fresh joiner of `lobby` gets it.
+    fn truth(&mut self, probe: SessionId) -> BTreeMap<u64, UserInfo> {
+        self.hello(probe, &format!("probe{probe}"));
+        self.line(probe, r#"{"type":"JOIN","room":"lobby"}"#);
+        let mut v = RosterView::default();
+        v.absorb(self.take(probe));
+        self.line(probe, r#"{"type":"LEAVE"}"#);
+        v.users.remove(&probe);
+        v.users
+    }
+}
+
+#[test]
+fn a_delta_client_gets_the_list_once_then_one_small_change_per_event() {
+    let mut h = Sim::new();
+    h.hello_with_deltas(1, "ann");
+    h.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    let mut ann = RosterView::default();
+    ann.absorb(h.take(1));
+    assert_eq!((ann.lists, ann.deltas), (1, 0), "the whole list on joining");
+    // An old client beside her still gets USERLIST on every change.
+    h.hello(2, "bob");
+    h.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
+    let m = h.take(1);
+    assert!(
+        matches!(&m[..], [ServerMessage::MembersChanged { joined, changed, left, .. }]
+            if joined.len() == 1 && joined[0].nickname == "bob" && changed.is_empty() && left.is_empty()),
+        "{m:?}"
+    );
+    ann.absorb(m);
+    h.take(2);
+    h.line(2, r#"{"type":"MIC_REQUEST"}"#);
+    let m = h.take(1);
+    assert!(
+        m.iter().any(
+            |x| matches!(x, ServerMessage::MembersChanged { changed, .. }
+            if changed.len() == 1 && changed[0].talking)
+        ),
+        "{m:?}"
+    );
+    ann.absorb(m);
+    assert!(h.take(2).iter().any(
+        |x| matches!(x, ServerMessage::Userlist { users, .. } if users.iter().any(|u| u.talking))
+    ));
+    h.line(2, r#"{"type":"LEAVE"}"#);
+    let m = h.take(1);
+    assert!(
+        m.iter()
+            .any(|x| matches!(x, ServerMessage::MembersChanged { left, .. }
+            if left.len() == 1 && left[0].nickname == "bob")),
+        "{m:?}"
+    );
+    ann.absorb(m);
+    assert_eq!(ann.users, h.truth(9));
+    assert_eq!(ann.lists, 1);
+}
+
+#[test]
+fn a_join_storm_in_a_large_room_is_coalesced_and_every_view_ends_right() {
+    let mut h = Sim::with(
+        EngineConfig {
+            max_sessions: 5000,
+            ..EngineConfig::default()
+        },
+        Vec::new(),
+    );
+    // Two watchers: one with deltas, one without.
+    h.hello_with_deltas(1, "delta");
+    h.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    h.hello(2, "legacy");
+    h.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
+    let (mut d, mut l) = (RosterView::default(), RosterView::default());
+    d.absorb(h.take(1));
+    l.absorb(h.take(2));
+    let (d0, l0) = (d.lists + d.deltas, l.lists);
+    // 600 join within one second; a tenth of them leave again.
+    let n = 600u64;
+    for i in 0..n {
+        let s = 100 + i;
+        h.hello_with_deltas(s, &format!("m{i}"));
+        h.line(s, r#"{"type":"JOIN","room":"lobby"}"#);
+        h.inbox.remove(&s);
+        if i % 10 == 9 {
+            h.line(s - 5, r#"{"type":"LEAVE"}"#);
+            h.inbox.remove(&(s - 5));
+        }
+        h.advance(Duration::from_micros(1_000_000 / n));
+        d.absorb(h.take(1));
+        l.absorb(h.take(2));
+    }
+    // Everything still pending goes out within the legacy interval.
+    h.advance(roster::legacy_interval(600) + Duration::from_millis(1));
+    d.absorb(h.take(1));
+    l.absorb(h.take(2));
+    let truth = h.truth(9);
+    assert_eq!(truth.len(), 2 + 540);
+    assert_eq!(d.users, truth, "the delta client's view");
+    assert_eq!(l.users, truth, "the old client's view");
+    let (dm, lm) = (d.lists + d.deltas - d0, l.lists - l0);
+    // One message per change would be 660. Up to 64 members every change is
+    // told at once (about 70 of them here); past that, one per 100 ms over
+    // the second left of the storm, and the last ones.
+    assert!(
+        dm <= 70 + 10 + 5,
+        "delta client got {dm} member-list messages"
+    );
+    // Old clients: the same 70 at once, then one list per max(100 ms, N² µs)
+    // (ten or so in the rest of the second).
+    assert!(lm <= 70 + 12, "old client got {lm} whole lists");
+    assert_eq!(d.lists, 1, "the delta client got the whole list once");
 }

@@ -3,7 +3,9 @@
 //! For every datagram it reads the table (SSRC → source address and
 //! receivers) without asking the engine, checks that the SSRC belongs to the
 //! address it came from, and queues one copy per receiver; each batch goes out
-//! with `sendmmsg`. STUN Binding Requests are parsed here and handed to the
+//! with `sendmmsg`. Receivers are usually a room's **group** (every bound
+//! member but the sender), kept here by one-address changes, so a join costs
+//! the table one entry whatever the room's size. STUN Binding Requests are parsed here and handed to the
 //! engine, which owns media tokens; its answers come back as
 //! [`MediaCommand::Reply`]. Table changes arrive on a channel and are applied
 //! between batches, before the packets of the batch are looked up.
@@ -21,7 +23,7 @@ use plugin_api::SessionId;
 use proto::media::{PacketKind, classify, parse_binding_request, rtcp_sender_ssrc, rtp_header};
 use rustc_hash::FxHashMap;
 
-use crate::engine::{Input, MediaCommand, Route, WorkerId};
+use crate::engine::{Fanout, GroupId, Input, MediaCommand, Route, WorkerId};
 use stats::{Delivered, MediaSnapshot, StatsRequest, StreamStats};
 
 /// Media counters, shared with the rest of the router.
@@ -108,9 +110,45 @@ impl EngineSink for tokio::sync::mpsc::Sender<Input> {
 struct Entry {
     route: Route,
     stats: StreamStats,
-    /// RTP forwarded under this route: every address of `route.media` got
-    /// each of these packets, so one counter serves all receivers.
+    /// RTP forwarded under a [`Fanout::List`] route: every address of the
+    /// list got each of these packets, so one counter serves all receivers.
     sent_under_route: Delivered,
+}
+
+/// One member address of a group, with the RTP it was sent through it.
+struct GroupMember {
+    addr: SocketAddr,
+    delivered: Delivered,
+}
+
+/// A room's bound members at this worker.
+#[derive(Default)]
+struct Group {
+    members: Vec<GroupMember>,
+    index: FxHashMap<SocketAddr, usize>,
+}
+
+impl Group {
+    fn add(&mut self, addr: SocketAddr) {
+        if self.index.contains_key(&addr) {
+            return;
+        }
+        self.index.insert(addr, self.members.len());
+        self.members.push(GroupMember {
+            addr,
+            delivered: Delivered::default(),
+        });
+    }
+
+    /// Removes `addr`, returning what it was delivered.
+    fn remove(&mut self, addr: &SocketAddr) -> Option<Delivered> {
+        let i = self.index.remove(addr)?;
+        let gone = self.members.swap_remove(i);
+        if let Some(moved) = self.members.get(i) {
+            self.index.insert(moved.addr, i);
+        }
+        Some(gone.delivered)
+    }
 }
 
 /// One media worker.
@@ -118,6 +156,7 @@ pub struct Worker<E: EngineSink> {
     id: WorkerId,
     socket: UdpSocket,
     table: FxHashMap<u32, Entry>,
+    groups: FxHashMap<GroupId, Group>,
     bound: FxHashMap<SocketAddr, SessionId>,
     /// RTP delivered to each bound address under routes that have changed
     /// since (the live part is in each [`Entry`]).
@@ -148,6 +187,7 @@ impl<E: EngineSink> Worker<E> {
             id,
             socket,
             table: FxHashMap::default(),
+            groups: FxHashMap::default(),
             bound: FxHashMap::default(),
             delivered: FxHashMap::default(),
             commands,
@@ -159,17 +199,21 @@ impl<E: EngineSink> Worker<E> {
         }
     }
 
-    /// Moves an entry's per-receiver counts into the per-address totals.
-    fn fold_delivered(&mut self, entry: &Entry) {
-        let d = entry.sent_under_route;
-        if d.packets == 0 {
-            return;
+    /// Adds `d` to what `to` was delivered, if it is still bound.
+    fn credit(&mut self, to: SocketAddr, d: Delivered) {
+        if d.packets > 0 && self.bound.contains_key(&to) {
+            let t = self.delivered.entry(to).or_default();
+            t.packets += d.packets;
+            t.bytes += d.bytes;
         }
-        for to in entry.route.media.iter() {
-            if self.bound.contains_key(to) {
-                let t = self.delivered.entry(*to).or_default();
-                t.packets += d.packets;
-                t.bytes += d.bytes;
+    }
+
+    /// Moves a list route's per-receiver counts into the per-address totals
+    /// (group members count their own).
+    fn fold_delivered(&mut self, entry: &Entry) {
+        if let Fanout::List(list) = &entry.route.media {
+            for to in list.iter() {
+                self.credit(*to, entry.sent_under_route);
             }
         }
     }
@@ -177,11 +221,21 @@ impl<E: EngineSink> Worker<E> {
     fn snapshot(&self) -> MediaSnapshot {
         let mut delivered: std::collections::HashMap<SocketAddr, Delivered> =
             self.delivered.iter().map(|(a, d)| (*a, *d)).collect();
+        let mut add = |to: SocketAddr, d: Delivered| {
+            let t = delivered.entry(to).or_default();
+            t.packets += d.packets;
+            t.bytes += d.bytes;
+        };
         for e in self.table.values() {
-            for to in e.route.media.iter() {
-                let t = delivered.entry(*to).or_default();
-                t.packets += e.sent_under_route.packets;
-                t.bytes += e.sent_under_route.bytes;
+            if let Fanout::List(list) = &e.route.media {
+                for to in list.iter() {
+                    add(*to, e.sent_under_route);
+                }
+            }
+        }
+        for g in self.groups.values() {
+            for m in &g.members {
+                add(m.addr, m.delivered);
             }
         }
         MediaSnapshot {
@@ -218,6 +272,21 @@ impl<E: EngineSink> Worker<E> {
                 Ok(MediaCommand::RemoveRoute { ssrc }) => {
                     if let Some(old) = self.table.remove(&ssrc) {
                         self.fold_delivered(&old);
+                    }
+                }
+                Ok(MediaCommand::GroupAdd { group, addr }) => {
+                    self.groups.entry(group).or_default().add(addr);
+                }
+                Ok(MediaCommand::GroupRemove { group, addr }) => {
+                    let mut gone = None;
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        gone = g.remove(&addr);
+                        if g.members.is_empty() {
+                            self.groups.remove(&group);
+                        }
+                    }
+                    if let Some(d) = gone {
+                        self.credit(addr, d);
                     }
                 }
                 Ok(MediaCommand::Bind { addr, session }) => {
@@ -352,23 +421,47 @@ impl<E: EngineSink> Worker<E> {
         };
         match self.table.get_mut(&ssrc) {
             Some(e) if e.route.source == from => {
-                let targets = if let Some(h) = rtp {
+                let is_rtp = rtp.is_some();
+                if let Some(h) = rtp {
                     e.stats.rtp(h.seq, h.timestamp, arrival, e.route.clock_rate);
-                    if !e.route.media.is_empty() {
-                        e.sent_under_route.packets += 1;
-                        e.sent_under_route.bytes += data.len() as u64;
-                    }
+                }
+                let fanout = if is_rtp {
                     &e.route.media
                 } else {
                     &e.route.rtcp
                 };
-                e.stats.count(data.len(), targets.len());
-                if targets.is_empty() {
+                let before = out.len();
+                let len = data.len() as u64;
+                match fanout {
+                    Fanout::Nobody => {}
+                    Fanout::List(list) => {
+                        out.extend(list.iter().map(|to| (i, *to)));
+                        if is_rtp && !list.is_empty() {
+                            e.sent_under_route.packets += 1;
+                            e.sent_under_route.bytes += len;
+                        }
+                    }
+                    Fanout::Group(g) => {
+                        if let Some(g) = self.groups.get_mut(g) {
+                            for m in &mut g.members {
+                                if m.addr != from {
+                                    out.push((i, m.addr));
+                                    if is_rtp {
+                                        m.delivered.packets += 1;
+                                        m.delivered.bytes += len;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                let copies = out.len() - before;
+                e.stats.count(data.len(), copies);
+                if copies == 0 {
                     t.not_routed += 1;
                     return;
                 }
                 t.forwarded += 1;
-                out.extend(targets.iter().map(|to| (i, *to)));
             }
             _ => {
                 // Slow path only: tell "who are you" from "not your SSRC".
@@ -377,6 +470,42 @@ impl<E: EngineSink> Worker<E> {
                 } else {
                     t.unbound += 1;
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_group_keeps_its_index_right_through_adds_and_removes() {
+        let mut g = Group::default();
+        let mut model: Vec<SocketAddr> = Vec::new();
+        // A seeded walk of adds and removes, checked against a plain list.
+        let mut x: u32 = 12345;
+        for _ in 0..5000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let addr = a(1000 + (x >> 16) as u16 % 64);
+            if (x >> 8) & 1 == 0 {
+                g.add(addr);
+                if !model.contains(&addr) {
+                    model.push(addr);
+                }
+            } else {
+                let was = model.contains(&addr);
+                assert_eq!(g.remove(&addr).is_some(), was);
+                model.retain(|m| *m != addr);
+            }
+            assert_eq!(g.members.len(), model.len());
+            for (i, m) in g.members.iter().enumerate() {
+                assert_eq!(g.index.get(&m.addr), Some(&i));
+                assert!(model.contains(&m.addr));
             }
         }
     }
