@@ -11,8 +11,10 @@
 //! switchboard-load suite [--quick]          # every goal, a JSON report and a plot
 //! switchboard-load point --kind ptt --participants 4000 [--bare]
 //! switchboard-load floor --rooms 1000
+//! switchboard-load big-room --checkpoints 100,1000,5000,10000
 //! ```
 
+mod bigroom;
 mod children;
 mod procfs;
 mod report;
@@ -94,8 +96,53 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// One ptt room growing to thousands of members (members in several
+    /// processes): join cost, memory and floor grants at each size.
+    BigRoom {
+        /// Members at each checkpoint, increasing.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,10000")]
+        checkpoints: Vec<usize>,
+        /// Member processes (each with its own source address).
+        #[arg(long, default_value_t = 4)]
+        processes: usize,
+        /// Members without `member_deltas` (whole USERLISTs).
+        #[arg(long)]
+        legacy: bool,
+        /// Floor grants measured at each checkpoint of 1,000 or more.
+        #[arg(long, default_value_t = 200)]
+        grants: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// One client joins and leaves a room of old (or, with --deltas, delta)
+    /// clients as fast as it can; the router's memory is sampled.
+    Churn {
+        #[arg(long, default_value_t = 350)]
+        members: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long)]
+        deltas: bool,
+        /// Fail when the router's memory passes this many MB or a member
+        /// was disconnected.
+        #[arg(long)]
+        max_rss_mb: Option<f64>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     #[command(name = "__router", hide = true)]
     Router(children::RouterArgs),
+    #[command(name = "__members", hide = true)]
+    Members {
+        #[arg(long)]
+        control: std::net::SocketAddr,
+        #[arg(long)]
+        ip: std::net::Ipv4Addr,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        deltas: bool,
+    },
     #[command(name = "__bare-relay", hide = true)]
     BareRelay {
         #[arg(long)]
@@ -114,6 +161,15 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Router(args) => return children::run_router(args),
+        Command::Members {
+            control,
+            ip,
+            prefix,
+            deltas,
+        } => {
+            procfs::raise_fd_limit();
+            return bigroom::run_members(control, ip, &prefix, deltas);
+        }
         Command::BareRelay { groups } => return children::run_bare_relay(&groups),
         Command::Plot { json, out } => {
             let r: report::Report = serde_json::from_slice(&std::fs::read(&json)?)?;
@@ -211,7 +267,61 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Command::Router(_) | Command::BareRelay { .. } | Command::Plot { .. } => Ok(()),
+            Command::BigRoom {
+                checkpoints,
+                processes,
+                legacy,
+                grants,
+                json,
+            } => {
+                let plan = bigroom::Plan {
+                    checkpoints,
+                    processes,
+                    deltas: !legacy,
+                    grants,
+                };
+                let r = bigroom::run(&plan).await?;
+                let text = serde_json::to_string_pretty(&r)?;
+                match json {
+                    Some(path) => std::fs::write(path, text)?,
+                    None => println!("{text}"),
+                }
+                Ok(())
+            }
+            Command::Churn {
+                members,
+                seconds,
+                deltas,
+                max_rss_mb,
+                json,
+            } => {
+                let r = bigroom::churn(members, seconds, deltas).await?;
+                let text = serde_json::to_string_pretty(&r)?;
+                match json {
+                    Some(path) => std::fs::write(path, text)?,
+                    None => println!("{text}"),
+                }
+                eprintln!(
+                    "churn: {} joins and leaves in {:.1} s beside {} members; router RSS {:.0} MB before, {:.0} MB at most; {} members lost; {:.1} MB/s sent to members",
+                    r.cycles, r.seconds, r.members, r.rss_before_mb, r.rss_max_mb, r.lost, r.sent_mb_per_sec
+                );
+                if let Some(max) = max_rss_mb {
+                    if r.rss_max_mb > max {
+                        anyhow::bail!("router RSS reached {:.0} MB (limit {max:.0} MB)", r.rss_max_mb);
+                    }
+                    if r.lost > 0 {
+                        anyhow::bail!("{} members were disconnected", r.lost);
+                    }
+                    if r.cycles == 0 {
+                        anyhow::bail!("the churner never joined");
+                    }
+                }
+                Ok(())
+            }
+            Command::Router(_)
+            | Command::Members { .. }
+            | Command::BareRelay { .. }
+            | Command::Plot { .. } => Ok(()),
         }
     })
 }

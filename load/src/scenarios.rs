@@ -670,7 +670,10 @@ async fn command_latency(
         .await
         .context("connecting to the admin API")?;
     let stats = c
-        .get_stats(proto_grpc::admin::GetStatsRequest { room: room_name(0) })
+        .get_stats(proto_grpc::admin::GetStatsRequest {
+            room: room_name(0),
+            ..Default::default()
+        })
         .await
         .context("GetStats")?
         .into_inner();

@@ -493,7 +493,9 @@ impl Admin for AdminService {
         &self,
         req: Request<GetStatsRequest>,
     ) -> Result<Response<GetStatsResponse>, Status> {
-        let wanted = req.into_inner().room;
+        let req = req.into_inner();
+        let wanted = req.room;
+        let reset = req.reset_command_latency;
         let (rooms, engine) = self
             .op(move |e, now| {
                 let names: Vec<String> = if wanted.is_empty() {
@@ -530,7 +532,13 @@ impl Admin for AdminService {
             command_latency: self
                 .times
                 .lock()
-                .map(|t| t.summary())
+                .map(|mut t| {
+                    let s = t.summary();
+                    if reset {
+                        t.clear();
+                    }
+                    s
+                })
                 .unwrap_or_default()
                 .into_iter()
                 .map(|c| proto_grpc::admin::CommandLatency {

@@ -426,6 +426,11 @@ impl CommandTimes {
         h.saturating_record((took.as_micros() as u64).max(1));
     }
 
+    /// Forgets every figure.
+    pub fn clear(&mut self) {
+        self.by_command.clear();
+    }
+
     /// Every command type seen, by name.
     pub fn summary(&self) -> Vec<CommandLatency> {
         let mut v: Vec<CommandLatency> = self

@@ -161,7 +161,10 @@ async fn loss_towards_one_receiver_steps_the_senders_video_down_then_back_up() {
     };
     let mut a = admin(&router).await;
     let stats = a
-        .get_stats(GetStatsRequest { room: room.clone() })
+        .get_stats(GetStatsRequest {
+            room: room.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .into_inner();

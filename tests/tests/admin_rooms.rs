@@ -284,6 +284,7 @@ async fn stats_count_packets_bytes_loss_and_drops_per_participant() {
     let stats = ok(a
         .get_stats(GetStatsRequest {
             room: "lobby".into(),
+            ..Default::default()
         })
         .await);
     let [room] = &stats.rooms[..] else {
@@ -346,12 +347,14 @@ async fn stats_count_packets_bytes_loss_and_drops_per_participant() {
     let all = ok(a
         .get_stats(GetStatsRequest {
             room: String::new(),
+            ..Default::default()
         })
         .await);
     assert_eq!(all.rooms.len(), 1);
     let none = a
         .get_stats(GetStatsRequest {
             room: "nope".into(),
+            ..Default::default()
         })
         .await;
     assert_eq!(none.err().map(|s| s.code()), Some(Code::NotFound));
