@@ -38,6 +38,9 @@ pub(crate) struct Plan {
     pub(crate) deltas: bool,
     /// Floor grants measured at each checkpoint of at least 1,000 members.
     pub(crate) grants: usize,
+    /// Members that join and leave at each checkpoint to price one join at
+    /// that size.
+    pub(crate) probe: usize,
 }
 
 /// One size of the room.
@@ -57,6 +60,10 @@ pub(crate) struct Checkpoint {
     /// Members (besides the talker) no longer connected.
     pub(crate) lost: usize,
     pub(crate) rss_mb: f64,
+    /// Router CPU per member that joins the room at this size (and leaves
+    /// again: the probe keeps the size), over `probe_joins` of them.
+    pub(crate) probe_joins: usize,
+    pub(crate) probe_cpu_per_join_us: f64,
     pub(crate) grant: Option<Grants>,
 }
 
@@ -80,7 +87,7 @@ pub(crate) struct Report {
     pub(crate) deltas: bool,
     pub(crate) processes: usize,
     pub(crate) checkpoints: Vec<Checkpoint>,
-    /// CPU per join at the last checkpoint over the first.
+    /// Probe CPU per join at the last checkpoint over the first.
     pub(crate) cpu_per_join_growth: f64,
 }
 
@@ -153,7 +160,16 @@ impl Members {
     }
 
     fn ask(&mut self, n: usize) -> anyhow::Result<()> {
-        writeln!(self.stdin, "join {n}")?;
+        self.say(&format!("join {n}"))
+    }
+
+    /// Asks for `n` members that join and at once disconnect.
+    fn churn(&mut self, n: usize) -> anyhow::Result<()> {
+        self.say(&format!("churn {n}"))
+    }
+
+    fn say(&mut self, line: &str) -> anyhow::Result<()> {
+        writeln!(self.stdin, "{line}")?;
         self.stdin.flush()?;
         Ok(())
     }
@@ -290,7 +306,8 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Report> {
             kind: "ptt".into(),
             rooms: 1,
             workers: 1,
-            max_sessions: size + 64,
+            // Room for the probe's members, which come and go 32 at a time per process.
+            max_sessions: size + 64 + 64 * plan.processes.max(1),
             // Members send no heartbeats: 10 minutes of silence allowed.
             heartbeat_ms: 200_000,
         }
@@ -350,6 +367,8 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Report> {
             sent_per_join_kb: read_now.saturating_sub(read) as f64 / 1024.0 / joins as f64,
             lost: (target - 1).saturating_sub(connected),
             rss_mb: after.rss as f64 / (1 << 20) as f64,
+            probe_joins: 0,
+            probe_cpu_per_join_us: 0.0,
             grant: None,
         };
         say(format!(
@@ -362,6 +381,25 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Report> {
             cp.lost
         ));
         out.push(cp);
+        if plan.probe > 0 {
+            let before = router.sample();
+            for (i, p) in procs.iter_mut().enumerate() {
+                p.churn(plan.probe / n + usize::from(i < plan.probe % n))?;
+            }
+            for p in &procs {
+                p.answer(Duration::from_secs(600))?;
+            }
+            settle(&router, Duration::from_secs(60)).await;
+            let per = (router.sample().cpu - before.cpu) * 1e6 / plan.probe as f64;
+            say(format!(
+                "  {target} members: {} more joined and left, {per:.0} µs router CPU per join",
+                plan.probe
+            ));
+            if let Some(last) = out.last_mut() {
+                last.probe_joins = plan.probe;
+                last.probe_cpu_per_join_us = per;
+            }
+        }
         if target >= 1000 && plan.grants > 0 {
             let g = grants(&mut talker, &mut admin, plan.grants).await?;
             say(format!(
@@ -377,8 +415,10 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Report> {
         before = router.sample();
         read = alive(&mut procs)?.1;
     }
-    let first = out.first().map_or(1.0, |c| c.cpu_per_join_us.max(1e-9));
-    let last = out.last().map_or(1.0, |c| c.cpu_per_join_us);
+    let first = out
+        .first()
+        .map_or(1.0, |c| c.probe_cpu_per_join_us.max(1e-9));
+    let last = out.last().map_or(1.0, |c| c.probe_cpu_per_join_us);
     Ok(Report {
         deltas: plan.deltas,
         processes: procs.len(),
@@ -513,16 +553,18 @@ pub(crate) fn run_members(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<usize>>();
+    // None: `alive`; Some((n, stay)): `join n` (stay) or `churn n`.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<(usize, bool)>>();
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
             let Ok(line) = line else { break };
+            let count = |p: &str| line.strip_prefix(p).and_then(|n| n.trim().parse().ok());
             let ask = if line.trim() == "alive" {
                 Some(None)
+            } else if let Some(n) = count("join ") {
+                Some(Some((n, true)))
             } else {
-                line.strip_prefix("join ")
-                    .and_then(|n| n.trim().parse().ok())
-                    .map(Some)
+                count("churn ").map(|n| Some((n, false)))
             };
             if let Some(ask) = ask
                 && tx.send(ask).is_err()
@@ -535,7 +577,7 @@ pub(crate) fn run_members(
         const AT_ONCE: usize = 32;
         let mut total = 0usize;
         while let Some(ask) = rx.recv().await {
-            let Some(n) = ask else {
+            let Some((n, stay)) = ask else {
                 println!(
                     "alive {} {}",
                     ALIVE.load(Ordering::Relaxed),
@@ -547,15 +589,22 @@ pub(crate) fn run_members(
             let mut next = 0;
             while next < n || !pending.is_empty() {
                 while next < n && pending.len() < AT_ONCE {
-                    let nick = format!("{prefix}-{}", total + next);
-                    pending.spawn(async move { join_member(control, ip, &nick, deltas).await });
+                    let nick = if stay {
+                        format!("{prefix}-{}", total + next)
+                    } else {
+                        format!("{prefix}-c{next}")
+                    };
+                    pending
+                        .spawn(async move { join_member(control, ip, &nick, deltas, stay).await });
                     next += 1;
                 }
                 if let Some(r) = pending.join_next().await {
                     r??;
                 }
             }
-            total += n;
+            if stay {
+                total += n;
+            }
             println!("joined {total}");
         }
         Ok(())
@@ -583,12 +632,14 @@ async fn read_until(
     }
 }
 
-/// One lean member: HELLO, JOIN, STUN binding; then it reads and discards.
+/// One lean member: HELLO, JOIN, STUN binding; then it reads and discards
+/// (`stay`) or disconnects.
 async fn join_member(
     control: SocketAddr,
     ip: Ipv4Addr,
     nick: &str,
     deltas: bool,
+    stay: bool,
 ) -> anyhow::Result<()> {
     let sock = TcpSocket::new_v4()?;
     sock.bind(SocketAddr::new(IpAddr::V4(ip), 0))?;
@@ -633,6 +684,9 @@ async fn join_member(
     if !bound {
         bail!("{nick}: no STUN answer");
     }
+    if !stay {
+        return Ok(());
+    }
     ALIVE.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
         let _keep = (udp, w);
@@ -647,5 +701,101 @@ async fn join_member(
         }
         ALIVE.fetch_sub(1, Ordering::Relaxed);
     });
+    Ok(())
+}
+
+/// Draws how the costs grow with the room: CPU and bytes per join, and
+/// floor-grant time inside the router (SVG).
+pub(crate) fn plot(path: &std::path::Path, r: &Report) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let root = SVGBackend::new(path, (1500, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((1, 3));
+    let max_x = r.checkpoints.iter().map(|c| c.members).max().unwrap_or(1) as f64 * 1.05;
+    type Pick = fn(&Checkpoint) -> Option<f64>;
+    let charts: [(&str, &str, Vec<(&str, Pick, RGBColor)>); 3] = [
+        (
+            "Router CPU per join",
+            "µs",
+            vec![
+                ("join storm", |c| Some(c.cpu_per_join_us), BLUE),
+                (
+                    "one join at this size",
+                    |c| (c.probe_joins > 0).then_some(c.probe_cpu_per_join_us),
+                    RED,
+                ),
+            ],
+        ),
+        (
+            "Sent to members per join",
+            "KiB",
+            vec![("join storm", |c| Some(c.sent_per_join_kb), BLUE)],
+        ),
+        (
+            "Floor grant inside the router",
+            "µs",
+            vec![
+                (
+                    "p50",
+                    |c| c.grant.as_ref().map(|g| g.router_p50_us as f64),
+                    BLUE,
+                ),
+                (
+                    "p99",
+                    |c| c.grant.as_ref().map(|g| g.router_p99_us as f64),
+                    CYAN,
+                ),
+                ("goal p99", |c| c.grant.as_ref().map(|_| 1000.0), BLACK),
+            ],
+        ),
+    ];
+    for (panel, (title, unit, lines)) in panels.iter().zip(charts) {
+        let max_y = lines
+            .iter()
+            .flat_map(|(_, f, _)| r.checkpoints.iter().filter_map(f))
+            .fold(0.0f64, f64::max);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..max_x, 0f64..(max_y * 1.15).max(1.0))?;
+        chart
+            .configure_mesh()
+            .x_desc("members in the room")
+            .y_desc(unit)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()?;
+        for (name, f, color) in lines {
+            let pts: Vec<(f64, f64)> = r
+                .checkpoints
+                .iter()
+                .filter_map(|c| f(c).map(|y| (c.members as f64, y)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            chart.draw_series(
+                pts.iter()
+                    .map(|&(x, y)| Circle::new((x, y), 4, color.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
     Ok(())
 }

@@ -111,8 +111,18 @@ enum Command {
         /// Floor grants measured at each checkpoint of 1,000 or more.
         #[arg(long, default_value_t = 200)]
         grants: usize,
+        /// Members that join and leave at each checkpoint, to price one
+        /// join at that size.
+        #[arg(long, default_value_t = 1000)]
+        probe: usize,
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Draw the costs against the room's size (SVG).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Only draw the plot from an earlier run's JSON report.
+        #[arg(long)]
+        from: Option<PathBuf>,
     },
     /// One client joins and leaves a room of old (or, with --deltas, delta)
     /// clients as fast as it can; the router's memory is sampled.
@@ -272,19 +282,33 @@ fn main() -> anyhow::Result<()> {
                 processes,
                 legacy,
                 grants,
+                probe,
                 json,
+                plot,
+                from,
             } => {
-                let plan = bigroom::Plan {
-                    checkpoints,
-                    processes,
-                    deltas: !legacy,
-                    grants,
+                let r = match from {
+                    Some(path) => serde_json::from_slice(&std::fs::read(&path)?)?,
+                    None => {
+                        let plan = bigroom::Plan {
+                            checkpoints,
+                            processes,
+                            deltas: !legacy,
+                            grants,
+                            probe,
+                        };
+                        let r = bigroom::run(&plan).await?;
+                        let text = serde_json::to_string_pretty(&r)?;
+                        match json {
+                            Some(path) => std::fs::write(path, text)?,
+                            None => println!("{text}"),
+                        }
+                        r
+                    }
                 };
-                let r = bigroom::run(&plan).await?;
-                let text = serde_json::to_string_pretty(&r)?;
-                match json {
-                    Some(path) => std::fs::write(path, text)?,
-                    None => println!("{text}"),
+                if let Some(path) = plot {
+                    bigroom::plot(&path, &r)?;
+                    eprintln!("plot written to {}", path.display());
                 }
                 Ok(())
             }

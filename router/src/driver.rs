@@ -584,9 +584,25 @@ fn dispatch(
                         }
                     };
                     if let Some(c) = conns.get(&session)
-                        && c.tx.try_send(ConnCommand::Send(line)).is_err()
+                        && let Err(e) = c.tx.try_send(ConnCommand::Send(line))
                     {
-                        // Full (slow reader) or gone: either way the session ends.
+                        // Full (slow reader) or gone: either way the session
+                        // ends. Only a full queue is news: a closed one is a
+                        // client that went away, whose disconnection the
+                        // engine is about to hear of.
+                        if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                            warn!(session, "outgoing queue full; dropping the session");
+                        }
+                        overflowed.push(session);
+                    }
+                }
+                Output::SendLine { session, line } => {
+                    if let Some(c) = conns.get(&session)
+                        && let Err(e) = c.tx.try_send(ConnCommand::Send(line))
+                    {
+                        if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                            warn!(session, "outgoing queue full; dropping the session");
+                        }
                         overflowed.push(session);
                     }
                 }
@@ -621,10 +637,6 @@ fn dispatch(
         // released, USERLIST): dispatched by the next turn of the loop.
         for session in overflowed.drain(..) {
             if conns.remove(&session).is_some() {
-                warn!(
-                    session,
-                    "outgoing queue full or closed; dropping the session"
-                );
                 engine.handle_input(now(), Input::Disconnected { session });
             }
         }

@@ -213,6 +213,9 @@ pub enum Output {
         session: SessionId,
         msg: Arc<ServerMessage>,
     },
+    /// Send one line the engine serialized itself (a whole member list,
+    /// built from per-member pieces it keeps), newline included.
+    SendLine { session: SessionId, line: Arc<[u8]> },
     /// Send after everything else queued for the session, or drop when the
     /// session's bulk queue is full (file chunks).
     SendBulk {
@@ -280,6 +283,8 @@ struct Room {
     seq: u64,
     /// What members were told of each other.
     roster: roster::Roster,
+    /// Each member's USERLIST entry, serialized, with the state it shows.
+    entries: HashMap<SessionId, (roster::Shown, Arc<[u8]>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -439,6 +444,7 @@ impl Engine {
                 code: code.clone(),
                 seq: 0,
                 roster: roster::Roster::default(),
+                entries: HashMap::new(),
             },
         );
         if let Some(code) = code {
@@ -1567,6 +1573,7 @@ impl Engine {
                         } => {
                             moved.push(*session);
                             membership = true;
+                            room.entries.remove(session);
                             room.roster.touch(*session, Some(nickname.clone()));
                         }
                         Notice::Muted { session, .. } => {
@@ -1650,11 +1657,11 @@ impl Engine {
         // The member list: whole to joiners at once, by delta to the rest.
         joiners.retain(|j| members.contains(j));
         if !joiners.is_empty() {
-            let msg = Arc::new(self.userlist(name));
+            let line = self.userlist_line(name);
             for &j in &joiners {
-                self.outputs.push_back(Output::Send {
+                self.outputs.push_back(Output::SendLine {
                     session: j,
-                    msg: msg.clone(),
+                    line: line.clone(),
                 });
             }
         }
@@ -1771,11 +1778,11 @@ impl Engine {
         let legacy_dirty = self.rooms.get(name).is_some_and(|r| r.roster.is_dirty());
         if legacy_at <= now && legacy_dirty {
             if !legacy.is_empty() {
-                let msg = Arc::new(self.userlist(name));
+                let line = self.userlist_line(name);
                 for &m in &legacy {
-                    self.outputs.push_back(Output::Send {
+                    self.outputs.push_back(Output::SendLine {
                         session: m,
-                        msg: msg.clone(),
+                        line: line.clone(),
                     });
                 }
             }
@@ -1818,30 +1825,55 @@ impl Engine {
         })
     }
 
-    fn userlist(&self, name: &str) -> ServerMessage {
-        let users = self
-            .rooms
-            .get(name)
-            .map(|room| {
-                room.members
-                    .iter()
-                    .filter_map(|id| {
-                        let ident = self.sessions.get(id)?.identity.as_ref()?;
-                        Some(UserInfo {
-                            session_id: *id,
-                            nickname: ident.nickname.clone(),
-                            ssrcs: ident.ssrcs,
-                            talking: room.plugin.is_talking(*id),
-                            muted: room.muted.contains(id),
-                        })
-                    })
-                    .collect()
+    /// The room's `USERLIST` line, exactly as serializing
+    /// `ServerMessage::Userlist` would write it, built from each member's
+    /// entry serialized when it last changed: a join in a room of thousands
+    /// copies the list instead of serializing it again.
+    fn userlist_line(&mut self, name: &str) -> Arc<[u8]> {
+        let sessions = &self.sessions;
+        let Some(room) = self.rooms.get_mut(name) else {
+            return control::to_line(&ServerMessage::Userlist {
+                room: name.to_owned(),
+                users: Vec::new(),
             })
-            .unwrap_or_default();
-        ServerMessage::Userlist {
-            room: name.to_owned(),
-            users,
+            .into();
+        };
+        let mut out = Vec::with_capacity(64 + room.members.len() * 128);
+        out.extend_from_slice(br#"{"type":"USERLIST","room":"#);
+        out.extend_from_slice(&serde_json::to_vec(name).unwrap_or_default());
+        out.extend_from_slice(br#","users":["#);
+        let mut first = true;
+        for id in &room.members {
+            let Some(ident) = sessions.get(id).and_then(|s| s.identity.as_ref()) else {
+                continue;
+            };
+            let shown = roster::Shown {
+                talking: room.plugin.is_talking(*id),
+                muted: room.muted.contains(id),
+            };
+            let entry = match room.entries.get(id) {
+                Some((s, bytes)) if *s == shown => bytes.clone(),
+                _ => {
+                    let user = UserInfo {
+                        session_id: *id,
+                        nickname: ident.nickname.clone(),
+                        ssrcs: ident.ssrcs,
+                        talking: shown.talking,
+                        muted: shown.muted,
+                    };
+                    let bytes: Arc<[u8]> = serde_json::to_vec(&user).unwrap_or_default().into();
+                    room.entries.insert(*id, (shown, bytes.clone()));
+                    bytes
+                }
+            };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(&entry);
         }
+        out.extend_from_slice(b"]}\n");
+        out.into()
     }
 }
 
