@@ -718,7 +718,8 @@ pub(crate) fn plot(path: &std::path::Path, r: &Report) -> anyhow::Result<()> {
     let panels = root.split_evenly((1, 3));
     let max_x = r.checkpoints.iter().map(|c| c.members).max().unwrap_or(1) as f64 * 1.05;
     type Pick = fn(&Checkpoint) -> Option<f64>;
-    let charts: [(&str, &str, Vec<(&str, Pick, RGBColor)>); 3] = [
+    type Line = (&'static str, Pick, RGBColor);
+    let charts: [(&str, &str, Vec<Line>); 3] = [
         (
             "Router CPU per join",
             "µs",
