@@ -26,10 +26,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
-use crate::driver::{EngineEvent, WatchError, WatchItem, call_engine, unix_ms_now};
+use crate::driver::engine_task::{EngineEvent, SharedCommandTimes, call_engine, unix_ms_now};
+use crate::driver::watch::{WatchError, WatchItem};
 use crate::engine::{OpError, RoomSpec, Who};
 use crate::events::{ParticipantInfo, RoomEventKind, RoomSnapshot};
 use crate::media::MediaCounters;
+use crate::media::stats::MediaStatsHandle;
 use crate::registry::RoomError;
 
 /// Why the admin listener refused to start.
@@ -122,18 +124,18 @@ fn wire_name<T: Serialize>(v: &T) -> String {
 /// The service.
 pub struct AdminService {
     engine: mpsc::Sender<EngineEvent>,
-    stats: crate::driver::MediaStatsHandle,
+    stats: MediaStatsHandle,
     counters: Arc<MediaCounters>,
-    times: crate::driver::SharedCommandTimes,
+    times: SharedCommandTimes,
     watch_buffer: usize,
 }
 
 impl AdminService {
     pub fn new(
         engine: mpsc::Sender<EngineEvent>,
-        stats: crate::driver::MediaStatsHandle,
+        stats: MediaStatsHandle,
         counters: Arc<MediaCounters>,
-        times: crate::driver::SharedCommandTimes,
+        times: SharedCommandTimes,
         watch_buffer: usize,
     ) -> Self {
         Self {
@@ -528,7 +530,8 @@ impl Admin for AdminService {
             protocol_errors: engine.protocol_errors,
             sessions_timed_out: engine.timed_out,
             join_attempts_limited: engine.join_attempts_limited,
-            bulk_dropped: crate::driver::BULK_DROPPED.load(std::sync::atomic::Ordering::Relaxed),
+            bulk_dropped: crate::driver::connection::BULK_DROPPED
+                .load(std::sync::atomic::Ordering::Relaxed),
             command_latency: self
                 .times
                 .lock()

@@ -3,7 +3,7 @@
 //! The engine emits one [`RoomEvent`] per thing that happens in a room, with a
 //! per-room sequence number that increases by one, so a watcher can tell it
 //! missed nothing. The driver fans them out to watchers through a bounded
-//! broadcast buffer per room (see `driver::WatchHub`).
+//! broadcast buffer per room (see `driver::watch::WatchHub`).
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -179,6 +179,39 @@ pub struct Delivered {
 /// A request for a [`MediaSnapshot`], answered by the worker between batches.
 pub type StatsRequest = tokio::sync::oneshot::Sender<MediaSnapshot>;
 
+/// Asks the media workers for their statistics.
+#[derive(Clone)]
+pub struct MediaStatsHandle(std::sync::Arc<[std::sync::mpsc::Sender<StatsRequest>]>);
+
+impl MediaStatsHandle {
+    pub fn new(workers: std::sync::Arc<[std::sync::mpsc::Sender<StatsRequest>]>) -> Self {
+        Self(workers)
+    }
+
+    /// Every worker's statistics, merged (each answers between batches,
+    /// within [`super::POLL_INTERVAL`]); `None` once a worker has stopped.
+    pub async fn snapshot(&self) -> Option<MediaSnapshot> {
+        let mut waiting = Vec::with_capacity(self.0.len());
+        for worker in self.0.iter() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            worker.send(tx).ok()?;
+            waiting.push(rx);
+        }
+        let mut merged = MediaSnapshot::default();
+        for rx in waiting {
+            let part = rx.await.ok()?;
+            merged.streams.extend(part.streams);
+            for (addr, d) in part.delivered {
+                let t = merged.delivered.entry(addr).or_default();
+                t.packets += d.packets;
+                t.bytes += d.bytes;
+            }
+            merged.taken_at = merged.taken_at.max(part.taken_at);
+        }
+        Some(merged)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,271 @@
+//! The tokio drivers around the engine, one module per job:
+//!
+//! - this module: wiring — binds the sockets, starts the engine task, the
+//!   media workers, the accept loop and the admin API ([`Router`]);
+//! - [`engine_task`]: the task that owns the [`Engine`], feeds it inputs and
+//!   dispatches its outputs;
+//! - [`connection`]: the control listener and one task per connection;
+//! - [`watch`]: the hub that fans room events out to `WatchRoom` streams.
+//!
+//! They are small and dumb: read, hand to the engine, write what it says.
+//! Connection tasks never touch engine state; the engine task never blocks on
+//! a socket (a connection whose outgoing queue is full is closed). The admin
+//! API uses `engine_task` and `watch`; only the wiring here knows the admin
+//! API, so the two do not depend on each other both ways.
+
+pub mod connection;
+pub mod engine_task;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use plugin_api::WallClock;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch as watch_channel};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::Config;
+use crate::engine::{Engine, EngineStats, Start};
+use crate::media::stats::MediaStatsHandle;
+use crate::media::{self, MediaCounters, MediaStats};
+use crate::registry::Registry;
+
+pub use connection::{
+    BULK_DROPPED, BULK_QUEUE, CONNECTION_QUEUE, ConnCommand, ConnHandle, WRITE_TIMEOUT,
+};
+pub use engine_task::{
+    CommandLatency, CommandTimes, EngineCall, EngineEvent, SharedCommandTimes, call_engine,
+    unix_ms_now,
+};
+pub use watch::{Subscription, WatchError, WatchHub, WatchItem};
+
+/// Inputs queued for the engine before readers wait (backpressure).
+pub const ENGINE_QUEUE: usize = 8192;
+/// STUN requests queued for the engine; beyond this they are dropped and
+/// counted (`stun_dropped`), and clients retransmit.
+pub const STUN_QUEUE: usize = 256;
+/// How long shutdown waits for connections to flush SERVER_CLOSE.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// A running router.
+pub struct Router {
+    control_addr: SocketAddr,
+    media_addrs: Vec<SocketAddr>,
+    admin_addr: SocketAddr,
+    counters: Arc<MediaCounters>,
+    stats: MediaStatsHandle,
+    admin_task: tokio::task::JoinHandle<()>,
+    engine_tx: mpsc::Sender<EngineEvent>,
+    shutdown_tx: watch_channel::Sender<bool>,
+    engine_task: tokio::task::JoinHandle<()>,
+    accept_task: tokio::task::JoinHandle<()>,
+    media_stop: Arc<AtomicBool>,
+    media_threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Reads both clocks once: the engine's time origin and the Unix time then.
+pub fn wall_clock_now() -> WallClock {
+    let origin_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    WallClock {
+        origin: Instant::now(),
+        origin_unix_ms,
+    }
+}
+
+impl Router {
+    /// Binds the sockets and starts every task. Must run inside a tokio runtime.
+    pub async fn start(config: Config) -> anyhow::Result<Router> {
+        Self::start_with(config, Registry::builtin(), None).await
+    }
+
+    /// Like [`Router::start`], with a chosen registry and RNG seed (tests).
+    pub async fn start_with(
+        config: Config,
+        registry: Registry,
+        seed: Option<u64>,
+    ) -> anyhow::Result<Router> {
+        crate::admin::check_exposure(config.admin, config.admin_token.as_deref())?;
+        config.check_workers()?;
+        let mut media_sockets = Vec::with_capacity(config.media_workers);
+        for i in 0..config.media_workers {
+            let addr = config.media_addr(i);
+            let socket = media::mmsg::media_socket(addr, media::POLL_INTERVAL)
+                .with_context(|| format!("binding media socket {addr} (worker {i})"))?;
+            media_sockets.push(socket);
+        }
+        let media_addrs = media_sockets
+            .iter()
+            .map(|s| s.local_addr())
+            .collect::<Result<Vec<_>, _>>()?;
+        let listener = TcpListener::bind(config.control)
+            .await
+            .with_context(|| format!("binding control listener {}", config.control))?;
+        let control_addr = listener.local_addr()?;
+        let admin_listener = TcpListener::bind(config.admin)
+            .await
+            .with_context(|| format!("binding admin listener {}", config.admin))?;
+        let admin_addr = admin_listener.local_addr()?;
+
+        let ecfg = config.engine_config(media_addrs.iter().map(|a| a.port()).collect());
+        let start = Start {
+            clock: wall_clock_now(),
+            seed: seed.unwrap_or_else(rand::random),
+        };
+        let engine = Engine::new(ecfg, registry, config.room_specs(), start)?;
+
+        let (engine_tx, engine_rx) = mpsc::channel(ENGINE_QUEUE);
+        let (stun_tx, stun_rx) = mpsc::channel(STUN_QUEUE);
+        let (shutdown_tx, shutdown_rx) = watch_channel::channel(false);
+        let counters = Arc::new(MediaCounters::default());
+        let media_stop = Arc::new(AtomicBool::new(false));
+
+        let mut media_txs = Vec::new();
+        let mut stats_txs = Vec::new();
+        let mut media_threads = Vec::new();
+        for (i, socket) in media_sockets.into_iter().enumerate() {
+            let (media_tx, media_rx) = std::sync::mpsc::channel();
+            let (stats_tx, stats_rx) = std::sync::mpsc::channel();
+            let worker = media::Worker::new(
+                i,
+                socket,
+                media_rx,
+                stats_rx,
+                stun_tx.clone(),
+                counters.clone(),
+                media_stop.clone(),
+            );
+            media_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("media-{i}"))
+                    .spawn(move || worker.run())?,
+            );
+            media_txs.push(media_tx);
+            stats_txs.push(stats_tx);
+        }
+        drop(stun_tx);
+        let stats = MediaStatsHandle::new(stats_txs.into());
+        let times = SharedCommandTimes::default();
+
+        let engine_task = tokio::spawn(
+            engine_task::run_engine(
+                engine,
+                WatchHub::new(
+                    config.limits.max_watchers_per_room,
+                    config.limits.watch_buffer,
+                ),
+                engine_rx,
+                stun_rx,
+                media_txs,
+                shutdown_rx,
+                times.clone(),
+            )
+            .instrument(info_span!("engine")),
+        );
+        let accept_task = tokio::spawn(connection::accept_loop(listener, engine_tx.clone()));
+        let admin_task = tokio::spawn({
+            let service = crate::admin::AdminService::new(
+                engine_tx.clone(),
+                stats.clone(),
+                counters.clone(),
+                times.clone(),
+                config.limits.watch_buffer,
+            );
+            let token = config.admin_token.clone();
+            let shutdown = shutdown_tx.subscribe();
+            async move {
+                if let Err(e) = crate::admin::serve(admin_listener, service, token, shutdown).await
+                {
+                    warn!(error = %e, "admin API stopped");
+                }
+            }
+        });
+        let media_ports: Vec<u16> = media_addrs.iter().map(|a| a.port()).collect();
+        info!(%control_addr, media_addr = %media_addrs[0], ?media_ports, %admin_addr, "router started");
+        Ok(Router {
+            control_addr,
+            media_addrs,
+            admin_addr,
+            counters,
+            stats,
+            admin_task,
+            engine_tx,
+            shutdown_tx,
+            engine_task,
+            accept_task,
+            media_stop,
+            media_threads,
+        })
+    }
+
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
+    }
+
+    /// The first media worker's address (the port WELCOME tells).
+    pub fn media_addr(&self) -> SocketAddr {
+        self.media_addrs[0]
+    }
+
+    /// Every media worker's address, by worker index.
+    pub fn media_addrs(&self) -> &[SocketAddr] {
+        &self.media_addrs
+    }
+
+    /// Where the gRPC admin API listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    pub fn media_stats(&self) -> MediaStats {
+        self.counters.snapshot()
+    }
+
+    /// The engine task's queue, for [`call_engine`].
+    pub fn engine_handle(&self) -> mpsc::Sender<EngineEvent> {
+        self.engine_tx.clone()
+    }
+
+    /// Per-stream media statistics, from every media worker.
+    pub async fn media_snapshot(&self) -> Option<media::stats::MediaSnapshot> {
+        self.stats.snapshot().await
+    }
+
+    /// The engine's own counters.
+    pub async fn engine_stats(&self) -> Option<EngineStats> {
+        call_engine(&self.engine_tx, |e, _| e.stats()).await
+    }
+
+    /// Sends SERVER_CLOSE to every client, waits for the connections to flush
+    /// (at most [`SHUTDOWN_GRACE`]) and stops the media worker.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown_tx.send(true);
+        self.accept_task.abort();
+        let _ = tokio::time::timeout(Duration::from_millis(300), &mut self.admin_task).await;
+        let _ = tokio::time::timeout(
+            SHUTDOWN_GRACE + Duration::from_millis(200),
+            &mut self.engine_task,
+        )
+        .await;
+        self.engine_task.abort();
+        self.media_stop.store(true, Ordering::Relaxed);
+        for t in std::mem::take(&mut self.media_threads) {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        info!("router stopped");
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.media_stop.store(true, Ordering::Relaxed);
+        self.accept_task.abort();
+        self.admin_task.abort();
+        self.engine_task.abort();
+    }
+}
