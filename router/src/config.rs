@@ -149,18 +149,32 @@ impl Config {
             path: "<config>".into(),
             message: e.to_string(),
         })?;
-        if cfg.limits.watch_buffer == 0 || cfg.limits.watch_buffer > 1 << 20 {
-            return Err(ConfigError::Invalid(
-                "limits.watch_buffer must be from 1 to 1048576".into(),
-            ));
-        }
-        cfg.check_workers()?;
-        if cfg.limits.heartbeat_interval_ms == 0 {
-            return Err(ConfigError::Invalid(
-                "limits.heartbeat_interval_ms must be above 0".into(),
-            ));
-        }
+        cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Every rule a configuration must keep, whether it came from a file,
+    /// was changed by flags, or was built in code (tests, the load harness):
+    /// `Router::start` refuses what this refuses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if l.watch_buffer == 0 || l.watch_buffer > 1 << 20 {
+            return invalid("limits.watch_buffer must be from 1 to 1048576");
+        }
+        if l.heartbeat_interval_ms == 0 {
+            return invalid("limits.heartbeat_interval_ms must be above 0");
+        }
+        if l.max_sessions == 0 {
+            return invalid("limits.max_sessions must be above 0");
+        }
+        if l.max_watchers_per_room == 0 {
+            return invalid("limits.max_watchers_per_room must be above 0");
+        }
+        if l.error_burst == 0 {
+            return invalid("limits.error_burst must be above 0");
+        }
+        self.check_workers()
     }
 
     /// `media_workers` is in range and their ports fit below 65536.
@@ -234,9 +248,46 @@ impl Config {
     }
 }
 
+impl Default for EngineConfig {
+    /// The default configuration's engine settings (one source of defaults:
+    /// [`Limits::default`]).
+    fn default() -> Self {
+        Config::default().engine_config(vec![proto::DEFAULT_MEDIA_PORT])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_defaults_are_the_default_configuration() {
+        let e = EngineConfig::default();
+        assert_eq!(e.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(e.silence_timeout, Duration::from_secs(15));
+        assert_eq!(e.max_sessions, Limits::default().max_sessions);
+        assert_eq!(
+            e,
+            Config::default().engine_config(vec![proto::DEFAULT_MEDIA_PORT])
+        );
+    }
+
+    #[test]
+    fn configs_built_in_code_are_checked_like_files() {
+        let mut c = Config::default();
+        assert!(c.validate().is_ok());
+        c.limits.heartbeat_interval_ms = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.limits.max_sessions = 0;
+        assert!(c.validate().is_err());
+        let c = Config {
+            media_workers: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        assert!(Config::parse("[limits]\nerror_burst = 0").is_err());
+    }
 
     #[test]
     fn empty_file_gives_the_default_lobby() {

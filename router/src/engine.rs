@@ -35,8 +35,10 @@ mod ops;
 pub mod roster;
 pub use ops::{OpError, Who};
 
-/// Limits and timings of the control plane.
-#[derive(Debug, Clone)]
+/// Limits and timings of the control plane. Built from the configuration's
+/// [`crate::config::Limits`] (`Config::engine_config`); its `Default` is the
+/// default configuration's, so the defaults live in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
     /// How often clients should send HEARTBEAT (told in WELCOME).
     pub heartbeat_interval: Duration,
@@ -63,25 +65,6 @@ pub struct EngineConfig {
     pub client_rooms: bool,
     /// Most participants of a room made with `CREATE_ROOM`.
     pub client_room_max_participants: u32,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            heartbeat_interval: Duration::from_secs(5),
-            silence_timeout: Duration::from_secs(15),
-            max_sessions: 1000,
-            max_rooms: 1000,
-            error_burst: 10,
-            error_refill: Duration::from_secs(1),
-            media_ports: vec![proto::DEFAULT_MEDIA_PORT],
-            join_attempts_burst: 5,
-            join_attempt_refill: Duration::from_secs(2),
-            meeting_max_participants: 25,
-            client_rooms: true,
-            client_room_max_participants: 50,
-        }
-    }
 }
 
 /// What the engine starts from that it may not take from the machine: the

@@ -90,8 +90,8 @@ impl Router {
         registry: Registry,
         seed: Option<u64>,
     ) -> anyhow::Result<Router> {
+        config.validate()?;
         crate::admin::check_exposure(config.admin, config.admin_token.as_deref())?;
-        config.check_workers()?;
         let mut media_sockets = Vec::with_capacity(config.media_workers);
         for i in 0..config.media_workers {
             let addr = config.media_addr(i);
@@ -267,5 +267,37 @@ impl Drop for Router {
         self.accept_task.abort();
         self.admin_task.abort();
         self.engine_task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn start_refuses_a_config_built_in_code_as_it_would_a_file() {
+        let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut config = Config {
+            control: lo,
+            media: lo,
+            admin: lo,
+            ..Config::default()
+        };
+        config.limits.heartbeat_interval_ms = 0;
+        let e = Router::start(config.clone())
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("heartbeat_interval_ms")),
+            "{e:?}"
+        );
+        config.limits.heartbeat_interval_ms = 5000;
+        let r = Router::start(config).await;
+        assert!(r.is_ok());
+        if let Ok(r) = r {
+            r.shutdown().await;
+        }
     }
 }
