@@ -33,6 +33,7 @@ use crate::registry::{Registry, RoomError};
 
 mod ops;
 pub mod roster;
+pub mod routes;
 pub use ops::{OpError, Who};
 
 /// Limits and timings of the control plane. Built from the configuration's
@@ -246,14 +247,8 @@ struct Room {
     members: Vec<SessionId>,
     routes: HashMap<SessionId, Receivers>,
     timers: HashMap<TimerKey, Instant>,
-    /// What the media worker has for this room's SSRCs.
-    installed: HashMap<u32, Route>,
-    /// The room's group at its worker, and each member's address in it.
-    group: GroupId,
-    grouped: HashMap<SessionId, SocketAddr>,
-    /// Members whose route lists receivers one by one (resynced when
-    /// anyone's binding changes).
-    listed: HashSet<SessionId>,
+    /// What the media worker holds for this room: its group and routes.
+    media: routes::RoomRoutes,
     /// Members an operator muted: their media goes nowhere.
     muted: HashSet<SessionId>,
     /// Sessions waiting for the plugin to admit or reject them.
@@ -417,10 +412,7 @@ impl Engine {
                 members: Vec::new(),
                 routes: HashMap::new(),
                 timers: HashMap::new(),
-                installed: HashMap::new(),
-                group: self.next_group,
-                grouped: HashMap::new(),
-                listed: HashSet::new(),
+                media: routes::RoomRoutes::new(self.next_group),
                 muted: HashSet::new(),
                 waiting: Vec::new(),
                 ephemeral,
@@ -1291,12 +1283,10 @@ impl Engine {
             if let Some(code) = r.code {
                 self.codes.remove(&code);
             }
-            for ssrc in r.installed.into_keys() {
-                self.media_out(r.worker, MediaCommand::RemoveRoute { ssrc });
-            }
-            for addr in r.grouped.into_values() {
-                let group = r.group;
-                self.media_out(r.worker, MediaCommand::GroupRemove { group, addr });
+            let mut commands = Vec::new();
+            r.media.clear(&mut commands);
+            for cmd in commands {
+                self.media_out(r.worker, cmd);
             }
         }
     }
@@ -1424,88 +1414,33 @@ impl Engine {
 
     /// Brings the media worker's group membership and routes of one member
     /// of `name` (or one that just left it) in line with its binding, its
-    /// mute and the plugin's route for it. Costs O(1) for routes to the
-    /// room's group, whatever the room's size.
+    /// mute and the plugin's route for it ([`routes::RoomRoutes`]).
     fn resync_member(&mut self, name: &str, m: SessionId) {
-        let Some(room) = self.rooms.get(name) else {
-            return;
-        };
-        let worker = room.worker;
-        let session = self.sessions.get(&m);
-        let in_room = session.is_some_and(|s| s.room.as_deref() == Some(name));
-        let addr_of = |id: &SessionId| {
-            self.sessions
-                .get(id)
-                .and_then(|s| s.media)
-                .and_then(|(w, a)| (w == worker).then_some(a))
-        };
-        let addr = if in_room { addr_of(&m) } else { None };
-        let ssrcs = session.and_then(|s| s.identity.as_ref()).map(|i| i.ssrcs);
-        let receivers = room.routes.get(&m).unwrap_or(&Receivers::Nobody);
-        let media = if room.muted.contains(&m) {
-            Fanout::Nobody
-        } else {
-            match receivers {
-                Receivers::Nobody => Fanout::Nobody,
-                Receivers::AllOthers => Fanout::Group(room.group),
-                Receivers::Only(list) => Fanout::List(
-                    list.iter()
-                        .filter(|o| **o != m)
-                        .filter(|o| {
-                            self.sessions
-                                .get(o)
-                                .is_some_and(|s| s.room.as_deref() == Some(name))
-                        })
-                        .filter_map(addr_of)
-                        .collect(),
-                ),
-            }
-        };
-        let listed = matches!(receivers, Receivers::Only(_)) && in_room;
-        let group = room.group;
-        let mut commands = Vec::new();
+        let sessions = &self.sessions;
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
-        if listed {
-            room.listed.insert(m);
-        } else {
-            room.listed.remove(&m);
-        }
-        let had = room.grouped.get(&m).copied();
-        if had != addr {
-            if let Some(a) = had {
-                room.grouped.remove(&m);
-                commands.push(MediaCommand::GroupRemove { group, addr: a });
-            }
-            if let Some(a) = addr {
-                room.grouped.insert(m, a);
-                commands.push(MediaCommand::GroupAdd { group, addr: a });
-            }
-        }
-        if let Some(ssrcs) = ssrcs {
-            for (ssrc, clock_rate) in [
-                (ssrcs.audio, proto::media::AUDIO_CLOCK_RATE),
-                (ssrcs.video, proto::media::VIDEO_CLOCK_RATE),
-            ] {
-                let want = addr.map(|source| Route {
-                    source,
-                    media: media.clone(),
-                    rtcp: Fanout::Group(group),
-                    clock_rate,
-                });
-                match want {
-                    Some(route) if room.installed.get(&ssrc) != Some(&route) => {
-                        room.installed.insert(ssrc, route.clone());
-                        commands.push(MediaCommand::SetRoute { ssrc, route });
-                    }
-                    None if room.installed.remove(&ssrc).is_some() => {
-                        commands.push(MediaCommand::RemoveRoute { ssrc });
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let worker = room.worker;
+        // Bound at the room's worker, and in the room.
+        let addr_of = |id: SessionId| {
+            sessions
+                .get(&id)
+                .filter(|s| s.room.as_deref() == Some(name))
+                .and_then(|s| s.media)
+                .and_then(|(w, a)| (w == worker).then_some(a))
+        };
+        let member = routes::MemberMedia {
+            session: m,
+            addr: addr_of(m),
+            ssrcs: sessions
+                .get(&m)
+                .and_then(|s| s.identity.as_ref())
+                .map(|i| i.ssrcs),
+            muted: room.muted.contains(&m),
+            receivers: room.routes.get(&m).unwrap_or(&Receivers::Nobody),
+        };
+        let mut commands = Vec::new();
+        room.media.resync(member, addr_of, &mut commands);
         for cmd in commands {
             self.media_out(worker, cmd);
         }
@@ -1517,7 +1452,7 @@ impl Engine {
         let listed: Vec<SessionId> = self
             .rooms
             .get(name)
-            .map(|r| r.listed.iter().copied().collect())
+            .map(|r| r.media.listed())
             .unwrap_or_default();
         for m in listed {
             self.resync_member(name, m);
