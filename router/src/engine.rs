@@ -14,17 +14,17 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugin_api::{
     Audience, Effect, JoinPolicy, Member, Notice, Options, Outbox, Receivers, RelayPlugin,
-    SessionId, TimerKey, TokenBucket, WallClock,
+    SessionId, TimerKey, WallClock,
 };
 use proto::control::{
     self, ClientMessage, ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, ServerMessage,
-    Ssrcs, UserInfo,
+    UserInfo,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -34,7 +34,9 @@ use crate::registry::{Registry, RoomError};
 mod ops;
 pub mod roster;
 pub mod routes;
+mod sessions;
 pub use ops::{OpError, Who};
+use sessions::{Session, Sessions};
 
 /// Limits and timings of the control plane. Built from the configuration's
 /// [`crate::config::Limits`] (`Config::engine_config`); its `Default` is the
@@ -214,30 +216,6 @@ pub enum Output {
     RoomEvent(Arc<RoomEvent>),
 }
 
-#[derive(Debug)]
-struct Identity {
-    nickname: String,
-    ssrcs: Ssrcs,
-    token: String,
-    /// Asked for `member_deltas` in HELLO.
-    member_deltas: bool,
-}
-
-#[derive(Debug)]
-struct Session {
-    identity: Option<Identity>,
-    room: Option<String>,
-    /// The room whose admission this session waits for.
-    waiting: Option<String>,
-    peer: SocketAddr,
-    joined_at: Instant,
-    last_seen: Instant,
-    /// The UDP address bound with STUN, and the worker it was bound at.
-    media: Option<(WorkerId, SocketAddr)>,
-    error_budget: u32,
-    last_refill: Instant,
-}
-
 struct Room {
     spec: RoomSpec,
     plugin: Box<dyn RelayPlugin>,
@@ -291,12 +269,8 @@ pub struct EngineStats {
 pub struct Engine {
     cfg: EngineConfig,
     registry: Registry,
-    sessions: HashMap<SessionId, Session>,
+    sessions: Sessions,
     rooms: BTreeMap<String, Room>,
-    tokens: HashMap<String, SessionId>,
-    /// Which session each (worker, address) is bound to.
-    addr_owner: HashMap<(WorkerId, SocketAddr), SessionId>,
-    used_ssrcs: HashSet<u32>,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     outputs: VecDeque<Output>,
     rng: StdRng,
@@ -306,8 +280,6 @@ pub struct Engine {
     codes: HashMap<String, String>,
     /// The type of the last control line handled, for the drivers' timing.
     last_command: Option<&'static str>,
-    /// `REQUEST_JOIN` budget per IP address: (tokens, when the last was earned).
-    join_budget: HashMap<IpAddr, TokenBucket>,
     /// The group id the next room gets.
     next_group: GroupId,
 }
@@ -324,11 +296,8 @@ impl Engine {
         let mut engine = Self {
             cfg,
             registry,
-            sessions: HashMap::new(),
+            sessions: Sessions::default(),
             rooms: BTreeMap::new(),
-            tokens: HashMap::new(),
-            addr_owner: HashMap::new(),
-            used_ssrcs: HashSet::new(),
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
             rng,
@@ -336,7 +305,6 @@ impl Engine {
             clock: start.clock,
             codes: HashMap::new(),
             last_command: None,
-            join_budget: HashMap::new(),
             next_group: 1,
         };
         for spec in rooms {
@@ -549,7 +517,7 @@ impl Engine {
 
     /// Tells every client the router is going away and closes every session.
     pub fn shutdown(&mut self, reason: &str) {
-        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        let ids: Vec<SessionId> = self.sessions.ids();
         let msg = Arc::new(ServerMessage::ServerClose {
             reason: reason.to_owned(),
         });
@@ -564,7 +532,7 @@ impl Engine {
 
     // ----- sessions -------------------------------------------------------
 
-    fn on_connected(&mut self, now: Instant, id: SessionId, _peer: SocketAddr) {
+    fn on_connected(&mut self, now: Instant, id: SessionId, peer: SocketAddr) {
         if self.sessions.len() >= self.cfg.max_sessions {
             self.stats.refused_full += 1;
             let max = self.cfg.max_sessions;
@@ -578,20 +546,8 @@ impl Engine {
             self.outputs.push_back(Output::Close { session: id });
             return;
         }
-        self.sessions.insert(
-            id,
-            Session {
-                identity: None,
-                room: None,
-                waiting: None,
-                peer: _peer,
-                joined_at: now,
-                last_seen: now,
-                media: None,
-                error_budget: self.cfg.error_burst,
-                last_refill: now,
-            },
-        );
+        self.sessions
+            .insert(id, Session::new(peer, now, self.cfg.error_burst));
         self.timers.push(Reverse((
             now + self.cfg.silence_timeout,
             TimerRef::Silence(id),
@@ -628,17 +584,12 @@ impl Engine {
         message: impl Into<String>,
     ) {
         let message = message.into();
+        let (burst, refill) = (self.cfg.error_burst, self.cfg.error_refill);
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
         self.stats.protocol_errors += 1;
-        let refill = self.cfg.error_refill.as_nanos().max(1);
-        let earned = (now.saturating_duration_since(s.last_refill).as_nanos() / refill) as u32;
-        if earned > 0 {
-            s.error_budget = (s.error_budget + earned).min(self.cfg.error_burst);
-            s.last_refill = now;
-        }
-        if s.error_budget == 0 {
+        if !s.spend_error(now, burst, refill) {
             self.stats.closed_for_errors += 1;
             self.close_with_error(
                 now,
@@ -649,7 +600,6 @@ impl Engine {
             );
             return;
         }
-        s.error_budget -= 1;
         self.send(id, ServerMessage::Error { code, message });
     }
 
@@ -776,27 +726,20 @@ impl Engine {
         if let Err(why) = control::validate_nickname(&nickname) {
             return self.protocol_error(now, id, ErrorCode::BadNickname, why);
         }
-        let ssrcs = Ssrcs {
-            audio: self.fresh_ssrc(),
-            video: self.fresh_ssrc(),
-        };
-        let token = format!("{:032x}", self.rng.random::<u128>());
-        self.tokens.insert(token.clone(), id);
-        let Some(s) = self.sessions.get_mut(&id) else {
-            return;
-        };
         // Granted: every known feature asked for, once, in the router's order.
         let granted: Vec<String> = control::FEATURES
             .iter()
             .filter(|f| features.iter().any(|a| a == *f))
             .map(|f| (*f).to_owned())
             .collect();
-        s.identity = Some(Identity {
-            nickname: nickname.clone(),
-            ssrcs,
-            token: token.clone(),
-            member_deltas: granted.iter().any(|f| f == control::FEATURE_MEMBER_DELTAS),
-        });
+        let deltas = granted.iter().any(|f| f == control::FEATURE_MEMBER_DELTAS);
+        let Some(ident) = self
+            .sessions
+            .welcome(id, nickname.clone(), deltas, &mut self.rng)
+        else {
+            return;
+        };
+        let (ssrcs, token) = (ident.ssrcs, ident.token.clone());
         self.send(
             id,
             ServerMessage::Welcome {
@@ -811,15 +754,6 @@ impl Engine {
                 features: granted,
             },
         );
-    }
-
-    fn fresh_ssrc(&mut self) -> u32 {
-        loop {
-            let s: u32 = self.rng.random();
-            if s != 0 && self.used_ssrcs.insert(s) {
-                return s;
-            }
-        }
     }
 
     /// Why a session may not ask to enter a room now, if it may not.
@@ -882,7 +816,8 @@ impl Engine {
         let Some(ip) = self.sessions.get(&id).map(|s| s.peer.ip()) else {
             return false;
         };
-        let Err(wait) = self.take_join_attempt(now, ip) else {
+        let (burst, refill) = (self.cfg.join_attempts_burst, self.cfg.join_attempt_refill);
+        let Err(wait) = self.sessions.take_join_attempt(now, ip, burst, refill) else {
             return true;
         };
         self.stats.join_attempts_limited += 1;
@@ -899,22 +834,6 @@ impl Engine {
             },
         );
         false
-    }
-
-    /// Spends one join attempt of `ip`, or says how long until the next.
-    fn take_join_attempt(&mut self, now: Instant, ip: IpAddr) -> Result<(), Duration> {
-        let burst = self.cfg.join_attempts_burst.max(1);
-        let refill = self.cfg.join_attempt_refill;
-        // Forget addresses whose budget is full again, so the table stays small.
-        if self.join_budget.len() > 4096 {
-            let full = refill * burst;
-            self.join_budget
-                .retain(|_, b| now.saturating_duration_since(b.earned_at()) < full);
-        }
-        self.join_budget
-            .entry(ip)
-            .or_insert_with(|| TokenBucket::full(burst, now))
-            .take(now, burst, refill)
     }
 
     /// `CREATE_MEETING`: a new meeting room with a fresh code, its creator
@@ -1292,11 +1211,7 @@ impl Engine {
     }
 
     fn nickname(&self, id: SessionId) -> String {
-        self.sessions
-            .get(&id)
-            .and_then(|s| s.identity.as_ref())
-            .map(|i| i.nickname.clone())
-            .unwrap_or_default()
+        self.sessions.nickname(id)
     }
 
     /// Records a room notice for watchers, when it is one they see.
@@ -1323,18 +1238,11 @@ impl Engine {
         }
         self.withdraw(now, id);
         self.leave_room(now, id, reason);
-        let Some(s) = self.sessions.remove(&id) else {
+        let Some(s) = self.sessions.remove(id) else {
             return;
         };
         if let Some((worker, addr)) = s.media {
-            self.addr_owner.remove(&(worker, addr));
             self.media_out(worker, MediaCommand::Unbind { addr });
-        }
-        if let Some(ident) = s.identity {
-            self.tokens.remove(&ident.token);
-            for ssrc in ident.ssrcs.iter() {
-                self.used_ssrcs.remove(&ssrc);
-            }
         }
         self.outputs.push_back(Output::Close { session: id });
     }
@@ -1362,7 +1270,7 @@ impl Engine {
         username: Option<String>,
         request: &[u8],
     ) {
-        let owner = username.as_ref().and_then(|u| self.tokens.get(u)).copied();
+        let owner = username.as_deref().and_then(|u| self.sessions.by_token(u));
         let Some(id) = owner else {
             self.stats.stun_refused += 1;
             if let Some(bytes) = proto::media::binding_error(request, 401, "Unknown media token") {
@@ -1371,29 +1279,19 @@ impl Engine {
             return;
         };
         self.stats.stun_bound += 1;
-        let old = self.sessions.get(&id).and_then(|s| s.media);
-        let new = (worker, from);
-        if old != Some(new) {
-            // An address belongs to one session: a client that restarted on the
-            // same port takes it over from its stale session.
-            if let Some(prev) = self.addr_owner.insert(new, id)
-                && let Some(p) = self.sessions.get_mut(&prev)
+        if let Some(change) = self.sessions.bind(id, worker, from) {
+            // A client that restarted on the same port takes the address
+            // over from its stale session.
+            if let Some(prev) = change.displaced
+                && let Some(room) = self.sessions.get(&prev).and_then(|p| p.room.clone())
             {
-                p.media = None;
-                let room = p.room.clone();
-                if let Some(room) = room {
-                    self.resync_member(&room, prev);
-                    self.resync_listed(&room);
-                }
+                self.resync_member(&room, prev);
+                self.resync_listed(&room);
             }
-            // One binding per session: binding at another worker (after
-            // joining a room placed there) or from another address moves it.
-            if let Some((w, addr)) = old {
-                self.addr_owner.remove(&(w, addr));
+            // Binding at another worker (after joining a room placed there)
+            // or from another address moves the binding.
+            if let Some((w, addr)) = change.previous {
                 self.media_out(w, MediaCommand::Unbind { addr });
-            }
-            if let Some(s) = self.sessions.get_mut(&id) {
-                s.media = Some(new);
             }
             self.media_out(
                 worker,

@@ -1,7 +1,7 @@
 //! Engine tests on virtual time: inputs in, outputs out, no sockets.
 
 use super::*;
-use proto::control::{DenyReason, ReleaseReason};
+use proto::control::{DenyReason, ReleaseReason, Ssrcs};
 
 use crate::events::RoomEventKind;
 

@@ -1,0 +1,235 @@
+//! The sessions: who is connected, with which identity (nickname, SSRCs,
+//! media token), where its media is bound, and its budgets (bad lines, join
+//! attempts per address). The session state owner: everything here is
+//! about one session or the indexes over them (tokens, bound addresses,
+//! SSRCs in use), never about rooms.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use plugin_api::{SessionId, TokenBucket};
+use proto::control::Ssrcs;
+use rand::{Rng, rngs::StdRng};
+
+use super::WorkerId;
+
+#[derive(Debug)]
+pub(super) struct Identity {
+    pub(super) nickname: String,
+    pub(super) ssrcs: Ssrcs,
+    pub(super) token: String,
+    /// Asked for `member_deltas` in HELLO.
+    pub(super) member_deltas: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct Session {
+    pub(super) identity: Option<Identity>,
+    pub(super) room: Option<String>,
+    /// The room whose admission this session waits for.
+    pub(super) waiting: Option<String>,
+    pub(super) peer: SocketAddr,
+    pub(super) joined_at: Instant,
+    pub(super) last_seen: Instant,
+    /// The UDP address bound with STUN, and the worker it was bound at.
+    pub(super) media: Option<(WorkerId, SocketAddr)>,
+    error_budget: u32,
+    last_refill: Instant,
+}
+
+impl Session {
+    pub(super) fn new(peer: SocketAddr, now: Instant, error_burst: u32) -> Self {
+        Self {
+            identity: None,
+            room: None,
+            waiting: None,
+            peer,
+            joined_at: now,
+            last_seen: now,
+            media: None,
+            error_budget: error_burst,
+            last_refill: now,
+        }
+    }
+
+    /// Spends one bad line of the budget (`burst`, one back per `refill`);
+    /// `false` when none was left.
+    pub(super) fn spend_error(&mut self, now: Instant, burst: u32, refill: Duration) -> bool {
+        let refill = refill.as_nanos().max(1);
+        let earned = (now.saturating_duration_since(self.last_refill).as_nanos() / refill) as u32;
+        if earned > 0 {
+            self.error_budget = (self.error_budget + earned).min(burst);
+            self.last_refill = now;
+        }
+        if self.error_budget == 0 {
+            return false;
+        }
+        self.error_budget -= 1;
+        true
+    }
+}
+
+/// What a STUN binding changed.
+#[derive(Debug, Default)]
+pub(super) struct Rebind {
+    /// The session that held the address before (a client restarted on the
+    /// same port): it is unbound now.
+    pub(super) displaced: Option<SessionId>,
+    /// The binding this session had before, now gone.
+    pub(super) previous: Option<(WorkerId, SocketAddr)>,
+}
+
+/// Every session and the indexes over them.
+#[derive(Debug, Default)]
+pub(super) struct Sessions {
+    map: HashMap<SessionId, Session>,
+    tokens: HashMap<String, SessionId>,
+    /// Which session each (worker, address) is bound to.
+    addr_owner: HashMap<(WorkerId, SocketAddr), SessionId>,
+    used_ssrcs: HashSet<u32>,
+    /// `REQUEST_JOIN`/`CREATE_ROOM` budget per IP address.
+    join_budget: HashMap<IpAddr, TokenBucket>,
+}
+
+impl Sessions {
+    pub(super) fn get(&self, id: &SessionId) -> Option<&Session> {
+        self.map.get(id)
+    }
+    pub(super) fn get_mut(&mut self, id: &SessionId) -> Option<&mut Session> {
+        self.map.get_mut(id)
+    }
+    pub(super) fn contains_key(&self, id: &SessionId) -> bool {
+        self.map.contains_key(id)
+    }
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub(super) fn ids(&self) -> Vec<SessionId> {
+        self.map.keys().copied().collect()
+    }
+    pub(super) fn insert(&mut self, id: SessionId, s: Session) {
+        self.map.insert(id, s);
+    }
+
+    pub(super) fn identity(&self, id: SessionId) -> Option<&Identity> {
+        self.map.get(&id)?.identity.as_ref()
+    }
+
+    pub(super) fn nickname(&self, id: SessionId) -> String {
+        self.identity(id)
+            .map(|i| i.nickname.clone())
+            .unwrap_or_default()
+    }
+
+    /// Gives a welcomed session its identity: two fresh SSRCs and a media
+    /// token, drawn from `rng`.
+    pub(super) fn welcome(
+        &mut self,
+        id: SessionId,
+        nickname: String,
+        member_deltas: bool,
+        rng: &mut StdRng,
+    ) -> Option<&Identity> {
+        if !self.map.contains_key(&id) {
+            return None;
+        }
+        let ssrcs = Ssrcs {
+            audio: self.fresh_ssrc(rng),
+            video: self.fresh_ssrc(rng),
+        };
+        let token = format!("{:032x}", rng.random::<u128>());
+        self.tokens.insert(token.clone(), id);
+        let s = self.map.get_mut(&id)?;
+        s.identity = Some(Identity {
+            nickname,
+            ssrcs,
+            token,
+            member_deltas,
+        });
+        s.identity.as_ref()
+    }
+
+    fn fresh_ssrc(&mut self, rng: &mut StdRng) -> u32 {
+        loop {
+            let s: u32 = rng.random();
+            if s != 0 && self.used_ssrcs.insert(s) {
+                return s;
+            }
+        }
+    }
+
+    /// The session a media token belongs to.
+    pub(super) fn by_token(&self, token: &str) -> Option<SessionId> {
+        self.tokens.get(token).copied()
+    }
+
+    /// Binds `id`'s media to `addr` at `worker`; `None` when that is its
+    /// binding already.
+    pub(super) fn bind(
+        &mut self,
+        id: SessionId,
+        worker: WorkerId,
+        addr: SocketAddr,
+    ) -> Option<Rebind> {
+        let old = self.map.get(&id)?.media;
+        let new = (worker, addr);
+        if old == Some(new) {
+            return None;
+        }
+        let mut change = Rebind::default();
+        // An address belongs to one session.
+        if let Some(prev) = self.addr_owner.insert(new, id)
+            && prev != id
+            && let Some(p) = self.map.get_mut(&prev)
+        {
+            p.media = None;
+            change.displaced = Some(prev);
+        }
+        // One binding per session: binding elsewhere moves it.
+        if let Some(o) = old {
+            self.addr_owner.remove(&o);
+            change.previous = Some(o);
+        }
+        if let Some(s) = self.map.get_mut(&id) {
+            s.media = Some(new);
+        }
+        Some(change)
+    }
+
+    /// Forgets a session and its index entries; returns it.
+    pub(super) fn remove(&mut self, id: SessionId) -> Option<Session> {
+        let s = self.map.remove(&id)?;
+        if let Some(m) = s.media {
+            self.addr_owner.remove(&m);
+        }
+        if let Some(ident) = &s.identity {
+            self.tokens.remove(&ident.token);
+            for ssrc in ident.ssrcs.iter() {
+                self.used_ssrcs.remove(&ssrc);
+            }
+        }
+        Some(s)
+    }
+
+    /// Spends one join attempt of `ip`, or says how long until the next.
+    pub(super) fn take_join_attempt(
+        &mut self,
+        now: Instant,
+        ip: IpAddr,
+        burst: u32,
+        refill: Duration,
+    ) -> Result<(), Duration> {
+        let burst = burst.max(1);
+        // Forget addresses whose budget is full again, so the table stays small.
+        if self.join_budget.len() > 4096 {
+            let full = refill * burst;
+            self.join_budget
+                .retain(|_, b| now.saturating_duration_since(b.earned_at()) < full);
+        }
+        self.join_budget
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::full(burst, now))
+            .take(now, burst, refill)
+    }
+}
