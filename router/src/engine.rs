@@ -282,6 +282,9 @@ pub struct Engine {
     last_command: Option<&'static str>,
     /// The group id the next room gets.
     next_group: GroupId,
+    /// Structural effects of plugins, carried out once the step that
+    /// caused them is done ([`Engine::drain_pending`]).
+    pending: VecDeque<(String, Effect)>,
 }
 
 impl Engine {
@@ -306,6 +309,7 @@ impl Engine {
             codes: HashMap::new(),
             last_command: None,
             next_group: 1,
+            pending: VecDeque::new(),
         };
         for spec in rooms {
             engine.create_room(spec)?;
@@ -458,6 +462,7 @@ impl Engine {
                 request,
             } => self.on_stun(now, worker, from, username, &request),
         }
+        self.drain_pending(now);
     }
 
     /// Fires every timer due at `now`.
@@ -510,6 +515,7 @@ impl Engine {
                     let mut out = Outbox::new();
                     room.plugin.on_timer(now, key, &mut out);
                     self.apply(now, &name, out);
+                    self.drain_pending(now);
                 }
             }
         }
@@ -1482,9 +1488,21 @@ impl Engine {
             }
         }
         self.flush_roster(now, name, &joiners);
-        // Admissions, removals and closing last: they call back into the
-        // plugin, which must see its own messages delivered first.
+        // Admissions, removals and closing last, and not from here: they
+        // call back into plugins, which must see their own messages
+        // delivered first and are never re-entered while applying effects.
+        // The step that caused them drains the queue when it is done.
         for e in structural {
+            self.pending.push_back((name.to_owned(), e));
+        }
+    }
+
+    /// Carries out queued admissions, rejections, removals, mutes and
+    /// closes, in order, each after the one before has been applied
+    /// (including what it queued in turn).
+    fn drain_pending(&mut self, now: Instant) {
+        while let Some((name, e)) = self.pending.pop_front() {
+            let name = name.as_str();
             match e {
                 Effect::Admit { session } => self.decide(now, name, session, None),
                 Effect::Reject {
@@ -1504,7 +1522,7 @@ impl Engine {
                     let _ = self.set_muted(now, name, session, muted, false);
                 }
                 Effect::CloseRoom { message } => {
-                    let _ = self.close_room(now, name, &message, true);
+                    let _ = self.close_room_now(now, name, &message, true);
                 }
                 _ => {}
             }

@@ -149,6 +149,19 @@ impl Engine {
         reason: &str,
         keep_connected: bool,
     ) -> Result<usize, OpError> {
+        let r = self.close_room_now(now, room, reason, keep_connected);
+        self.drain_pending(now);
+        r
+    }
+
+    /// [`Engine::close_room`] without draining (for the drain itself).
+    pub(super) fn close_room_now(
+        &mut self,
+        now: Instant,
+        room: &str,
+        reason: &str,
+        keep_connected: bool,
+    ) -> Result<usize, OpError> {
         self.room(room)?;
         let reason = reason_text(reason, "the room was closed by an operator")?;
         let members = self
@@ -179,6 +192,7 @@ impl Engine {
         let reason = reason_text(reason, "removed by an operator")?;
         self.leave_room_with(now, id, LeaveReason::Kicked, Some(reason));
         self.remove_session(now, id, LeaveReason::Kicked);
+        self.drain_pending(now);
         Ok(())
     }
 
@@ -193,7 +207,9 @@ impl Engine {
         muted: bool,
     ) -> Result<(), OpError> {
         let id = self.resolve(room, who)?;
-        self.set_muted(now, room, id, muted, true)
+        let r = self.set_muted(now, room, id, muted, true);
+        self.drain_pending(now);
+        r
     }
 
     /// Mutes or unmutes `id` (a member of `room`): the member gets MUTED,
@@ -269,6 +285,7 @@ impl Engine {
         let mut out = Outbox::new();
         let result = r.plugin.on_admin(now, cmd, &mut out);
         self.apply(now, room, out);
+        self.drain_pending(now);
         result.map_err(plugin_error)
     }
 
@@ -328,6 +345,7 @@ impl Engine {
             }
         }
         self.apply(now, room, out);
+        self.drain_pending(now);
         Ok(())
     }
 
