@@ -13,14 +13,14 @@
 //! table and reads that table for every packet.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugin_api::{
-    Audience, Effect, JoinPolicy, Member, Notice, Options, Outbox, Receivers, RelayPlugin,
-    SessionId, TimerKey, WallClock,
+    Audience, Effect, JoinPolicy, Member, Notice, Options, Outbox, Receivers, SessionId, TimerKey,
+    WallClock,
 };
 use proto::control::{
     self, ClientMessage, ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, ServerMessage,
@@ -32,10 +32,12 @@ use crate::events::RoomEvent;
 use crate::registry::{Registry, RoomError};
 
 mod ops;
+mod rooms;
 pub mod roster;
 pub mod routes;
 mod sessions;
 pub use ops::{OpError, Who};
+use rooms::Rooms;
 use sessions::{Session, Sessions};
 
 /// Limits and timings of the control plane. Built from the configuration's
@@ -216,33 +218,6 @@ pub enum Output {
     RoomEvent(Arc<RoomEvent>),
 }
 
-struct Room {
-    spec: RoomSpec,
-    plugin: Box<dyn RelayPlugin>,
-    /// The media worker that forwards this room's packets.
-    worker: WorkerId,
-    /// In joining order.
-    members: Vec<SessionId>,
-    routes: HashMap<SessionId, Receivers>,
-    timers: HashMap<TimerKey, Instant>,
-    /// What the media worker holds for this room: its group and routes.
-    media: routes::RoomRoutes,
-    /// Members an operator muted: their media goes nowhere.
-    muted: HashSet<SessionId>,
-    /// Sessions waiting for the plugin to admit or reject them.
-    waiting: Vec<SessionId>,
-    /// The meeting code, for rooms made by `CREATE_MEETING`.
-    code: Option<String>,
-    /// Closed when its last member leaves (rooms made by clients).
-    ephemeral: bool,
-    /// The `seq` of the room's last event.
-    seq: u64,
-    /// What members were told of each other.
-    roster: roster::Roster,
-    /// Each member's USERLIST entry, serialized, with the state it shows.
-    entries: HashMap<SessionId, (roster::Shown, Arc<[u8]>)>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerRef {
     Silence(SessionId),
@@ -270,18 +245,14 @@ pub struct Engine {
     cfg: EngineConfig,
     registry: Registry,
     sessions: Sessions,
-    rooms: BTreeMap<String, Room>,
+    rooms: Rooms,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     outputs: VecDeque<Output>,
     rng: StdRng,
     stats: EngineStats,
     clock: WallClock,
-    /// Meeting code → room name.
-    codes: HashMap<String, String>,
     /// The type of the last control line handled, for the drivers' timing.
     last_command: Option<&'static str>,
-    /// The group id the next room gets.
-    next_group: GroupId,
     /// Structural effects of plugins, carried out once the step that
     /// caused them is done ([`Engine::drain_pending`]).
     pending: VecDeque<(String, Effect)>,
@@ -300,15 +271,13 @@ impl Engine {
             cfg,
             registry,
             sessions: Sessions::default(),
-            rooms: BTreeMap::new(),
+            rooms: Rooms::default(),
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
             rng,
             stats: EngineStats::default(),
             clock: start.clock,
-            codes: HashMap::new(),
             last_command: None,
-            next_group: 1,
             pending: VecDeque::new(),
         };
         for spec in rooms {
@@ -360,50 +329,15 @@ impl Engine {
             },
             &spec.options,
         )?;
-        let spec_name = spec.name.clone();
-        self.next_group += 1;
-        // Placement: the worker with the fewest rooms (the lowest on a tie).
-        // A room stays on its worker for life: its members bound there.
-        let mut per_worker = vec![0usize; self.cfg.media_ports.len().max(1)];
-        for r in self.rooms.values() {
-            if let Some(n) = per_worker.get_mut(r.worker) {
-                *n += 1;
-            }
-        }
-        let worker = per_worker
-            .iter()
-            .enumerate()
-            .min_by_key(|(i, n)| (**n, *i))
-            .map_or(0, |(i, _)| i);
-        self.rooms.insert(
-            spec.name.clone(),
-            Room {
-                spec,
-                plugin,
-                worker,
-                members: Vec::new(),
-                routes: HashMap::new(),
-                timers: HashMap::new(),
-                media: routes::RoomRoutes::new(self.next_group),
-                muted: HashSet::new(),
-                waiting: Vec::new(),
-                ephemeral,
-                code: code.clone(),
-                seq: 0,
-                roster: roster::Roster::default(),
-                entries: HashMap::new(),
-            },
-        );
-        if let Some(code) = code {
-            self.codes.insert(code, spec_name);
-        }
+        let worker = self.rooms.place(self.cfg.media_ports.len());
+        self.rooms.insert(spec, plugin, worker, code, ephemeral);
         Ok(())
     }
 
     /// The rooms, as listed to clients.
     pub fn room_infos(&self) -> Vec<RoomInfo> {
         self.rooms
-            .keys()
+            .names()
             .filter_map(|name| self.room_info(name))
             .collect()
     }
@@ -801,7 +735,7 @@ impl Engine {
             return;
         }
         // Only well-formed codes are ever in the table.
-        match self.codes.get(code).cloned() {
+        match self.rooms.by_code(code) {
             Some(name) => self.ask_to_join(now, id, &name),
             None => {
                 let shown: String = code.chars().take(12).collect();
@@ -850,7 +784,7 @@ impl Engine {
         }
         let code = loop {
             let c = format!("{:06}", self.rng.random_range(0..1_000_000u32));
-            if !self.codes.contains_key(&c) {
+            if !self.rooms.code_taken(&c) {
                 break c;
             }
         };
@@ -1205,9 +1139,6 @@ impl Engine {
         }
         self.emit(name, &Notice::RoomClosed { reason });
         if let Some(r) = self.rooms.remove(name) {
-            if let Some(code) = r.code {
-                self.codes.remove(&code);
-            }
             let mut commands = Vec::new();
             r.media.clear(&mut commands);
             for cmd in commands {

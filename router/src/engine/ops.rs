@@ -75,7 +75,7 @@ fn reason_text(reason: &str, default: &str) -> Result<String, OpError> {
 }
 
 impl Engine {
-    fn room(&self, room: &str) -> Result<&super::Room, OpError> {
+    fn room(&self, room: &str) -> Result<&super::rooms::Room, OpError> {
         self.rooms
             .get(room)
             .ok_or_else(|| OpError::NoRoom(shown(room)))

@@ -1,5 +1,7 @@
 //! Engine tests on virtual time: inputs in, outputs out, no sockets.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use super::*;
 use proto::control::{DenyReason, ReleaseReason, Ssrcs};
 
