@@ -269,7 +269,8 @@ async fn connect(s: &Settings) -> Result<Session, String> {
         ConnectOptions {
             heartbeat: true,
             timeout: Duration::from_secs(5),
-            features: Vec::new(),
+            // The member list by delta: the window's model applies them.
+            features: vec![proto::control::FEATURE_MEMBER_DELTAS.to_owned()],
         },
     )
     .await

@@ -224,6 +224,43 @@ impl RoomModel {
     /// Takes in one server message; true if anything shown changed.
     pub fn apply(&mut self, msg: &ServerMessage, now: Instant) -> bool {
         match msg {
+            ServerMessage::MembersChanged {
+                joined,
+                changed,
+                left,
+                ..
+            } => {
+                // The same list USERLIST would have given: entries replaced
+                // or appended, the leavers removed.
+                let mut users: Vec<UserInfo> = self
+                    .members
+                    .iter()
+                    .map(|m| UserInfo {
+                        session_id: m.session_id,
+                        nickname: m.nickname.clone(),
+                        ssrcs: proto::control::Ssrcs {
+                            audio: m.audio_ssrc,
+                            video: m.video_ssrc,
+                        },
+                        talking: m.talking,
+                        muted: m.muted,
+                    })
+                    .collect();
+                for u in joined.iter().chain(changed) {
+                    match users.iter_mut().find(|x| x.session_id == u.session_id) {
+                        Some(x) => *x = u.clone(),
+                        None => users.push(u.clone()),
+                    }
+                }
+                users.retain(|u| !left.iter().any(|g| g.session_id == u.session_id));
+                return self.apply(
+                    &ServerMessage::Userlist {
+                        room: self.name.clone(),
+                        users,
+                    },
+                    now,
+                );
+            }
             ServerMessage::Userlist { users, .. } => {
                 self.set_users(users);
                 // The holder may have left: then the floor is free. A

@@ -430,3 +430,48 @@ fn device_and_codec_choices_become_media_settings() {
     };
     assert_eq!(bare.server_addr().map(|a| a.port()), Ok(7070));
 }
+
+#[test]
+fn member_deltas_give_the_list_userlist_would() {
+    use proto::control::MemberGone;
+    let now = Instant::now();
+    let mut r = RoomModel::new("dispatch", "ptt", 1, "ann");
+    r.apply(
+        &ServerMessage::Userlist {
+            room: "dispatch".into(),
+            users: vec![user(1, "ann", false), user(2, "bob", false)],
+        },
+        now,
+    );
+    r.apply(
+        &ServerMessage::MembersChanged {
+            room: "dispatch".into(),
+            joined: vec![user(3, "cy", false)],
+            changed: vec![user(2, "bob", true)],
+            left: vec![],
+        },
+        now,
+    );
+    assert_eq!(r.others(), ["bob", "cy"]);
+    assert_eq!(r.status(now).text, "bob is speaking");
+    r.apply(
+        &ServerMessage::MembersChanged {
+            room: "dispatch".into(),
+            joined: vec![],
+            changed: vec![],
+            left: vec![
+                MemberGone {
+                    session_id: 2,
+                    nickname: "bob".into(),
+                },
+                MemberGone {
+                    session_id: 99,
+                    nickname: "nobody".into(),
+                },
+            ],
+        },
+        now,
+    );
+    assert_eq!(r.others(), ["cy"]);
+    assert_eq!(r.floor, Floor::Free, "the holder left");
+}
