@@ -201,6 +201,12 @@ pub enum Output {
         session: SessionId,
         msg: Arc<ServerMessage>,
     },
+    /// Send one message to each of these sessions, in this order (one
+    /// output for a room's worth of receivers).
+    SendAll {
+        sessions: Vec<SessionId>,
+        msg: Arc<ServerMessage>,
+    },
     /// Send one line the engine serialized itself (a whole member list,
     /// built from per-member pieces it keeps), newline included.
     SendLine { session: SessionId, line: Arc<[u8]> },
@@ -256,6 +262,10 @@ pub struct Engine {
     /// Structural effects of plugins, carried out once the step that
     /// caused them is done ([`Engine::drain_pending`]).
     pending: VecDeque<(String, Effect)>,
+    /// The session whose command is being handled: a notice to the whole
+    /// room reaches it first (the one who asked for the floor hears the
+    /// grant before the thousands who only listen).
+    actor: Option<SessionId>,
 }
 
 impl Engine {
@@ -279,6 +289,7 @@ impl Engine {
             clock: start.clock,
             last_command: None,
             pending: VecDeque::new(),
+            actor: None,
         };
         for spec in rooms {
             engine.create_room(spec)?;
@@ -371,6 +382,10 @@ impl Engine {
     /// Handles one input.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.last_command = None;
+        self.actor = match &input {
+            Input::Line { session, .. } => Some(*session),
+            _ => None,
+        };
         match input {
             Input::Connected { session, peer } => self.on_connected(now, session, peer),
             Input::Line { session, line } => self.on_line(now, session, &line),
@@ -1378,18 +1393,26 @@ impl Engine {
         };
         let members = room.members.clone();
         let waiting = room.waiting.clone();
+        let actor = self.actor.filter(|a| self.in_room(*a, name));
         for (to, notice) in notices {
             let Some(msg) = crate::native::render(name, &notice) else {
                 continue;
             };
             let msg = Arc::new(msg);
-            let receivers: &[SessionId] = match &to {
-                Audience::One(s) => std::slice::from_ref(s),
+            let sessions: Vec<SessionId> = match to {
+                Audience::One(s) => vec![s],
                 Audience::Some(v) => v,
-                Audience::All => &members,
+                Audience::All => {
+                    let mut v = Vec::with_capacity(members.len());
+                    v.extend(actor);
+                    v.extend(members.iter().copied().filter(|m| Some(*m) != actor));
+                    self.outputs.push_back(Output::SendAll { sessions: v, msg });
+                    continue;
+                }
             };
-            for &r in receivers {
-                if matches!(to, Audience::All) || members.contains(&r) || waiting.contains(&r) {
+            // To members, or sessions waiting to join.
+            for r in sessions {
+                if self.in_room(r, name) || waiting.contains(&r) {
                     self.outputs.push_back(Output::Send {
                         session: r,
                         msg: msg.clone(),
@@ -1398,7 +1421,7 @@ impl Engine {
             }
         }
         for (to, notice) in bulk {
-            if members.contains(&to)
+            if self.in_room(to, name)
                 && let Some(msg) = crate::native::render(name, &notice)
             {
                 self.outputs.push_back(Output::SendBulk {
@@ -1575,6 +1598,13 @@ impl Engine {
             self.timers
                 .push(Reverse((at, TimerRef::Roster(name.to_owned()))));
         }
+    }
+
+    /// Whether `id` is a member of room `name` (O(1)).
+    fn in_room(&self, id: SessionId, name: &str) -> bool {
+        self.sessions
+            .get(&id)
+            .is_some_and(|s| s.room.as_deref() == Some(name))
     }
 
     /// One member as the member list shows it.

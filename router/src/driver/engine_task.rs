@@ -18,6 +18,9 @@ use super::connection::{BULK_DROPPED, ConnCommand, ConnHandle};
 use super::watch::{Subscription, WatchError, WatchHub};
 use crate::engine::{Engine, Input, MediaCommand, Output};
 
+/// Every connection's queues, by session (looked up for every message).
+type Conns = rustc_hash::FxHashMap<SessionId, ConnHandle>;
+
 /// What the engine task receives.
 pub enum EngineEvent {
     Input(Input),
@@ -136,7 +139,7 @@ pub(crate) async fn run_engine(
     mut shutdown: watch::Receiver<bool>,
     times: SharedCommandTimes,
 ) {
-    let mut conns: HashMap<SessionId, ConnHandle> = HashMap::new();
+    let mut conns: Conns = Conns::default();
     // Connections told to close; at shutdown we wait for them to flush.
     let mut closing: Vec<mpsc::Sender<ConnCommand>> = Vec::new();
     loop {
@@ -197,7 +200,7 @@ pub(crate) async fn run_engine(
 fn dispatch(
     engine: &mut Engine,
     hub: &mut WatchHub,
-    conns: &mut HashMap<SessionId, ConnHandle>,
+    conns: &mut Conns,
     closing: &mut Vec<mpsc::Sender<ConnCommand>>,
     media: &[std::sync::mpsc::Sender<MediaCommand>],
 ) {
@@ -228,6 +231,19 @@ fn dispatch(
                             warn!(session, "outgoing queue full; dropping the session");
                         }
                         overflowed.push(session);
+                    }
+                }
+                Output::SendAll { sessions, msg } => {
+                    let line: Arc<[u8]> = control::to_line(&*msg).into();
+                    for session in sessions {
+                        if let Some(c) = conns.get(&session)
+                            && let Err(e) = c.tx.try_send(ConnCommand::Send(line.clone()))
+                        {
+                            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                                warn!(session, "outgoing queue full; dropping the session");
+                            }
+                            overflowed.push(session);
+                        }
                     }
                 }
                 Output::SendLine { session, line } => {
@@ -321,7 +337,7 @@ mod tests {
             panic!("engine")
         };
         let mut hub = WatchHub::new(4, 64);
-        let mut conns = HashMap::new();
+        let mut conns = Conns::default();
         let mut closing = Vec::new();
         let (media_tx, _media_rx) = std::sync::mpsc::channel();
         let media = [media_tx];

@@ -94,6 +94,11 @@ impl Sim {
                 Output::Send { session, msg } | Output::SendBulk { session, msg } => {
                     self.inbox.entry(session).or_default().push((*msg).clone())
                 }
+                Output::SendAll { sessions, msg } => {
+                    for session in sessions {
+                        self.inbox.entry(session).or_default().push((*msg).clone())
+                    }
+                }
                 Output::SendLine { session, .. } if self.quiet.contains(&session) => {}
                 Output::SendLine { session, line } => {
                     // The engine's own serialization must be what serde's
