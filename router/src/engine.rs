@@ -23,8 +23,7 @@ use plugin_api::{
     WallClock,
 };
 use proto::control::{
-    self, ClientMessage, ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, ServerMessage,
-    UserInfo,
+    self, ClientMessage, ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, UserInfo,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -36,9 +35,11 @@ mod rooms;
 pub mod roster;
 pub mod routes;
 mod sessions;
+mod told;
 pub use ops::{OpError, Who};
 use rooms::Rooms;
 use sessions::{Session, Sessions};
+pub use told::{SessionNotice, Told};
 
 /// Limits and timings of the control plane. Built from the configuration's
 /// [`crate::config::Limits`] (`Config::engine_config`); its `Default` is the
@@ -197,25 +198,18 @@ pub enum MediaCommand {
 /// Something the drivers must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    Send {
-        session: SessionId,
-        msg: Arc<ServerMessage>,
-    },
-    /// Send one message to each of these sessions, in this order (one
+    /// Tell one session something (the front-end of its connection
+    /// renders it).
+    Send { session: SessionId, told: Arc<Told> },
+    /// Tell each of these sessions the same thing, in this order (one
     /// output for a room's worth of receivers).
     SendAll {
         sessions: Vec<SessionId>,
-        msg: Arc<ServerMessage>,
+        told: Arc<Told>,
     },
-    /// Send one line the engine serialized itself (a whole member list,
-    /// built from per-member pieces it keeps), newline included.
-    SendLine { session: SessionId, line: Arc<[u8]> },
-    /// Send after everything else queued for the session, or drop when the
+    /// Tell after everything else queued for the session, or drop when the
     /// session's bulk queue is full (file chunks).
-    SendBulk {
-        session: SessionId,
-        msg: Arc<ServerMessage>,
-    },
+    SendBulk { session: SessionId, told: Arc<Told> },
     /// Close the connection once what was sent before is written.
     Close { session: SessionId },
     /// A change for media worker `worker`.
@@ -473,13 +467,13 @@ impl Engine {
     /// Tells every client the router is going away and closes every session.
     pub fn shutdown(&mut self, reason: &str) {
         let ids: Vec<SessionId> = self.sessions.ids();
-        let msg = Arc::new(ServerMessage::ServerClose {
+        let told = Arc::new(Told::Session(SessionNotice::ServerClose {
             reason: reason.to_owned(),
-        });
+        }));
         for id in ids {
             self.outputs.push_back(Output::Send {
                 session: id,
-                msg: msg.clone(),
+                told: told.clone(),
             });
             self.outputs.push_back(Output::Close { session: id });
         }
@@ -493,7 +487,7 @@ impl Engine {
             let max = self.cfg.max_sessions;
             self.send(
                 id,
-                ServerMessage::Full {
+                SessionNotice::Full {
                     scope: FullScope::Server,
                     message: format!("the router serves at most {max} sessions"),
                 },
@@ -509,10 +503,10 @@ impl Engine {
         )));
     }
 
-    fn send(&mut self, session: SessionId, msg: ServerMessage) {
+    fn send(&mut self, session: SessionId, n: SessionNotice) {
         self.outputs.push_back(Output::Send {
             session,
-            msg: Arc::new(msg),
+            told: Arc::new(Told::Session(n)),
         });
     }
 
@@ -525,7 +519,7 @@ impl Engine {
         message: String,
         reason: LeaveReason,
     ) {
-        self.send(id, ServerMessage::Error { code, message });
+        self.send(id, SessionNotice::Refused { code, message });
         self.remove_session(now, id, reason);
     }
 
@@ -555,7 +549,7 @@ impl Engine {
             );
             return;
         }
-        self.send(id, ServerMessage::Error { code, message });
+        self.send(id, SessionNotice::Refused { code, message });
     }
 
     fn on_line(&mut self, now: Instant, id: SessionId, line: &[u8]) {
@@ -582,10 +576,10 @@ impl Engine {
                 ErrorCode::HelloRequired,
                 format!("send HELLO before {}", msg.type_name()),
             ),
-            ClientMessage::Heartbeat => self.send(id, ServerMessage::HeartbeatAck),
+            ClientMessage::Heartbeat => self.send(id, SessionNotice::HeartbeatAck),
             ClientMessage::ListRooms => {
                 let rooms = self.room_infos();
-                self.send(id, ServerMessage::Rooms { rooms });
+                self.send(id, SessionNotice::Rooms { rooms });
             }
             ClientMessage::Join { room } => self.on_join(now, id, room),
             ClientMessage::RequestJoin { code } => self.on_request_join(now, id, &code),
@@ -614,7 +608,7 @@ impl Engine {
                     self.withdraw(now, id);
                     self.send(
                         id,
-                        ServerMessage::Left {
+                        SessionNotice::Left {
                             room,
                             reason: LeaveReason::Left,
                             message: Some("join request withdrawn".into()),
@@ -630,7 +624,7 @@ impl Engine {
                 }
             }
             ClientMessage::Bye { .. } => {
-                self.send(id, ServerMessage::Goodbye);
+                self.send(id, SessionNotice::Goodbye);
                 self.remove_session(now, id, LeaveReason::Left);
             }
             cmd @ (ClientMessage::MicRequest { .. }
@@ -697,15 +691,14 @@ impl Engine {
         let (ssrcs, token) = (ident.ssrcs, ident.token.clone());
         self.send(
             id,
-            ServerMessage::Welcome {
-                version: proto::PROTOCOL_VERSION,
-                session_id: id,
+            SessionNotice::Welcome {
+                session: id,
                 nickname,
                 udp_port: self.media_port(0),
                 media_token: token,
                 ssrcs,
-                heartbeat_interval_ms: self.cfg.heartbeat_interval.as_millis() as u64,
-                silence_timeout_ms: self.cfg.silence_timeout.as_millis() as u64,
+                heartbeat_interval: self.cfg.heartbeat_interval,
+                silence_timeout: self.cfg.silence_timeout,
                 features: granted,
             },
         );
@@ -780,7 +773,7 @@ impl Engine {
         let every = self.cfg.join_attempt_refill.as_secs_f32();
         self.send(
             id,
-            ServerMessage::Error {
+            SessionNotice::Refused {
                 code: ErrorCode::RateLimited,
                 message: format!(
                     "{verb}: at most {burst} attempts at once and one per {every:.1} s from {ip}; retry in {:.1} s",
@@ -816,7 +809,7 @@ impl Engine {
             let msg = format!("CREATE_MEETING: {e}");
             return self.send(
                 id,
-                ServerMessage::Error {
+                SessionNotice::Refused {
                     code: ErrorCode::Internal,
                     message: msg,
                 },
@@ -824,7 +817,7 @@ impl Engine {
         }
         self.send(
             id,
-            ServerMessage::MeetingCreated {
+            SessionNotice::MeetingCreated {
                 room: name.clone(),
                 code,
                 end_with_host,
@@ -875,7 +868,7 @@ impl Engine {
             Ok(()) => self.enter_room(now, id, &name),
             Err(RoomError::TooMany(max)) => self.send(
                 id,
-                ServerMessage::Full {
+                SessionNotice::Full {
                     scope: FullScope::Server,
                     message: format!("the router hosts at most {max} rooms"),
                 },
@@ -907,7 +900,7 @@ impl Engine {
         if max > 0 && room.members.len() >= max {
             return self.send(
                 id,
-                ServerMessage::Full {
+                SessionNotice::Full {
                     scope: FullScope::Room,
                     message: format!("room `{name}` is limited to {max} participants"),
                 },
@@ -991,7 +984,7 @@ impl Engine {
             None => {
                 self.send(
                     id,
-                    ServerMessage::JoinAccepted {
+                    SessionNotice::JoinAccepted {
                         room: name.to_owned(),
                     },
                 );
@@ -999,7 +992,7 @@ impl Engine {
             }
             Some((reason, message)) => self.send(
                 id,
-                ServerMessage::JoinRejected {
+                SessionNotice::JoinRejected {
                     room: name.to_owned(),
                     reason,
                     message,
@@ -1028,7 +1021,7 @@ impl Engine {
         }
         self.send(
             id,
-            ServerMessage::Joined {
+            SessionNotice::Joined {
                 room: name.to_owned(),
                 kind,
                 udp_port: self.media_port(room_worker),
@@ -1112,7 +1105,7 @@ impl Engine {
         self.apply(now, &name, out);
         self.send(
             id,
-            ServerMessage::Left {
+            SessionNotice::Left {
                 room: name.clone(),
                 reason,
                 message,
@@ -1145,7 +1138,7 @@ impl Engine {
             }
             self.send(
                 id,
-                ServerMessage::JoinRejected {
+                SessionNotice::JoinRejected {
                     room: name.to_owned(),
                     reason: RejectReason::MeetingEnded,
                     message: reason.clone(),
@@ -1395,10 +1388,18 @@ impl Engine {
         let waiting = room.waiting.clone();
         let actor = self.actor.filter(|a| self.in_room(*a, name));
         for (to, notice) in notices {
-            let Some(msg) = crate::native::render(name, &notice) else {
+            // Membership reaches members through their member lists, and
+            // a room's end through LEFT.
+            if matches!(
+                notice,
+                Notice::MemberJoined { .. } | Notice::MemberLeft { .. } | Notice::RoomClosed { .. }
+            ) {
                 continue;
-            };
-            let msg = Arc::new(msg);
+            }
+            let msg = Arc::new(Told::Room {
+                room: name.to_owned(),
+                notice,
+            });
             let sessions: Vec<SessionId> = match to {
                 Audience::One(s) => vec![s],
                 Audience::Some(v) => v,
@@ -1406,7 +1407,10 @@ impl Engine {
                     let mut v = Vec::with_capacity(members.len());
                     v.extend(actor);
                     v.extend(members.iter().copied().filter(|m| Some(*m) != actor));
-                    self.outputs.push_back(Output::SendAll { sessions: v, msg });
+                    self.outputs.push_back(Output::SendAll {
+                        sessions: v,
+                        told: msg,
+                    });
                     continue;
                 }
             };
@@ -1415,29 +1419,30 @@ impl Engine {
                 if self.in_room(r, name) || waiting.contains(&r) {
                     self.outputs.push_back(Output::Send {
                         session: r,
-                        msg: msg.clone(),
+                        told: msg.clone(),
                     });
                 }
             }
         }
         for (to, notice) in bulk {
-            if self.in_room(to, name)
-                && let Some(msg) = crate::native::render(name, &notice)
-            {
+            if self.in_room(to, name) {
                 self.outputs.push_back(Output::SendBulk {
                     session: to,
-                    msg: Arc::new(msg),
+                    told: Arc::new(Told::Room {
+                        room: name.to_owned(),
+                        notice,
+                    }),
                 });
             }
         }
         // The member list: whole to joiners at once, by delta to the rest.
         joiners.retain(|j| members.contains(j));
         if !joiners.is_empty() {
-            let line = self.userlist_line(name);
+            let told = self.member_list(name);
             for &j in &joiners {
-                self.outputs.push_back(Output::SendLine {
+                self.outputs.push_back(Output::Send {
                     session: j,
-                    line: line.clone(),
+                    told: told.clone(),
                 });
             }
         }
@@ -1537,42 +1542,28 @@ impl Engine {
                     })
             });
             if !delta.is_empty() && !deltas.is_empty() {
-                let info = |ids: &[SessionId]| -> Vec<UserInfo> {
-                    ids.iter()
-                        .filter_map(|id| self.user_info(name, *id))
-                        .collect()
-                };
-                let msg = Arc::new(ServerMessage::MembersChanged {
+                let joined = self.user_infos(name, &delta.joined);
+                let changed = self.user_infos(name, &delta.changed);
+                let told = Arc::new(Told::Session(SessionNotice::MembersChanged {
                     room: name.to_owned(),
-                    joined: info(&delta.joined),
-                    changed: info(&delta.changed),
-                    left: delta
-                        .left
-                        .into_iter()
-                        .map(|(session_id, nickname)| control::MemberGone {
-                            session_id,
-                            nickname,
-                        })
-                        .collect(),
+                    joined,
+                    changed,
+                    left: delta.left,
+                }));
+                self.outputs.push_back(Output::SendAll {
+                    sessions: deltas,
+                    told,
                 });
-                for &m in &deltas {
-                    self.outputs.push_back(Output::Send {
-                        session: m,
-                        msg: msg.clone(),
-                    });
-                }
             }
         }
         let legacy_dirty = self.rooms.get(name).is_some_and(|r| r.roster.is_dirty());
         if legacy_at <= now && legacy_dirty {
             if !legacy.is_empty() {
-                let line = self.userlist_line(name);
-                for &m in &legacy {
-                    self.outputs.push_back(Output::SendLine {
-                        session: m,
-                        line: line.clone(),
-                    });
-                }
+                let told = self.member_list(name);
+                self.outputs.push_back(Output::SendAll {
+                    sessions: legacy,
+                    told,
+                });
             }
             if let Some(room) = self.rooms.get_mut(name) {
                 room.roster.legacy_sent(now);
@@ -1607,68 +1598,50 @@ impl Engine {
             .is_some_and(|s| s.room.as_deref() == Some(name))
     }
 
-    /// One member as the member list shows it.
-    fn user_info(&self, name: &str, id: SessionId) -> Option<UserInfo> {
-        let room = self.rooms.get(name)?;
+    /// These members as the member list shows them (shared entries, one
+    /// per member state).
+    fn user_infos(&mut self, name: &str, ids: &[SessionId]) -> Vec<Arc<UserInfo>> {
+        ids.iter()
+            .filter_map(|id| self.user_info(name, *id))
+            .collect()
+    }
+
+    /// One member as the member list shows it: the entry kept for its
+    /// current state, made anew only when that changed.
+    fn user_info(&mut self, name: &str, id: SessionId) -> Option<Arc<UserInfo>> {
         let ident = self.sessions.get(&id)?.identity.as_ref()?;
-        Some(UserInfo {
+        let room = self.rooms.get_mut(name)?;
+        let talking = room.plugin.is_talking(id);
+        let muted = room.muted.contains(&id);
+        if let Some(u) = room.entries.get(&id)
+            && u.talking == talking
+            && u.muted == muted
+        {
+            return Some(u.clone());
+        }
+        let u = Arc::new(UserInfo {
             session_id: id,
             nickname: ident.nickname.clone(),
             ssrcs: ident.ssrcs,
-            talking: room.plugin.is_talking(id),
-            muted: room.muted.contains(&id),
-        })
+            talking,
+            muted,
+        });
+        room.entries.insert(id, u.clone());
+        Some(u)
     }
 
-    /// The room's `USERLIST` line, exactly as serializing
-    /// `ServerMessage::Userlist` would write it, built from each member's
-    /// entry serialized when it last changed: a join in a room of thousands
-    /// copies the list instead of serializing it again.
-    fn userlist_line(&mut self, name: &str) -> Arc<[u8]> {
-        let sessions = &self.sessions;
-        let Some(room) = self.rooms.get_mut(name) else {
-            return control::to_line(&ServerMessage::Userlist {
-                room: name.to_owned(),
-                users: Vec::new(),
-            })
-            .into();
-        };
-        let mut out = Vec::with_capacity(64 + room.members.len() * 128);
-        out.extend_from_slice(br#"{"type":"USERLIST","room":"#);
-        out.extend_from_slice(&serde_json::to_vec(name).unwrap_or_default());
-        out.extend_from_slice(br#","users":["#);
-        let mut first = true;
-        for id in &room.members {
-            let Some(ident) = sessions.get(id).and_then(|s| s.identity.as_ref()) else {
-                continue;
-            };
-            let shown = roster::Shown {
-                talking: room.plugin.is_talking(*id),
-                muted: room.muted.contains(id),
-            };
-            let entry = match room.entries.get(id) {
-                Some((s, bytes)) if *s == shown => bytes.clone(),
-                _ => {
-                    let user = UserInfo {
-                        session_id: *id,
-                        nickname: ident.nickname.clone(),
-                        ssrcs: ident.ssrcs,
-                        talking: shown.talking,
-                        muted: shown.muted,
-                    };
-                    let bytes: Arc<[u8]> = serde_json::to_vec(&user).unwrap_or_default().into();
-                    room.entries.insert(*id, (shown, bytes.clone()));
-                    bytes
-                }
-            };
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.extend_from_slice(&entry);
-        }
-        out.extend_from_slice(b"]}\n");
-        out.into()
+    /// The room's whole member list, in joining order.
+    fn member_list(&mut self, name: &str) -> Arc<Told> {
+        let members = self
+            .rooms
+            .get(name)
+            .map(|r| r.members.clone())
+            .unwrap_or_default();
+        let users = self.user_infos(name, &members);
+        Arc::new(Told::Session(SessionNotice::Members {
+            room: name.to_owned(),
+            users,
+        }))
     }
 }
 

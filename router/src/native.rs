@@ -1,11 +1,180 @@
-//! The native control channel's front-end for rooms: `docs/protocol.md`'s
-//! NDJSON messages parsed into [`RoomCommand`]s, and [`Notice`]s rendered
-//! into its messages. This is the only place where the room's language meets
-//! the native wire format; a seed system's front-end is a sibling of this
-//! module with its own two functions.
+//! The native control channel's front-end: `docs/protocol.md`'s NDJSON
+//! messages parsed into [`RoomCommand`]s, and what the engine tells
+//! ([`Told`]: room [`Notice`]s and [`SessionNotice`]s) rendered into its
+//! messages and lines. This is the only place where the engine's language
+//! meets the native wire format; a seed system's front-end is a sibling of
+//! this module. (Parsing HELLO, JOIN and the other session commands still
+//! happens in the engine's session layer.)
+
+use std::sync::Arc;
 
 use plugin_api::{CommandError, FileOffer, Notice, ReceiverReport, RoomCommand};
-use proto::control::{ChatEntry, ClientMessage, ErrorCode, LobbyEntry, ServerMessage};
+use proto::control::{
+    self, ChatEntry, ClientMessage, ErrorCode, LobbyEntry, MemberGone, ServerMessage, UserInfo,
+};
+use rustc_hash::FxHashMap;
+
+use crate::engine::{SessionNotice, Told};
+
+/// The message what the engine tells is rendered into; `None` for what
+/// the native channel shows another way (membership goes into member lists,
+/// a room's end into `LEFT`).
+pub fn message(told: &Told) -> Option<ServerMessage> {
+    match told {
+        Told::Room { room, notice } => render(room, notice),
+        Told::Session(n) => Some(session_message(n)),
+    }
+}
+
+fn session_message(n: &SessionNotice) -> ServerMessage {
+    let users = |v: &[Arc<UserInfo>]| v.iter().map(|u| (**u).clone()).collect::<Vec<_>>();
+    match n {
+        SessionNotice::Welcome {
+            session,
+            nickname,
+            udp_port,
+            media_token,
+            ssrcs,
+            heartbeat_interval,
+            silence_timeout,
+            features,
+        } => ServerMessage::Welcome {
+            version: proto::PROTOCOL_VERSION,
+            session_id: *session,
+            nickname: nickname.clone(),
+            udp_port: *udp_port,
+            media_token: media_token.clone(),
+            ssrcs: *ssrcs,
+            heartbeat_interval_ms: heartbeat_interval.as_millis() as u64,
+            silence_timeout_ms: silence_timeout.as_millis() as u64,
+            features: features.clone(),
+        },
+        SessionNotice::Joined {
+            room,
+            kind,
+            udp_port,
+        } => ServerMessage::Joined {
+            room: room.clone(),
+            kind: kind.clone(),
+            udp_port: *udp_port,
+        },
+        SessionNotice::Left {
+            room,
+            reason,
+            message,
+        } => ServerMessage::Left {
+            room: room.clone(),
+            reason: *reason,
+            message: message.clone(),
+        },
+        SessionNotice::Full { scope, message } => ServerMessage::Full {
+            scope: *scope,
+            message: message.clone(),
+        },
+        SessionNotice::Refused { code, message } => ServerMessage::Error {
+            code: *code,
+            message: message.clone(),
+        },
+        SessionNotice::HeartbeatAck => ServerMessage::HeartbeatAck,
+        SessionNotice::Rooms { rooms } => ServerMessage::Rooms {
+            rooms: rooms.clone(),
+        },
+        SessionNotice::MeetingCreated {
+            room,
+            code,
+            end_with_host,
+        } => ServerMessage::MeetingCreated {
+            room: room.clone(),
+            code: code.clone(),
+            end_with_host: *end_with_host,
+        },
+        SessionNotice::JoinAccepted { room } => ServerMessage::JoinAccepted { room: room.clone() },
+        SessionNotice::JoinRejected {
+            room,
+            reason,
+            message,
+        } => ServerMessage::JoinRejected {
+            room: room.clone(),
+            reason: *reason,
+            message: message.clone(),
+        },
+        SessionNotice::ServerClose { reason } => ServerMessage::ServerClose {
+            reason: reason.clone(),
+        },
+        SessionNotice::Goodbye => ServerMessage::Goodbye,
+        SessionNotice::Members { room, users: u } => ServerMessage::Userlist {
+            room: room.clone(),
+            users: users(u),
+        },
+        SessionNotice::MembersChanged {
+            room,
+            joined,
+            changed,
+            left,
+        } => ServerMessage::MembersChanged {
+            room: room.clone(),
+            joined: users(joined),
+            changed: users(changed),
+            left: left
+                .iter()
+                .map(|(session_id, nickname)| MemberGone {
+                    session_id: *session_id,
+                    nickname: nickname.clone(),
+                })
+                .collect(),
+        },
+    }
+}
+
+/// Renders what the engine tells into lines, keeping the bytes of each
+/// member-list entry while the engine keeps the entry: a join to a room of
+/// thousands copies the list's entries instead of serializing them again.
+#[derive(Default)]
+pub struct Renderer {
+    /// Entry (by address, held so the address stays its own) → its JSON.
+    entries: FxHashMap<usize, (Arc<UserInfo>, Arc<[u8]>)>,
+}
+
+impl Renderer {
+    /// The line (newline included) for `told`; `None` when nothing is shown.
+    pub fn line(&mut self, told: &Told) -> Option<Arc<[u8]>> {
+        if let Told::Session(SessionNotice::Members { room, users }) = told {
+            return Some(self.member_list(room, users));
+        }
+        message(told).map(|m| control::to_line(&m).into())
+    }
+
+    /// `USERLIST`, exactly as serializing `ServerMessage::Userlist` would
+    /// write it.
+    fn member_list(&mut self, room: &str, users: &[Arc<UserInfo>]) -> Arc<[u8]> {
+        let mut out = Vec::with_capacity(64 + users.len() * 128);
+        out.extend_from_slice(br#"{"type":"USERLIST","room":"#);
+        out.extend_from_slice(&serde_json::to_vec(room).unwrap_or_default());
+        out.extend_from_slice(br#","users":["#);
+        for (i, u) in users.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let key = Arc::as_ptr(u) as usize;
+            let bytes = match self.entries.get(&key) {
+                Some((_, b)) => b.clone(),
+                None => {
+                    let b: Arc<[u8]> = serde_json::to_vec(&**u).unwrap_or_default().into();
+                    self.entries.insert(key, (u.clone(), b.clone()));
+                    b
+                }
+            };
+            out.extend_from_slice(&bytes);
+        }
+        out.extend_from_slice(b"]}\n");
+        // Forget entries nobody else holds any more (the member changed or
+        // left), once they outnumber the list by far.
+        if self.entries.len() > 2 * users.len() + 1024 {
+            self.entries.retain(|_, (u, _)| Arc::strong_count(u) > 1);
+        }
+        out.into()
+    }
+}
 
 /// The room command a client message stands for; `None` for session-level
 /// messages (HELLO, JOIN, ...), which the engine's session layer handles.
@@ -386,6 +555,38 @@ mod tests {
                 reason: Some("no".into())
             })
         );
+    }
+
+    #[test]
+    fn member_lists_from_kept_entries_are_serdes_bytes() {
+        use proto::control::Ssrcs;
+        let u = |id: u64, nick: &str, talking: bool| {
+            Arc::new(UserInfo {
+                session_id: id,
+                nickname: nick.into(),
+                ssrcs: Ssrcs {
+                    audio: id as u32,
+                    video: 7,
+                },
+                talking,
+                muted: false,
+            })
+        };
+        let mut r = Renderer::default();
+        let (a, b) = (u(1, "ann \"q\"", false), u(2, "Zoë", true));
+        for users in [
+            vec![],
+            vec![a.clone()],
+            vec![a.clone(), b.clone()],
+            vec![b, a],
+        ] {
+            let told = Told::Session(SessionNotice::Members {
+                room: "r\\1".into(),
+                users,
+            });
+            let want = message(&told).map(|m| control::to_line(&m));
+            assert_eq!(r.line(&told).map(|l| l.to_vec()), want);
+        }
     }
 
     #[test]

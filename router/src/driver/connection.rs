@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use plugin_api::SessionId;
-use proto::control::{self, ServerMessage};
+use proto::control;
 use proto::framing::{Frame, LineFramer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -41,7 +41,7 @@ pub enum ConnCommand {
 #[derive(Clone)]
 pub struct ConnHandle {
     pub tx: mpsc::Sender<ConnCommand>,
-    pub bulk: mpsc::Sender<Arc<ServerMessage>>,
+    pub bulk: mpsc::Sender<Arc<[u8]>>,
 }
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -97,7 +97,7 @@ async fn connection(
     session: SessionId,
     engine: mpsc::Sender<EngineEvent>,
     mut rx: mpsc::Receiver<ConnCommand>,
-    mut bulk: mpsc::Receiver<Arc<ServerMessage>>,
+    mut bulk: mpsc::Receiver<Arc<[u8]>>,
 ) {
     debug!("connected");
     let (reader, mut writer) = stream.into_split();
@@ -161,9 +161,8 @@ async fn connection(
                     }
                 }
             },
-            Some(msg) = bulk.recv() => {
-                let out = control::to_line(&*msg);
-                match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&out)).await {
+            Some(line) = bulk.recv() => {
+                match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&line)).await {
                     Ok(Ok(())) => {}
                     _ => break,
                 }

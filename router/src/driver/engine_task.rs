@@ -9,14 +9,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use plugin_api::SessionId;
-use proto::control::{self, ServerMessage};
+
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::warn;
 
 use super::SHUTDOWN_GRACE;
 use super::connection::{BULK_DROPPED, ConnCommand, ConnHandle};
 use super::watch::{Subscription, WatchError, WatchHub};
-use crate::engine::{Engine, Input, MediaCommand, Output};
+use crate::engine::{Engine, Input, MediaCommand, Output, Told};
+use crate::native::Renderer;
 
 /// Every connection's queues, by session (looked up for every message).
 type Conns = rustc_hash::FxHashMap<SessionId, ConnHandle>;
@@ -140,6 +141,7 @@ pub(crate) async fn run_engine(
     times: SharedCommandTimes,
 ) {
     let mut conns: Conns = Conns::default();
+    let mut native = Renderer::default();
     // Connections told to close; at shutdown we wait for them to flush.
     let mut closing: Vec<mpsc::Sender<ConnCommand>> = Vec::new();
     loop {
@@ -173,11 +175,18 @@ pub(crate) async fn run_engine(
             }
             _ = shutdown.changed() => {
                 engine.shutdown("the router is shutting down");
-                dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &media);
+                dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &media, &mut native);
                 break;
             }
         }
-        dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &media);
+        dispatch(
+            &mut engine,
+            &mut hub,
+            &mut conns,
+            &mut closing,
+            &media,
+            &mut native,
+        );
         if let Some((command, read_at)) = timed
             && let Ok(mut t) = times.lock()
         {
@@ -197,68 +206,63 @@ pub(crate) async fn run_engine(
     }
 }
 
+/// One rendered line, newline included, shared by its receivers.
+type Line = Arc<[u8]>;
+
+/// Queues `line` for `session`; a session whose queue is full (a slow
+/// reader) or closed is noted to be dropped.
+fn queue(conns: &Conns, session: SessionId, line: Arc<[u8]>, overflowed: &mut Vec<SessionId>) {
+    if let Some(c) = conns.get(&session)
+        && let Err(e) = c.tx.try_send(ConnCommand::Send(line))
+    {
+        // Only a full queue is news: a closed one is a client that went
+        // away, whose disconnection the engine is about to hear of.
+        if matches!(e, mpsc::error::TrySendError::Full(_)) {
+            warn!(session, "outgoing queue full; dropping the session");
+        }
+        overflowed.push(session);
+    }
+}
+
 fn dispatch(
     engine: &mut Engine,
     hub: &mut WatchHub,
     conns: &mut Conns,
     closing: &mut Vec<mpsc::Sender<ConnCommand>>,
     media: &[std::sync::mpsc::Sender<MediaCommand>],
+    native: &mut Renderer,
 ) {
     let mut overflowed = Vec::new();
-    // The engine sends one Arc to every receiver of a message, one after
-    // the other: serialize it once for all of them.
-    let mut last: Option<(Arc<ServerMessage>, Arc<[u8]>)> = None;
+    // One Arc told to several receivers one after the other is rendered
+    // once for all of them.
+    let mut last: Option<(Arc<Told>, Option<Line>)> = None;
     loop {
         while let Some(out) = engine.poll_output() {
             match out {
-                Output::Send { session, msg } => {
+                Output::Send { session, told } => {
                     let line = match &last {
-                        Some((m, line)) if Arc::ptr_eq(m, &msg) => line.clone(),
+                        Some((t, line)) if Arc::ptr_eq(t, &told) => line.clone(),
                         _ => {
-                            let line: Arc<[u8]> = control::to_line(&*msg).into();
-                            last = Some((msg, line.clone()));
+                            let line = native.line(&told);
+                            last = Some((told, line.clone()));
                             line
                         }
                     };
-                    if let Some(c) = conns.get(&session)
-                        && let Err(e) = c.tx.try_send(ConnCommand::Send(line))
-                    {
-                        // Full (slow reader) or gone: either way the session
-                        // ends. Only a full queue is news: a closed one is a
-                        // client that went away, whose disconnection the
-                        // engine is about to hear of.
-                        if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                            warn!(session, "outgoing queue full; dropping the session");
-                        }
-                        overflowed.push(session);
+                    if let Some(line) = line {
+                        queue(conns, session, line, &mut overflowed);
                     }
                 }
-                Output::SendAll { sessions, msg } => {
-                    let line: Arc<[u8]> = control::to_line(&*msg).into();
-                    for session in sessions {
-                        if let Some(c) = conns.get(&session)
-                            && let Err(e) = c.tx.try_send(ConnCommand::Send(line.clone()))
-                        {
-                            if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                                warn!(session, "outgoing queue full; dropping the session");
-                            }
-                            overflowed.push(session);
+                Output::SendAll { sessions, told } => {
+                    if let Some(line) = native.line(&told) {
+                        for session in sessions {
+                            queue(conns, session, line.clone(), &mut overflowed);
                         }
                     }
                 }
-                Output::SendLine { session, line } => {
+                Output::SendBulk { session, told } => {
                     if let Some(c) = conns.get(&session)
-                        && let Err(e) = c.tx.try_send(ConnCommand::Send(line))
-                    {
-                        if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                            warn!(session, "outgoing queue full; dropping the session");
-                        }
-                        overflowed.push(session);
-                    }
-                }
-                Output::SendBulk { session, msg } => {
-                    if let Some(c) = conns.get(&session)
-                        && c.bulk.try_send(msg).is_err()
+                        && let Some(line) = native.line(&told)
+                        && c.bulk.try_send(line).is_err()
                     {
                         BULK_DROPPED.fetch_add(1, Ordering::Relaxed);
                     }
@@ -338,6 +342,7 @@ mod tests {
         };
         let mut hub = WatchHub::new(4, 64);
         let mut conns = Conns::default();
+        let mut native = Renderer::default();
         let mut closing = Vec::new();
         let (media_tx, _media_rx) = std::sync::mpsc::channel();
         let media = [media_tx];
@@ -356,7 +361,14 @@ mod tests {
             );
             line(&mut engine, id, r#"{"type":"JOIN","room":"lobby"}"#);
         }
-        dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &media);
+        dispatch(
+            &mut engine,
+            &mut hub,
+            &mut conns,
+            &mut closing,
+            &media,
+            &mut native,
+        );
         let Ok(mut watcher) = hub.subscribe("lobby") else {
             panic!("subscribe")
         };
@@ -364,7 +376,14 @@ mod tests {
         drop(inbox.remove(&2));
         // ann takes the floor: MIC_GRANTED to bob fails, so bob is dropped.
         line(&mut engine, 1, r#"{"type":"MIC_REQUEST"}"#);
-        dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &media);
+        dispatch(
+            &mut engine,
+            &mut hub,
+            &mut conns,
+            &mut closing,
+            &media,
+            &mut native,
+        );
 
         let mut seqs = Vec::new();
         let mut left = false;
@@ -379,7 +398,9 @@ mod tests {
         };
         let mut last_userlist = None;
         while let Ok(ConnCommand::Send(line)) = ann.try_recv() {
-            if let Ok(ServerMessage::Userlist { users, .. }) = serde_json::from_slice(&line) {
+            if let Ok(proto::control::ServerMessage::Userlist { users, .. }) =
+                serde_json::from_slice(&line)
+            {
                 last_userlist = Some(users.len());
             }
         }

@@ -33,8 +33,10 @@ pub(super) struct Room {
     pub(super) seq: u64,
     /// What members were told of each other.
     pub(super) roster: roster::Roster,
-    /// Each member's USERLIST entry, serialized, with the state it shows.
-    pub(super) entries: HashMap<SessionId, (roster::Shown, Arc<[u8]>)>,
+    /// Each member's member-list entry in its current state, shared by
+    /// every list and delta that shows it (front-ends may keep what they
+    /// render of it).
+    pub(super) entries: HashMap<SessionId, Arc<proto::control::UserInfo>>,
 }
 
 /// Every room and the indexes over them.

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::*;
-use proto::control::{DenyReason, ReleaseReason, Ssrcs};
+use proto::control::{DenyReason, ReleaseReason, ServerMessage, Ssrcs};
 
 use crate::events::RoomEventKind;
 
@@ -28,7 +28,8 @@ struct Sim {
     /// Sessions whose whole-list lines are not parsed (a join storm's
     /// members: debug-build JSON of thousands of lists is slow).
     quiet: HashSet<SessionId>,
-    last_line: Option<(Arc<[u8]>, ServerMessage)>,
+    /// The last rendering, reused while the same Arc is told again.
+    last_told: Option<(Arc<Told>, Option<ServerMessage>)>,
 }
 
 /// A route with its fan-out resolved to addresses, as the worker would
@@ -84,41 +85,30 @@ impl Sim {
             worker_bound: HashMap::new(),
             events: Vec::new(),
             quiet: HashSet::new(),
-            last_line: None,
+            last_told: None,
         }
     }
 
     fn drain(&mut self) {
         while let Some(o) = self.engine.poll_output() {
             match o {
-                Output::Send { session, msg } | Output::SendBulk { session, msg } => {
-                    self.inbox.entry(session).or_default().push((*msg).clone())
-                }
-                Output::SendAll { sessions, msg } => {
-                    for session in sessions {
-                        self.inbox.entry(session).or_default().push((*msg).clone())
+                // What the native front-end would write (its renderer is
+                // checked against serde in native.rs); a join storm's own
+                // members' lists are not rendered (slow in debug builds).
+                Output::Send { session, told }
+                    if self.quiet.contains(&session)
+                        && matches!(*told, Told::Session(SessionNotice::Members { .. })) => {}
+                Output::Send { session, told } | Output::SendBulk { session, told } => {
+                    if let Some(m) = self.render(&told) {
+                        self.inbox.entry(session).or_default().push(m)
                     }
                 }
-                Output::SendLine { session, .. } if self.quiet.contains(&session) => {}
-                Output::SendLine { session, line } => {
-                    // The engine's own serialization must be what serde's
-                    // would be, byte for byte (checked once per line: a
-                    // list for many is one shared line).
-                    let msg = match &self.last_line {
-                        Some((l, m)) if Arc::ptr_eq(l, &line) => m.clone(),
-                        _ => {
-                            let msg: ServerMessage = match serde_json::from_slice(&line) {
-                                Ok(m) => m,
-                                Err(e) => {
-                                    panic!("bad line {:?}: {e}", String::from_utf8_lossy(&line))
-                                }
-                            };
-                            assert_eq!(&control::to_line(&msg)[..], &line[..]);
-                            self.last_line = Some((line, msg.clone()));
-                            msg
+                Output::SendAll { sessions, told } => {
+                    if let Some(m) = self.render(&told) {
+                        for session in sessions {
+                            self.inbox.entry(session).or_default().push(m.clone())
                         }
-                    };
-                    self.inbox.entry(session).or_default().push(msg)
+                    }
                 }
                 Output::Close { session } => {
                     self.closed.insert(session);
@@ -192,6 +182,17 @@ impl Sim {
             .map(|((_, ssrc), r)| (*ssrc, r.clone()))
             .collect();
         self.worker_table = worker_table;
+    }
+
+    fn render(&mut self, told: &Arc<Told>) -> Option<ServerMessage> {
+        if let Some((t, m)) = &self.last_told
+            && Arc::ptr_eq(t, told)
+        {
+            return m.clone();
+        }
+        let m = crate::native::message(told);
+        self.last_told = Some((told.clone(), m.clone()));
+        m
     }
 
     fn input(&mut self, i: Input) {

@@ -1,0 +1,104 @@
+//! What the engine tells a session, in no wire format: a room's
+//! [`Notice`], or a [`SessionNotice`] about the session itself (welcome,
+//! joined, left, refused, ...). Each front-end renders these its own way
+//! (`router/src/native.rs` into the NDJSON channel's messages).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plugin_api::{Notice, SessionId};
+use proto::control::{ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, Ssrcs, UserInfo};
+
+/// One thing told to one or more sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Told {
+    /// A notice of room `room`.
+    Room { room: String, notice: Notice },
+    /// About the session itself.
+    Session(SessionNotice),
+}
+
+/// What a session is told about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionNotice {
+    /// Its identity, after HELLO.
+    Welcome {
+        session: SessionId,
+        nickname: String,
+        /// The first media worker's port.
+        udp_port: u16,
+        media_token: String,
+        ssrcs: Ssrcs,
+        heartbeat_interval: Duration,
+        silence_timeout: Duration,
+        /// The optional features it asked for and got.
+        features: Vec<String>,
+    },
+    /// It is in `room` now; media goes to `udp_port`.
+    Joined {
+        room: String,
+        kind: String,
+        udp_port: u16,
+    },
+    /// It is out of `room`, for `reason`.
+    Left {
+        room: String,
+        reason: LeaveReason,
+        message: Option<String>,
+    },
+    /// The router or the room is full.
+    Full {
+        scope: FullScope,
+        message: String,
+    },
+    /// A command was refused (or the input was bad).
+    Refused {
+        code: ErrorCode,
+        message: String,
+    },
+    HeartbeatAck,
+    Rooms {
+        rooms: Vec<RoomInfo>,
+    },
+    /// Its meeting exists, with this code; it is the host.
+    MeetingCreated {
+        room: String,
+        code: String,
+        end_with_host: bool,
+    },
+    JoinAccepted {
+        room: String,
+    },
+    JoinRejected {
+        room: String,
+        reason: RejectReason,
+        message: String,
+    },
+    /// The router is going away.
+    ServerClose {
+        reason: String,
+    },
+    /// Its BYE was heard.
+    Goodbye,
+    /// The room's whole member list, in joining order. Entries are shared:
+    /// one per member state, kept by the engine, so a front-end may keep
+    /// what it made of each.
+    Members {
+        room: String,
+        users: Vec<Arc<UserInfo>>,
+    },
+    /// How the member list changed since it was last told (each member at
+    /// most once, in its state now).
+    MembersChanged {
+        room: String,
+        joined: Vec<Arc<UserInfo>>,
+        changed: Vec<Arc<UserInfo>>,
+        left: Vec<(SessionId, String)>,
+    },
+}
+
+impl From<SessionNotice> for Told {
+    fn from(n: SessionNotice) -> Self {
+        Told::Session(n)
+    }
+}
