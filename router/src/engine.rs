@@ -19,12 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugin_api::{
-    Audience, Effect, JoinPolicy, Member, Notice, Options, Outbox, Receivers, SessionId, TimerKey,
-    WallClock,
+    Audience, Effect, JoinPolicy, Member, Notice, Options, Outbox, Receivers, RoomCommand,
+    SessionId, TimerKey, WallClock,
 };
-use proto::control::{
-    self, ClientMessage, ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, UserInfo,
-};
+use proto::control::{self, ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, UserInfo};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::events::RoomEvent;
@@ -39,7 +37,7 @@ mod told;
 pub use ops::{OpError, Who};
 use rooms::Rooms;
 use sessions::{Session, Sessions};
-pub use told::{SessionNotice, Told};
+pub use told::{Command, SessionCommand, SessionNotice, Told};
 
 /// Limits and timings of the control plane. Built from the configuration's
 /// [`crate::config::Limits`] (`Config::engine_config`); its `Default` is the
@@ -94,7 +92,7 @@ pub struct RoomSpec {
 }
 
 /// Something that happened outside the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// A control connection was accepted; the driver chose its id.
     Connected {
@@ -103,6 +101,13 @@ pub enum Input {
     },
     /// A complete control line.
     Line { session: SessionId, line: Vec<u8> },
+    /// A command from a front-end that parsed its own wire format; `name`
+    /// is what that front-end calls it (for error texts and timing).
+    Command {
+        session: SessionId,
+        name: &'static str,
+        command: Command,
+    },
     /// A control line exceeded the limit and was discarded.
     LineTooLong { session: SessionId },
     /// The control connection closed (or the driver closed it).
@@ -377,12 +382,23 @@ impl Engine {
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.last_command = None;
         self.actor = match &input {
-            Input::Line { session, .. } => Some(*session),
+            Input::Line { session, .. } | Input::Command { session, .. } => Some(*session),
             _ => None,
         };
         match input {
             Input::Connected { session, peer } => self.on_connected(now, session, peer),
             Input::Line { session, line } => self.on_line(now, session, &line),
+            Input::Command {
+                session,
+                name,
+                command,
+            } => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.last_seen = now;
+                }
+                self.last_command = Some(name);
+                self.on_command(now, session, name, command);
+            }
             Input::LineTooLong { session } => {
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.last_seen = now;
@@ -552,56 +568,52 @@ impl Engine {
         self.send(id, SessionNotice::Refused { code, message });
     }
 
+    /// A native control line: the native front-end parses it.
     fn on_line(&mut self, now: Instant, id: SessionId, line: &[u8]) {
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
         s.last_seen = now;
-        let welcomed = s.identity.is_some();
-        let msg = match control::parse_client_line(line) {
-            Ok(m) => m,
+        let (name, command) = match crate::native::parse(line) {
+            Ok(c) => c,
             Err(e) => return self.protocol_error(now, id, e.code, e.message),
         };
-        self.last_command = Some(msg.type_name());
-        match msg {
-            ClientMessage::Hello {
+        self.last_command = Some(name);
+        self.on_command(now, id, name, command);
+    }
+
+    fn on_command(&mut self, now: Instant, id: SessionId, name: &'static str, command: Command) {
+        let welcomed = self.sessions.get(&id).is_some_and(|s| s.identity.is_some());
+        match command {
+            Command::Session(SessionCommand::Hello {
                 version,
                 nickname,
-                token: _,
                 features,
-            } => self.on_hello(now, id, version, nickname, &features),
+            }) => self.on_hello(now, id, version, nickname, &features),
             _ if !welcomed => self.protocol_error(
                 now,
                 id,
                 ErrorCode::HelloRequired,
-                format!("send HELLO before {}", msg.type_name()),
+                format!("send HELLO before {name}"),
             ),
-            ClientMessage::Heartbeat => self.send(id, SessionNotice::HeartbeatAck),
-            ClientMessage::ListRooms => {
+            Command::Session(SessionCommand::Heartbeat) => {
+                self.send(id, SessionNotice::HeartbeatAck)
+            }
+            Command::Session(SessionCommand::ListRooms) => {
                 let rooms = self.room_infos();
                 self.send(id, SessionNotice::Rooms { rooms });
             }
-            ClientMessage::Join { room } => self.on_join(now, id, room),
-            ClientMessage::RequestJoin { code } => self.on_request_join(now, id, &code),
-            ClientMessage::CreateMeeting { end_with_host } => {
+            Command::Session(SessionCommand::Join { room }) => self.on_join(now, id, room),
+            Command::Session(SessionCommand::RequestJoin { code }) => {
+                self.on_request_join(now, id, &code)
+            }
+            Command::Session(SessionCommand::CreateMeeting { end_with_host }) => {
                 self.on_create_meeting(now, id, end_with_host)
             }
-            ClientMessage::CreateRoom {
-                room,
-                kind,
-                max_participants,
-                options,
-            } => self.on_create_room(
-                now,
-                id,
-                RoomSpec {
-                    name: room,
-                    kind,
-                    max_participants,
-                    options,
-                },
-            ),
-            ClientMessage::Leave => {
+            Command::Session(SessionCommand::CreateRoom(spec)) => {
+                self.on_create_room(now, id, spec)
+            }
+            Command::Session(SessionCommand::Leave) => {
                 if self.sessions.get(&id).is_some_and(|s| s.room.is_some()) {
                     self.leave_room(now, id, LeaveReason::Left);
                 } else if let Some(room) = self.sessions.get(&id).and_then(|s| s.waiting.clone()) {
@@ -619,29 +631,15 @@ impl Engine {
                         now,
                         id,
                         ErrorCode::NotInRoom,
-                        "LEAVE: you are not in a room",
+                        format!("{name}: you are not in a room"),
                     );
                 }
             }
-            ClientMessage::Bye { .. } => {
+            Command::Session(SessionCommand::Bye) => {
                 self.send(id, SessionNotice::Goodbye);
                 self.remove_session(now, id, LeaveReason::Left);
             }
-            cmd @ (ClientMessage::MicRequest { .. }
-            | ClientMessage::MicRelease
-            | ClientMessage::Chat { .. }
-            | ClientMessage::AllowJoin { .. }
-            | ClientMessage::DenyJoin { .. }
-            | ClientMessage::MediaState { .. }
-            | ClientMessage::Mute { .. }
-            | ClientMessage::Remove { .. }
-            | ClientMessage::FileOffer { .. }
-            | ClientMessage::FileChunk { .. }
-            | ClientMessage::FileAck { .. }
-            | ClientMessage::FileEnd { .. }
-            | ClientMessage::FileResult { .. }
-            | ClientMessage::FileCancel { .. }
-            | ClientMessage::VideoStats { .. }) => self.room_command(now, id, &cmd),
+            Command::Room(cmd) => self.room_command(now, id, name, cmd),
         }
     }
 
@@ -1045,19 +1043,13 @@ impl Engine {
         self.apply(now, name, out);
     }
 
-    fn room_command(&mut self, now: Instant, id: SessionId, cmd: &ClientMessage) {
+    fn room_command(&mut self, now: Instant, id: SessionId, verb: &str, command: RoomCommand) {
         let Some(name) = self.sessions.get(&id).and_then(|s| s.room.clone()) else {
             let msg = match self.sessions.get(&id).and_then(|s| s.waiting.as_ref()) {
-                Some(w) => format!(
-                    "{}: you are still waiting to join room `{w}`",
-                    cmd.type_name()
-                ),
-                None => format!("{}: join a room first", cmd.type_name()),
+                Some(w) => format!("{verb}: you are still waiting to join room `{w}`"),
+                None => format!("{verb}: join a room first"),
             };
             return self.protocol_error(now, id, ErrorCode::NotInRoom, msg);
-        };
-        let Some(command) = crate::native::room_command(cmd) else {
-            return;
         };
         let Some(room) = self.rooms.get_mut(&name) else {
             return;
@@ -1065,9 +1057,9 @@ impl Engine {
         let mut out = Outbox::new();
         let result = room.plugin.on_command(now, id, &command, &mut out);
         self.apply(now, &name, out);
+        // The room says why; the command is named in the front-end's terms.
         if let Err(e) = result {
-            let (code, message) = crate::native::refusal(cmd, e);
-            self.protocol_error(now, id, code, message);
+            self.protocol_error(now, id, e.code, format!("{verb}: {}", e.message));
         }
     }
 

@@ -3,18 +3,65 @@
 //! ([`Told`]: room [`Notice`]s and [`SessionNotice`]s) rendered into its
 //! messages and lines. This is the only place where the engine's language
 //! meets the native wire format; a seed system's front-end is a sibling of
-//! this module. (Parsing HELLO, JOIN and the other session commands still
-//! happens in the engine's session layer.)
+//! this module.
 
 use std::sync::Arc;
 
-use plugin_api::{CommandError, FileOffer, Notice, ReceiverReport, RoomCommand};
+use plugin_api::{FileOffer, Notice, ReceiverReport, RoomCommand};
 use proto::control::{
-    self, ChatEntry, ClientMessage, ErrorCode, LobbyEntry, MemberGone, ServerMessage, UserInfo,
+    self, ChatEntry, ClientMessage, LobbyEntry, MemberGone, ServerMessage, UserInfo,
 };
 use rustc_hash::FxHashMap;
 
-use crate::engine::{SessionNotice, Told};
+use crate::engine::{Command, RoomSpec, SessionCommand, SessionNotice, Told};
+
+/// Parses one control line into a command and the name the protocol gives
+/// it (for error texts and timing), telling apart bad JSON, a missing or
+/// unknown type, and bad fields.
+pub fn parse(line: &[u8]) -> Result<(&'static str, Command), control::ParseError> {
+    let msg = control::parse_client_line(line)?;
+    Ok((msg.type_name(), command(msg)))
+}
+
+/// The command a client message stands for.
+pub fn command(msg: ClientMessage) -> Command {
+    if let Some(c) = room_command(&msg) {
+        return Command::Room(c);
+    }
+    Command::Session(match msg {
+        ClientMessage::Hello {
+            version,
+            nickname,
+            token: _,
+            features,
+        } => SessionCommand::Hello {
+            version,
+            nickname,
+            features,
+        },
+        ClientMessage::Join { room } => SessionCommand::Join { room },
+        ClientMessage::Leave => SessionCommand::Leave,
+        ClientMessage::Heartbeat => SessionCommand::Heartbeat,
+        ClientMessage::ListRooms => SessionCommand::ListRooms,
+        ClientMessage::RequestJoin { code } => SessionCommand::RequestJoin { code },
+        ClientMessage::CreateMeeting { end_with_host } => {
+            SessionCommand::CreateMeeting { end_with_host }
+        }
+        ClientMessage::CreateRoom {
+            room,
+            kind,
+            max_participants,
+            options,
+        } => SessionCommand::CreateRoom(RoomSpec {
+            name: room,
+            kind,
+            max_participants,
+            options,
+        }),
+        // Room commands were taken above; BYE is what is left.
+        _ => SessionCommand::Bye,
+    })
+}
 
 /// The message what the engine tells is rendered into; `None` for what
 /// the native channel shows another way (membership goes into member lists,
@@ -278,12 +325,6 @@ pub fn room_command(msg: &ClientMessage) -> Option<RoomCommand> {
         | ClientMessage::RequestJoin { .. }
         | ClientMessage::Bye { .. } => return None,
     })
-}
-
-/// The `ERROR` a room's refusal of `msg` becomes: the room says why, the
-/// front-end names the command in its own terms.
-pub fn refusal(msg: &ClientMessage, e: CommandError) -> (ErrorCode, String) {
-    (e.code, format!("{}: {}", msg.type_name(), e.message))
 }
 
 /// The message a notice of room `room` is rendered into, the same for every
@@ -590,7 +631,7 @@ mod tests {
     }
 
     #[test]
-    fn notices_render_with_the_room_and_refusals_name_the_command() {
+    fn notices_render_with_the_room_and_lines_parse_into_commands() {
         let n = Notice::FloorDenied {
             session: 2,
             nickname: "bob".into(),
@@ -616,11 +657,21 @@ mod tests {
             ),
             None
         );
-        let (code, text) = refusal(
-            &ClientMessage::MicRelease,
-            CommandError::new(ErrorCode::NotFloorHolder, "you do not hold it"),
+        assert!(matches!(
+            parse(br#"{"type":"MIC_RELEASE"}"#),
+            Ok(("MIC_RELEASE", Command::Room(RoomCommand::FloorRelease)))
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"BYE","reason":"done"}"#),
+            Ok(("BYE", Command::Session(SessionCommand::Bye)))
+        ));
+        assert!(matches!(
+            parse(br#"{"type":"CREATE_ROOM","room":"a","kind":"ptt"}"#),
+            Ok(("CREATE_ROOM", Command::Session(SessionCommand::CreateRoom(s)))) if s.name == "a"
+        ));
+        assert_eq!(
+            parse(br#"{"type":"JOIN"}"#).err().map(|e| e.code),
+            Some(proto::control::ErrorCode::BadField)
         );
-        assert_eq!(code, ErrorCode::NotFloorHolder);
-        assert_eq!(text, "MIC_RELEASE: you do not hold it");
     }
 }

@@ -1615,3 +1615,61 @@ fn a_join_storm_in_a_large_room_is_coalesced_and_every_view_ends_right() {
     assert!(lm <= 70 + 12, "old client got {lm} whole lists");
     assert_eq!(d.lists, 1, "the delta client got the whole list once");
 }
+
+#[test]
+fn another_front_end_drives_the_engine_with_typed_commands() {
+    let mut s = Sim::new();
+    s.input(Input::Connected {
+        session: 1,
+        peer: addr(1),
+    });
+    let cmd = |s: &mut Sim, name: &'static str, command: Command| {
+        s.input(Input::Command {
+            session: 1,
+            name,
+            command,
+        })
+    };
+    cmd(
+        &mut s,
+        "floor",
+        Command::Room(RoomCommand::FloorRequest { priority: 0 }),
+    );
+    assert!(
+        matches!(&s.take(1)[..], [ServerMessage::Error { code: ErrorCode::HelloRequired, message }] if message.contains("before floor")),
+        "the front-end's own name for the command"
+    );
+    cmd(
+        &mut s,
+        "hello",
+        Command::Session(SessionCommand::Hello {
+            version: 1,
+            nickname: "seed".into(),
+            features: vec![],
+        }),
+    );
+    cmd(
+        &mut s,
+        "join",
+        Command::Session(SessionCommand::Join {
+            room: "lobby".into(),
+        }),
+    );
+    cmd(
+        &mut s,
+        "talk",
+        Command::Room(RoomCommand::FloorRequest { priority: 0 }),
+    );
+    let got = s.take(1);
+    assert!(
+        got.iter()
+            .any(|m| matches!(m, ServerMessage::Joined { room, .. } if room == "lobby"))
+    );
+    assert!(
+        got.iter()
+            .any(|m| matches!(m, ServerMessage::MicGranted { .. }))
+    );
+    cmd(&mut s, "untalk", Command::Room(RoomCommand::FloorRelease));
+    cmd(&mut s, "untalk", Command::Room(RoomCommand::FloorRelease));
+    assert!(s.take(1).iter().any(|m| matches!(m, ServerMessage::Error { code: ErrorCode::NotFloorHolder, message } if message.starts_with("untalk: "))));
+}

@@ -1,13 +1,52 @@
-//! What the engine tells a session, in no wire format: a room's
-//! [`Notice`], or a [`SessionNotice`] about the session itself (welcome,
-//! joined, left, refused, ...). Each front-end renders these its own way
-//! (`router/src/native.rs` into the NDJSON channel's messages).
+//! The engine's language with sessions, in no wire format. In: a
+//! [`Command`], either about the session ([`SessionCommand`]: HELLO, JOIN,
+//! ...) or for its room ([`RoomCommand`]). Out: what it [`Told`] a session,
+//! a room's [`Notice`] or a [`SessionNotice`] about the session itself
+//! (welcome, joined, left, refused, ...). Each front-end parses into these
+//! and renders these its own way (`router/src/native.rs` for the NDJSON
+//! channel).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use plugin_api::{Notice, SessionId};
+use plugin_api::{Notice, RoomCommand, SessionId};
 use proto::control::{ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, Ssrcs, UserInfo};
+
+/// What a session asks of the router.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Session(SessionCommand),
+    Room(RoomCommand),
+}
+
+/// What a session asks about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionCommand {
+    /// The first command: who it is and which protocol version and
+    /// optional features it speaks.
+    Hello {
+        version: u32,
+        nickname: String,
+        features: Vec<String>,
+    },
+    Join {
+        room: String,
+    },
+    /// Leave the room, or withdraw a join request.
+    Leave,
+    Heartbeat,
+    ListRooms,
+    /// Join the meeting with this code.
+    RequestJoin {
+        code: String,
+    },
+    CreateMeeting {
+        end_with_host: bool,
+    },
+    CreateRoom(super::RoomSpec),
+    /// End the session.
+    Bye,
+}
 
 /// One thing told to one or more sessions.
 #[derive(Debug, Clone, PartialEq)]
