@@ -1591,35 +1591,36 @@ impl Engine {
     }
 
     /// These members as the member list shows them (shared entries, one
-    /// per member state).
+    /// per member state): the entry kept for each member's current state,
+    /// made anew only when that changed. One room lookup for all of them.
     fn user_infos(&mut self, name: &str, ids: &[SessionId]) -> Vec<Arc<UserInfo>> {
-        ids.iter()
-            .filter_map(|id| self.user_info(name, *id))
-            .collect()
-    }
-
-    /// One member as the member list shows it: the entry kept for its
-    /// current state, made anew only when that changed.
-    fn user_info(&mut self, name: &str, id: SessionId) -> Option<Arc<UserInfo>> {
-        let ident = self.sessions.get(&id)?.identity.as_ref()?;
-        let room = self.rooms.get_mut(name)?;
-        let talking = room.plugin.is_talking(id);
-        let muted = room.muted.contains(&id);
-        if let Some(u) = room.entries.get(&id)
-            && u.talking == talking
-            && u.muted == muted
-        {
-            return Some(u.clone());
+        let sessions = &self.sessions;
+        let Some(room) = self.rooms.get_mut(name) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let Some(ident) = sessions.get(&id).and_then(|s| s.identity.as_ref()) else {
+                continue;
+            };
+            let talking = room.plugin.is_talking(id);
+            let muted = room.muted.contains(&id);
+            match room.entries.get(&id) {
+                Some(u) if u.talking == talking && u.muted == muted => out.push(u.clone()),
+                _ => {
+                    let u = Arc::new(UserInfo {
+                        session_id: id,
+                        nickname: ident.nickname.clone(),
+                        ssrcs: ident.ssrcs,
+                        talking,
+                        muted,
+                    });
+                    room.entries.insert(id, u.clone());
+                    out.push(u);
+                }
+            }
         }
-        let u = Arc::new(UserInfo {
-            session_id: id,
-            nickname: ident.nickname.clone(),
-            ssrcs: ident.ssrcs,
-            talking,
-            muted,
-        });
-        room.entries.insert(id, u.clone());
-        Some(u)
+        out
     }
 
     /// The room's whole member list, in joining order.
