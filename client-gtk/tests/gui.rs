@@ -1,5 +1,6 @@
 //! The real desktop client under Xvfb against a real router: screenshots
-//! of each screen (written to docs/screenshots), the space bar seen at the
+//! of each screen (written to target/screenshots; set
+//! SWITCHBOARD_SCREENSHOT_DIR=docs/screenshots to refresh the README's), the space bar seen at the
 //! router through gRPC WatchRoom, a meeting with video tiles and the
 //! host's lobby, the statistics window, and a router restart survived.
 //!
@@ -103,7 +104,13 @@ impl Display {
 
     /// Saves a screenshot of the whole screen or one window.
     fn screenshot(&self, window: Option<&str>, name: &str) -> PathBuf {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+        // Tests never write into tracked files: the README's pictures are
+        // refreshed only when asked for.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dir = match std::env::var_os("SWITCHBOARD_SCREENSHOT_DIR") {
+            Some(d) => root.join(d),
+            None => root.join("target/screenshots"),
+        };
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let path = dir.join(name);
         let target = window.unwrap_or("root");
