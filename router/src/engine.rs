@@ -141,16 +141,6 @@ pub enum Fanout {
     List(Arc<[SocketAddr]>),
 }
 
-impl Fanout {
-    pub fn is_nobody(&self) -> bool {
-        match self {
-            Fanout::Nobody => true,
-            Fanout::List(l) => l.is_empty(),
-            Fanout::Group(_) => false,
-        }
-    }
-}
-
 /// One forwarding entry, as the media worker stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {

@@ -39,7 +39,7 @@ pub fn legacy_interval(n: usize) -> Duration {
 }
 
 /// What a member list shows of a member that can change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shown {
     pub talking: bool,
     pub muted: bool,
