@@ -530,7 +530,7 @@ impl Admin for AdminService {
             protocol_errors: engine.protocol_errors,
             sessions_timed_out: engine.timed_out,
             join_attempts_limited: engine.join_attempts_limited,
-            bulk_dropped: crate::driver::connection::BULK_DROPPED
+            bulk_dropped: crate::driver::outbox::BULK_DROPPED
                 .load(std::sync::atomic::Ordering::Relaxed),
             command_latency: self
                 .times

@@ -5,6 +5,8 @@
 //! - [`engine_task`]: the task that owns the [`Engine`], feeds it inputs and
 //!   dispatches its outputs;
 //! - [`connection`]: the control listener and one task per connection;
+//! - [`outbox`]: each connection's outgoing bytes, written by a few writer
+//!   tasks (a message for a room of N is one job per writer, not N wake-ups);
 //! - [`watch`]: the hub that fans room events out to `WatchRoom` streams.
 //!
 //! They are small and dumb: read, hand to the engine, write what it says.
@@ -15,6 +17,7 @@
 
 pub mod connection;
 pub mod engine_task;
+pub mod outbox;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -34,13 +37,11 @@ use crate::media::stats::MediaStatsHandle;
 use crate::media::{self, MediaCounters, MediaStats};
 use crate::registry::Registry;
 
-pub use connection::{
-    BULK_DROPPED, BULK_QUEUE, CONNECTION_QUEUE, ConnCommand, ConnHandle, WRITE_TIMEOUT,
-};
 pub use engine_task::{
     CommandLatency, CommandTimes, EngineCall, EngineEvent, SharedCommandTimes, call_engine,
     unix_ms_now,
 };
+pub use outbox::{BULK_DROPPED, BULK_QUEUE, CONNECTION_QUEUE, WRITE_TIMEOUT};
 pub use watch::{Subscription, WatchError, WatchHub, WatchItem};
 
 /// Inputs queued for the engine before readers wait (backpressure).
