@@ -345,52 +345,141 @@ impl Writers {
     }
 }
 
-async fn writer(index: usize, writers: usize, mut rx: mpsc::Receiver<Vec<Job>>) {
-    let mut owned: rustc_hash::FxHashMap<SessionId, Arc<Outbox>> = Default::default();
-    let mine = |s: SessionId| (s % writers as u64) as usize == index;
-    let mut writes = 0usize;
-    while let Some(batch) = rx.recv().await {
+impl Job {
+    /// Whether this job writes to, or changes, `session`'s connection.
+    fn touches(&self, session: SessionId) -> bool {
+        match self {
+            Job::Register(o) => o.session() == session,
+            Job::One(s, _) | Job::Bulk(s, _) | Job::Close(s) | Job::Forget(s) => *s == session,
+            Job::Many(v, _) => v.contains(&session),
+        }
+    }
+}
+
+/// Jobs waiting in a writer beyond which no line is written ahead.
+const EXPRESS_DEPTH: usize = 4;
+
+/// One writer task's state.
+struct Writer {
+    index: usize,
+    writers: usize,
+    owned: rustc_hash::FxHashMap<SessionId, Arc<Outbox>>,
+    /// Jobs not started yet, in order, each with whether its first
+    /// session's line was already written ahead.
+    pending: VecDeque<(Job, bool)>,
+}
+
+impl Writer {
+    fn mine(&self, s: SessionId) -> bool {
+        (s % self.writers as u64) as usize == self.index
+    }
+
+    /// Takes a batch, writing ahead the line of each job's first session
+    /// (the member whose command caused it: the engine puts it first) when
+    /// nothing earlier is still to be written to that session: `remaining`,
+    /// the rest of the fan-out being written, and the jobs waiting. A
+    /// floor grant then reaches its requester while the writer is still
+    /// busy telling ten thousand members of the release before it.
+    fn admit(&mut self, batch: Vec<Job>, remaining: &[SessionId]) {
         for job in batch {
-            match job {
-                Job::Register(o) => {
-                    owned.insert(o.session(), o);
-                }
-                Job::One(s, line) => {
-                    if let Some(o) = owned.get(&s) {
-                        o.push(line);
-                        writes += 1;
-                    }
-                }
-                Job::Many(sessions, line) => {
-                    for &s in sessions.iter().filter(|&&s| mine(s)) {
-                        if let Some(o) = owned.get(&s) {
-                            o.push(line.clone());
-                            writes += 1;
-                            if writes >= WRITES_PER_TURN {
-                                writes = 0;
-                                tokio::task::yield_now().await;
-                            }
-                        }
-                    }
-                }
-                Job::Bulk(s, line) => {
-                    if let Some(o) = owned.get(&s) {
-                        o.push_bulk(line);
-                        writes += 1;
-                    }
-                }
-                Job::Close(s) => {
-                    if let Some(o) = owned.remove(&s) {
-                        o.close();
-                    }
-                }
-                Job::Forget(s) => {
-                    owned.remove(&s);
+            let first = match &job {
+                Job::One(s, line) => Some((*s, line.clone())),
+                Job::Many(v, line) => v.first().map(|s| (*s, line.clone())),
+                _ => None,
+            };
+            let ahead = first.and_then(|(s, line)| {
+                let clear = self.mine(s)
+                    && self.pending.len() <= EXPRESS_DEPTH
+                    && !remaining.contains(&s)
+                    && !self.pending.iter().any(|(j, _)| j.touches(s));
+                let o = self.owned.get(&s).filter(|_| clear)?;
+                o.push(line);
+                Some(())
+            });
+            match (job, ahead) {
+                (Job::One(..), Some(())) => {}
+                (job, ahead) => self.pending.push_back((job, ahead.is_some())),
+            }
+        }
+    }
+
+    /// Carries out a job that writes at most one socket.
+    fn run_one(&mut self, job: Job) {
+        match job {
+            Job::Register(o) => {
+                self.owned.insert(o.session(), o);
+            }
+            Job::One(s, line) => {
+                if let Some(o) = self.owned.get(&s) {
+                    o.push(line);
                 }
             }
+            Job::Bulk(s, line) => {
+                if let Some(o) = self.owned.get(&s) {
+                    o.push_bulk(line);
+                }
+            }
+            Job::Close(s) => {
+                if let Some(o) = self.owned.remove(&s) {
+                    o.close();
+                }
+            }
+            Job::Forget(s) => {
+                self.owned.remove(&s);
+            }
+            Job::Many(..) => {}
+        }
+    }
+}
+
+async fn writer(index: usize, writers: usize, mut rx: mpsc::Receiver<Vec<Job>>) {
+    let mut w = Writer {
+        index,
+        writers,
+        owned: Default::default(),
+        pending: VecDeque::new(),
+    };
+    let mut writes = 0usize;
+    loop {
+        if w.pending.is_empty() {
+            match rx.recv().await {
+                Some(batch) => w.admit(batch, &[]),
+                None => return,
+            }
+        }
+        while let Ok(batch) = rx.try_recv() {
+            w.admit(batch, &[]);
+        }
+        let Some((job, first_done)) = w.pending.pop_front() else {
+            continue;
+        };
+        let Job::Many(sessions, line) = job else {
+            w.run_one(job);
+            writes += 1;
             if writes >= WRITES_PER_TURN {
                 writes = 0;
                 tokio::task::yield_now().await;
+            }
+            continue;
+        };
+        let mut at = usize::from(first_done);
+        while at < sessions.len() {
+            let end = (at + WRITES_PER_TURN).min(sessions.len());
+            for &s in &sessions[at..end] {
+                if w.mine(s)
+                    && let Some(o) = w.owned.get(&s)
+                {
+                    o.push(line.clone());
+                }
+            }
+            at = end;
+            if at < sessions.len() {
+                // Let other tasks run (the engine among them), then take
+                // what came meanwhile.
+                tokio::task::yield_now().await;
+                while let Ok(batch) = rx.try_recv() {
+                    w.admit(batch, &sessions[at..]);
+                }
             }
         }
     }
@@ -398,6 +487,8 @@ async fn writer(index: usize, writers: usize, mut rx: mpsc::Receiver<Vec<Job>>) 
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
@@ -554,5 +645,105 @@ mod tests {
         for t in tasks {
             assert_eq!(t.await.ok(), Some(Drained::Close));
         }
+    }
+
+    /// Lines written ahead of a fan-out in progress never overtake an
+    /// earlier line to the same session: random jobs, batches handed over
+    /// while writers are in the middle of long fan-outs, every session's
+    /// lines in the order the engine gave them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lines_written_ahead_keep_each_sessions_order() {
+        use rand::{Rng, SeedableRng, seq::SliceRandom};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut writers = Writers::spawn(2);
+        let ids: Vec<SessionId> = (1..=12).collect();
+        let mut clients = Vec::new();
+        let mut tasks = Vec::new();
+        for &s in &ids {
+            let (o, c) = pair(s).await;
+            tasks.push(drain_task(o.clone()));
+            writers.to(s, Job::Register(o));
+            clients.push(c);
+        }
+        let mut expected: HashMap<SessionId, String> = HashMap::new();
+        for k in 0..300 {
+            let text = format!("j{k}\n");
+            let line: Line = Arc::from(text.as_bytes());
+            if rng.random_bool(0.3) {
+                let s = ids[rng.random_range(0..ids.len())];
+                writers.to(s, Job::One(s, line));
+                expected.entry(s).or_default().push_str(&text);
+            } else {
+                let mut to: Vec<SessionId> = ids
+                    .iter()
+                    .copied()
+                    .filter(|_| rng.random_bool(0.7))
+                    .collect();
+                to.shuffle(&mut rng);
+                for s in &to {
+                    expected.entry(*s).or_default().push_str(&text);
+                }
+                // Sessions nobody registered make the fan-out long.
+                to.extend(5000..5000 + 100 * WRITES_PER_TURN as u64);
+                writers.to_many(to, line);
+            }
+            writers.flush().await;
+            tokio::task::yield_now().await;
+        }
+        for &s in &ids {
+            writers.to(s, Job::Close(s));
+        }
+        writers.flush().await;
+        for (c, s) in clients.iter_mut().zip(&ids) {
+            let mut got = String::new();
+            let r = tokio::time::timeout(Duration::from_secs(20), c.read_to_string(&mut got)).await;
+            assert!(matches!(r, Ok(Ok(_))));
+            assert_eq!(got, expected.remove(s).unwrap_or_default(), "session {s}");
+        }
+        for t in tasks {
+            assert_eq!(t.await.ok(), Some(Drained::Close));
+        }
+    }
+
+    /// What `admit` writes ahead and what it leaves in order.
+    #[tokio::test]
+    async fn a_line_is_written_ahead_only_when_nothing_earlier_waits_for_its_session() {
+        let (o1, c1) = pair(1).await;
+        let (o2, mut c2) = pair(2).await;
+        let mut w = Writer {
+            index: 0,
+            writers: 1,
+            owned: [(1, o1), (2, o2)].into_iter().collect(),
+            pending: VecDeque::new(),
+        };
+        let l = |t: &str| -> Line { Arc::from(t.as_bytes()) };
+        // Session 1 still has the fan-out in progress to come: not ahead.
+        w.admit(vec![Job::Many(Arc::from(vec![1, 2]), l("a\n"))], &[1, 7]);
+        assert!(matches!(w.pending.back(), Some((Job::Many(..), false))));
+        // Session 2 is clear of it: ahead; session 1 waits behind "a".
+        w.pending.clear();
+        w.admit(vec![Job::Many(Arc::from(vec![2, 1]), l("b\n"))], &[1, 7]);
+        assert!(matches!(w.pending.back(), Some((Job::Many(..), true))));
+        assert_eq!(read_exactly(&mut c2, 2).await, b"b\n");
+        // Nothing for 2 ahead of that waiting fan-out, nor for 1.
+        w.admit(vec![Job::One(2, l("c\n")), Job::One(1, l("d\n"))], &[]);
+        assert_eq!(w.pending.len(), 3);
+        // A session the fan-outs do not name is written at once.
+        let (o3, mut c3) = pair(3).await;
+        w.owned.insert(3, o3);
+        w.admit(vec![Job::One(3, l("e\n"))], &[]);
+        assert_eq!(w.pending.len(), 3);
+        assert_eq!(read_exactly(&mut c3, 2).await, b"e\n");
+        // Beyond EXPRESS_DEPTH waiting jobs nothing goes ahead.
+        for _ in 0..EXPRESS_DEPTH {
+            w.admit(vec![Job::Forget(9)], &[]);
+        }
+        w.admit(vec![Job::One(3, l("f\n"))], &[]);
+        assert!(matches!(w.pending.back(), Some((Job::One(3, _), false))));
+        let mut buf = [0u8; 8];
+        assert!(
+            matches!(c1.try_read(&mut buf), Err(e) if e.kind() == ErrorKind::WouldBlock),
+            "nothing went ahead to session 1"
+        );
     }
 }
