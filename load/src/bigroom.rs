@@ -27,6 +27,36 @@ use tokio::net::{TcpSocket, UdpSocket};
 use crate::children::{RouterArgs, room_name};
 use crate::procfs::Child;
 
+/// How members hear of each other (the features they ask for in HELLO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Lists {
+    /// No feature: a whole `USERLIST` on every change.
+    Whole,
+    /// `member_deltas`: the whole list on joining, then deltas.
+    Deltas,
+    /// `member_pages`: in a large room, counts instead of lists.
+    Pages,
+}
+
+impl Lists {
+    pub(crate) fn features(self) -> Vec<String> {
+        match self {
+            Lists::Whole => vec![],
+            Lists::Deltas => vec![proto::control::FEATURE_MEMBER_DELTAS.to_owned()],
+            Lists::Pages => vec![proto::control::FEATURE_MEMBER_PAGES.to_owned()],
+        }
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            Lists::Whole => "whole",
+            Lists::Deltas => "deltas",
+            Lists::Pages => "pages",
+        }
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
@@ -34,8 +64,8 @@ pub(crate) struct Plan {
     pub(crate) checkpoints: Vec<usize>,
     /// Member processes.
     pub(crate) processes: usize,
-    /// Whether members ask for `member_deltas`.
-    pub(crate) deltas: bool,
+    /// How members hear of each other.
+    pub(crate) lists: Lists,
     /// Floor grants measured at each checkpoint of at least 1,000 members.
     pub(crate) grants: usize,
     /// Members that join and leave at each checkpoint to price one join at
@@ -79,12 +109,22 @@ pub(crate) struct Grants {
     /// At the requester: MIC_REQUEST sent to MIC_GRANTED read.
     pub(crate) requester_p50_us: u64,
     pub(crate) requester_p99_us: u64,
+    /// MIC_REQUEST sent to MIC_GRANTED read by the room's last member:
+    /// the whole room has heard the grant (absent in earlier reports).
+    #[serde(default)]
+    pub(crate) whole_room_p50_us: u64,
+    #[serde(default)]
+    pub(crate) whole_room_p99_us: u64,
 }
 
 /// The whole run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Report {
+    /// Members asked for `member_deltas` or `member_pages`.
     pub(crate) deltas: bool,
+    /// Members asked for `member_pages` (absent in reports before it).
+    #[serde(default)]
+    pub(crate) pages: bool,
     pub(crate) processes: usize,
     pub(crate) checkpoints: Vec<Checkpoint>,
     /// Probe CPU per join at the last checkpoint over the first.
@@ -118,11 +158,15 @@ impl Members {
         control: SocketAddr,
         ip: Ipv4Addr,
         prefix: &str,
-        deltas: bool,
+        lists: Lists,
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding this program")?;
-        let mut cmd = Command::new(exe);
-        cmd.args([
+        // The members run at a lower priority than the router: on a
+        // machine this small they would otherwise take the router's cores
+        // in the middle of a command, which a router machine of its own
+        // would not see (coreutils `nice`, present wherever this runs).
+        let mut cmd = Command::new("nice");
+        cmd.args(["-n", "10"]).arg(exe).args([
             "__members",
             "--control",
             &control.to_string(),
@@ -131,9 +175,7 @@ impl Members {
             "--prefix",
             prefix,
         ]);
-        if deltas {
-            cmd.arg("--deltas");
-        }
+        cmd.args(["--lists", lists.arg()]);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -259,30 +301,64 @@ async fn drain(talker: &mut client::Session) {
     while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, talker.next_event()).await {}
 }
 
-/// `grants` floor grants and releases by the talker.
+async fn released(s: &mut client::Session) -> anyhow::Result<()> {
+    s.expect("MIC_RELEASED", |m| {
+        matches!(m, proto::control::ServerMessage::MicReleased { .. }).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// `grants` floor grants and releases by the talker, each once the whole
+/// room heard the one before: a member that joined last (so the router
+/// writes to it last) tells when the room has heard a message. Pressing
+/// faster than a room of thousands can be told would only measure a
+/// backlog, which no talker makes.
 async fn grants(
     talker: &mut client::Session,
+    control: SocketAddr,
     admin: &mut Admin,
     grants: usize,
 ) -> anyhow::Result<Grants> {
+    let mut last = client::Session::connect_with(
+        control,
+        "last",
+        client::ConnectOptions {
+            features: Lists::Pages.features(),
+            ..client::ConnectOptions::default()
+        },
+    )
+    .await?;
+    last.join(&room_name(0)).await?;
     drain(talker).await;
-    mic_request_latency(admin, true).await?;
-    let mut at_requester = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    for _ in 0..grants {
+    let hist = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3);
+    let (mut at_requester, mut whole_room) = (hist()?, hist()?);
+    // A few grants first, not counted.
+    const WARM_UP: usize = 5;
+    for i in 0..WARM_UP + grants {
+        if i == WARM_UP {
+            mic_request_latency(admin, true).await?;
+            at_requester.reset();
+            whole_room.reset();
+        }
+        drain(&mut last).await;
         let t = Instant::now();
         match talker.request_floor(0).await? {
             client::FloorAnswer::Granted { .. } => {}
             other => bail!("floor not granted: {other:?}"),
         }
         at_requester.saturating_record(t.elapsed().as_micros() as u64);
+        last.expect("MIC_GRANTED", |m| {
+            matches!(m, proto::control::ServerMessage::MicGranted { .. }).then_some(())
+        })
+        .await?;
+        whole_room.saturating_record(t.elapsed().as_micros() as u64);
         talker.release_floor().await?;
-        talker
-            .expect("MIC_RELEASED", |m| {
-                matches!(m, proto::control::ServerMessage::MicReleased { .. }).then_some(())
-            })
-            .await?;
+        released(talker).await?;
+        released(&mut last).await?;
         drain(talker).await;
     }
+    last.send(proto::control::ClientMessage::Leave).await?;
     let Some((p50, p99, max)) = mic_request_latency(admin, false).await? else {
         bail!("the router timed no MIC_REQUEST");
     };
@@ -293,6 +369,8 @@ async fn grants(
         router_max_us: max,
         requester_p50_us: at_requester.value_at_quantile(0.5),
         requester_p99_us: at_requester.value_at_quantile(0.99),
+        whole_room_p50_us: whole_room.value_at_quantile(0.5),
+        whole_room_p99_us: whole_room.value_at_quantile(0.99),
     })
 }
 
@@ -317,11 +395,7 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Report> {
         bail!("the router told no control or admin address");
     };
     let mut admin = Admin::connect(format!("http://{admin_addr}")).await?;
-    let features = if plan.deltas {
-        vec![proto::control::FEATURE_MEMBER_DELTAS.to_owned()]
-    } else {
-        Vec::new()
-    };
+    let features = plan.lists.features();
     let mut talker = client::Session::connect_with(
         ctl,
         "talker",
@@ -336,7 +410,7 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Report> {
     let mut procs = Vec::new();
     for k in 0..plan.processes.max(1) {
         let ip = Ipv4Addr::new(127, 0, (k + 1) as u8, 1);
-        procs.push(Members::spawn(ctl, ip, &format!("m{k}"), plan.deltas)?);
+        procs.push(Members::spawn(ctl, ip, &format!("m{k}"), plan.lists)?);
     }
     let mut current = 1usize; // the talker
     let mut before = router.sample();
@@ -401,10 +475,17 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Report> {
             }
         }
         if target >= 1000 && plan.grants > 0 {
-            let g = grants(&mut talker, &mut admin, plan.grants).await?;
+            let g = grants(&mut talker, ctl, &mut admin, plan.grants).await?;
             say(format!(
-                "  {target} members: floor grant inside the router p50 {} µs, p99 {} µs, max {} µs; at the requester p99 {} µs",
-                g.router_p50_us, g.router_p99_us, g.router_max_us, g.requester_p99_us
+                "  {target} members: floor grant inside the router p50 {} µs, p99 {} µs, max {} µs; \
+                 at the requester p50 {} µs, p99 {} µs; the whole room p50 {:.1} ms, p99 {:.1} ms",
+                g.router_p50_us,
+                g.router_p99_us,
+                g.router_max_us,
+                g.requester_p50_us,
+                g.requester_p99_us,
+                g.whole_room_p50_us as f64 / 1000.0,
+                g.whole_room_p99_us as f64 / 1000.0,
             ));
             if let Some(last) = out.last_mut() {
                 last.grant = Some(g);
@@ -420,7 +501,8 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Report> {
         .map_or(1.0, |c| c.probe_cpu_per_join_us.max(1e-9));
     let last = out.last().map_or(1.0, |c| c.probe_cpu_per_join_us);
     Ok(Report {
-        deltas: plan.deltas,
+        deltas: plan.lists != Lists::Whole,
+        pages: plan.lists == Lists::Pages,
         processes: procs.len(),
         cpu_per_join_growth: last / first,
         checkpoints: out,
@@ -467,7 +549,7 @@ pub(crate) async fn churn(
         ctl,
         Ipv4Addr::new(127, 0, 1, 1),
         "m",
-        deltas,
+        if deltas { Lists::Deltas } else { Lists::Whole },
     )?];
     for p in &mut procs {
         p.ask(members)?;
@@ -548,7 +630,7 @@ pub(crate) fn run_members(
     control: SocketAddr,
     ip: Ipv4Addr,
     prefix: &str,
-    deltas: bool,
+    lists: Lists,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -595,7 +677,7 @@ pub(crate) fn run_members(
                         format!("{prefix}-c{next}")
                     };
                     pending
-                        .spawn(async move { join_member(control, ip, &nick, deltas, stay).await });
+                        .spawn(async move { join_member(control, ip, &nick, lists, stay).await });
                     next += 1;
                 }
                 if let Some(r) = pending.join_next().await {
@@ -638,7 +720,7 @@ async fn join_member(
     control: SocketAddr,
     ip: Ipv4Addr,
     nick: &str,
-    deltas: bool,
+    lists: Lists,
     stay: bool,
 ) -> anyhow::Result<()> {
     let sock = TcpSocket::new_v4()?;
@@ -647,10 +729,10 @@ async fn join_member(
     stream.set_nodelay(true)?;
     let (r, mut w) = stream.into_split();
     let mut r = AsyncBufReader::with_capacity(16 * 1024, r);
-    let features = if deltas {
-        r#","features":["member_deltas"]"#
-    } else {
-        ""
+    let features = match lists {
+        Lists::Whole => "",
+        Lists::Deltas => r#","features":["member_deltas"]"#,
+        Lists::Pages => r#","features":["member_pages"]"#,
     };
     w.write_all(
         format!("{{\"type\":\"HELLO\",\"version\":1,\"nickname\":\"{nick}\"{features}}}\n")

@@ -105,9 +105,11 @@ enum Command {
         /// Member processes (each with its own source address).
         #[arg(long, default_value_t = 4)]
         processes: usize,
-        /// Members without `member_deltas` (whole USERLISTs).
-        #[arg(long)]
-        legacy: bool,
+        /// How members hear of each other: `pages` (`member_pages`: counts
+        /// in a large room), `deltas` (`member_deltas`: the whole list on
+        /// joining, then deltas) or `whole` (a whole USERLIST each time).
+        #[arg(long, value_enum, default_value_t = bigroom::Lists::Pages)]
+        lists: bigroom::Lists,
         /// Floor grants measured at each checkpoint of 1,000 or more.
         #[arg(long, default_value_t = 200)]
         grants: usize,
@@ -150,8 +152,8 @@ enum Command {
         ip: std::net::Ipv4Addr,
         #[arg(long)]
         prefix: String,
-        #[arg(long)]
-        deltas: bool,
+        #[arg(long, value_enum)]
+        lists: bigroom::Lists,
     },
     #[command(name = "__bare-relay", hide = true)]
     BareRelay {
@@ -175,10 +177,10 @@ fn main() -> anyhow::Result<()> {
             control,
             ip,
             prefix,
-            deltas,
+            lists,
         } => {
             procfs::raise_fd_limit();
-            return bigroom::run_members(control, ip, &prefix, deltas);
+            return bigroom::run_members(control, ip, &prefix, lists);
         }
         Command::BareRelay { groups } => return children::run_bare_relay(&groups),
         Command::Plot { json, out } => {
@@ -280,7 +282,7 @@ fn main() -> anyhow::Result<()> {
             Command::BigRoom {
                 checkpoints,
                 processes,
-                legacy,
+                lists,
                 grants,
                 probe,
                 json,
@@ -293,7 +295,7 @@ fn main() -> anyhow::Result<()> {
                         let plan = bigroom::Plan {
                             checkpoints,
                             processes,
-                            deltas: !legacy,
+                            lists,
                             grants,
                             probe,
                         };

@@ -20,8 +20,22 @@ pub const REASON_MAX_CHARS: usize = 256;
 /// Feature: the member list arrives whole once (`USERLIST` on joining), then
 /// as `MEMBERS_CHANGED` deltas instead of a whole `USERLIST` on every change.
 pub const FEATURE_MEMBER_DELTAS: &str = "member_deltas";
+/// Feature: as [`FEATURE_MEMBER_DELTAS`] while a room has at most
+/// [`LARGE_ROOM`] members; in a larger room the list is not kept up: the
+/// client gets `MEMBER_COUNT` instead, and asks for the part of the list it
+/// shows with `LIST_MEMBERS`.
+pub const FEATURE_MEMBER_PAGES: &str = "member_pages";
 /// Every optional feature this router knows, for HELLO's `features`.
-pub const FEATURES: &[&str] = &[FEATURE_MEMBER_DELTAS];
+pub const FEATURES: &[&str] = &[FEATURE_MEMBER_DELTAS, FEATURE_MEMBER_PAGES];
+/// A room becomes large for `member_pages` clients when it grows past this
+/// many members...
+pub const LARGE_ROOM: usize = 500;
+/// ...and listed again when it shrinks to this many.
+pub const LARGE_ROOM_UNTIL: usize = LARGE_ROOM / 2;
+/// `LIST_MEMBERS`: members in a page when `limit` is absent, and at most.
+pub const MEMBER_PAGE_DEFAULT: u32 = 100;
+/// See [`MEMBER_PAGE_DEFAULT`].
+pub const MEMBER_PAGE_MAX: u32 = 500;
 /// The `from` of chat messages sent by an operator through the admin API.
 pub const SERVER_NICKNAME: &str = "server";
 
@@ -66,6 +80,15 @@ pub enum ClientMessage {
     Heartbeat,
     /// Ask for the list of rooms.
     ListRooms,
+    /// Ask for part of the current room's member list, in join order:
+    /// answered `MEMBER_PAGE`.
+    ListMembers {
+        #[serde(default)]
+        offset: u32,
+        /// At most [`MEMBER_PAGE_MAX`]; [`MEMBER_PAGE_DEFAULT`] if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Ask for the floor of the current room.
     MicRequest {
         /// 0 is normal; higher values may pre-empt a lower-priority holder
@@ -178,6 +201,7 @@ impl ClientMessage {
         "LEAVE",
         "HEARTBEAT",
         "LIST_ROOMS",
+        "LIST_MEMBERS",
         "MIC_REQUEST",
         "MIC_RELEASE",
         "CHAT",
@@ -207,6 +231,7 @@ impl ClientMessage {
             ClientMessage::Leave => "LEAVE",
             ClientMessage::Heartbeat => "HEARTBEAT",
             ClientMessage::ListRooms => "LIST_ROOMS",
+            ClientMessage::ListMembers { .. } => "LIST_MEMBERS",
             ClientMessage::MicRequest { .. } => "MIC_REQUEST",
             ClientMessage::MicRelease => "MIC_RELEASE",
             ClientMessage::Chat { .. } => "CHAT",
@@ -492,6 +517,21 @@ pub enum ServerMessage {
         changed: Vec<UserInfo>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         left: Vec<MemberGone>,
+    },
+    /// With `member_pages`, in a room of more than [`LARGE_ROOM`] members:
+    /// how many members it has, instead of the list (on joining, when the
+    /// room grows large, then on changes, coalesced).
+    MemberCount {
+        room: String,
+        count: u32,
+    },
+    /// The answer to `LIST_MEMBERS`: `members` from `offset` in join order,
+    /// of `count` in all.
+    MemberPage {
+        room: String,
+        count: u32,
+        offset: u32,
+        members: Vec<UserInfo>,
     },
     HeartbeatAck,
     Rooms {

@@ -36,7 +36,7 @@ mod sessions;
 mod told;
 pub use ops::{OpError, Who};
 use rooms::Rooms;
-use sessions::{Session, Sessions};
+use sessions::{MemberLists, Session, Sessions};
 pub use told::{Command, SessionCommand, SessionNotice, Told};
 
 /// Limits and timings of the control plane. Built from the configuration's
@@ -593,6 +593,18 @@ impl Engine {
                 let rooms = self.room_infos();
                 self.send(id, SessionNotice::Rooms { rooms });
             }
+            Command::Session(SessionCommand::ListMembers { offset, limit }) => {
+                let Some(room) = self.sessions.get(&id).and_then(|s| s.room.clone()) else {
+                    return self.protocol_error(
+                        now,
+                        id,
+                        ErrorCode::NotInRoom,
+                        format!("{name}: you are not in a room"),
+                    );
+                };
+                let page = self.member_page(&room, offset, limit);
+                self.send(id, page);
+            }
             Command::Session(SessionCommand::Join { room }) => self.on_join(now, id, room),
             Command::Session(SessionCommand::RequestJoin { code }) => {
                 self.on_request_join(now, id, &code)
@@ -669,10 +681,17 @@ impl Engine {
             .filter(|f| features.iter().any(|a| a == *f))
             .map(|f| (*f).to_owned())
             .collect();
-        let deltas = granted.iter().any(|f| f == control::FEATURE_MEMBER_DELTAS);
+        let has = |f: &str| granted.iter().any(|g| g == f);
+        let lists = if has(control::FEATURE_MEMBER_PAGES) {
+            MemberLists::Pages
+        } else if has(control::FEATURE_MEMBER_DELTAS) {
+            MemberLists::Deltas
+        } else {
+            MemberLists::Whole
+        };
         let Some(ident) = self
             .sessions
-            .welcome(id, nickname.clone(), deltas, &mut self.rng)
+            .welcome(id, nickname.clone(), lists, &mut self.rng)
         else {
             return;
         };
@@ -894,13 +913,7 @@ impl Engine {
                 },
             );
         }
-        let taken = room.members.iter().chain(&room.waiting).any(|m| {
-            self.sessions
-                .get(m)
-                .and_then(|s| s.identity.as_ref())
-                .is_some_and(|i| same_nickname(&i.nickname, &member.nickname))
-        });
-        if taken {
+        if room.nickname_taken(&member.nickname) {
             return self.protocol_error(
                 now,
                 id,
@@ -914,6 +927,7 @@ impl Engine {
         // Waiting first, so the plugin may already write to the session.
         if let Some(room) = self.rooms.get_mut(name) {
             room.waiting.push(id);
+            room.claim_nickname(id, &member.nickname);
         }
         if let Some(s) = self.sessions.get_mut(&id) {
             s.waiting = Some(name.to_owned());
@@ -944,6 +958,7 @@ impl Engine {
             return;
         };
         room.waiting.retain(|w| *w != id);
+        room.release_nickname(id);
         let mut out = Outbox::new();
         room.plugin.on_join_withdrawn(now, id, &mut out);
         self.apply(now, &name, out);
@@ -965,6 +980,9 @@ impl Engine {
             return;
         }
         room.waiting.retain(|w| *w != id);
+        if verdict.is_some() {
+            room.release_nickname(id);
+        }
         if let Some(s) = self.sessions.get_mut(&id) {
             s.waiting = None;
         }
@@ -1019,6 +1037,7 @@ impl Engine {
             return;
         };
         room.members.push(id);
+        room.claim_nickname(id, &nickname);
         room.routes.insert(id, Receivers::Nobody);
         let member = Member {
             session: id,
@@ -1074,6 +1093,7 @@ impl Engine {
             return;
         };
         room.members.retain(|m| *m != id);
+        room.release_nickname(id);
         room.routes.remove(&id);
         room.muted.remove(&id);
         let mut out = Outbox::new();
@@ -1310,6 +1330,9 @@ impl Engine {
                             moved.push(member.session);
                             membership = true;
                             room.roster.touch(member.session, None);
+                            if room.large {
+                                room.roster.touch_count();
+                            }
                         }
                         Notice::MemberLeft {
                             session, nickname, ..
@@ -1318,6 +1341,9 @@ impl Engine {
                             membership = true;
                             room.entries.remove(session);
                             room.roster.touch(*session, Some(nickname.clone()));
+                            if room.large {
+                                room.roster.touch_count();
+                            }
                         }
                         Notice::Muted { session, .. } => {
                             moved.push(*session);
@@ -1417,15 +1443,45 @@ impl Engine {
                 });
             }
         }
-        // The member list: whole to joiners at once, by delta to the rest.
+        // The member list: whole to joiners at once (a count in a large
+        // room, to those that page), by delta to the rest.
         joiners.retain(|j| members.contains(j));
+        let became = self.update_large(name);
         if !joiners.is_empty() {
-            let told = self.member_list(name);
+            let large = self.rooms.get(name).is_some_and(|r| r.large);
+            let mut list = None;
+            let mut count = None;
             for &j in &joiners {
-                self.outputs.push_back(Output::Send {
-                    session: j,
-                    told: told.clone(),
+                let told = if large && self.lists_of(j) == Some(MemberLists::Pages) {
+                    count.get_or_insert_with(|| self.member_count(name)).clone()
+                } else {
+                    list.get_or_insert_with(|| self.member_list(name)).clone()
+                };
+                self.outputs.push_back(Output::Send { session: j, told });
+            }
+        }
+        if let Some(large) = became {
+            // Those that page hear that the list is no longer kept up (a
+            // count), or get it whole again.
+            let pagers: Vec<SessionId> = members
+                .iter()
+                .copied()
+                .filter(|m| !joiners.contains(m) && self.lists_of(*m) == Some(MemberLists::Pages))
+                .collect();
+            if !pagers.is_empty() {
+                let told = if large {
+                    self.member_count(name)
+                } else {
+                    self.member_list(name)
+                };
+                self.outputs.push_back(Output::SendAll {
+                    sessions: pagers,
+                    told,
                 });
+            }
+            if let Some(room) = self.rooms.get_mut(name) {
+                let n = room.members.len();
+                room.roster.count_sent(now, n);
             }
         }
         self.flush_roster(now, name, &joiners);
@@ -1497,15 +1553,31 @@ impl Engine {
             }
             return;
         }
-        let (mut deltas, mut legacy) = (Vec::new(), Vec::new());
+        let count_at = room.roster.count_due(now, n);
+        let large = room.large;
+        let (mut deltas, mut legacy, mut pagers) = (Vec::new(), Vec::new(), Vec::new());
         for m in &room.members {
             if skip.contains(m) {
                 continue;
             }
-            match self.sessions.get(m).and_then(|s| s.identity.as_ref()) {
-                Some(i) if i.member_deltas => deltas.push(*m),
-                Some(_) => legacy.push(*m),
+            match self.lists_of(*m) {
+                Some(MemberLists::Pages) if large => pagers.push(*m),
+                Some(MemberLists::Deltas | MemberLists::Pages) => deltas.push(*m),
+                Some(MemberLists::Whole) => legacy.push(*m),
                 None => {}
+            }
+        }
+        if count_at <= now && room.roster.count_dirty() {
+            let told_count = room.roster.told_count;
+            if large && n != told_count && !pagers.is_empty() {
+                let told = self.member_count(name);
+                self.outputs.push_back(Output::SendAll {
+                    sessions: pagers,
+                    told,
+                });
+            }
+            if let Some(room) = self.rooms.get_mut(name) {
+                room.roster.count_sent(now, n);
             }
         }
         if delta_at <= now {
@@ -1614,6 +1686,57 @@ impl Engine {
     }
 
     /// The room's whole member list, in joining order.
+    /// How session `id` hears of its room's members, once welcomed.
+    fn lists_of(&self, id: SessionId) -> Option<MemberLists> {
+        self.sessions
+            .get(&id)
+            .and_then(|s| s.identity.as_ref())
+            .map(|i| i.lists)
+    }
+
+    /// Whether room `name` just became large (`Some(true)`) or listed again
+    /// (`Some(false)`), with hysteresis: large above `LARGE_ROOM` members,
+    /// listed again at `LARGE_ROOM_UNTIL`.
+    fn update_large(&mut self, name: &str) -> Option<bool> {
+        let room = self.rooms.get_mut(name)?;
+        let n = room.members.len();
+        let now_large = if room.large {
+            n > control::LARGE_ROOM_UNTIL
+        } else {
+            n > control::LARGE_ROOM
+        };
+        (now_large != room.large).then(|| {
+            room.large = now_large;
+            now_large
+        })
+    }
+
+    fn member_count(&self, name: &str) -> Arc<Told> {
+        Arc::new(Told::Session(SessionNotice::MemberCount {
+            room: name.to_owned(),
+            count: self.rooms.get(name).map_or(0, |r| r.members.len()),
+        }))
+    }
+
+    /// `limit` members of room `name` from `offset`, in joining order.
+    fn member_page(&mut self, name: &str, offset: usize, limit: usize) -> SessionNotice {
+        let (count, members) = self
+            .rooms
+            .get(name)
+            .map(|r| {
+                let from = offset.min(r.members.len());
+                let to = from.saturating_add(limit).min(r.members.len());
+                (r.members.len(), r.members[from..to].to_vec())
+            })
+            .unwrap_or_default();
+        SessionNotice::MemberPage {
+            room: name.to_owned(),
+            count,
+            offset,
+            users: self.user_infos(name, &members),
+        }
+    }
+
     fn member_list(&mut self, name: &str) -> Arc<Told> {
         let members = self
             .rooms
@@ -1630,7 +1753,12 @@ impl Engine {
 
 /// Nicknames are unique within a room regardless of case.
 fn same_nickname(a: &str, b: &str) -> bool {
-    a.to_lowercase() == b.to_lowercase()
+    nickname_key(a) == nickname_key(b)
+}
+
+/// What makes two nicknames the same: case is ignored.
+fn nickname_key(nickname: &str) -> String {
+    nickname.to_lowercase()
 }
 
 #[cfg(test)]

@@ -43,6 +43,12 @@ pub fn command(msg: ClientMessage) -> Command {
         ClientMessage::Leave => SessionCommand::Leave,
         ClientMessage::Heartbeat => SessionCommand::Heartbeat,
         ClientMessage::ListRooms => SessionCommand::ListRooms,
+        ClientMessage::ListMembers { offset, limit } => SessionCommand::ListMembers {
+            offset: offset as usize,
+            limit: limit
+                .unwrap_or(control::MEMBER_PAGE_DEFAULT)
+                .min(control::MEMBER_PAGE_MAX) as usize,
+        },
         ClientMessage::RequestJoin { code } => SessionCommand::RequestJoin { code },
         ClientMessage::CreateMeeting { end_with_host } => {
             SessionCommand::CreateMeeting { end_with_host }
@@ -152,6 +158,21 @@ fn session_message(n: &SessionNotice) -> ServerMessage {
         SessionNotice::Members { room, users: u } => ServerMessage::Userlist {
             room: room.clone(),
             users: users(u),
+        },
+        SessionNotice::MemberCount { room, count } => ServerMessage::MemberCount {
+            room: room.clone(),
+            count: *count as u32,
+        },
+        SessionNotice::MemberPage {
+            room,
+            count,
+            offset,
+            users: u,
+        } => ServerMessage::MemberPage {
+            room: room.clone(),
+            count: *count as u32,
+            offset: *offset as u32,
+            members: users(u),
         },
         SessionNotice::MembersChanged {
             room,
@@ -320,6 +341,7 @@ pub fn room_command(msg: &ClientMessage) -> Option<RoomCommand> {
         | ClientMessage::Leave
         | ClientMessage::Heartbeat
         | ClientMessage::ListRooms
+        | ClientMessage::ListMembers { .. }
         | ClientMessage::CreateMeeting { .. }
         | ClientMessage::CreateRoom { .. }
         | ClientMessage::RequestJoin { .. }
@@ -576,6 +598,7 @@ mod tests {
                         "LEAVE",
                         "HEARTBEAT",
                         "LIST_ROOMS",
+                        "LIST_MEMBERS",
                         "CREATE_MEETING"
                     ]
                     .iter()
@@ -672,6 +695,39 @@ mod tests {
         assert_eq!(
             parse(br#"{"type":"JOIN"}"#).err().map(|e| e.code),
             Some(proto::control::ErrorCode::BadField)
+        );
+    }
+
+    #[test]
+    fn list_members_has_defaults_and_a_capped_limit() {
+        let page = |line: &[u8]| match parse(line) {
+            Ok((_, Command::Session(SessionCommand::ListMembers { offset, limit }))) => {
+                Some((offset, limit))
+            }
+            _ => None,
+        };
+        assert_eq!(page(br#"{"type":"LIST_MEMBERS"}"#), Some((0, 100)));
+        assert_eq!(
+            page(br#"{"type":"LIST_MEMBERS","offset":20,"limit":5}"#),
+            Some((20, 5))
+        );
+        assert_eq!(
+            page(br#"{"type":"LIST_MEMBERS","limit":100000}"#),
+            Some((0, 500))
+        );
+        assert_eq!(
+            parse(br#"{"type":"LIST_MEMBERS","offset":-1}"#)
+                .err()
+                .map(|e| e.code),
+            Some(proto::control::ErrorCode::BadField)
+        );
+        let count = Told::Session(SessionNotice::MemberCount {
+            room: "r".into(),
+            count: 8000,
+        });
+        assert_eq!(
+            Renderer::default().line(&count).as_deref(),
+            Some(&b"{\"type\":\"MEMBER_COUNT\",\"room\":\"r\",\"count\":8000}\n"[..])
         );
     }
 }

@@ -33,10 +33,40 @@ pub(super) struct Room {
     pub(super) seq: u64,
     /// What members were told of each other.
     pub(super) roster: roster::Roster,
+    /// More than `LARGE_ROOM` members (until it shrinks to
+    /// `LARGE_ROOM_UNTIL`): `member_pages` clients get counts, not lists.
+    pub(super) large: bool,
     /// Each member's member-list entry in its current state, shared by
     /// every list and delta that shows it (front-ends may keep what they
     /// render of it).
     pub(super) entries: HashMap<SessionId, Arc<proto::control::UserInfo>>,
+    /// The nicknames of members and waiting sessions (by
+    /// [`super::nickname_key`]), and back: a join checks its nickname in
+    /// O(1), however large the room.
+    nicknames: HashMap<String, SessionId>,
+    nickname_of: HashMap<SessionId, String>,
+}
+
+impl Room {
+    pub(super) fn nickname_taken(&self, nickname: &str) -> bool {
+        self.nicknames.contains_key(&super::nickname_key(nickname))
+    }
+
+    /// `id` (waiting or a member) goes by `nickname` here.
+    pub(super) fn claim_nickname(&mut self, id: SessionId, nickname: &str) {
+        let key = super::nickname_key(nickname);
+        self.nicknames.insert(key.clone(), id);
+        self.nickname_of.insert(id, key);
+    }
+
+    /// `id` is neither waiting nor a member any more.
+    pub(super) fn release_nickname(&mut self, id: SessionId) {
+        if let Some(key) = self.nickname_of.remove(&id)
+            && self.nicknames.get(&key) == Some(&id)
+        {
+            self.nicknames.remove(&key);
+        }
+    }
 }
 
 /// Every room and the indexes over them.
@@ -113,7 +143,10 @@ impl Rooms {
                 ephemeral,
                 seq: 0,
                 roster: roster::Roster::default(),
+                large: false,
                 entries: HashMap::new(),
+                nicknames: HashMap::new(),
+                nickname_of: HashMap::new(),
             },
         );
     }

@@ -38,6 +38,18 @@ pub fn legacy_interval(n: usize) -> Duration {
     Duration::from_micros(n.saturating_mul(n)).clamp(DELTA_INTERVAL, LEGACY_MAX_INTERVAL)
 }
 
+/// Longest wait for a `MEMBER_COUNT`.
+pub const COUNT_MAX_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often `member_pages` clients in a large room of `n` hear its count:
+/// n × 100 µs (a count to each of n members), at least [`DELTA_INTERVAL`]
+/// and at most [`COUNT_MAX_INTERVAL`]: 100 ms up to 1,000 members, 1 s at
+/// 10,000. A join storm then costs each member about one message per
+/// interval however fast members join, and the router a flat cost per join.
+pub fn count_interval(n: usize) -> Duration {
+    Duration::from_micros((n as u64).saturating_mul(100)).clamp(DELTA_INTERVAL, COUNT_MAX_INTERVAL)
+}
+
 /// What a member list shows of a member that can change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shown {
@@ -55,8 +67,14 @@ pub struct Roster {
     dirty: BTreeMap<SessionId, Option<String>>,
     /// Whether the whole list changed since old clients last got it.
     legacy_dirty: bool,
+    /// Whether the count changed since `member_pages` clients were told it
+    /// (large rooms only).
+    count_dirty: bool,
     last_delta: Option<Instant>,
     last_legacy: Option<Instant>,
+    last_count: Option<Instant>,
+    /// The count they were told last.
+    pub told_count: usize,
     /// When a flush timer is armed for.
     pub armed: Option<Instant>,
 }
@@ -85,15 +103,40 @@ impl Roster {
         self.legacy_dirty = true;
     }
 
+    /// A large room's count changed.
+    pub fn touch_count(&mut self) {
+        self.count_dirty = true;
+    }
+
     pub fn is_dirty(&self) -> bool {
-        !self.dirty.is_empty() || self.legacy_dirty
+        !self.dirty.is_empty() || self.legacy_dirty || self.count_dirty
+    }
+
+    pub fn count_dirty(&self) -> bool {
+        self.count_dirty
     }
 
     /// When what is still untold may go out, if anything is.
     pub fn next_due(&self, now: Instant, members: usize) -> Option<Instant> {
         let delta = (!self.dirty.is_empty()).then(|| self.delta_due(now, members));
         let legacy = self.legacy_dirty.then(|| self.legacy_due(now, members));
-        delta.into_iter().chain(legacy).min()
+        let count = self.count_dirty.then(|| self.count_due(now, members));
+        delta.into_iter().chain(legacy).chain(count).min()
+    }
+
+    /// When `member_pages` clients may next hear the count.
+    pub fn count_due(&self, now: Instant, members: usize) -> Instant {
+        match self.last_count {
+            Some(t) => (t + count_interval(members)).max(now),
+            None => now,
+        }
+    }
+
+    /// `member_pages` clients were told the count `n`.
+    pub fn count_sent(&mut self, now: Instant, n: usize) {
+        self.count_dirty = false;
+        self.last_count = Some(now);
+        self.told_count = n;
     }
 
     /// When deltas may next go out (`now` if they may now).

@@ -19,8 +19,20 @@ pub(super) struct Identity {
     pub(super) nickname: String,
     pub(super) ssrcs: Ssrcs,
     pub(super) token: String,
-    /// Asked for `member_deltas` in HELLO.
-    pub(super) member_deltas: bool,
+    /// How it hears of its room's members.
+    pub(super) lists: MemberLists,
+}
+
+/// How a session hears of its room's members (HELLO's features).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MemberLists {
+    /// The whole `USERLIST` on every change (protocol version 1's default).
+    Whole,
+    /// `member_deltas`: the whole list once, then deltas.
+    Deltas,
+    /// `member_pages`: as `Deltas` in a listed room; in a large one, counts,
+    /// and pages on request.
+    Pages,
 }
 
 #[derive(Debug)]
@@ -128,7 +140,7 @@ impl Sessions {
         &mut self,
         id: SessionId,
         nickname: String,
-        member_deltas: bool,
+        lists: MemberLists,
         rng: &mut StdRng,
     ) -> Option<&Identity> {
         if !self.map.contains_key(&id) {
@@ -145,7 +157,7 @@ impl Sessions {
             nickname,
             ssrcs,
             token,
-            member_deltas,
+            lists,
         });
         s.identity.as_ref()
     }

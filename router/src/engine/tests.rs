@@ -1453,6 +1453,9 @@ struct RosterView {
     users: BTreeMap<u64, UserInfo>,
     lists: usize,
     deltas: usize,
+    /// `MEMBER_COUNT`s, and the last one.
+    counts: usize,
+    count: Option<u32>,
 }
 
 impl RosterView {
@@ -1477,6 +1480,10 @@ impl RosterView {
                         self.users.remove(&g.session_id);
                     }
                 }
+                ServerMessage::MemberCount { count, .. } => {
+                    self.counts += 1;
+                    self.count = Some(count);
+                }
                 _ => {}
             }
         }
@@ -1484,6 +1491,25 @@ impl RosterView {
 }
 
 impl Sim {
+    fn hello_with_pages(&mut self, s: SessionId, nick: &str) {
+        self.input(Input::Connected {
+            session: s,
+            peer: addr(1),
+        });
+        self.line(
+            s,
+            &format!(
+                r#"{{"type":"HELLO","version":1,"nickname":"{nick}","features":["member_pages"]}}"#
+            ),
+        );
+        match self.take(s).pop() {
+            Some(ServerMessage::Welcome { features, .. }) => {
+                assert_eq!(features, ["member_pages"])
+            }
+            other => panic!("expected WELCOME, got {other:?}"),
+        }
+    }
+
     fn hello_with_deltas(&mut self, s: SessionId, nick: &str) {
         self.input(Input::Connected {
             session: s,
@@ -1672,4 +1698,168 @@ fn another_front_end_drives_the_engine_with_typed_commands() {
     cmd(&mut s, "untalk", Command::Room(RoomCommand::FloorRelease));
     cmd(&mut s, "untalk", Command::Room(RoomCommand::FloorRelease));
     assert!(s.take(1).iter().any(|m| matches!(m, ServerMessage::Error { code: ErrorCode::NotFloorHolder, message } if message.starts_with("untalk: "))));
+}
+
+#[test]
+fn a_paging_client_hears_counts_in_a_large_room_and_asks_for_pages() {
+    use proto::control::{LARGE_ROOM, LARGE_ROOM_UNTIL, MEMBER_PAGE_MAX};
+    let mut h = Sim::new();
+    h.hello_with_pages(1, "pager");
+    h.line(1, r#"{"type":"LIST_MEMBERS"}"#);
+    assert!(
+        matches!(
+            &h.take(1)[..],
+            [ServerMessage::Error {
+                code: ErrorCode::NotInRoom,
+                ..
+            }]
+        ),
+        "LIST_MEMBERS outside a room"
+    );
+    h.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    h.hello_with_deltas(2, "delta");
+    h.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
+    let (mut p, mut d) = (RosterView::default(), RosterView::default());
+    p.absorb(h.take(1));
+    d.absorb(h.take(2));
+    assert_eq!((p.lists, p.counts), (1, 0), "a listed room: the whole list");
+    let mut next = 100u64;
+    let mut join = |h: &mut Sim, p: &mut RosterView, d: &mut RosterView| {
+        let s = next;
+        next += 1;
+        h.quiet.insert(s);
+        h.hello_with_deltas(s, &format!("m{s}"));
+        h.line(s, r#"{"type":"JOIN","room":"lobby"}"#);
+        h.inbox.remove(&s);
+        h.advance(Duration::from_millis(1));
+        p.absorb(h.take(1));
+        d.absorb(h.take(2));
+        s
+    };
+    // Up to LARGE_ROOM members the pager is a delta client.
+    let mut joined = Vec::new();
+    while joined.len() + 2 < LARGE_ROOM {
+        joined.push(join(&mut h, &mut p, &mut d));
+    }
+    h.advance(Duration::from_millis(200));
+    p.absorb(h.take(1));
+    assert_eq!(p.counts, 0);
+    assert_eq!(p.users.len(), LARGE_ROOM, "deltas up to LARGE_ROOM");
+    // One more and the room is large: a count, and no lists or deltas.
+    let (lists, deltas) = (p.lists, p.deltas);
+    joined.push(join(&mut h, &mut p, &mut d));
+    assert_eq!(p.count, Some(LARGE_ROOM as u32 + 1), "the count at once");
+    // 200 more within a second: counts coalesced, the last one right.
+    for _ in 0..200 {
+        joined.push(join(&mut h, &mut p, &mut d));
+        h.advance(Duration::from_millis(4));
+        p.absorb(h.take(1));
+    }
+    h.advance(roster::COUNT_MAX_INTERVAL);
+    p.absorb(h.take(1));
+    d.absorb(h.take(2));
+    let n = joined.len() + 2;
+    assert_eq!(p.count, Some(n as u32));
+    assert!(p.counts <= 1 + 12, "{} counts for 200 joins", p.counts);
+    assert_eq!(
+        (p.lists, p.deltas),
+        (lists, deltas),
+        "no lists in a large room"
+    );
+    assert_eq!(d.users.len(), n, "delta clients keep the whole list");
+    // A pager joining a large room gets the count, not the list.
+    h.hello_with_pages(3, "late");
+    h.line(3, r#"{"type":"JOIN","room":"lobby"}"#);
+    let got = h.take(3);
+    assert!(
+        matches!(&got[..], [ServerMessage::Joined { .. }, ServerMessage::MemberCount { count, .. }] if *count as usize == n + 1),
+        "{got:?}"
+    );
+    // Pages, in joining order, capped.
+    h.line(1, r#"{"type":"LIST_MEMBERS","offset":1,"limit":2}"#);
+    let got = h.take(1);
+    let [
+        ServerMessage::MemberPage {
+            count,
+            offset: 1,
+            members,
+            ..
+        },
+    ] = &got[..]
+    else {
+        panic!("{got:?}")
+    };
+    assert_eq!(*count as usize, n + 1);
+    let names: Vec<&str> = members.iter().map(|m| m.nickname.as_str()).collect();
+    assert_eq!(names, ["delta", "m100"]);
+    h.line(1, r#"{"type":"LIST_MEMBERS","limit":100000}"#);
+    assert!(
+        matches!(&h.take(1)[..], [ServerMessage::MemberPage { members, .. }] if members.len() == MEMBER_PAGE_MAX as usize)
+    );
+    h.line(1, r#"{"type":"LIST_MEMBERS","offset":100000}"#);
+    assert!(
+        matches!(&h.take(1)[..], [ServerMessage::MemberPage { members, offset: 100000, .. }] if members.is_empty())
+    );
+    // Shrinking to LARGE_ROOM_UNTIL gives the pager the whole list again,
+    // then deltas.
+    h.line(3, r#"{"type":"LEAVE"}"#);
+    while joined.len() + 2 > LARGE_ROOM_UNTIL {
+        let Some(s) = joined.pop() else { break };
+        h.line(s, r#"{"type":"LEAVE"}"#);
+        h.inbox.remove(&s);
+        h.advance(Duration::from_millis(1));
+        p.absorb(h.take(1));
+    }
+    assert_eq!(
+        p.lists,
+        lists + 1,
+        "the whole list when the room is listed again"
+    );
+    h.line(joined[0], r#"{"type":"LEAVE"}"#);
+    h.advance(Duration::from_millis(200));
+    p.absorb(h.take(1));
+    d.absorb(h.take(2));
+    assert!(p.deltas > deltas, "deltas again");
+    let truth = h.truth(9);
+    assert_eq!(p.users, truth, "the pager's view");
+    assert_eq!(d.users, truth, "the delta client's view");
+}
+
+#[test]
+fn a_nickname_is_free_again_once_its_holder_left_or_withdrew() {
+    let mut s = Sim::new();
+    s.member(1, "Ann");
+    s.hello(2, "ann");
+    s.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
+    assert_eq!(s.errors(2), [ErrorCode::NicknameTaken]);
+    s.line(1, r#"{"type":"LEAVE"}"#);
+    s.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
+    assert!(s.errors(2).is_empty(), "free once Ann left");
+    // Taken by a member now, whatever the case.
+    s.hello(3, "ANN");
+    s.line(3, r#"{"type":"JOIN","room":"lobby"}"#);
+    assert_eq!(s.errors(3), [ErrorCode::NicknameTaken]);
+    // A meeting guest waiting in the lobby holds its nickname until it
+    // withdraws.
+    s.hello(10, "host");
+    s.line(10, r#"{"type":"CREATE_MEETING"}"#);
+    let code = s
+        .take(10)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::MeetingCreated { code, .. } => Some(code),
+            _ => None,
+        })
+        .unwrap_or_default();
+    s.hello(11, "guest");
+    s.line(11, &format!(r#"{{"type":"REQUEST_JOIN","code":"{code}"}}"#));
+    s.hello(12, "Guest");
+    s.line(12, &format!(r#"{{"type":"REQUEST_JOIN","code":"{code}"}}"#));
+    assert_eq!(s.errors(12), [ErrorCode::NicknameTaken]);
+    s.line(11, r#"{"type":"LEAVE"}"#);
+    s.line(12, &format!(r#"{{"type":"REQUEST_JOIN","code":"{code}"}}"#));
+    assert!(
+        s.errors(12).is_empty(),
+        "free once the first guest withdrew"
+    );
 }

@@ -36,6 +36,11 @@ pub enum SessionCommand {
     Leave,
     Heartbeat,
     ListRooms,
+    /// Part of its room's member list (`limit` already capped).
+    ListMembers {
+        offset: usize,
+        limit: usize,
+    },
     /// Join the meeting with this code.
     RequestJoin {
         code: String,
@@ -124,6 +129,18 @@ pub enum SessionNotice {
     /// what it made of each.
     Members {
         room: String,
+        users: Vec<Arc<UserInfo>>,
+    },
+    /// How many members its (large) room has, instead of the list.
+    MemberCount {
+        room: String,
+        count: usize,
+    },
+    /// The part of the member list it asked for.
+    MemberPage {
+        room: String,
+        count: usize,
+        offset: usize,
         users: Vec<Arc<UserInfo>>,
     },
     /// How the member list changed since it was last told (each member at
