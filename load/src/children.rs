@@ -81,10 +81,7 @@ pub(crate) fn run_router(args: RouterArgs) -> anyhow::Result<()> {
             options: Default::default(),
         })
         .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
+    let rt = router::driver::runtime().context("starting the tokio runtime")?;
     rt.block_on(async move {
         let router = Router::start(config).await?;
         print_ready(&Ready {

@@ -60,10 +60,7 @@ fn main() -> anyhow::Result<()> {
     if args.admin_token.is_some() {
         config.admin_token = args.admin_token;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = router::driver::runtime().context("starting the tokio runtime")?;
     runtime.block_on(async move {
         let router = Router::start(config).await?;
         let media: Vec<String> = router.media_addrs().iter().map(|a| a.to_string()).collect();

@@ -68,6 +68,21 @@ pub struct Router {
     media_threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// Scheduler ticks between two polls of the runtime's I/O driver.
+/// Tokio's default (61) lets a busy runtime (writer tasks telling
+/// thousands of members) notice a socket's readiness only after 61 task
+/// turns; the router's tasks are short, so it looks far more often.
+pub const EVENT_INTERVAL: u32 = 7;
+
+/// The tokio runtime a router runs on: multi-threaded, I/O and time
+/// enabled, and [`EVENT_INTERVAL`].
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .event_interval(EVENT_INTERVAL)
+        .build()
+}
+
 /// Reads both clocks once: the engine's time origin and the Unix time then.
 pub fn wall_clock_now() -> WallClock {
     let origin_unix_ms = std::time::SystemTime::now()
