@@ -525,6 +525,7 @@ impl Admin for AdminService {
             dropped_foreign_ssrc: m.dropped_foreign_ssrc,
             dropped_not_routed: m.dropped_not_routed,
             dropped_malformed: m.dropped_malformed,
+            dropped_oversize: m.dropped_oversize,
             stun_requests: m.stun_requests,
             stun_dropped: m.stun_dropped,
             protocol_errors: engine.protocol_errors,

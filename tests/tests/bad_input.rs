@@ -225,6 +225,12 @@ async fn every_bad_input_gets_its_documented_outcome() {
     let _ = ma.send_raw(&[0x80, 96, 0, 1, 0]).await;
     // 22. RTCP with a lying length field from a bound member.
     let _ = mb.send_raw(&[0x80, 201, 0, 9, 1, 2, 3, 4]).await;
+    // 23. A well-formed RTP header on a 2,000-byte datagram from the member
+    // that may talk: dropped whole, not cut to 1,500 and forwarded.
+    let mut big = vec![0u8; 2000];
+    big[..12].copy_from_slice(&[0x80, 96, 0, 9, 0, 0, 0, 9, 0, 0, 0, 0]);
+    big[8..12].copy_from_slice(&ma.ssrcs().audio.to_be_bytes());
+    let _ = ma.send_raw(&big).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = router.media_stats();
     assert_eq!(
@@ -235,6 +241,11 @@ async fn every_bad_input_gets_its_documented_outcome() {
     assert_eq!(
         after.dropped_malformed - before.dropped_malformed,
         3,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.dropped_oversize - before.dropped_oversize,
+        1,
         "{after:?}"
     );
     assert_eq!(after.sent, before.sent, "nothing bad was forwarded");

@@ -26,6 +26,8 @@ pub struct RecvBatch {
     /// were asked for ([`RecvBatch::with_timestamps`]); u64 for alignment.
     controls: Vec<[u64; CONTROL_WORDS]>,
     stamps: Vec<Option<std::time::Duration>>,
+    /// Datagrams the kernel cut to the buffer (`MSG_TRUNC`).
+    truncated: Vec<bool>,
     len: usize,
 }
 
@@ -55,6 +57,7 @@ impl RecvBatch {
             hdrs: vec![unsafe { zeroed() }; n],
             controls: Vec::new(),
             stamps: vec![None; n],
+            truncated: vec![false; n],
             len: 0,
         }
     }
@@ -86,6 +89,12 @@ impl RecvBatch {
     /// do not speak, which the caller drops).
     pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
         (&self.bufs[i][..self.lens[i]], self.addrs[i])
+    }
+
+    /// Whether the `i`-th datagram was longer than [`MAX_DATAGRAM`] and cut
+    /// to it by the kernel.
+    pub fn is_truncated(&self, i: usize) -> bool {
+        self.truncated[i]
     }
 
     /// The payload of the `i`-th datagram.
@@ -138,9 +147,10 @@ impl RecvBatch {
         }
         let got = r as usize;
         for i in 0..got {
-            // Truncated datagrams (larger than MAX_DATAGRAM) are cut to size;
-            // the RTP parser rejects most, the rest forward truncated.
+            // A datagram larger than MAX_DATAGRAM arrives cut to size, with
+            // MSG_TRUNC set: callers drop it (`is_truncated`).
             self.lens[i] = (self.hdrs[i].msg_len as usize).min(MAX_DATAGRAM);
+            self.truncated[i] = self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             self.addrs[i] = from_storage(&self.names[i]);
             if !self.controls.is_empty() {
                 self.stamps[i] = timestamp_of(&self.hdrs[i].msg_hdr);

@@ -43,6 +43,8 @@ pub struct MediaCounters {
     pub dropped_not_routed: AtomicU64,
     /// Not STUN, RTP or RTCP, or malformed.
     pub dropped_malformed: AtomicU64,
+    /// Longer than the 1,500 bytes a media datagram may have.
+    pub dropped_oversize: AtomicU64,
     /// STUN Binding Requests passed to the engine.
     pub stun_requests: AtomicU64,
     /// STUN requests dropped because the engine was busy.
@@ -59,6 +61,7 @@ pub struct MediaStats {
     pub dropped_foreign_ssrc: u64,
     pub dropped_not_routed: u64,
     pub dropped_malformed: u64,
+    pub dropped_oversize: u64,
     pub stun_requests: u64,
     pub stun_dropped: u64,
 }
@@ -74,6 +77,7 @@ impl MediaCounters {
             dropped_foreign_ssrc: l(&self.dropped_foreign_ssrc),
             dropped_not_routed: l(&self.dropped_not_routed),
             dropped_malformed: l(&self.dropped_malformed),
+            dropped_oversize: l(&self.dropped_oversize),
             stun_requests: l(&self.stun_requests),
             stun_dropped: l(&self.stun_dropped),
         }
@@ -88,6 +92,7 @@ struct Tally {
     foreign: u64,
     not_routed: u64,
     malformed: u64,
+    oversize: u64,
     stun: u64,
     stun_dropped: u64,
 }
@@ -346,6 +351,10 @@ impl<E: EngineSink> Worker<E> {
             let mut t = Tally::default();
             let arrival = self.epoch.elapsed().as_secs_f64();
             for i in 0..n {
+                if batch.is_truncated(i) {
+                    t.oversize += 1;
+                    continue;
+                }
                 let (data, from) = batch.get(i);
                 let Some(from) = from else {
                     t.malformed += 1;
@@ -368,6 +377,7 @@ impl<E: EngineSink> Worker<E> {
             add(&c.dropped_foreign_ssrc, t.foreign);
             add(&c.dropped_not_routed, t.not_routed);
             add(&c.dropped_malformed, t.malformed);
+            add(&c.dropped_oversize, t.oversize);
             add(&c.stun_requests, t.stun);
             add(&c.stun_dropped, t.stun_dropped);
         }
