@@ -164,10 +164,10 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(router::logging::filter(
+            std::env::var("RUST_LOG").ok().as_deref(),
+            "warn",
+        ))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -11,6 +11,7 @@ pub mod config;
 pub mod driver;
 pub mod engine;
 pub mod events;
+pub mod logging;
 pub mod media;
 pub mod native;
 pub mod registry;

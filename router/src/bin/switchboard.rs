@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use router::{Config, Router};
-use tracing_subscriber::EnvFilter;
 
 /// Switchboard media router: push-to-talk, voice, chat and meeting rooms.
 #[derive(Debug, Parser)]
@@ -36,9 +35,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(router::logging::filter(
+            std::env::var("RUST_LOG").ok().as_deref(),
+            "info",
+        ))
         .init();
     let args = Args::parse();
     let mut config = match &args.config {
