@@ -780,8 +780,34 @@ pub fn parse_client_line(line: &[u8]) -> Result<ClientMessage, ParseError> {
             format!("unknown message type `{shown}`"),
         ));
     }
-    serde_json::from_value(value)
-        .map_err(|e| ParseError::new(ErrorCode::BadField, format!("{ty}: {e}")))
+    serde_json::from_value(value.clone()).map_err(|e| {
+        let e = e.to_string();
+        let message = match (e.contains("field `"), culprit(&value)) {
+            (false, Some(field)) => format!("{ty}: field `{field}`: {e}"),
+            _ => format!("{ty}: {e}"),
+        };
+        ParseError::new(ErrorCode::BadField, message)
+    })
+}
+
+/// The field a serde type error is about. Internally tagged messages lose
+/// the field's name in serde's error ("invalid type: string \"1\", expected
+/// u8"), so each field is tried alone beside `type`: the message then fails
+/// on that field or, lacking the others, with "missing field". The one
+/// that fails otherwise is it. Only on the error path, and in time linear
+/// in the line (each value is looked at once).
+fn culprit(value: &serde_json::Value) -> Option<String> {
+    let obj = value.as_object()?;
+    let ty = obj.get("type")?.clone();
+    obj.iter().filter(|(k, _)| *k != "type").find_map(|(k, v)| {
+        let mut alone = serde_json::Map::new();
+        alone.insert("type".into(), ty.clone());
+        alone.insert(k.clone(), v.clone());
+        match serde_json::from_value::<ClientMessage>(serde_json::Value::Object(alone)) {
+            Err(e) if !e.to_string().starts_with("missing field") => Some(k.clone()),
+            _ => None,
+        }
+    })
 }
 
 /// Serializes a message as one line, newline included.
@@ -881,6 +907,106 @@ mod tests {
             e.is_some_and(|m| m.contains("room")),
             "message names the field"
         );
+    }
+
+    #[test]
+    fn every_bad_field_error_names_its_field() {
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"type":"HELLO","version":"1","nickname":"a"}"#,
+                "version",
+            ),
+            (r#"{"type":"HELLO","version":1,"nickname":5}"#, "nickname"),
+            (
+                r#"{"type":"HELLO","version":1,"nickname":"a","features":"x"}"#,
+                "features",
+            ),
+            (r#"{"type":"HELLO","version":1}"#, "nickname"),
+            (r#"{"type":"JOIN","room":5}"#, "room"),
+            (r#"{"type":"MIC_REQUEST","priority":"1"}"#, "priority"),
+            (r#"{"type":"MIC_REQUEST","priority":300}"#, "priority"),
+            (r#"{"type":"CHAT","text":1}"#, "text"),
+            (r#"{"type":"CHAT","text":"hi","to":5}"#, "to"),
+            (
+                r#"{"type":"CREATE_MEETING","end_with_host":"yes"}"#,
+                "end_with_host",
+            ),
+            (r#"{"type":"CREATE_ROOM","room":1,"kind":"ptt"}"#, "room"),
+            (
+                r#"{"type":"CREATE_ROOM","room":"a","kind":"ptt","max_participants":-1}"#,
+                "max_participants",
+            ),
+            (
+                r#"{"type":"CREATE_ROOM","room":"a","kind":"ptt","options":3}"#,
+                "options",
+            ),
+            (r#"{"type":"REQUEST_JOIN","code":123456}"#, "code"),
+            (r#"{"type":"ALLOW_JOIN","session_id":"a"}"#, "session_id"),
+            (
+                r#"{"type":"DENY_JOIN","session_id":1,"reason":5}"#,
+                "reason",
+            ),
+            (
+                r#"{"type":"MEDIA_STATE","audio":"on","video":true}"#,
+                "audio",
+            ),
+            (r#"{"type":"MEDIA_STATE","audio":true}"#, "video"),
+            (r#"{"type":"MUTE","nickname":"a","muted":"x"}"#, "muted"),
+            (r#"{"type":"REMOVE","nickname":[]}"#, "nickname"),
+            (
+                r#"{"type":"FILE_OFFER","name":"f","size":"big","sha256":"x","chunk_size":1024}"#,
+                "size",
+            ),
+            (
+                r#"{"type":"FILE_OFFER","name":"f","size":1,"sha256":"x","chunk_size":-1}"#,
+                "chunk_size",
+            ),
+            (
+                r#"{"type":"FILE_CHUNK","transfer_id":"x","seq":0,"data":""}"#,
+                "transfer_id",
+            ),
+            (
+                r#"{"type":"FILE_CHUNK","transfer_id":1,"seq":-1,"data":""}"#,
+                "seq",
+            ),
+            (
+                r#"{"type":"FILE_CHUNK","transfer_id":1,"seq":0,"data":1}"#,
+                "data",
+            ),
+            (
+                r#"{"type":"FILE_ACK","transfer_id":1,"next_seq":"x"}"#,
+                "next_seq",
+            ),
+            (r#"{"type":"FILE_END","transfer_id":null}"#, "transfer_id"),
+            (r#"{"type":"FILE_RESULT","transfer_id":1,"ok":"y"}"#, "ok"),
+            (
+                r#"{"type":"FILE_CANCEL","transfer_id":1,"reason":1}"#,
+                "reason",
+            ),
+            (r#"{"type":"VIDEO_STATS","reports":"x"}"#, "reports"),
+            (r#"{"type":"BYE","reason":5}"#, "reason"),
+            (r#"{"type":"LIST_MEMBERS","offset":-1}"#, "offset"),
+            (r#"{"type":"LIST_MEMBERS","limit":"x"}"#, "limit"),
+        ];
+        for (line, field) in cases {
+            match parse_client_line(line.as_bytes()) {
+                Err(e) => {
+                    assert_eq!(e.code, ErrorCode::BadField, "{line}");
+                    assert!(
+                        e.message.contains(&format!("`{field}`")),
+                        "{line}: {}",
+                        e.message
+                    );
+                }
+                Ok(m) => panic!("{line} parsed: {m:?}"),
+            }
+        }
+        // Junk keys beside the bad one do not hide it, nor cost without bound.
+        let mut junk: String = (0..10_000).map(|i| format!(r#""k{i}":{i},"#)).collect();
+        junk.insert_str(0, r#"{"type":"JOIN","room":5,"#);
+        junk.push_str(r#""z":0}"#);
+        let e = parse_client_line(junk.as_bytes()).err();
+        assert!(e.is_some_and(|e| e.code == ErrorCode::BadField && e.message.contains("`room`")));
     }
 
     #[test]

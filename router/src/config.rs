@@ -81,6 +81,64 @@ pub struct Limits {
     pub client_rooms: bool,
     /// Most participants of a room made with `CREATE_ROOM`.
     pub client_room_max_participants: u32,
+    /// Per-session command rates (`[limits.rates]`).
+    pub rates: CommandRates,
+}
+
+/// A token bucket: `burst` at once, then one more per `refill_ms`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub burst: u32,
+    pub refill_ms: u64,
+}
+
+impl Rate {
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.refill_ms)
+    }
+}
+
+/// How fast one session may send each kind of command. Beyond a rate the
+/// command is answered `RATE_LIMITED` and dropped; the session stays.
+/// Refusals of well-formed commands (`RATE_LIMITED`, `NOT_FLOOR_HOLDER`,
+/// ...) do not spend the bad-line budget; only `refusals`, far above any
+/// eager user, closes a session that keeps being refused.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandRates {
+    /// JOIN, LEAVE, REQUEST_JOIN.
+    pub membership: Rate,
+    /// MIC_REQUEST, MIC_RELEASE.
+    pub floor: Rate,
+    /// CREATE_ROOM, CREATE_MEETING.
+    pub create: Rate,
+    /// Refused commands tolerated before the connection is closed
+    /// (`TOO_MANY_ERRORS`).
+    pub refusals: Rate,
+}
+
+impl Default for CommandRates {
+    fn default() -> Self {
+        Self {
+            membership: Rate {
+                burst: 10,
+                refill_ms: 500,
+            },
+            floor: Rate {
+                burst: 20,
+                refill_ms: 100,
+            },
+            create: Rate {
+                burst: 10,
+                refill_ms: 6_000,
+            },
+            refusals: Rate {
+                burst: 100,
+                refill_ms: 100,
+            },
+        }
+    }
 }
 
 impl Default for Limits {
@@ -99,6 +157,7 @@ impl Default for Limits {
             meeting_max_participants: 25,
             client_rooms: true,
             client_room_max_participants: 50,
+            rates: CommandRates::default(),
         }
     }
 }
@@ -174,6 +233,19 @@ impl Config {
         if l.error_burst == 0 {
             return invalid("limits.error_burst must be above 0");
         }
+        let r = &l.rates;
+        for (name, rate) in [
+            ("membership", r.membership),
+            ("floor", r.floor),
+            ("create", r.create),
+            ("refusals", r.refusals),
+        ] {
+            if rate.burst == 0 || rate.refill_ms == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.rates.{name}: burst and refill_ms must be above 0"
+                )));
+            }
+        }
         self.check_workers()
     }
 
@@ -244,6 +316,7 @@ impl Config {
             meeting_max_participants: self.limits.meeting_max_participants,
             client_rooms: self.limits.client_rooms,
             client_room_max_participants: self.limits.client_room_max_participants,
+            rates: self.limits.rates,
         }
     }
 }

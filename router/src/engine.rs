@@ -69,6 +69,8 @@ pub struct EngineConfig {
     pub client_rooms: bool,
     /// Most participants of a room made with `CREATE_ROOM`.
     pub client_room_max_participants: u32,
+    /// Per-session command rates.
+    pub rates: crate::config::CommandRates,
 }
 
 /// What the engine starts from that it may not take from the machine: the
@@ -233,6 +235,10 @@ pub struct EngineStats {
     pub timed_out: u64,
     pub refused_full: u64,
     pub join_attempts_limited: u64,
+    /// Well-formed commands refused (every ERROR but malformed input).
+    pub refusals: u64,
+    /// Commands dropped for coming faster than `limits.rates` allows.
+    pub rate_limited: u64,
 }
 
 /// The sans-IO router core.
@@ -338,6 +344,20 @@ impl Engine {
     pub fn room_infos(&self) -> Vec<RoomInfo> {
         self.rooms
             .names()
+            .filter_map(|name| self.room_info(name))
+            .collect()
+    }
+
+    /// The rooms LIST_ROOMS shows session `id`: meetings only to their
+    /// own members (a meeting's code is its only secret, and its name
+    /// carries it).
+    fn rooms_listed_to(&self, id: SessionId) -> Vec<RoomInfo> {
+        let own = self.sessions.get(&id).and_then(|s| s.room.as_deref());
+        self.rooms
+            .names()
+            .filter(|name| {
+                Some(name.as_str()) == own || self.rooms.get(name).is_some_and(|r| r.code.is_none())
+            })
             .filter_map(|name| self.room_info(name))
             .collect()
     }
@@ -501,8 +521,7 @@ impl Engine {
             self.outputs.push_back(Output::Close { session: id });
             return;
         }
-        self.sessions
-            .insert(id, Session::new(peer, now, self.cfg.error_burst));
+        self.sessions.insert(id, Session::new(peer, now, &self.cfg));
         self.timers.push(Reverse((
             now + self.cfg.silence_timeout,
             TimerRef::Silence(id),
@@ -531,6 +550,11 @@ impl Engine {
 
     /// Answers a bad input with ERROR, closing the session when it has used up
     /// its error budget.
+    /// Answers session `id` with an error. Malformed input spends the
+    /// bad-line budget ([`EngineConfig::error_burst`]); a well-formed
+    /// command refused (`NOT_FLOOR_HOLDER`, `RATE_LIMITED`, ...) spends
+    /// only the far larger refusal budget (`rates.refusals`), so an eager
+    /// user is never disconnected for being refused.
     fn protocol_error(
         &mut self,
         now: Instant,
@@ -539,6 +563,9 @@ impl Engine {
         message: impl Into<String>,
     ) {
         let message = message.into();
+        if !malformed(code) {
+            return self.refuse(now, id, code, message);
+        }
         let (burst, refill) = (self.cfg.error_burst, self.cfg.error_refill);
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
@@ -558,6 +585,60 @@ impl Engine {
         self.send(id, SessionNotice::Refused { code, message });
     }
 
+    /// Refuses a well-formed command; the connection stays unless the
+    /// session has been refused far beyond any user's pace.
+    fn refuse(&mut self, now: Instant, id: SessionId, code: ErrorCode, message: String) {
+        let rate = self.cfg.rates.refusals;
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        self.stats.refusals += 1;
+        if s.refusals.take(now, rate.burst, rate.interval()).is_err() {
+            self.stats.closed_for_errors += 1;
+            return self.close_with_error(
+                now,
+                id,
+                ErrorCode::TooManyErrors,
+                format!(
+                    "more than {} refused commands at once, then one per {} ms; last one: {message}",
+                    rate.burst, rate.refill_ms
+                ),
+                LeaveReason::Disconnected,
+            );
+        }
+        self.send(id, SessionNotice::Refused { code, message });
+    }
+
+    /// Spends one of session `id`'s tokens for `command`'s kind; `false`
+    /// (and `RATE_LIMITED`, the command dropped) when it has none left.
+    fn within_rate(&mut self, now: Instant, id: SessionId, name: &str, command: &Command) -> bool {
+        let Some(kind) = rate_kind(command) else {
+            return true;
+        };
+        let rate = match kind {
+            RateKind::Membership => self.cfg.rates.membership,
+            RateKind::Floor => self.cfg.rates.floor,
+            RateKind::Create => self.cfg.rates.create,
+        };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return false;
+        };
+        match s.rates[kind as usize].take(now, rate.burst, rate.interval()) {
+            Ok(()) => true,
+            Err(wait) => {
+                self.stats.rate_limited += 1;
+                let msg = format!(
+                    "{name}: at most {} at once, then one per {} ms; retry in {} ms",
+                    rate.burst,
+                    rate.refill_ms,
+                    wait.as_millis().max(1)
+                );
+                self.protocol_error(now, id, ErrorCode::RateLimited, msg);
+                false
+            }
+        }
+    }
+
     /// A native control line: the native front-end parses it.
     fn on_line(&mut self, now: Instant, id: SessionId, line: &[u8]) {
         let Some(s) = self.sessions.get_mut(&id) else {
@@ -574,6 +655,9 @@ impl Engine {
 
     fn on_command(&mut self, now: Instant, id: SessionId, name: &'static str, command: Command) {
         let welcomed = self.sessions.get(&id).is_some_and(|s| s.identity.is_some());
+        if welcomed && !self.within_rate(now, id, name, &command) {
+            return;
+        }
         match command {
             Command::Session(SessionCommand::Hello {
                 version,
@@ -590,7 +674,7 @@ impl Engine {
                 self.send(id, SessionNotice::HeartbeatAck)
             }
             Command::Session(SessionCommand::ListRooms) => {
-                let rooms = self.room_infos();
+                let rooms = self.rooms_listed_to(id);
                 self.send(id, SessionNotice::Rooms { rooms });
             }
             Command::Session(SessionCommand::ListMembers { offset, limit }) => {
@@ -812,15 +896,28 @@ impl Engine {
             max_participants: self.cfg.meeting_max_participants,
             options,
         };
-        if let Err(e) = self.create_room_with(spec, Some(code.clone()), true) {
-            let msg = format!("CREATE_MEETING: {e}");
-            return self.send(
-                id,
-                SessionNotice::Refused {
-                    code: ErrorCode::Internal,
-                    message: msg,
-                },
-            );
+        match self.create_room_with(spec, Some(code.clone()), true) {
+            Ok(()) => {}
+            // As CREATE_ROOM: the router is full of rooms; the session stays.
+            Err(RoomError::TooMany(max)) => {
+                return self.send(
+                    id,
+                    SessionNotice::Full {
+                        scope: FullScope::Server,
+                        message: format!("the router hosts at most {max} rooms"),
+                    },
+                );
+            }
+            Err(e) => {
+                let msg = format!("CREATE_MEETING: {e}");
+                return self.send(
+                    id,
+                    SessionNotice::Refused {
+                        code: ErrorCode::Internal,
+                        message: msg,
+                    },
+                );
+            }
         }
         self.send(
             id,
@@ -1748,6 +1845,48 @@ impl Engine {
             room: name.to_owned(),
             users,
         }))
+    }
+}
+
+/// Whether `code` answers malformed input (what the bad-line budget is
+/// for), rather than a well-formed command refused.
+fn malformed(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::BadJson
+            | ErrorCode::BadMessage
+            | ErrorCode::UnknownType
+            | ErrorCode::BadField
+            | ErrorCode::LineTooLong
+            | ErrorCode::HelloRequired
+            | ErrorCode::AlreadyWelcomed
+            | ErrorCode::UnsupportedVersion
+            | ErrorCode::BadNickname
+    )
+}
+
+/// The per-session rates commands are held to (`limits.rates`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RateKind {
+    Membership = 0,
+    Floor = 1,
+    Create = 2,
+}
+
+fn rate_kind(command: &Command) -> Option<RateKind> {
+    match command {
+        Command::Session(
+            SessionCommand::Join { .. }
+            | SessionCommand::Leave
+            | SessionCommand::RequestJoin { .. },
+        ) => Some(RateKind::Membership),
+        Command::Session(SessionCommand::CreateRoom(_) | SessionCommand::CreateMeeting { .. }) => {
+            Some(RateKind::Create)
+        }
+        Command::Room(RoomCommand::FloorRequest { .. } | RoomCommand::FloorRelease) => {
+            Some(RateKind::Floor)
+        }
+        _ => None,
     }
 }
 

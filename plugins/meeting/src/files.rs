@@ -251,6 +251,23 @@ impl Files {
                 t.chunk_size
             )));
         }
+        // Receivers get what they can decode, or nothing.
+        use base64::Engine as _;
+        match base64::engine::general_purpose::STANDARD.decode(data) {
+            Ok(bytes) if bytes.len() <= t.chunk_size as usize => {}
+            Ok(bytes) => {
+                return Err(bad(format!(
+                    "a chunk of {} bytes for chunks of {} bytes",
+                    bytes.len(),
+                    t.chunk_size
+                )));
+            }
+            Err(e) => {
+                return Err(bad(format!(
+                    "data is not base64 (standard alphabet, padded): {e}"
+                )));
+            }
+        }
         for (&r, &next) in &t.receivers {
             if next <= seq {
                 out.notify_bulk(

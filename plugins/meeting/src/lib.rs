@@ -290,6 +290,18 @@ impl RelayPlugin for MeetingRoom {
         let me = member.session;
         self.members.push(member.clone());
         out.set_route(me, Receivers::AllOthers);
+        // Who hosts first, then the chat so far, then each participant's
+        // media state (docs/protocol.md, "Meetings").
+        match self.host {
+            None => self.set_host(me, out),
+            Some(h) => out.notify(
+                me,
+                Notice::HostChanged {
+                    session: h,
+                    nickname: self.nickname(h),
+                },
+            ),
+        }
         self.chat.on_join(now, member, out);
         for (&s, &(audio, video)) in &self.media {
             out.notify(
@@ -305,16 +317,6 @@ impl RelayPlugin for MeetingRoom {
         self.media.insert(me, (true, true));
         self.video.add(me);
         out.set_timer(VIDEO_TIMER, self.video.schedule(now));
-        match self.host {
-            None => self.set_host(me, out),
-            Some(h) => out.notify(
-                me,
-                Notice::HostChanged {
-                    session: h,
-                    nickname: self.nickname(h),
-                },
-            ),
-        }
     }
 
     fn on_leave(

@@ -59,7 +59,7 @@ fn the_first_is_host_and_the_others_wait_for_the_host() {
     let mut s = meeting(&[]);
     assert_eq!(s.request_join(Sim::member(1)), JoinPolicy::Admit);
     assert_eq!(
-        s.inbox(1).last(),
+        s.inbox(1).first(),
         Some(&Notice::HostChanged {
             session: 1,
             nickname: "u1".into()
@@ -119,6 +119,12 @@ fn the_first_is_host_and_the_others_wait_for_the_host() {
             ..
         }
     )));
+    // In that order, as docs/protocol.md says: host, history, media states.
+    let at = |f: fn(&Notice) -> bool| inbox.iter().position(f);
+    let host = at(|m| matches!(m, Notice::HostChanged { .. }));
+    let history = at(|m| matches!(m, Notice::ChatHistory { .. }));
+    let media = at(|m| matches!(m, Notice::MediaState { .. }));
+    assert!(host < history && history < media, "{inbox:?}");
     assert_eq!(s.routes.get(&1), Some(&Receivers::AllOthers));
     assert_eq!(s.routes.get(&2), Some(&Receivers::AllOthers));
     assert_eq!(lobby_of(&s.inbox(1)), Some(vec!["u3".into()]));
@@ -472,6 +478,28 @@ fn file_offers_are_checked_against_the_limits() {
             }
         )),
         Some(ErrorCode::BadFile)
+    );
+    // Data that is not base64 is refused, not relayed.
+    s.take_all();
+    for data in ["!!!!", "AAA", "AA=A", "AAAA\n"] {
+        assert_eq!(
+            code(s.cmd(
+                2,
+                RoomCommand::FileChunk {
+                    transfer: 1,
+                    seq: 0,
+                    data: data.into()
+                }
+            )),
+            Some(ErrorCode::BadFile),
+            "{data:?}"
+        );
+    }
+    assert!(
+        !s.take_all()
+            .iter()
+            .any(|(_, m)| matches!(m, Notice::FileChunk { .. })),
+        "a refused chunk reached a receiver"
     );
     // Four at once per sender.
     for _ in 0..3 {

@@ -48,11 +48,23 @@ pub(super) struct Session {
     pub(super) media: Option<(WorkerId, SocketAddr)>,
     error_budget: u32,
     last_refill: Instant,
+    /// Refused commands ([`super::EngineConfig::rates`]`.refusals`).
+    pub(super) refusals: TokenBucket,
+    /// Commands by [`super::RateKind`].
+    pub(super) rates: [TokenBucket; 3],
 }
 
 impl Session {
-    pub(super) fn new(peer: SocketAddr, now: Instant, error_burst: u32) -> Self {
+    pub(super) fn new(peer: SocketAddr, now: Instant, cfg: &super::EngineConfig) -> Self {
+        let r = &cfg.rates;
+        let error_burst = cfg.error_burst;
         Self {
+            refusals: TokenBucket::full(r.refusals.burst, now),
+            rates: [
+                TokenBucket::full(r.membership.burst, now),
+                TokenBucket::full(r.floor.burst, now),
+                TokenBucket::full(r.create.burst, now),
+            ],
             identity: None,
             room: None,
             waiting: None,

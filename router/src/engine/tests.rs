@@ -966,6 +966,32 @@ fn room_limit_is_enforced() {
     assert_eq!(s.engine.create_room(spec("three")), Ok(()));
 }
 
+#[test]
+fn create_meeting_on_a_router_full_of_rooms_is_full_and_keeps_the_session() {
+    let cfg = EngineConfig {
+        max_rooms: 1,
+        ..EngineConfig::default()
+    };
+    let mut s = Sim::with(cfg, vec![]);
+    s.hello(1, "host");
+    s.line(1, r#"{"type":"CREATE_MEETING"}"#);
+    let got = s.take(1);
+    assert!(
+        matches!(&got[..], [ServerMessage::Full { scope: FullScope::Server, message }] if message.contains("at most 1 rooms")),
+        "{got:?}"
+    );
+    assert!(
+        s.closed.is_empty(),
+        "a refused CREATE_MEETING keeps the session"
+    );
+    s.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    assert!(
+        s.take(1)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Joined { .. }))
+    );
+}
+
 // ----- meetings ------------------------------------------------------------
 
 impl Sim {
@@ -1861,5 +1887,136 @@ fn a_nickname_is_free_again_once_its_holder_left_or_withdrew() {
     assert!(
         s.errors(12).is_empty(),
         "free once the first guest withdrew"
+    );
+}
+
+#[test]
+fn list_rooms_shows_a_meeting_to_its_members_only() {
+    let mut s = Sim::new();
+    s.hello(1, "host");
+    s.line(1, r#"{"type":"CREATE_MEETING"}"#);
+    s.take(1);
+    s.hello(2, "other");
+    let names = |s: &mut Sim, who: SessionId| -> Vec<String> {
+        s.line(who, r#"{"type":"LIST_ROOMS"}"#);
+        s.take(who)
+            .into_iter()
+            .find_map(|m| match m {
+                ServerMessage::Rooms { rooms } => Some(rooms.into_iter().map(|r| r.name).collect()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        names(&mut s, 2),
+        ["lobby"],
+        "no meeting, no code, to a stranger"
+    );
+    let host = names(&mut s, 1);
+    assert_eq!(host.len(), 2, "{host:?}");
+    assert!(host.iter().any(|n| n.starts_with("meeting-")));
+    // The operator still sees every room.
+    assert_eq!(s.engine.room_infos().len(), 2);
+}
+
+#[test]
+fn an_eager_user_is_refused_but_never_disconnected() {
+    let mut s = Sim::with(
+        EngineConfig::default(),
+        vec![RoomSpec {
+            name: "lobby".into(),
+            kind: "chat".into(),
+            max_participants: 0,
+            options: Options::new(),
+        }],
+    );
+    s.member(1, "ann");
+    s.member(2, "bob");
+    s.take(1);
+    // 15 chats at once: beyond the room's burst they are RATE_LIMITED.
+    for i in 0..15 {
+        s.line(1, &format!(r#"{{"type":"CHAT","text":"hi {i}"}}"#));
+    }
+    let errors = s.errors(1);
+    assert!(
+        !errors.is_empty() && errors.iter().all(|e| *e == ErrorCode::RateLimited),
+        "{errors:?}"
+    );
+    // Eleven quick releases of a floor it does not hold (ptt rooms) or a
+    // command its room does not take: refusals, not bad lines.
+    for _ in 0..11 {
+        s.line(1, r#"{"type":"MIC_RELEASE"}"#);
+    }
+    assert!(!s.closed.contains(&1), "refusals closed the connection");
+    assert_eq!(s.errors(1).len(), 11);
+    // Bob heard every chat that was taken, and nothing else went amiss.
+    assert!(
+        s.take(2)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Chat { .. }))
+    );
+}
+
+#[test]
+fn commands_have_per_session_rates_and_sustained_abuse_is_closed() {
+    let rates = crate::config::CommandRates::default();
+    let mut s = Sim::new();
+    s.member(1, "ann");
+    s.member(2, "bob");
+    s.take(1);
+    // The floor: `burst` requests and releases at once, then RATE_LIMITED,
+    // and the command has no effect.
+    for _ in 0..rates.floor.burst / 2 {
+        s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+        s.line(1, r#"{"type":"MIC_RELEASE"}"#);
+    }
+    assert!(s.errors(1).is_empty());
+    s.take(2);
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    let got = s.take(1);
+    assert!(
+        matches!(&got[..], [ServerMessage::Error { code: ErrorCode::RateLimited, message }] if message.starts_with("MIC_REQUEST: at most 20 at once") && message.contains("retry in")),
+        "{got:?}"
+    );
+    assert!(
+        !s.take(2)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::MicGranted { .. })),
+        "a limited request took the floor"
+    );
+    // One token back per refill interval.
+    s.advance(rates.floor.interval());
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    assert!(
+        s.take(1)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::MicGranted { .. }))
+    );
+    // JOIN and LEAVE share theirs.
+    s.member(3, "cy");
+    for _ in 0..rates.membership.burst {
+        s.line(3, r#"{"type":"LEAVE"}"#);
+    }
+    s.line(3, r#"{"type":"JOIN","room":"lobby"}"#);
+    assert_eq!(s.errors(3).last(), Some(&ErrorCode::RateLimited));
+    assert!(!s.closed.contains(&3));
+    // Refusal upon refusal, far beyond any user's pace: closed.
+    s.member(4, "dee");
+    for _ in 0..rates.refusals.burst {
+        s.line(4, r#"{"type":"MIC_RELEASE"}"#);
+    }
+    assert!(
+        !s.closed.contains(&4),
+        "{} refusals are tolerated",
+        rates.refusals.burst
+    );
+    s.line(4, r#"{"type":"MIC_RELEASE"}"#);
+    assert!(s.closed.contains(&4));
+    assert_eq!(s.errors(4).last(), Some(&ErrorCode::TooManyErrors));
+    assert!(!s.closed.contains(&1) && !s.closed.contains(&2) && !s.closed.contains(&3));
+    let st = s.engine.stats();
+    assert!(
+        st.rate_limited >= 3 && st.refusals > st.rate_limited,
+        "{st:?}"
     );
 }
