@@ -78,6 +78,37 @@ pub fn rtcp_sender_ssrc(data: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// Every SSRC a well-formed compound RTCP packet claims as a source of its
+/// own, into `out` (cleared first): the sender of each report, feedback,
+/// APP, XR and unknown packet, every SDES chunk and every BYE entry. Report
+/// blocks and feedback's media SSRC name the streams reported on, which
+/// are others', and are not claims. `false` if a packet is malformed.
+pub fn rtcp_sources(data: &[u8], out: &mut Vec<u32>) -> bool {
+    use rtcp_types::Packet;
+    out.clear();
+    let Ok(compound) = rtcp_types::Compound::parse(data) else {
+        return false;
+    };
+    for packet in compound {
+        match packet {
+            Err(_) => return false,
+            Ok(Packet::Sr(p)) => out.push(p.ssrc()),
+            Ok(Packet::Rr(p)) => out.push(p.ssrc()),
+            Ok(Packet::Sdes(p)) => out.extend(p.chunks().map(|c| c.ssrc())),
+            Ok(Packet::Bye(p)) => out.extend(p.ssrcs()),
+            Ok(Packet::App(p)) => out.push(p.ssrc()),
+            Ok(Packet::TransportFeedback(p)) => out.push(p.sender_ssrc()),
+            Ok(Packet::PayloadFeedback(p)) => out.push(p.sender_ssrc()),
+            Ok(Packet::Xr(p)) => out.push(p.sender_ssrc()),
+            Ok(Packet::Unknown(p)) => match p.data().get(4..8) {
+                Some(b) => out.push(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+                None => return false,
+            },
+        }
+    }
+    !out.is_empty()
+}
+
 /// The SSRC a router must authorize for a media datagram, with its kind.
 pub fn media_ssrc(data: &[u8]) -> Option<(PacketKind, u32)> {
     match classify(data) {
@@ -226,6 +257,36 @@ mod tests {
         assert_eq!(media_ssrc(&bytes), Some((PacketKind::Rtcp, 0x1234_5678)));
         // Truncated compound is refused.
         assert_eq!(rtcp_sender_ssrc(&bytes[..6]), None);
+    }
+
+    #[test]
+    fn rtcp_sources_are_every_claimed_sender_not_the_reported_streams() {
+        let own = 0x0102_0304u32.to_be_bytes();
+        let other = 0x0a0b_0c0du32.to_be_bytes();
+        // RR from `own` with one report block about `other`: only `own`.
+        let mut rr = vec![0x81, 201, 0, 7];
+        rr.extend(own);
+        rr.extend(other);
+        rr.extend([0u8; 20]);
+        let mut v = Vec::new();
+        assert!(rtcp_sources(&rr, &mut v));
+        assert_eq!(v, [0x0102_0304]);
+        // ...then an SDES chunk and a BYE that speak for `other`.
+        let mut sdes = vec![0x81, 202, 0, 3];
+        sdes.extend(other);
+        sdes.extend([1, 2, b'a', b'b', 0, 0, 0, 0]);
+        let mut bye = vec![0x82, 203, 0, 2];
+        bye.extend(own);
+        bye.extend(other);
+        for tail in [&sdes, &bye] {
+            let compound = [rr.as_slice(), tail].concat();
+            assert!(rtcp_sources(&compound, &mut v), "{compound:?}");
+            assert_eq!(v.first(), Some(&0x0102_0304));
+            assert!(v.contains(&0x0a0b_0c0d), "{v:?}");
+        }
+        // Malformed: refused.
+        assert!(!rtcp_sources(&rr[..6], &mut v));
+        assert!(!rtcp_sources(&[rr.as_slice(), &bye[..6]].concat(), &mut v));
     }
 
     #[test]

@@ -231,6 +231,14 @@ async fn every_bad_input_gets_its_documented_outcome() {
     big[..12].copy_from_slice(&[0x80, 96, 0, 9, 0, 0, 0, 9, 0, 0, 0, 0]);
     big[8..12].copy_from_slice(&ma.ssrcs().audio.to_be_bytes());
     let _ = ma.send_raw(&big).await;
+    // 24. A compound RTCP packet from Bob, his own receiver report first,
+    // then a BYE that speaks for Alice's stream: dropped, not forwarded.
+    let mut rtcp = vec![0x80, 201, 0, 1];
+    rtcp.extend(mb.ssrcs().audio.to_be_bytes());
+    rtcp.extend([0x82, 203, 0, 2]);
+    rtcp.extend(mb.ssrcs().audio.to_be_bytes());
+    rtcp.extend(ma.ssrcs().audio.to_be_bytes());
+    let _ = mb.send_raw(&rtcp).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = router.media_stats();
     assert_eq!(
@@ -245,6 +253,11 @@ async fn every_bad_input_gets_its_documented_outcome() {
     );
     assert_eq!(
         after.dropped_oversize - before.dropped_oversize,
+        1,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.dropped_foreign_ssrc - before.dropped_foreign_ssrc,
         1,
         "{after:?}"
     );

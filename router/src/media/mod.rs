@@ -20,7 +20,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use plugin_api::SessionId;
-use proto::media::{PacketKind, classify, parse_binding_request, rtcp_sender_ssrc, rtp_header};
+use proto::media::{PacketKind, classify, parse_binding_request, rtcp_sources, rtp_header};
 use rustc_hash::FxHashMap;
 
 use crate::engine::{Fanout, GroupId, Input, MediaCommand, Route, WorkerId};
@@ -173,6 +173,8 @@ pub struct Worker<E: EngineSink> {
     stop: Arc<AtomicBool>,
     /// Origin of arrival times for jitter.
     epoch: Instant,
+    /// The sources of the RTCP packet being checked (kept between packets).
+    rtcp_sources: Vec<u32>,
 }
 
 /// How long a worker blocks in `recvmmsg` before checking for shutdown.
@@ -201,6 +203,7 @@ impl<E: EngineSink> Worker<E> {
             counters,
             stop,
             epoch: Instant::now(),
+            rtcp_sources: Vec::new(),
         }
     }
 
@@ -418,7 +421,27 @@ impl<E: EngineSink> Worker<E> {
                 Some(h) => (Some(h.ssrc), Some(h)),
                 None => (None, None),
             },
-            PacketKind::Rtcp => (rtcp_sender_ssrc(data), None),
+            PacketKind::Rtcp => {
+                // Every source the compound claims must be the sender's
+                // own: a BYE, SDES or feedback further on may not speak
+                // for another member.
+                let sources = &mut self.rtcp_sources;
+                if !rtcp_sources(data, sources) {
+                    (None, None)
+                } else if sources
+                    .iter()
+                    .all(|s| self.table.get(s).is_some_and(|e| e.route.source == from))
+                {
+                    (sources.first().copied(), None)
+                } else {
+                    if self.bound.contains_key(&from) {
+                        t.foreign += 1;
+                    } else {
+                        t.unbound += 1;
+                    }
+                    return;
+                }
+            }
             _ => (None, None),
         };
         let Some(ssrc) = ssrc else {
