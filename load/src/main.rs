@@ -15,6 +15,7 @@
 //! ```
 
 mod bigroom;
+mod bindings;
 mod children;
 mod procfs;
 mod report;
@@ -139,6 +140,14 @@ enum Command {
         /// was disconnected.
         #[arg(long)]
         max_rss_mb: Option<f64>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// STUN binding round trips (HELLO, then one Binding Request per
+    /// session, timed) against a bare UDP echo in the same run.
+    Bindings {
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -312,6 +321,26 @@ fn main() -> anyhow::Result<()> {
                     bigroom::plot(&path, &r)?;
                     eprintln!("plot written to {}", path.display());
                 }
+                Ok(())
+            }
+            Command::Bindings { sessions, json } => {
+                let r = bindings::run(sessions).await?;
+                let text = serde_json::to_string_pretty(&r)?;
+                match json {
+                    Some(path) => std::fs::write(path, text)?,
+                    None => println!("{text}"),
+                }
+                eprintln!(
+                    "bindings: {} sessions; STUN binding round trip p50 {} µs, p99 {} µs, max {} µs ({} retransmitted); UDP echo p50 {} µs, p99 {} µs; p99 ratio {:.1}",
+                    r.sessions,
+                    r.binding_p50_us,
+                    r.binding_p99_us,
+                    r.binding_max_us,
+                    r.retransmitted,
+                    r.echo_p50_us,
+                    r.echo_p99_us,
+                    r.p99_ratio
+                );
                 Ok(())
             }
             Command::Churn {

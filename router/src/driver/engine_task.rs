@@ -135,6 +135,7 @@ pub(crate) async fn run_engine(
     mut rx: mpsc::Receiver<EngineEvent>,
     mut stun: mpsc::Receiver<Input>,
     media: Vec<std::sync::mpsc::Sender<MediaCommand>>,
+    replies: Vec<std::net::UdpSocket>,
     mut shutdown: watch::Receiver<bool>,
     times: SharedCommandTimes,
 ) {
@@ -158,7 +159,7 @@ pub(crate) async fn run_engine(
                     if let Some(session) = gone {
                         // Normally the engine closed it; a session it never
                         // knew is forgotten here.
-                        dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &mut writers, &media, &mut native);
+                        dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &mut writers, &media, &replies, &mut native);
                         if conns.remove(&session).is_some() {
                             writers.to(session, Job::Forget(session));
                         }
@@ -202,6 +203,7 @@ pub(crate) async fn run_engine(
             &mut closing,
             &mut writers,
             &media,
+            &replies,
             &mut native,
         );
         // Handing the writers their batches waits only while a writer's
@@ -251,6 +253,7 @@ fn dispatch(
     closing: &mut Vec<Arc<Outbox>>,
     writers: &mut Writers,
     media: &[std::sync::mpsc::Sender<MediaCommand>],
+    replies: &[std::net::UdpSocket],
     native: &mut Renderer,
 ) {
     // One Arc told to several receivers one after the other is rendered
@@ -285,6 +288,19 @@ fn dispatch(
                 if let Some(o) = conns.remove(&session) {
                     writers.to(session, Job::Close(session));
                     closing.push(o);
+                }
+            }
+            // A STUN answer goes out at once, on the worker's own socket
+            // (what the client saw it reach): the worker would send it only
+            // after its next receive, up to its 50 ms poll later. The bind
+            // it goes with is applied by the worker before the first packet
+            // from that address is routed.
+            Output::Media {
+                worker,
+                cmd: MediaCommand::Reply { to, bytes },
+            } => {
+                if let Some(s) = replies.get(worker) {
+                    let _ = s.send_to(&bytes, to);
                 }
             }
             Output::Media { worker, cmd } => {

@@ -141,6 +141,13 @@ impl Router {
         let counters = Arc::new(MediaCounters::default());
         let media_stop = Arc::new(AtomicBool::new(false));
 
+        // The engine answers STUN on each worker's socket itself: the
+        // worker may be blocked in recvmmsg for up to its poll interval.
+        let replies = media_sockets
+            .iter()
+            .map(|s| s.try_clone())
+            .collect::<Result<Vec<_>, _>>()
+            .context("cloning the media sockets for STUN answers")?;
         let mut media_txs = Vec::new();
         let mut stats_txs = Vec::new();
         let mut media_threads = Vec::new();
@@ -178,6 +185,7 @@ impl Router {
                 engine_rx,
                 stun_rx,
                 media_txs,
+                replies,
                 shutdown_rx,
                 times.clone(),
             )
