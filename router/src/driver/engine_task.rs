@@ -134,8 +134,7 @@ pub(crate) async fn run_engine(
     mut hub: WatchHub,
     mut rx: mpsc::Receiver<EngineEvent>,
     mut stun: mpsc::Receiver<Input>,
-    media: Vec<std::sync::mpsc::Sender<MediaCommand>>,
-    replies: Vec<std::net::UdpSocket>,
+    media: MediaOut,
     mut shutdown: watch::Receiver<bool>,
     times: SharedCommandTimes,
 ) {
@@ -159,7 +158,7 @@ pub(crate) async fn run_engine(
                     if let Some(session) = gone {
                         // Normally the engine closed it; a session it never
                         // knew is forgotten here.
-                        dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &mut writers, &media, &replies, &mut native);
+                        dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &mut writers, &media, &mut native);
                         if conns.remove(&session).is_some() {
                             writers.to(session, Job::Forget(session));
                         }
@@ -203,7 +202,6 @@ pub(crate) async fn run_engine(
             &mut closing,
             &mut writers,
             &media,
-            &replies,
             &mut native,
         );
         // Handing the writers their batches waits only while a writer's
@@ -230,6 +228,13 @@ pub(crate) async fn run_engine(
     }
 }
 
+/// The engine task's ends of the media workers, by worker index: each
+/// one's command queue, and a clone of its socket for STUN answers.
+pub(crate) struct MediaOut {
+    pub(crate) commands: Vec<std::sync::mpsc::Sender<MediaCommand>>,
+    pub(crate) replies: Vec<std::net::UdpSocket>,
+}
+
 /// Writer tasks: one per core but one, at least one and at most four.
 /// The core left is for commands: with as many busy writers as cores,
 /// handing a writer its batch wakes a parked runtime thread, and the kernel
@@ -252,8 +257,7 @@ fn dispatch(
     conns: &mut Conns,
     closing: &mut Vec<Arc<Outbox>>,
     writers: &mut Writers,
-    media: &[std::sync::mpsc::Sender<MediaCommand>],
-    replies: &[std::net::UdpSocket],
+    media: &MediaOut,
     native: &mut Renderer,
 ) {
     // One Arc told to several receivers one after the other is rendered
@@ -299,12 +303,12 @@ fn dispatch(
                 worker,
                 cmd: MediaCommand::Reply { to, bytes },
             } => {
-                if let Some(s) = replies.get(worker) {
+                if let Some(s) = media.replies.get(worker) {
                     let _ = s.send_to(&bytes, to);
                 }
             }
             Output::Media { worker, cmd } => {
-                if let Some(w) = media.get(worker) {
+                if let Some(w) = media.commands.get(worker) {
                     let _ = w.send(cmd);
                 }
             }

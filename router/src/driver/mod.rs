@@ -184,8 +184,10 @@ impl Router {
                 ),
                 engine_rx,
                 stun_rx,
-                media_txs,
-                replies,
+                engine_task::MediaOut {
+                    commands: media_txs,
+                    replies,
+                },
                 shutdown_rx,
                 times.clone(),
             )
