@@ -204,19 +204,8 @@ pub(crate) fn parse_snmp_udp(s: &str) -> Option<UdpDrops> {
 /// Raises this process's open-file limit to the hard limit (thousands of
 /// sockets); children inherit it.
 pub(crate) fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: lim is a valid rlimit for the kernel to fill and read.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    lim.rlim_cur
+    // The router's own, without its warning about max_sessions.
+    router::driver::raise_fd_limit(0)
 }
 
 #[cfg(test)]

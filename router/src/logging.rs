@@ -30,6 +30,12 @@ pub fn filter(env: Option<&str>, default: &str) -> EnvFilter {
     f
 }
 
+/// What `f` logs, through a subscriber with [`filter`] (tests).
+#[cfg(test)]
+pub(crate) fn capture(env: Option<&str>, f: impl FnOnce()) -> String {
+    tests::logged(env, f)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -52,7 +58,7 @@ mod tests {
         }
     }
 
-    fn logged(env: Option<&str>, f: impl FnOnce()) -> String {
+    pub(super) fn logged(env: Option<&str>, f: impl FnOnce()) -> String {
         let buf = Buf::default();
         let out = buf.clone();
         let sub = tracing_subscriber::fmt()

@@ -83,6 +83,35 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Descriptors a router needs beyond one per session: listeners, media
+/// sockets and their clones, the admin API, the runtime's own.
+pub const FD_HEADROOM: u64 = 64;
+
+/// Raises the soft limit on open files to the hard limit, and says once,
+/// clearly, when it is still below what `max_sessions` needs (each session
+/// holds one socket): beyond it, connections would fail to be accepted.
+/// Returns the soft limit now.
+pub fn raise_fd_limit(max_sessions: usize) -> u64 {
+    let need = max_sessions as u64 + FD_HEADROOM;
+    let now = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open-file limit");
+            return 0;
+        }
+    };
+    if now < need {
+        warn!(
+            open_files = now,
+            needed = need,
+            "the open-file limit is below what limits.max_sessions needs: raise the hard \
+             limit (LimitNOFILE= in a systemd unit, ulimit -Hn) or lower max_sessions; \
+             connections beyond it will be refused"
+        );
+    }
+    now
+}
+
 /// Reads both clocks once: the engine's time origin and the Unix time then.
 pub fn wall_clock_now() -> WallClock {
     let origin_unix_ms = std::time::SystemTime::now()
@@ -108,6 +137,7 @@ impl Router {
     ) -> anyhow::Result<Router> {
         config.validate()?;
         crate::admin::check_exposure(config.admin, config.admin_token.as_deref())?;
+        raise_fd_limit(config.limits.max_sessions);
         let mut media_sockets = Vec::with_capacity(config.media_workers);
         for i in 0..config.media_workers {
             let addr = config.media_addr(i);
@@ -299,6 +329,27 @@ impl Drop for Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_raised_and_a_short_one_is_told() {
+        let now = raise_fd_limit(10);
+        let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+            panic!("getrlimit")
+        };
+        assert_eq!(
+            (now, soft),
+            (hard, hard),
+            "soft limit raised to the hard one"
+        );
+        let told = crate::logging::capture(None, || {
+            raise_fd_limit(usize::MAX / 2);
+        });
+        assert!(told.contains("open-file limit is below"), "{told}");
+        let quiet = crate::logging::capture(None, || {
+            raise_fd_limit(10);
+        });
+        assert!(!quiet.contains("open-file"), "{quiet}");
+    }
 
     #[tokio::test]
     async fn start_refuses_a_config_built_in_code_as_it_would_a_file() {
