@@ -82,6 +82,9 @@ pub(crate) fn run_router(args: RouterArgs) -> anyhow::Result<()> {
     };
     config.limits.rates.membership = unlimited;
     config.limits.rates.floor = unlimited;
+    // Thousands of members share a few source addresses here.
+    config.limits.max_connections_per_address = args.max_sessions.max(1);
+    config.limits.max_pending = args.max_sessions.max(1);
     config.rooms = (0..args.rooms)
         .map(|i| RoomConfig {
             name: room_name(i),

@@ -526,6 +526,12 @@ impl Admin for AdminService {
             dropped_not_routed: m.dropped_not_routed,
             dropped_malformed: m.dropped_malformed,
             dropped_oversize: m.dropped_oversize,
+            bans: engine.bans,
+            banned_addresses: engine.banned_addresses as u64,
+            connections_refused: engine.refused_banned
+                + engine.refused_per_address
+                + engine.refused_pending,
+            hello_timeouts: engine.hello_timeouts,
             stun_requests: m.stun_requests,
             stun_dropped: m.stun_dropped,
             protocol_errors: engine.protocol_errors,

@@ -83,6 +83,20 @@ pub struct Limits {
     pub client_room_max_participants: u32,
     /// Per-session command rates (`[limits.rates]`).
     pub rates: CommandRates,
+    /// A connection that has not said HELLO this long after connecting is
+    /// closed.
+    pub hello_timeout_ms: u64,
+    /// Connections waiting for their HELLO at once; `max_sessions` counts
+    /// welcomed sessions only.
+    pub max_pending: usize,
+    /// Connections one IP address may hold at once (welcomed or not).
+    pub max_connections_per_address: usize,
+    /// Strikes (a connection closed for errors, a malformed HELLO, no HELLO
+    /// in time) within `ban_window_ms` that ban an address; 0: no bans.
+    pub ban_strikes: u32,
+    pub ban_window_ms: u64,
+    /// How long a ban lasts.
+    pub ban_ms: u64,
 }
 
 /// A token bucket: `burst` at once, then one more per `refill_ms`.
@@ -158,6 +172,12 @@ impl Default for Limits {
             client_rooms: true,
             client_room_max_participants: 50,
             rates: CommandRates::default(),
+            hello_timeout_ms: 5000,
+            max_pending: 256,
+            max_connections_per_address: 64,
+            ban_strikes: 10,
+            ban_window_ms: 120_000,
+            ban_ms: 300_000,
         }
     }
 }
@@ -232,6 +252,11 @@ impl Config {
         }
         if l.error_burst == 0 {
             return invalid("limits.error_burst must be above 0");
+        }
+        if l.hello_timeout_ms == 0 || l.max_pending == 0 || l.max_connections_per_address == 0 {
+            return invalid(
+                "limits.hello_timeout_ms, max_pending and max_connections_per_address must be above 0",
+            );
         }
         let r = &l.rates;
         for (name, rate) in [
@@ -317,6 +342,14 @@ impl Config {
             client_rooms: self.limits.client_rooms,
             client_room_max_participants: self.limits.client_room_max_participants,
             rates: self.limits.rates,
+            hello_timeout: Duration::from_millis(self.limits.hello_timeout_ms),
+            max_pending: self.limits.max_pending,
+            max_per_address: self.limits.max_connections_per_address,
+            bans: crate::engine::BanPolicy {
+                strikes: self.limits.ban_strikes,
+                window: Duration::from_millis(self.limits.ban_window_ms),
+                duration: Duration::from_millis(self.limits.ban_ms),
+            },
         }
     }
 }

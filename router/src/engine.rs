@@ -28,12 +28,14 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use crate::events::RoomEvent;
 use crate::registry::{Registry, RoomError};
 
+mod bans;
 mod ops;
 mod rooms;
 pub mod roster;
 pub mod routes;
 mod sessions;
 mod told;
+pub use bans::BanPolicy;
 pub use ops::{OpError, Who};
 use rooms::Rooms;
 use sessions::{MemberLists, Session, Sessions};
@@ -71,6 +73,14 @@ pub struct EngineConfig {
     pub client_room_max_participants: u32,
     /// Per-session command rates.
     pub rates: crate::config::CommandRates,
+    /// A connection must say HELLO within this.
+    pub hello_timeout: Duration,
+    /// Connections waiting for HELLO at once.
+    pub max_pending: usize,
+    /// Connections per IP address at once.
+    pub max_per_address: usize,
+    /// When abuse from one address bans it.
+    pub bans: BanPolicy,
 }
 
 /// What the engine starts from that it may not take from the machine: the
@@ -218,6 +228,10 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerRef {
     Silence(SessionId),
+    /// A connection's HELLO deadline.
+    Hello(SessionId),
+    /// A ban ends (expired bans and strikes are forgotten).
+    BanEnds,
     Room(String, TimerKey),
     /// A room's coalesced member-list changes are due.
     Roster(String),
@@ -239,6 +253,16 @@ pub struct EngineStats {
     pub refusals: u64,
     /// Commands dropped for coming faster than `limits.rates` allows.
     pub rate_limited: u64,
+    /// Addresses banned since start, and banned now.
+    pub bans: u64,
+    pub banned_addresses: usize,
+    /// Connections refused: from a banned address, beyond the per-address
+    /// limit, or beyond the connections waiting for HELLO.
+    pub refused_banned: u64,
+    pub refused_per_address: u64,
+    pub refused_pending: u64,
+    /// Connections closed for saying no HELLO in time.
+    pub hello_timeouts: u64,
 }
 
 /// The sans-IO router core.
@@ -251,6 +275,8 @@ pub struct Engine {
     outputs: VecDeque<Output>,
     rng: StdRng,
     stats: EngineStats,
+    /// Addresses banned for abuse, and the strikes against others.
+    bans: bans::Bans,
     clock: WallClock,
     /// The type of the last control line handled, for the drivers' timing.
     last_command: Option<&'static str>,
@@ -281,6 +307,7 @@ impl Engine {
             outputs: VecDeque::new(),
             rng,
             stats: EngineStats::default(),
+            bans: bans::Bans::default(),
             clock: start.clock,
             last_command: None,
             pending: VecDeque::new(),
@@ -304,6 +331,8 @@ impl Engine {
         EngineStats {
             sessions: self.sessions.len(),
             rooms: self.rooms.len(),
+            bans: self.bans.total,
+            banned_addresses: self.bans.banned_now(),
             ..self.stats
         }
     }
@@ -463,6 +492,25 @@ impl Engine {
                         LeaveReason::TimedOut,
                     );
                 }
+                TimerRef::Hello(id) => {
+                    let Some(s) = self.sessions.get(&id).filter(|s| s.identity.is_none()) else {
+                        continue;
+                    };
+                    let ip = s.peer.ip();
+                    self.stats.hello_timeouts += 1;
+                    let secs = self.cfg.hello_timeout.as_secs_f32();
+                    self.close_with_error(
+                        now,
+                        id,
+                        ErrorCode::HelloRequired,
+                        format!("no HELLO within {secs:.1} s of connecting"),
+                        LeaveReason::Disconnected,
+                    );
+                    self.strike(now, ip);
+                }
+                TimerRef::BanEnds => {
+                    self.bans.sweep(&self.cfg.bans, now);
+                }
                 TimerRef::Roster(name) => {
                     let Some(room) = self.rooms.get_mut(&name) else {
                         continue;
@@ -507,17 +555,44 @@ impl Engine {
 
     // ----- sessions -------------------------------------------------------
 
+    /// A new connection: refused (and closed) when its address is banned,
+    /// holds `max_per_address` connections already, or `max_pending`
+    /// connections wait for their HELLO; otherwise it has
+    /// `hello_timeout` to say HELLO. `max_sessions` is checked at HELLO.
     fn on_connected(&mut self, now: Instant, id: SessionId, peer: SocketAddr) {
-        if self.sessions.len() >= self.cfg.max_sessions {
-            self.stats.refused_full += 1;
-            let max = self.cfg.max_sessions;
-            self.send(
-                id,
-                SessionNotice::Full {
-                    scope: FullScope::Server,
-                    message: format!("the router serves at most {max} sessions"),
-                },
-            );
+        let ip = peer.ip();
+        let refusal = if let Some(left) = self.bans.banned(ip, now) {
+            self.stats.refused_banned += 1;
+            Some(SessionNotice::Refused {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "this address is banned for {} s more after repeated protocol abuse",
+                    left.as_secs().max(1)
+                ),
+            })
+        } else if self.sessions.connections_from(ip) >= self.cfg.max_per_address {
+            self.stats.refused_per_address += 1;
+            Some(SessionNotice::Full {
+                scope: FullScope::Server,
+                message: format!(
+                    "at most {} connections from one address",
+                    self.cfg.max_per_address
+                ),
+            })
+        } else if self.sessions.pending() >= self.cfg.max_pending {
+            self.stats.refused_pending += 1;
+            Some(SessionNotice::Full {
+                scope: FullScope::Server,
+                message: format!(
+                    "{} connections are waiting to say HELLO; try again",
+                    self.cfg.max_pending
+                ),
+            })
+        } else {
+            None
+        };
+        if let Some(n) = refusal {
+            self.send(id, n);
             self.outputs.push_back(Output::Close { session: id });
             return;
         }
@@ -526,6 +601,19 @@ impl Engine {
             now + self.cfg.silence_timeout,
             TimerRef::Silence(id),
         )));
+        self.timers
+            .push(Reverse((now + self.cfg.hello_timeout, TimerRef::Hello(id))));
+    }
+
+    /// Counts a strike of abuse against `ip`, which may ban it.
+    fn strike(&mut self, now: Instant, ip: std::net::IpAddr) {
+        if self.bans.strike(&self.cfg.bans, ip, now) {
+            let secs = self.cfg.bans.duration.as_secs();
+            tracing::info!(%ip, secs, "address banned after repeated protocol abuse");
+            if let Some(at) = self.bans.ends(ip) {
+                self.timers.push(Reverse((at, TimerRef::BanEnds)));
+            }
+        }
     }
 
     fn send(&mut self, session: SessionId, n: SessionNotice) {
@@ -566,6 +654,16 @@ impl Engine {
         if !malformed(code) {
             return self.refuse(now, id, code, message);
         }
+        // Malformed input before HELLO, which no client of ours sends: one
+        // strike per connection (a second if it is closed for errors).
+        if let Some(s) = self.sessions.get_mut(&id)
+            && s.identity.is_none()
+            && !s.struck
+        {
+            s.struck = true;
+            let ip = s.peer.ip();
+            self.strike(now, ip);
+        }
         let (burst, refill) = (self.cfg.error_burst, self.cfg.error_refill);
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
@@ -573,6 +671,8 @@ impl Engine {
         self.stats.protocol_errors += 1;
         if !s.spend_error(now, burst, refill) {
             self.stats.closed_for_errors += 1;
+            let ip = s.peer.ip();
+            self.strike(now, ip);
             self.close_with_error(
                 now,
                 id,
@@ -595,6 +695,8 @@ impl Engine {
         self.stats.refusals += 1;
         if s.refusals.take(now, rate.burst, rate.interval()).is_err() {
             self.stats.closed_for_errors += 1;
+            let ip = s.peer.ip();
+            self.strike(now, ip);
             return self.close_with_error(
                 now,
                 id,
@@ -758,6 +860,18 @@ impl Engine {
         }
         if let Err(why) = control::validate_nickname(&nickname) {
             return self.protocol_error(now, id, ErrorCode::BadNickname, why);
+        }
+        if self.sessions.welcomed() >= self.cfg.max_sessions {
+            self.stats.refused_full += 1;
+            let max = self.cfg.max_sessions;
+            self.send(
+                id,
+                SessionNotice::Full {
+                    scope: FullScope::Server,
+                    message: format!("the router serves at most {max} sessions"),
+                },
+            );
+            return self.remove_session(now, id, LeaveReason::Disconnected);
         }
         // Granted: every known feature asked for, once, in the router's order.
         let granted: Vec<String> = control::FEATURES

@@ -305,7 +305,11 @@ async fn a_full_router_answers_full_then_closes() {
     let addr = router.control_addr();
     let (_a, _) = member(addr, "a", "lobby").await;
     let (_b, _) = member(addr, "b", "lobby").await;
+    // A third connects (it waits among those who have not said HELLO)
+    // and is told FULL at its HELLO.
     let mut x = Raw::connect(addr).await;
+    x.send(b"{\"type\":\"HELLO\",\"version\":1,\"nickname\":\"x\"}\n")
+        .await;
     assert!(matches!(
         x.next().await,
         Some(ServerMessage::Full {
@@ -314,6 +318,28 @@ async fn a_full_router_answers_full_then_closes() {
         })
     ));
     assert!(x.next().await.is_none(), "closed after FULL");
+    router.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_says_hello_is_closed_at_its_deadline() {
+    let router = start_router(|c| c.limits.hello_timeout_ms = 300).await;
+    let addr = router.control_addr();
+    let (_a, _) = member(addr, "a", "lobby").await;
+    let mut x = Raw::connect(addr).await;
+    assert!(matches!(
+        x.next().await,
+        Some(ServerMessage::Error {
+            code: ErrorCode::HelloRequired,
+            ..
+        })
+    ));
+    assert!(x.next().await.is_none(), "closed after the deadline");
+    let stats = router.engine_stats().await;
+    assert!(
+        stats.is_some_and(|s| s.sessions == 1 && s.hello_timeouts == 1),
+        "{stats:?}"
+    );
     router.shutdown().await;
 }
 

@@ -48,6 +48,9 @@ pub(super) struct Session {
     pub(super) media: Option<(WorkerId, SocketAddr)>,
     error_budget: u32,
     last_refill: Instant,
+    /// Whether this connection has counted a strike for malformed input
+    /// before HELLO (one per connection).
+    pub(super) struck: bool,
     /// Refused commands ([`super::EngineConfig::rates`]`.refusals`).
     pub(super) refusals: TokenBucket,
     /// Commands by [`super::RateKind`].
@@ -59,6 +62,7 @@ impl Session {
         let r = &cfg.rates;
         let error_burst = cfg.error_burst;
         Self {
+            struck: false,
             refusals: TokenBucket::full(r.refusals.burst, now),
             rates: [
                 TokenBucket::full(r.membership.burst, now),
@@ -114,6 +118,10 @@ pub(super) struct Sessions {
     used_ssrcs: HashSet<u32>,
     /// `REQUEST_JOIN`/`CREATE_ROOM` budget per IP address.
     join_budget: HashMap<IpAddr, TokenBucket>,
+    /// Connections open per IP address, welcomed or not.
+    per_address: HashMap<IpAddr, usize>,
+    /// Sessions that have said HELLO.
+    welcomed: usize,
 }
 
 impl Sessions {
@@ -133,7 +141,33 @@ impl Sessions {
         self.map.keys().copied().collect()
     }
     pub(super) fn insert(&mut self, id: SessionId, s: Session) {
-        self.map.insert(id, s);
+        *self.per_address.entry(s.peer.ip()).or_default() += 1;
+        if let Some(old) = self.map.insert(id, s) {
+            self.forget_address(old.peer.ip());
+        }
+    }
+
+    fn forget_address(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_address.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&ip);
+            }
+        }
+    }
+
+    /// Connections open from `ip`.
+    pub(super) fn connections_from(&self, ip: IpAddr) -> usize {
+        self.per_address.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Sessions that said HELLO, and those that have not yet.
+    pub(super) fn welcomed(&self) -> usize {
+        self.welcomed
+    }
+
+    pub(super) fn pending(&self) -> usize {
+        self.map.len() - self.welcomed
     }
 
     pub(super) fn identity(&self, id: SessionId) -> Option<&Identity> {
@@ -165,6 +199,9 @@ impl Sessions {
         let token = format!("{:032x}", rng.random::<u128>());
         self.tokens.insert(token.clone(), id);
         let s = self.map.get_mut(&id)?;
+        if s.identity.is_none() {
+            self.welcomed += 1;
+        }
         s.identity = Some(Identity {
             nickname,
             ssrcs,
@@ -224,10 +261,12 @@ impl Sessions {
     /// Forgets a session and its index entries; returns it.
     pub(super) fn remove(&mut self, id: SessionId) -> Option<Session> {
         let s = self.map.remove(&id)?;
+        self.forget_address(s.peer.ip());
         if let Some(m) = s.media {
             self.addr_owner.remove(&m);
         }
         if let Some(ident) = &s.identity {
+            self.welcomed -= 1;
             self.tokens.remove(&ident.token);
             for ssrc in ident.ssrcs.iter() {
                 self.used_ssrcs.remove(&ssrc);

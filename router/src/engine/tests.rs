@@ -46,8 +46,19 @@ fn addr(port: u16) -> SocketAddr {
 }
 
 impl Sim {
+    /// The default configuration, but for the limits per address: the
+    /// simulated sessions all come from 127.0.0.1 (the tests of those
+    /// limits set them).
     fn new() -> Self {
-        Self::with(EngineConfig::default(), vec![])
+        Self::with(Self::one_address_config(), vec![])
+    }
+
+    fn one_address_config() -> EngineConfig {
+        EngineConfig {
+            max_per_address: 1_000_000,
+            max_pending: 1_000_000,
+            ..EngineConfig::default()
+        }
     }
 
     fn with(cfg: EngineConfig, mut rooms: Vec<RoomSpec>) -> Self {
@@ -549,10 +560,14 @@ fn server_and_room_limits_answer_full() {
     let mut s = Sim::with(cfg, vec![room]);
     s.hello(1, "a");
     s.hello(2, "b");
+    // The third may connect (it counts among those waiting for HELLO),
+    // and is told FULL when it says HELLO.
     s.input(Input::Connected {
         session: 3,
         peer: addr(3),
     });
+    assert!(s.take(3).is_empty() && !s.closed.contains(&3));
+    s.line(3, r#"{"type":"HELLO","version":1,"nickname":"c"}"#);
     assert!(matches!(
         s.take(3)[..],
         [ServerMessage::Full {
@@ -1617,7 +1632,7 @@ fn a_join_storm_in_a_large_room_is_coalesced_and_every_view_ends_right() {
     let mut h = Sim::with(
         EngineConfig {
             max_sessions: 5000,
-            ..EngineConfig::default()
+            ..Sim::one_address_config()
         },
         Vec::new(),
     );
@@ -2019,4 +2034,120 @@ fn commands_have_per_session_rates_and_sustained_abuse_is_closed() {
         st.rate_limited >= 3 && st.refusals > st.rate_limited,
         "{st:?}"
     );
+}
+
+#[test]
+fn connections_need_a_hello_in_time_and_are_limited_per_address_and_waiting() {
+    let cfg = EngineConfig {
+        max_per_address: 3,
+        max_pending: 4,
+        max_sessions: 10,
+        ..EngineConfig::default()
+    };
+    let hello_timeout = cfg.hello_timeout;
+    let mut s = Sim::with(cfg, vec![]);
+    let from = |ip: [u8; 4]| SocketAddr::from((ip, 4000));
+    let connect = |s: &mut Sim, id: SessionId, ip: [u8; 4]| {
+        s.input(Input::Connected {
+            session: id,
+            peer: from(ip),
+        })
+    };
+    // Three from one address, the fourth refused; another address is fine.
+    for id in 1..=3 {
+        connect(&mut s, id, [10, 0, 0, 1]);
+    }
+    connect(&mut s, 4, [10, 0, 0, 1]);
+    assert!(
+        matches!(&s.take(4)[..], [ServerMessage::Full { scope: FullScope::Server, message }] if message.contains("at most 3 connections from one address"))
+    );
+    assert!(s.closed.contains(&4));
+    // Four waiting for HELLO at once: the fifth waits its turn elsewhere.
+    connect(&mut s, 5, [10, 0, 0, 2]);
+    connect(&mut s, 6, [10, 0, 0, 3]);
+    assert!(
+        matches!(&s.take(6)[..], [ServerMessage::Full { message, .. }] if message.contains("waiting to say HELLO"))
+    );
+    // Saying HELLO frees a waiting slot (and max_sessions counts it).
+    s.line(1, r#"{"type":"HELLO","version":1,"nickname":"a"}"#);
+    connect(&mut s, 7, [10, 0, 0, 3]);
+    assert!(s.take(7).is_empty() && !s.closed.contains(&7));
+    // Those that never say HELLO are closed at the deadline; the welcomed
+    // one is not.
+    s.advance(hello_timeout + Duration::from_millis(1));
+    for id in [2, 3, 5, 7] {
+        assert!(s.closed.contains(&id), "{id} still open");
+        assert!(
+            matches!(s.take(id).last(), Some(ServerMessage::Error { code: ErrorCode::HelloRequired, message }) if message.contains("no HELLO within 5.0 s"))
+        );
+    }
+    assert!(!s.closed.contains(&1));
+    let st = s.engine.stats();
+    assert_eq!(
+        (
+            st.hello_timeouts,
+            st.refused_per_address,
+            st.refused_pending
+        ),
+        (4, 1, 1)
+    );
+    // The slots are free again.
+    connect(&mut s, 8, [10, 0, 0, 1]);
+    assert!(s.take(8).is_empty() && !s.closed.contains(&8));
+}
+
+#[test]
+fn an_address_that_keeps_abusing_the_protocol_is_banned_for_a_while() {
+    let cfg = EngineConfig::default();
+    let policy = cfg.bans;
+    let mut s = Sim::with(cfg, vec![]);
+    let bad = SocketAddr::from(([10, 9, 9, 9], 4000));
+    let good = SocketAddr::from(([10, 1, 1, 1], 4000));
+    s.input(Input::Connected {
+        session: 1,
+        peer: good,
+    });
+    s.line(1, r#"{"type":"HELLO","version":1,"nickname":"good"}"#);
+    // Bad HELLOs, one connection each: a strike each.
+    let mut id = 100;
+    for _ in 0..policy.strikes {
+        id += 1;
+        s.input(Input::Connected {
+            session: id,
+            peer: bad,
+        });
+        s.line(id, r#"{"type":"HELLO","version":9,"nickname":"x"}"#);
+        s.input(Input::Disconnected { session: id });
+    }
+    id += 1;
+    s.input(Input::Connected {
+        session: id,
+        peer: bad,
+    });
+    assert!(
+        matches!(&s.take(id)[..], [ServerMessage::Error { code: ErrorCode::RateLimited, message }] if message.contains("banned")),
+        "after {} strikes",
+        policy.strikes
+    );
+    assert!(s.closed.contains(&id));
+    assert_eq!(
+        (s.engine.stats().bans, s.engine.stats().banned_addresses),
+        (1, 1)
+    );
+    // Others are not affected.
+    assert!(!s.closed.contains(&1));
+    s.input(Input::Connected {
+        session: 2,
+        peer: good,
+    });
+    assert!(s.take(2).is_empty());
+    // The ban ends.
+    s.advance(policy.duration + Duration::from_millis(1));
+    assert_eq!(s.engine.stats().banned_addresses, 0);
+    id += 1;
+    s.input(Input::Connected {
+        session: id,
+        peer: bad,
+    });
+    assert!(!s.closed.contains(&id));
 }
