@@ -38,17 +38,56 @@ use crate::registry::RoomError;
 #[derive(Debug, thiserror::Error)]
 pub enum AdminConfigError {
     #[error(
-        "refusing to serve the admin API on {0} without a token: set --admin-token (or SWITCHBOARD_ADMIN_TOKEN), or bind it to a loopback address"
+        "refusing to serve the admin API on {0} without a token: set --admin-token-file (or SWITCHBOARD_ADMIN_TOKEN, or admin_token_file in the config file), or bind it to a loopback address"
     )]
     TokenRequired(SocketAddr),
+    #[error(
+        "refusing to serve the admin API on {addr} with a weak token: {why} (make one with `openssl rand -hex 16`)"
+    )]
+    WeakToken { addr: SocketAddr, why: String },
 }
 
-/// Checks the bind address against the token rule.
-pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), AdminConfigError> {
-    if token.is_none_or(str::is_empty) && !addr.ip().is_loopback() {
-        return Err(AdminConfigError::TokenRequired(addr));
+/// Shortest admin token accepted beyond loopback, in characters.
+pub const TOKEN_MIN_CHARS: usize = 16;
+/// Fewest different characters in such a token.
+pub const TOKEN_MIN_DISTINCT: usize = 8;
+
+/// Why `token` is too weak to guard an admin API beyond loopback, if it is.
+pub fn token_weakness(token: &str) -> Option<String> {
+    let n = token.chars().count();
+    if token.chars().any(char::is_whitespace) {
+        return Some("it contains whitespace".into());
     }
-    Ok(())
+    if n < TOKEN_MIN_CHARS {
+        return Some(format!(
+            "it has {n} characters, at least {TOKEN_MIN_CHARS} are needed"
+        ));
+    }
+    let distinct = token
+        .chars()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if distinct < TOKEN_MIN_DISTINCT {
+        return Some(format!(
+            "it has {distinct} different characters, at least {TOKEN_MIN_DISTINCT} are needed"
+        ));
+    }
+    None
+}
+
+/// Checks the bind address against the token rules: beyond loopback a
+/// token is required, and a strong one.
+pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), AdminConfigError> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    match token.filter(|t| !t.is_empty()) {
+        None => Err(AdminConfigError::TokenRequired(addr)),
+        Some(t) => match token_weakness(t) {
+            Some(why) => Err(AdminConfigError::WeakToken { addr, why }),
+            None => Ok(()),
+        },
+    }
 }
 
 // ----- the one mapping from domain errors to gRPC status codes ----------
@@ -769,4 +808,41 @@ pub async fn serve(
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beyond_loopback_the_token_must_be_there_and_strong() {
+        let any: SocketAddr = ([0, 0, 0, 0], 7072).into();
+        let lo: SocketAddr = ([127, 0, 0, 1], 7072).into();
+        let v6lo: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, 7072).into();
+        assert!(check_exposure(lo, None).is_ok());
+        assert!(check_exposure(v6lo, Some("a")).is_ok());
+        assert!(matches!(
+            check_exposure(any, None),
+            Err(AdminConfigError::TokenRequired(_))
+        ));
+        assert!(matches!(
+            check_exposure(any, Some("")),
+            Err(AdminConfigError::TokenRequired(_))
+        ));
+        for weak in [
+            " ",
+            "a",
+            "correct horse battery staple",
+            "abababababababababab",
+        ] {
+            assert!(
+                matches!(
+                    check_exposure(any, Some(weak)),
+                    Err(AdminConfigError::WeakToken { .. })
+                ),
+                "{weak:?}"
+            );
+        }
+        assert!(check_exposure(any, Some("9f86d081884c7d659a2feaa0c55ad015")).is_ok());
+    }
 }

@@ -32,6 +32,10 @@ pub struct Config {
     pub admin: SocketAddr,
     /// Bearer token required by the admin API; empty or absent means none.
     pub admin_token: Option<String>,
+    /// A file holding the admin token (its first line), read at start:
+    /// unlike a flag it does not show in `ps`, unlike the config file it
+    /// may be readable by the router alone.
+    pub admin_token_file: Option<std::path::PathBuf>,
     pub limits: Limits,
     /// Rooms created at start-up. Empty means the default `lobby`.
     pub rooms: Vec<RoomConfig>,
@@ -45,6 +49,7 @@ impl Default for Config {
             media_workers: 1,
             admin: SocketAddr::from(([127, 0, 0, 1], proto::DEFAULT_ADMIN_PORT)),
             admin_token: None,
+            admin_token_file: None,
             limits: Limits::default(),
             rooms: Vec::new(),
         }
@@ -235,6 +240,35 @@ impl Config {
     /// Every rule a configuration must keep, whether it came from a file,
     /// was changed by flags, or was built in code (tests, the load harness):
     /// `Router::start` refuses what this refuses.
+    /// The admin token: from `admin_token_file` (its first line) or
+    /// `admin_token`, not both.
+    pub fn resolved_admin_token(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = &self.admin_token_file else {
+            return Ok(self.admin_token.clone().filter(|t| !t.is_empty()));
+        };
+        if self.admin_token.as_deref().is_some_and(|t| !t.is_empty()) {
+            return Err(ConfigError::Invalid(
+                "set admin_token or admin_token_file, not both".into(),
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let token = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('\r');
+        if token.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{}: the admin token file's first line is empty",
+                path.display()
+            )));
+        }
+        Ok(Some(token.to_owned()))
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
@@ -364,6 +398,70 @@ impl Default for EngineConfig {
 
 #[cfg(test)]
 mod tests {
+    /// The example in docs/operations.md is a file the router takes, with
+    /// the values it says.
+    #[test]
+    fn the_documented_example_parses_as_documented() {
+        let doc = include_str!("../../docs/operations.md");
+        let example = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .unwrap_or_default();
+        assert!(example.contains("[limits.rates]"), "the example moved");
+        let c = match Config::parse(example) {
+            Ok(c) => c,
+            Err(e) => panic!("docs/operations.md's example: {e}"),
+        };
+        assert_eq!(
+            c.limits.rates,
+            CommandRates::default(),
+            "the rates shown are the defaults"
+        );
+        assert_eq!(
+            (
+                c.limits.hello_timeout_ms,
+                c.limits.max_connections_per_address,
+                c.limits.ban_strikes
+            ),
+            (5000, 64, 10)
+        );
+        assert_eq!(c.rooms.len(), 1);
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_its_file_or_the_setting_not_both() {
+        let dir = std::env::temp_dir().join(format!("sb-token-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let file = dir.join("token");
+        let ok = std::fs::write(&file, "0123456789abcdef0123\nignored\n");
+        assert!(ok.is_ok());
+        let mut c = Config {
+            admin_token_file: Some(file.clone()),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.resolved_admin_token().ok().flatten().as_deref(),
+            Some("0123456789abcdef0123")
+        );
+        c.admin_token = Some("other".into());
+        assert!(c.resolved_admin_token().is_err(), "both");
+        c.admin_token = None;
+        let _ = std::fs::write(&file, "\n");
+        assert!(c.resolved_admin_token().is_err(), "an empty first line");
+        c.admin_token_file = Some(dir.join("missing"));
+        assert!(c.resolved_admin_token().is_err(), "a missing file");
+        let _ = std::fs::remove_dir_all(&dir);
+        let c = Config {
+            admin_token: Some("s".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.resolved_admin_token().ok().flatten().as_deref(),
+            Some("s")
+        );
+    }
+
     use super::*;
 
     #[test]
@@ -397,7 +495,12 @@ mod tests {
 
     #[test]
     fn empty_file_gives_the_default_lobby() {
-        let c = Config::parse("").ok().unwrap_or_default();
+        // A parse failure must fail here, not turn into the default.
+        let c = match Config::parse("") {
+            Ok(c) => c,
+            Err(e) => panic!("an empty file: {e}"),
+        };
+        assert_eq!(c, Config::default());
         let rooms = c.room_specs();
         assert_eq!(rooms.len(), 1);
         assert_eq!(

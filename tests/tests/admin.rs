@@ -191,6 +191,19 @@ async fn exposing_the_admin_api_without_a_token_is_refused_at_start() {
             .is_some_and(|m| m.contains("without a token")),
         "{err:?}"
     );
+    // Beyond loopback a token must be strong: " " and "a" are refused.
+    for weak in [" ", "a", "aaaaaaaaaaaaaaaaaaaa", "0123456789abcde"] {
+        config.admin_token = Some(weak.into());
+        let err = router::Router::start(config.clone())
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|m| m.contains("weak token")),
+            "{weak:?}: {err:?}"
+        );
+    }
+    // On loopback any token will do.
     config.admin_token = Some("t".into());
     config.admin = "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!());
     let ok = router::Router::start(config).await;

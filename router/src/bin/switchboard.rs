@@ -28,9 +28,14 @@ struct Args {
     /// gRPC admin address (overrides the file; default 127.0.0.1:7072).
     #[arg(long, env = "SWITCHBOARD_ADMIN")]
     admin: Option<SocketAddr>,
-    /// Bearer token for the admin API; required to bind it beyond loopback.
+    /// Bearer token for the admin API; required to bind it beyond
+    /// loopback. A flag shows in `ps`: prefer the environment or
+    /// --admin-token-file there.
     #[arg(long, env = "SWITCHBOARD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A file whose first line is the admin token.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +64,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.admin_token.is_some() {
         config.admin_token = args.admin_token;
+    }
+    if args.admin_token_file.is_some() {
+        config.admin_token_file = args.admin_token_file;
     }
     let runtime = router::driver::runtime().context("starting the tokio runtime")?;
     runtime.block_on(async move {

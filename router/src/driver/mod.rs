@@ -136,7 +136,8 @@ impl Router {
         seed: Option<u64>,
     ) -> anyhow::Result<Router> {
         config.validate()?;
-        crate::admin::check_exposure(config.admin, config.admin_token.as_deref())?;
+        let admin_token = config.resolved_admin_token()?;
+        crate::admin::check_exposure(config.admin, admin_token.as_deref())?;
         raise_fd_limit(config.limits.max_sessions);
         let mut media_sockets = Vec::with_capacity(config.media_workers);
         for i in 0..config.media_workers {
@@ -232,7 +233,7 @@ impl Router {
                 times.clone(),
                 config.limits.watch_buffer,
             );
-            let token = config.admin_token.clone();
+            let token = admin_token;
             let shutdown = shutdown_tx.subscribe();
             async move {
                 if let Err(e) = crate::admin::serve(admin_listener, service, token, shutdown).await
