@@ -92,8 +92,28 @@ pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), Admin
 
 // ----- the one mapping from domain errors to gRPC status codes ----------
 
+/// Characters of an error message sent back at most: messages quote what
+/// the caller sent (a room name, a nickname), and a caller may send a
+/// megabyte.
+pub const ECHO_MAX_CHARS: usize = 256;
+
+/// `message`, cut to [`ECHO_MAX_CHARS`] characters (saying so).
+pub fn capped(message: String) -> String {
+    if message.chars().count() <= ECHO_MAX_CHARS {
+        return message;
+    }
+    let mut s: String = message.chars().take(ECHO_MAX_CHARS).collect();
+    s.push_str(&format!("… ({} bytes in all)", message.len()));
+    s
+}
+
 /// Room creation errors.
 pub fn room_error_status(e: RoomError) -> Status {
+    let s = room_error_status_whole(e);
+    Status::new(s.code(), capped(s.message().to_owned()))
+}
+
+fn room_error_status_whole(e: RoomError) -> Status {
     match e {
         RoomError::UnknownKind { .. } => Status::invalid_argument(format!("kind: {e}")),
         RoomError::BadName(_) => Status::invalid_argument(format!("name: {e}")),
@@ -107,10 +127,11 @@ pub fn room_error_status(e: RoomError) -> Status {
 
 /// Operator verb errors.
 pub fn op_status(e: OpError) -> Status {
+    let m = capped(e.to_string());
     match e {
-        OpError::NoRoom(_) | OpError::NoParticipant { .. } => Status::not_found(e.to_string()),
-        OpError::Invalid { .. } => Status::invalid_argument(e.to_string()),
-        OpError::Precondition(_) => Status::failed_precondition(e.to_string()),
+        OpError::NoRoom(_) | OpError::NoParticipant { .. } => Status::not_found(m),
+        OpError::Invalid { .. } => Status::invalid_argument(m),
+        OpError::Precondition(_) => Status::failed_precondition(m),
     }
 }
 
@@ -118,7 +139,7 @@ pub fn op_status(e: OpError) -> Status {
 pub fn watch_status(e: WatchError) -> Status {
     match e {
         WatchError::Op(e) => op_status(e),
-        WatchError::TooMany { .. } => Status::resource_exhausted(e.to_string()),
+        WatchError::TooMany { .. } => Status::resource_exhausted(capped(e.to_string())),
     }
 }
 
@@ -426,7 +447,7 @@ impl Admin for AdminService {
             .await
             .ok_or_else(engine_gone)?;
         info.map(|i| Response::new(room_wire(i)))
-            .ok_or_else(|| Status::not_found(format!("no room named `{shown}`")))
+            .ok_or_else(|| Status::not_found(capped(format!("no room named `{shown}`"))))
     }
 
     async fn close_room(
@@ -813,6 +834,28 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_echo_at_most_a_few_hundred_characters_of_the_input() {
+        let huge = "x".repeat(1 << 20);
+        for s in [
+            room_error_status(RoomError::BadName(huge.clone())),
+            room_error_status(RoomError::Exists(huge.clone())),
+            op_status(OpError::NoRoom(huge.clone())),
+        ] {
+            assert!(
+                s.message().len() < ECHO_MAX_CHARS + 64,
+                "{}",
+                s.message().len()
+            );
+            assert!(
+                s.message().ends_with("bytes in all)"),
+                "{}",
+                &s.message()[..40]
+            );
+        }
+        assert_eq!(capped("short".into()), "short");
+    }
 
     #[test]
     fn beyond_loopback_the_token_must_be_there_and_strong() {

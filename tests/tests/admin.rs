@@ -125,6 +125,14 @@ async fn errors_map_to_grpc_codes_naming_the_field() {
     assert!(m.starts_with("options.volume:"), "{m}");
     let (c, _) = code(a.create_room(create("lobby", "ptt", &[])).await);
     assert_eq!(c, Code::AlreadyExists);
+    // A megabyte of room name is not echoed back whole.
+    let huge = "n".repeat(1 << 20);
+    let (c, m) = code(a.create_room(create(&huge, "ptt", &[])).await);
+    assert_eq!(c, Code::InvalidArgument);
+    assert!(m.len() < 400, "{} bytes echoed", m.len());
+    let (c, m) = code(a.get_room(GetRoomRequest { name: huge }).await);
+    assert_eq!(c, Code::NotFound);
+    assert!(m.len() < 400, "{} bytes echoed", m.len());
     router.shutdown().await;
 }
 
