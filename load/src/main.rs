@@ -171,6 +171,16 @@ enum Command {
     },
 }
 
+/// Writes a report as pretty JSON to `path`, or to stdout without one.
+fn write_report(path: Option<&std::path::Path>, r: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(r)?;
+    match path {
+        Some(path) => std::fs::write(path, text)?,
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(router::logging::filter(
@@ -281,11 +291,7 @@ fn main() -> anyhow::Result<()> {
                 json,
             } => {
                 let r = scenarios::floor(rooms, seconds).await?;
-                let text = serde_json::to_string_pretty(&r)?;
-                match json {
-                    Some(path) => std::fs::write(path, text)?,
-                    None => println!("{text}"),
-                }
+                write_report(json.as_deref(), &r)?;
                 Ok(())
             }
             Command::BigRoom {
@@ -309,11 +315,7 @@ fn main() -> anyhow::Result<()> {
                             probe,
                         };
                         let r = bigroom::run(&plan).await?;
-                        let text = serde_json::to_string_pretty(&r)?;
-                        match json {
-                            Some(path) => std::fs::write(path, text)?,
-                            None => println!("{text}"),
-                        }
+                        write_report(json.as_deref(), &r)?;
                         r
                     }
                 };
@@ -325,11 +327,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Bindings { sessions, json } => {
                 let r = bindings::run(sessions).await?;
-                let text = serde_json::to_string_pretty(&r)?;
-                match json {
-                    Some(path) => std::fs::write(path, text)?,
-                    None => println!("{text}"),
-                }
+                write_report(json.as_deref(), &r)?;
                 eprintln!(
                     "bindings: {} sessions; STUN binding round trip p50 {} µs, p99 {} µs, max {} µs ({} retransmitted); UDP echo p50 {} µs, p99 {} µs; p99 ratio {:.1}",
                     r.sessions,
@@ -351,11 +349,7 @@ fn main() -> anyhow::Result<()> {
                 json,
             } => {
                 let r = bigroom::churn(members, seconds, deltas).await?;
-                let text = serde_json::to_string_pretty(&r)?;
-                match json {
-                    Some(path) => std::fs::write(path, text)?,
-                    None => println!("{text}"),
-                }
+                write_report(json.as_deref(), &r)?;
                 eprintln!(
                     "churn: {} joins and leaves in {:.1} s beside {} members; router RSS {:.0} MB before, {:.0} MB at most; {} members lost; {:.1} MB/s sent to members",
                     r.cycles, r.seconds, r.members, r.rss_before_mb, r.rss_max_mb, r.lost, r.sent_mb_per_sec

@@ -1532,42 +1532,31 @@ impl RosterView {
 }
 
 impl Sim {
-    fn hello_with_pages(&mut self, s: SessionId, nick: &str) {
+    /// HELLO asking for `asked`; WELCOME must grant exactly `granted`.
+    fn hello_asking(&mut self, s: SessionId, nick: &str, asked: &[&str], granted: &[&str]) {
         self.input(Input::Connected {
             session: s,
             peer: addr(1),
         });
+        let features = serde_json::to_string(asked).unwrap_or_default();
         self.line(
             s,
-            &format!(
-                r#"{{"type":"HELLO","version":1,"nickname":"{nick}","features":["member_pages"]}}"#
-            ),
+            &format!(r#"{{"type":"HELLO","version":1,"nickname":"{nick}","features":{features}}}"#),
         );
         match self.take(s).pop() {
             Some(ServerMessage::Welcome { features, .. }) => {
-                assert_eq!(features, ["member_pages"])
+                assert_eq!(features, granted, "unknown features are ignored")
             }
             other => panic!("expected WELCOME, got {other:?}"),
         }
     }
 
+    fn hello_with_pages(&mut self, s: SessionId, nick: &str) {
+        self.hello_asking(s, nick, &["member_pages"], &["member_pages"]);
+    }
+
     fn hello_with_deltas(&mut self, s: SessionId, nick: &str) {
-        self.input(Input::Connected {
-            session: s,
-            peer: addr(1),
-        });
-        self.line(
-            s,
-            &format!(
-                r#"{{"type":"HELLO","version":1,"nickname":"{nick}","features":["member_deltas","teleport"]}}"#
-            ),
-        );
-        match self.take(s).pop() {
-            Some(ServerMessage::Welcome { features, .. }) => {
-                assert_eq!(features, ["member_deltas"], "unknown features are ignored")
-            }
-            other => panic!("expected WELCOME, got {other:?}"),
-        }
+        self.hello_asking(s, nick, &["member_deltas", "teleport"], &["member_deltas"]);
     }
 
     /// The whole list as a fresh joiner of `lobby` gets it.
