@@ -468,6 +468,42 @@ pub enum ErrorCode {
     Internal,
 }
 
+/// A token bucket as the router announces it: `burst` at once, then one
+/// more every `refill_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rate {
+    pub burst: u32,
+    pub refill_ms: u64,
+}
+
+/// The limits a client must respect, announced in WELCOME (a room's own,
+/// such as its chat rate and file size, come in JOINED's `settings`).
+/// Fields may be added; a client ignores those it does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Longest control line, in bytes, newline excluded.
+    pub line_bytes: u32,
+    pub nickname_chars: u32,
+    pub room_name_chars: u32,
+    pub chat_chars: u32,
+    /// Longest string `id` of a command.
+    pub request_id_chars: u32,
+    /// Malformed lines (bad JSON, unknown types, bad fields): beyond this
+    /// budget the connection is closed (`TOO_MANY_ERRORS`).
+    pub bad_lines: Rate,
+    /// Refused well-formed commands: far beyond any user's pace, and only
+    /// then is the connection closed.
+    pub refusals: Rate,
+    /// JOIN, LEAVE, REQUEST_JOIN: beyond this, `RATE_LIMITED` and dropped.
+    pub membership: Rate,
+    /// MIC_REQUEST, MIC_RELEASE.
+    pub floor: Rate,
+    /// CREATE_ROOM, CREATE_MEETING.
+    pub create: Rate,
+    /// REQUEST_JOIN attempts from one IP address (meeting codes).
+    pub join_attempts: Rate,
+}
+
 /// Messages from the router to a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -487,11 +523,19 @@ pub enum ServerMessage {
         /// The features of HELLO's `features` this router granted.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         features: Vec<String>,
+        /// The limits this session must respect (absent from routers
+        /// before they were announced).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limits: Option<Limits>,
     },
     Joined {
         room: String,
         kind: String,
         udp_port: u16,
+        /// The room's settings in force, each of its kind's options with
+        /// its value (given or default): its chat rate, largest file, ...
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        settings: std::collections::BTreeMap<String, serde_json::Value>,
     },
     Left {
         room: String,
@@ -756,11 +800,83 @@ impl ParseError {
     }
 }
 
+/// Longest request id a client may give, in characters.
+pub const REQUEST_ID_MAX_CHARS: usize = 64;
+
+/// The optional `id` of a command, echoed in everything the router sends
+/// the client while handling that command (its answer, or its ERROR): an
+/// unsigned integer or a string of at most [`REQUEST_ID_MAX_CHARS`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Number(u64),
+    Text(String),
+}
+
+impl RequestId {
+    /// The id as it appears on the wire (`7`, `"a"`).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// One control line with its request id: the id is known (and echoed)
+/// even when the rest of the command is refused as a bad field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub message: Result<ClientMessage, ParseError>,
+    pub id: Option<RequestId>,
+}
+
 /// Parses one control line, telling apart bad JSON, a missing or unknown type,
-/// and bad fields (the message names the field).
+/// and bad fields (the message names the field). A command's `id` is not
+/// part of the message: see [`parse_client_request`].
 pub fn parse_client_line(line: &[u8]) -> Result<ClientMessage, ParseError> {
-    let value: serde_json::Value = serde_json::from_slice(line)
-        .map_err(|e| ParseError::new(ErrorCode::BadJson, format!("invalid JSON: {e}")))?;
+    parse_client_request(line).message
+}
+
+/// Parses one control line and its optional `id`.
+pub fn parse_client_request(line: &[u8]) -> Request {
+    let mut value: serde_json::Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => {
+            return Request {
+                message: Err(ParseError::new(
+                    ErrorCode::BadJson,
+                    format!("invalid JSON: {e}"),
+                )),
+                id: None,
+            };
+        }
+    };
+    let mut id = None;
+    let mut bad_id = None;
+    if let Some(obj) = value.as_object_mut()
+        && let Some(v) = obj.remove("id")
+    {
+        match serde_json::from_value::<RequestId>(v) {
+            Ok(RequestId::Text(t)) if t.chars().count() > REQUEST_ID_MAX_CHARS => {
+                bad_id = Some(format!(
+                    "field `id`: at most {REQUEST_ID_MAX_CHARS} characters"
+                ));
+            }
+            Ok(r) => id = Some(r),
+            Err(_) => {
+                bad_id = Some("field `id`: an unsigned integer or a string expected".into());
+            }
+        }
+    }
+    let mut message = parse_value(value);
+    if let (Ok(m), Some(why)) = (&message, bad_id) {
+        message = Err(ParseError::new(
+            ErrorCode::BadField,
+            format!("{}: {why}", m.type_name()),
+        ));
+    }
+    Request { message, id }
+}
+
+fn parse_value(value: serde_json::Value) -> Result<ClientMessage, ParseError> {
     let Some(obj) = value.as_object() else {
         return Err(ParseError::new(
             ErrorCode::BadMessage,

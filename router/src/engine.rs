@@ -22,7 +22,9 @@ use plugin_api::{
     Audience, Effect, JoinPolicy, Member, Notice, Options, Outbox, Receivers, RoomCommand,
     SessionId, TimerKey, WallClock,
 };
-use proto::control::{self, ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, UserInfo};
+use proto::control::{
+    self, ErrorCode, FullScope, LeaveReason, RejectReason, RequestId, RoomInfo, UserInfo,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::events::RoomEvent;
@@ -217,6 +219,13 @@ pub enum Output {
     /// Tell after everything else queued for the session, or drop when the
     /// session's bulk queue is full (file chunks).
     SendBulk { session: SessionId, told: Arc<Told> },
+    /// What [`Output::Send`] tells, as an answer to the command with this
+    /// request id (the front-end echoes the id).
+    Answer {
+        session: SessionId,
+        told: Arc<Told>,
+        request: RequestId,
+    },
     /// Close the connection once what was sent before is written.
     Close { session: SessionId },
     /// A change for media worker `worker`.
@@ -287,6 +296,9 @@ pub struct Engine {
     /// room reaches it first (the one who asked for the floor hears the
     /// grant before the thousands who only listen).
     actor: Option<SessionId>,
+    /// The request id of the line being handled: everything told to the
+    /// actor meanwhile answers it.
+    request: Option<RequestId>,
 }
 
 impl Engine {
@@ -312,6 +324,7 @@ impl Engine {
             last_command: None,
             pending: VecDeque::new(),
             actor: None,
+            request: None,
         };
         for spec in rooms {
             engine.create_room(spec)?;
@@ -365,7 +378,9 @@ impl Engine {
             &spec.options,
         )?;
         let worker = self.rooms.place(self.cfg.media_ports.len());
-        self.rooms.insert(spec, plugin, worker, code, ephemeral);
+        let settings = self.registry.settings(&spec.kind, &spec.options);
+        self.rooms
+            .insert(spec, plugin, worker, code, ephemeral, settings);
         Ok(())
     }
 
@@ -420,6 +435,8 @@ impl Engine {
     /// Handles one input.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.last_command = None;
+        self.request = None;
+        let from = self.outputs.len();
         self.actor = match &input {
             Input::Line { session, .. } | Input::Command { session, .. } => Some(*session),
             _ => None,
@@ -461,6 +478,53 @@ impl Engine {
             } => self.on_stun(now, worker, from, username, &request),
         }
         self.drain_pending(now);
+        if let (Some(actor), Some(request)) = (self.actor, self.request.take()) {
+            self.mark_answers(from, actor, &request);
+        }
+    }
+
+    /// Turns what the outputs from index `from` on tell `session` into
+    /// answers to its request: one to it alone becomes an
+    /// [`Output::Answer`]; one to many is split around it, order kept.
+    fn mark_answers(&mut self, from: usize, session: SessionId, request: &RequestId) {
+        if self.outputs.len() <= from {
+            return;
+        }
+        let tail: Vec<Output> = self.outputs.drain(from..).collect();
+        for out in tail {
+            match out {
+                Output::Send { session: s, told } if s == session => {
+                    self.outputs.push_back(Output::Answer {
+                        session,
+                        told,
+                        request: request.clone(),
+                    })
+                }
+                Output::SendAll { mut sessions, told } if sessions.contains(&session) => {
+                    let i = sessions.iter().position(|s| *s == session).unwrap_or(0);
+                    let after = sessions.split_off(i + 1);
+                    sessions.pop();
+                    if !sessions.is_empty() {
+                        self.outputs.push_back(Output::SendAll {
+                            sessions,
+                            told: told.clone(),
+                        });
+                    }
+                    self.outputs.push_back(Output::Answer {
+                        session,
+                        told: told.clone(),
+                        request: request.clone(),
+                    });
+                    if !after.is_empty() {
+                        self.outputs.push_back(Output::SendAll {
+                            sessions: after,
+                            told,
+                        });
+                    }
+                }
+                other => self.outputs.push_back(other),
+            }
+        }
     }
 
     /// Fires every timer due at `now`.
@@ -747,7 +811,9 @@ impl Engine {
             return;
         };
         s.last_seen = now;
-        let (name, command) = match crate::native::parse(line) {
+        let (parsed, request) = crate::native::parse_request(line);
+        self.request = request;
+        let (name, command) = match parsed {
             Ok(c) => c,
             Err(e) => return self.protocol_error(now, id, e.code, e.message),
         };
@@ -905,8 +971,40 @@ impl Engine {
                 heartbeat_interval: self.cfg.heartbeat_interval,
                 silence_timeout: self.cfg.silence_timeout,
                 features: granted,
+                limits: self.limits(),
             },
         );
+    }
+
+    /// The limits WELCOME announces: every one the router holds a session
+    /// to before it is in a room.
+    fn limits(&self) -> control::Limits {
+        let wire = |r: crate::config::Rate| control::Rate {
+            burst: r.burst,
+            refill_ms: r.refill_ms,
+        };
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let rates = &self.cfg.rates;
+        control::Limits {
+            line_bytes: n(control::MAX_LINE_BYTES),
+            nickname_chars: n(control::NICKNAME_MAX_CHARS),
+            room_name_chars: n(control::ROOM_NAME_MAX_CHARS),
+            chat_chars: n(control::CHAT_MAX_CHARS),
+            request_id_chars: n(control::REQUEST_ID_MAX_CHARS),
+            bad_lines: control::Rate {
+                burst: self.cfg.error_burst,
+                refill_ms: ms(self.cfg.error_refill),
+            },
+            refusals: wire(rates.refusals),
+            membership: wire(rates.membership),
+            floor: wire(rates.floor),
+            create: wire(rates.create),
+            join_attempts: control::Rate {
+                burst: self.cfg.join_attempts_burst,
+                refill_ms: ms(self.cfg.join_attempt_refill),
+            },
+        }
     }
 
     /// Why a session may not ask to enter a room now, if it may not.
@@ -1231,6 +1329,7 @@ impl Engine {
             return;
         };
         let kind = room.spec.kind.clone();
+        let settings = room.settings.clone();
         let room_worker = room.worker;
         if let Some(s) = self.sessions.get_mut(&id) {
             s.room = Some(name.to_owned());
@@ -1242,6 +1341,7 @@ impl Engine {
                 room: name.to_owned(),
                 kind,
                 udp_port: self.media_port(room_worker),
+                settings,
             },
         );
         let Some(room) = self.rooms.get_mut(name) else {

@@ -19,8 +19,37 @@ use crate::engine::{Command, RoomSpec, SessionCommand, SessionNotice, Told};
 /// it (for error texts and timing), telling apart bad JSON, a missing or
 /// unknown type, and bad fields.
 pub fn parse(line: &[u8]) -> Result<(&'static str, Command), control::ParseError> {
-    let msg = control::parse_client_line(line)?;
-    Ok((msg.type_name(), command(msg)))
+    parse_request(line).0
+}
+
+/// As [`parse`], with the line's optional request `id` (known even when
+/// the command is refused as a bad field, so that its ERROR carries it).
+pub fn parse_request(line: &[u8]) -> (Parsed, Option<control::RequestId>) {
+    let r = control::parse_client_request(line);
+    (r.message.map(|m| (m.type_name(), command(m))), r.id)
+}
+
+/// A parsed line: the protocol's name for the command, and the command.
+pub type Parsed = Result<(&'static str, Command), control::ParseError>;
+
+/// `line` (one JSON object and its newline) with `"id":<id>` added as its
+/// last field: how an answer carries its command's request id.
+pub fn with_request_id(line: &[u8], id: &control::RequestId) -> Arc<[u8]> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let Some(open) = body.strip_suffix(b"}") else {
+        return line.into();
+    };
+    let id = id.to_json();
+    let mut out = Vec::with_capacity(line.len() + id.len() + 8);
+    out.extend_from_slice(open);
+    // `{}` has no field before the id.
+    if open.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""id":"#);
+    out.extend_from_slice(&id);
+    out.extend_from_slice(b"}\n");
+    out.into()
 }
 
 /// The command a client message stands for.
@@ -91,6 +120,7 @@ fn session_message(n: &SessionNotice) -> ServerMessage {
             heartbeat_interval,
             silence_timeout,
             features,
+            limits,
         } => ServerMessage::Welcome {
             version: proto::PROTOCOL_VERSION,
             session_id: *session,
@@ -101,15 +131,18 @@ fn session_message(n: &SessionNotice) -> ServerMessage {
             heartbeat_interval_ms: heartbeat_interval.as_millis() as u64,
             silence_timeout_ms: silence_timeout.as_millis() as u64,
             features: features.clone(),
+            limits: Some(*limits),
         },
         SessionNotice::Joined {
             room,
             kind,
             udp_port,
+            settings,
         } => ServerMessage::Joined {
             room: room.clone(),
             kind: kind.clone(),
             udp_port: *udp_port,
+            settings: (**settings).clone(),
         },
         SessionNotice::Left {
             room,
@@ -561,7 +594,32 @@ pub fn render(room: &str, notice: &Notice) -> Option<ServerMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::control::{DenyReason, parse_client_line};
+    use proto::control::{DenyReason, RequestId, parse_client_line};
+
+    #[test]
+    fn a_request_id_is_added_as_the_lines_last_field() {
+        let msg = ServerMessage::Error {
+            code: control::ErrorCode::NotInRoom,
+            message: "x \"}\n".into(),
+        };
+        let line = control::to_line(&msg);
+        for id in [RequestId::Number(u64::MAX), RequestId::Text("a\"}b".into())] {
+            let with = with_request_id(&line, &id);
+            assert_eq!(with.last(), Some(&b'\n'));
+            let v: serde_json::Value = match serde_json::from_slice(&with) {
+                Ok(v) => v,
+                Err(e) => panic!("{e}: {}", String::from_utf8_lossy(&with)),
+            };
+            assert_eq!(v["id"], serde_json::to_value(&id).unwrap_or_default());
+            let back: ServerMessage = match serde_json::from_value(v) {
+                Ok(m) => m,
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(back, msg, "the message itself is unchanged");
+        }
+        let bare = with_request_id(b"{}\n", &RequestId::Number(1));
+        assert_eq!(&*bare, b"{\"id\":1}\n");
+    }
 
     #[test]
     fn every_room_message_type_becomes_a_command_and_session_messages_do_not() {

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use plugin_api::{OptionError, Options, PluginFactory, PluginInfo, RelayPlugin, RoomInfo};
+use plugin_api::{
+    OptionError, OptionType, Options, PluginFactory, PluginInfo, RelayPlugin, RoomInfo,
+};
 
 /// Why a room could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +54,30 @@ impl Registry {
     /// What each kind is and which options it takes.
     pub fn list(&self) -> Vec<PluginInfo> {
         self.kinds.values().map(|f| f.info()).collect()
+    }
+
+    /// Each option of `kind` with its value in a room made with `options`:
+    /// the given one, or the kind's default (typed as the option is).
+    pub fn settings(&self, kind: &str, options: &Options) -> Options {
+        let Some(factory) = self.kinds.get(kind) else {
+            return Options::new();
+        };
+        factory
+            .info()
+            .options
+            .iter()
+            .map(|o| {
+                let value = options.get(o.name).cloned().unwrap_or_else(|| {
+                    let d = o.default.as_str();
+                    match o.ty {
+                        OptionType::Bool => d.parse::<bool>().map_or(d.into(), Into::into),
+                        OptionType::Integer => d.parse::<i64>().map_or(d.into(), Into::into),
+                        OptionType::String => d.into(),
+                    }
+                });
+                (o.name.to_owned(), value)
+            })
+            .collect()
     }
 
     pub fn create(

@@ -47,6 +47,19 @@ impl Raw {
         }
     }
 
+    /// The next line as JSON (to see fields outside [`ServerMessage`], such
+    /// as a request id), or None on close / 2 s of silence.
+    async fn next_value(&mut self) -> Option<serde_json::Value> {
+        let mut line = String::new();
+        match tokio::time::timeout(Duration::from_secs(2), self.r.read_line(&mut line)).await {
+            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => None,
+            Ok(Ok(_)) => match serde_json::from_str(&line) {
+                Ok(m) => Some(m),
+                Err(e) => panic!("router sent unparseable line {line:?}: {e}"),
+            },
+        }
+    }
+
     /// Sends `bytes` and expects ERROR with `code` (skipping other messages).
     async fn expect_error(&mut self, bytes: &[u8], code: ErrorCode) {
         self.send(bytes).await;
@@ -433,5 +446,53 @@ async fn a_stun_flood_neither_stalls_control_nor_goes_unaccounted() {
         e.stun_refused + e.stun_bound + m.stun_dropped,
         "{m:?} {e:?}"
     );
+    router.shutdown().await;
+}
+
+#[tokio::test]
+async fn pipelined_commands_are_told_apart_by_their_request_ids() {
+    let router = start_router(|_| {}).await;
+    let mut x = Raw::connect(router.control_addr()).await;
+    x.send(b"{\"type\":\"HELLO\",\"version\":1,\"nickname\":\"x\",\"id\":\"h\"}\n")
+        .await;
+    let Some(welcome) = x.next_value().await else {
+        panic!("no WELCOME")
+    };
+    assert_eq!(welcome["type"], "WELCOME");
+    assert_eq!(welcome["id"], "h");
+    assert_eq!(welcome["limits"]["line_bytes"], 65536, "{welcome}");
+    assert!(welcome["limits"]["floor"]["burst"].is_u64(), "{welcome}");
+    // Three commands in one write; each answer says which it answers.
+    x.send(
+        concat!(
+            "{\"type\":\"MIC_RELEASE\",\"id\":1}\n",
+            "{\"type\":\"JOIN\",\"room\":\"lobby\",\"id\":2}\n",
+            "{\"type\":\"JOIN\",\"room\":[],\"id\":3}\n",
+        )
+        .as_bytes(),
+    )
+    .await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let Some(v) = x.next_value().await else {
+            panic!("answers so far: {seen:?}")
+        };
+        let code = v["code"].as_str().unwrap_or_default().to_owned();
+        let ty = v["type"].as_str().unwrap_or_default().to_owned();
+        if ty == "ERROR" || ty == "JOINED" {
+            seen.push((v["id"].as_u64(), ty, code));
+        } else {
+            assert_eq!(v["id"], 2, "what else comes now answers the JOIN: {v}");
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (Some(1), "ERROR".into(), "NOT_IN_ROOM".into()),
+            (Some(2), "JOINED".into(), String::new()),
+            (Some(3), "ERROR".into(), "BAD_FIELD".into()),
+        ]
+    );
+    assert!(x.alive().await);
     router.shutdown().await;
 }

@@ -296,6 +296,7 @@ fn the_session_tracks_rooms_waiting_and_where_to_go_back() {
         room: "meeting-123456".into(),
         kind: "meeting".into(),
         udp_port: 1,
+        settings: Default::default(),
     });
     assert!(s.waiting.is_none());
     assert!(
@@ -313,6 +314,7 @@ fn the_session_tracks_rooms_waiting_and_where_to_go_back() {
         room: "dispatch".into(),
         kind: "ptt".into(),
         udp_port: 1,
+        settings: Default::default(),
     });
     assert_eq!(
         s.target,

@@ -278,6 +278,16 @@ fn dispatch(
                     writers.to(session, Job::One(session, line));
                 }
             }
+            Output::Answer {
+                session,
+                told,
+                request,
+            } => {
+                if let Some(line) = native.line(&told) {
+                    let line = crate::native::with_request_id(&line, &request);
+                    writers.to(session, Job::One(session, line));
+                }
+            }
             Output::SendAll { sessions, told } => {
                 if let Some(line) = native.line(&told) {
                     writers.to_many(sessions, line);

@@ -12,6 +12,8 @@ use super::{GroupId, RoomSpec, WorkerId, roster, routes};
 
 pub(super) struct Room {
     pub(super) spec: RoomSpec,
+    /// Its kind's options in force (told in JOINED).
+    pub(super) settings: Arc<plugin_api::Options>,
     pub(super) plugin: Box<dyn RelayPlugin>,
     /// The media worker that forwards this room's packets.
     pub(super) worker: WorkerId,
@@ -121,6 +123,7 @@ impl Rooms {
         worker: WorkerId,
         code: Option<String>,
         ephemeral: bool,
+        settings: plugin_api::Options,
     ) {
         self.last_group += 1;
         let name = spec.name.clone();
@@ -131,6 +134,7 @@ impl Rooms {
             name,
             Room {
                 spec,
+                settings: Arc::new(settings),
                 plugin,
                 worker,
                 members: Vec::new(),

@@ -30,6 +30,8 @@ struct Sim {
     quiet: HashSet<SessionId>,
     /// The last rendering, reused while the same Arc is told again.
     last_told: Option<(Arc<Told>, Option<ServerMessage>)>,
+    /// Messages told as answers, with the request id they answer.
+    answers: Vec<(SessionId, RequestId, ServerMessage)>,
 }
 
 /// A route with its fan-out resolved to addresses, as the worker would
@@ -97,6 +99,7 @@ impl Sim {
             events: Vec::new(),
             quiet: HashSet::new(),
             last_told: None,
+            answers: Vec::new(),
         }
     }
 
@@ -111,6 +114,16 @@ impl Sim {
                         && matches!(*told, Told::Session(SessionNotice::Members { .. })) => {}
                 Output::Send { session, told } | Output::SendBulk { session, told } => {
                     if let Some(m) = self.render(&told) {
+                        self.inbox.entry(session).or_default().push(m)
+                    }
+                }
+                Output::Answer {
+                    session,
+                    told,
+                    request,
+                } => {
+                    if let Some(m) = self.render(&told) {
+                        self.answers.push((session, request, m.clone()));
                         self.inbox.entry(session).or_default().push(m)
                     }
                 }
@@ -2139,4 +2152,158 @@ fn an_address_that_keeps_abusing_the_protocol_is_banned_for_a_while() {
         peer: bad,
     });
     assert!(!s.closed.contains(&id));
+}
+
+impl Sim {
+    /// The answers session `s` got since the last call, with their ids.
+    fn take_answers(&mut self, s: SessionId) -> Vec<(RequestId, ServerMessage)> {
+        let (mine, rest) = std::mem::take(&mut self.answers)
+            .into_iter()
+            .partition(|(to, _, _)| *to == s);
+        self.answers = rest;
+        mine.into_iter().map(|(_, r, m)| (r, m)).collect()
+    }
+}
+
+#[test]
+fn what_answers_a_command_carries_its_request_id_and_others_hear_none() {
+    let mut s = Sim::with(
+        EngineConfig::default(),
+        vec![RoomSpec {
+            name: "lobby".into(),
+            kind: "chat".into(),
+            max_participants: 0,
+            options: Options::new(),
+        }],
+    );
+    s.member(2, "bob");
+    s.hello(1, "ann");
+    s.take_answers(1);
+    // A join with a numeric id: JOINED and the member list answer it.
+    s.line(1, r#"{"type":"JOIN","room":"lobby","id":41}"#);
+    let answers = s.take_answers(1);
+    assert!(
+        matches!(
+            answers.first(),
+            Some((RequestId::Number(41), ServerMessage::Joined { .. }))
+        ),
+        "{answers:?}"
+    );
+    assert!(answers.iter().all(|(r, _)| *r == RequestId::Number(41)));
+    assert!(
+        s.take_answers(2).is_empty(),
+        "bob's list is no answer of his"
+    );
+    s.take(1);
+    s.take(2);
+    // A chat with a string id: the sender's copy answers it, bob's does not.
+    s.line(1, r#"{"type":"CHAT","text":"hi","id":"c-1"}"#);
+    let answers = s.take_answers(1);
+    assert!(
+        matches!(&answers[..], [(RequestId::Text(t), ServerMessage::Chat { .. })] if t == "c-1"),
+        "{answers:?}"
+    );
+    assert!(s.take_answers(2).is_empty());
+    assert!(
+        s.take(2)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Chat { .. })),
+        "bob heard the chat all the same"
+    );
+    // Pipelined refusals: each ERROR names its own command.
+    s.line(1, r#"{"type":"MIC_RELEASE","id":"a"}"#);
+    s.line(1, r#"{"type":"JOIN","room":"lobby","id":"b"}"#);
+    s.line(1, r#"{"type":"JOIN","room":7,"id":"c"}"#);
+    let ids: Vec<(RequestId, ErrorCode)> = s
+        .take_answers(1)
+        .into_iter()
+        .filter_map(|(r, m)| match m {
+            ServerMessage::Error { code, .. } => Some((r, code)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids[0].0, RequestId::Text("a".into()));
+    assert_eq!(
+        ids[1],
+        (RequestId::Text("b".into()), ErrorCode::AlreadyInRoom)
+    );
+    assert_eq!(ids[2], (RequestId::Text("c".into()), ErrorCode::BadField));
+    // Lines without an id are answered without one; a bad id is a bad
+    // field named `id`, and the command is not carried out.
+    s.take(1);
+    s.line(1, r#"{"type":"HEARTBEAT"}"#);
+    assert!(s.take_answers(1).is_empty());
+    assert_eq!(s.take(1), vec![ServerMessage::HeartbeatAck]);
+    for bad in [
+        r#"-1"#,
+        r#"{"x":1}"#,
+        r#"1.5"#,
+        &format!("\"{}\"", "x".repeat(65)),
+    ] {
+        s.line(1, &format!(r#"{{"type":"LEAVE","id":{bad}}}"#));
+        let m = s.take(1);
+        assert!(
+            matches!(&m[..], [ServerMessage::Error { code: ErrorCode::BadField, message }]
+                if message.contains("`id`")),
+            "id {bad}: {m:?}"
+        );
+    }
+    assert!(
+        s.engine.sessions.get(&1).is_some_and(|x| x.room.is_some()),
+        "still in"
+    );
+}
+
+#[test]
+fn welcome_announces_the_limits_and_joined_the_rooms_settings() {
+    let cfg = EngineConfig::default();
+    let mut s = Sim::with(
+        cfg.clone(),
+        vec![RoomSpec {
+            name: "lobby".into(),
+            kind: "chat".into(),
+            max_participants: 0,
+            options: plugin_api::sim::options(&[("chat_burst", serde_json::json!(3))]),
+        }],
+    );
+    s.input(Input::Connected {
+        session: 1,
+        peer: addr(1),
+    });
+    s.line(1, r#"{"type":"HELLO","version":1,"nickname":"ann"}"#);
+    let Some(ServerMessage::Welcome {
+        limits: Some(limits),
+        ..
+    }) = s.take(1).pop()
+    else {
+        panic!("WELCOME with limits")
+    };
+    assert_eq!(limits.line_bytes as usize, control::MAX_LINE_BYTES);
+    assert_eq!(limits.chat_chars as usize, control::CHAT_MAX_CHARS);
+    assert_eq!(limits.bad_lines.burst, cfg.error_burst);
+    assert_eq!(limits.floor.burst, cfg.rates.floor.burst);
+    assert_eq!(limits.floor.refill_ms, cfg.rates.floor.refill_ms);
+    assert_eq!(limits.membership.burst, cfg.rates.membership.burst);
+    assert_eq!(limits.create.refill_ms, cfg.rates.create.refill_ms);
+    assert_eq!(limits.refusals.burst, cfg.rates.refusals.burst);
+    // The announced floor rate is the one held: one more is refused.
+    s.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    let Some(ServerMessage::Joined { settings, .. }) = s.take(1).into_iter().next() else {
+        panic!("JOINED")
+    };
+    assert_eq!(
+        settings.get("chat_burst"),
+        Some(&serde_json::json!(3)),
+        "given"
+    );
+    assert!(
+        settings.get("chat_per_minute").is_some_and(|v| v.is_u64()),
+        "defaults are typed: {settings:?}"
+    );
+    // The room holds to what it announced: 3 chats pass, the 4th is refused.
+    for i in 0..4 {
+        s.line(1, &format!(r#"{{"type":"CHAT","text":"{i}"}}"#));
+    }
+    assert_eq!(s.errors(1), vec![ErrorCode::RateLimited]);
 }

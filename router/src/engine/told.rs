@@ -77,12 +77,16 @@ pub enum SessionNotice {
         silence_timeout: Duration,
         /// The optional features it asked for and got.
         features: Vec<String>,
+        /// The limits it must respect.
+        limits: proto::control::Limits,
     },
     /// It is in `room` now; media goes to `udp_port`.
     Joined {
         room: String,
         kind: String,
         udp_port: u16,
+        /// The room's settings in force.
+        settings: Arc<plugin_api::Options>,
     },
     /// It is out of `room`, for `reason`.
     Left {
