@@ -64,6 +64,59 @@ thread_local! {
 /// Bytes read from a control connection at once.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// How long a connection the router closes waits, at most, for its peer
+/// to take what was written (below the shutdown grace).
+const LINGER: Duration = Duration::from_millis(1000);
+
+/// Half-closes a connection the router ends, then reads and drops what the
+/// peer still sends until the peer has acknowledged everything written
+/// (the last message and the FIN), the peer closes too, or [`LINGER`]
+/// passes. Closing a socket with unread input makes the kernel answer with
+/// a reset, and a reset throws away what the peer has not yet received:
+/// the last message (SERVER_CLOSE, TOO_MANY_ERRORS, FULL, LEFT KICKED) was
+/// lost whenever the client was writing at that moment. What the peer has
+/// received survives a reset.
+async fn linger(stream: &TcpStream, peer_open: bool) {
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+    if !peer_open {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    loop {
+        if unacknowledged(stream) == Some(0) {
+            return;
+        }
+        tokio::select! {
+            r = stream.readable() => {
+                if r.is_err() {
+                    return;
+                }
+                match READ_BUF.with_borrow_mut(|buf| stream.try_read(buf)) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+            _ = tick.tick() => {}
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
+/// Bytes written to `stream` (and its FIN) that the peer has not yet
+/// acknowledged: Linux's `SIOCOUTQ`.
+fn unacknowledged(stream: &TcpStream) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) on a TCP socket writes one int through
+    // the pointer, which points at `n`; the descriptor is open while
+    // `stream` is borrowed.
+    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    (r == 0).then(|| usize::try_from(n).unwrap_or(0))
+}
+
 async fn connection(
     stream: Arc<TcpStream>,
     outbox: Arc<Outbox>,
@@ -73,13 +126,19 @@ async fn connection(
     let session = outbox.session();
     let mut framer = LineFramer::new(control::MAX_LINE_BYTES);
     let mut reading = true;
+    // The peer closed its side (its input ended).
+    let mut peer_closed = false;
     'conn: loop {
         tokio::select! {
             // What the writers could not write at once comes first.
             biased;
             () = outbox.woken() => match outbox.drain(WRITE_TIMEOUT).await {
                 Drained::Idle => {}
-                Drained::Close | Drained::Abort => break,
+                Drained::Close => {
+                    linger(&stream, !peer_closed).await;
+                    break;
+                }
+                Drained::Abort => break,
             },
             r = stream.readable(), if reading => {
                 // Read into the thread's buffer, not one per connection:
@@ -94,6 +153,7 @@ async fn connection(
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Ok(0) | Err(_) => {
                         reading = false;
+                        peer_closed = true;
                         let _ = engine.send(EngineEvent::Input(Input::Disconnected { session })).await;
                     }
                     Ok(_) => {
@@ -107,7 +167,13 @@ async fn connection(
                                 Frame::TooLong => EngineEvent::Input(Input::LineTooLong { session }),
                             };
                             if engine.send(ev).await.is_err() {
-                                break 'conn;
+                                // The engine is gone (the router stops):
+                                // what it told is still written, then the
+                                // connection closes as the router's own
+                                // closes do.
+                                reading = false;
+                                outbox.close();
+                                continue 'conn;
                             }
                         }
                     }
