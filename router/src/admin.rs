@@ -592,6 +592,8 @@ impl Admin for AdminService {
                 + engine.refused_per_address
                 + engine.refused_pending,
             hello_timeouts: engine.hello_timeouts,
+            accept_failures: crate::driver::accept::ACCEPT_FAILURES
+                .load(std::sync::atomic::Ordering::Relaxed),
             stun_requests: m.stun_requests,
             stun_dropped: m.stun_dropped,
             protocol_errors: engine.protocol_errors,
@@ -805,11 +807,7 @@ pub async fn serve(
         tonic::service::interceptor::InterceptedService::new(service.into_server(), auth.clone());
     // Without TCP_NODELAY every small response waits for the client's delayed
     // ACK (Nagle): ~40 ms per call instead of well under 1 ms.
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|s| {
-            let _ = s.set_nodelay(true);
-        })
-    });
+    let incoming = crate::driver::accept::Acceptor::new(listener, "admin").into_stream();
     tonic::transport::Server::builder()
         .add_service(tonic::service::interceptor::InterceptedService::new(
             health,

@@ -10,7 +10,7 @@ use proto::control;
 use proto::framing::{Frame, LineFramer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info_span};
 
 use super::engine_task::EngineEvent;
 use super::outbox::{Drained, Outbox, WRITE_TIMEOUT};
@@ -19,16 +19,9 @@ use crate::engine::Input;
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<EngineEvent>) {
+    let mut acceptor = super::accept::Acceptor::new(listener, "control");
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = acceptor.accept().await;
         let _ = stream.set_nodelay(true);
         let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let stream = Arc::new(stream);

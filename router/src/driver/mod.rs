@@ -5,6 +5,7 @@
 //! - [`engine_task`]: the task that owns the [`Engine`], feeds it inputs and
 //!   dispatches its outputs;
 //! - [`connection`]: the control listener and one task per connection;
+//! - [`accept`]: accepting with back-off when file descriptors run out;
 //! - [`outbox`]: each connection's outgoing bytes, written by a few writer
 //!   tasks (a message for a room of N is one job per writer, not N wake-ups);
 //! - [`watch`]: the hub that fans room events out to `WatchRoom` streams.
@@ -15,6 +16,7 @@
 //! API uses `engine_task` and `watch`; only the wiring here knows the admin
 //! API, so the two do not depend on each other both ways.
 
+pub mod accept;
 pub mod connection;
 pub mod engine_task;
 pub mod outbox;
