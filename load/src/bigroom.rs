@@ -136,7 +136,7 @@ fn say(line: impl AsRef<str>) {
 }
 
 /// Members still connected and bytes read, over every process.
-fn alive(procs: &mut [Members]) -> anyhow::Result<(usize, u64)> {
+pub(crate) fn alive(procs: &mut [Members]) -> anyhow::Result<(usize, u64)> {
     let mut total = (0, 0);
     for p in procs {
         let (a, r) = p.alive()?;
@@ -147,14 +147,14 @@ fn alive(procs: &mut [Members]) -> anyhow::Result<(usize, u64)> {
 }
 
 /// A member process, spoken to over its stdin and stdout.
-struct Members {
+pub(crate) struct Members {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
     lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Members {
-    fn spawn(
+    pub(crate) fn spawn(
         control: SocketAddr,
         ip: Ipv4Addr,
         prefix: &str,
@@ -201,7 +201,7 @@ impl Members {
         })
     }
 
-    fn ask(&mut self, n: usize) -> anyhow::Result<()> {
+    pub(crate) fn ask(&mut self, n: usize) -> anyhow::Result<()> {
         self.say(&format!("join {n}"))
     }
 
@@ -234,7 +234,7 @@ impl Members {
     }
 
     /// Waits for the answer to [`Members::ask`]: members joined so far.
-    fn answer(&self, within: Duration) -> anyhow::Result<usize> {
+    pub(crate) fn answer(&self, within: Duration) -> anyhow::Result<usize> {
         let line = self
             .lines
             .recv_timeout(within)
@@ -255,7 +255,7 @@ impl Drop for Members {
 
 /// Waits until the router has been nearly idle (under 3% of a core) for
 /// two 250 ms windows in a row, at most `max`.
-async fn settle(router: &Child, max: Duration) -> Duration {
+pub(crate) async fn settle(router: &Child, max: Duration) -> Duration {
     let started = Instant::now();
     let mut quiet = 0;
     let mut last = router.sample().cpu;
@@ -694,7 +694,7 @@ pub(crate) fn run_members(
 }
 
 /// Reads lines until one of `ty`; refuses ERROR and FULL.
-async fn read_until(
+pub(crate) async fn read_until(
     r: &mut AsyncBufReader<tokio::net::tcp::OwnedReadHalf>,
     ty: &str,
 ) -> anyhow::Result<serde_json::Value> {

@@ -20,6 +20,7 @@ mod children;
 mod procfs;
 mod report;
 mod scenarios;
+mod soak;
 mod traffic;
 
 use std::path::PathBuf;
@@ -150,6 +151,24 @@ enum Command {
         sessions: usize,
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// Mixed load for a long time (members staying, active clients coming
+    /// and going with chat and floor changes), the router's RSS and CPU
+    /// sampled, printed and plotted. Not part of CI: a figure for the docs.
+    Soak {
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 300)]
+        members: usize,
+        #[arg(long, default_value_t = 40)]
+        active: usize,
+        /// Seconds between two samples.
+        #[arg(long, default_value_t = 30.0)]
+        sample_secs: f64,
+        #[arg(long, default_value = "target/soak.json")]
+        json: PathBuf,
+        #[arg(long, default_value = "target/soak.svg")]
+        plot: PathBuf,
     },
     #[command(name = "__router", hide = true)]
     Router(children::RouterArgs),
@@ -339,6 +358,28 @@ fn main() -> anyhow::Result<()> {
                     r.echo_p99_us,
                     r.p99_ratio
                 );
+                Ok(())
+            }
+            Command::Soak {
+                minutes,
+                members,
+                active,
+                sample_secs,
+                json,
+                plot,
+            } => {
+                let r = soak::soak(minutes, members, active, sample_secs).await?;
+                write_report(Some(&json), &r)?;
+                soak::plot(&plot, &r)?;
+                eprintln!(
+                    "soak: {:.1} min, {} cycles, {} chats, {} floor requests, {} refusals; RSS {:.1} MiB first, {:.1} last, {:.1} max; {} unexpected closes, {} members lost; {} and {}",
+                    r.minutes, r.cycles, r.chats, r.floor_requests, r.refusals, r.rss_first_mib,
+                    r.rss_last_mib, r.rss_max_mib, r.unexpected_closes, r.members_lost,
+                    json.display(), plot.display()
+                );
+                if r.unexpected_closes > 0 || r.members_lost > 0 || r.cycles == 0 {
+                    anyhow::bail!("the soak lost sessions or made no progress");
+                }
                 Ok(())
             }
             Command::Churn {
