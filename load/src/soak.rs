@@ -98,7 +98,10 @@ pub(crate) async fn soak(
     for p in &procs {
         p.answer(Duration::from_secs(120))?;
     }
-    eprintln!("soak: {members} members in {}, {active} active clients, {minutes} min", room_name(0));
+    eprintln!(
+        "soak: {members} members in {}, {active} active clients, {minutes} min",
+        room_name(0)
+    );
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -127,7 +130,8 @@ pub(crate) async fn soak(
     loop {
         let s = router.sample();
         let now = Instant::now();
-        let cpu_percent = (s.cpu - last.1) / now.duration_since(last.0).as_secs_f64().max(1e-3) * 100.0;
+        let cpu_percent =
+            (s.cpu - last.1) / now.duration_since(last.0).as_secs_f64().max(1e-3) * 100.0;
         last = (now, s.cpu);
         let sample = SoakSample {
             minutes: started.elapsed().as_secs_f64() / 60.0,
@@ -243,7 +247,8 @@ async fn cycle(
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
     }
     if rng.random_bool(0.5) {
-        w.write_all(b"{\"type\":\"LEAVE\"}\n{\"type\":\"BYE\"}\n").await?;
+        w.write_all(b"{\"type\":\"LEAVE\"}\n{\"type\":\"BYE\"}\n")
+            .await?;
         match tokio::time::timeout(Duration::from_secs(10), reader).await {
             Ok(Ok(true)) => {}
             _ => bail!("no GOODBYE after BYE"),
@@ -271,13 +276,21 @@ pub(crate) fn plot(path: &Path, r: &SoakReport) -> anyhow::Result<()> {
     type Pick = fn(&SoakSample) -> f64;
     let charts: [(&str, &str, Pick, RGBColor); 2] = [
         ("Router resident memory", "MiB", |s| s.rss_mib, BLUE),
-        ("Router CPU (share of one core)", "%", |s| s.cpu_percent, RED),
+        (
+            "Router CPU (share of one core)",
+            "%",
+            |s| s.cpu_percent,
+            RED,
+        ),
     ];
     for (panel, (title, unit, pick, color)) in panels.iter().zip(charts) {
         let max_y = r.samples.iter().map(pick).fold(0.0, f64::max).max(1.0) * 1.2;
         let mut chart = ChartBuilder::on(panel)
             .caption(
-                format!("{title}: {} members, {} active clients", r.members, r.active),
+                format!(
+                    "{title}: {} members, {} active clients",
+                    r.members, r.active
+                ),
                 ("sans-serif", 16),
             )
             .margin(12)

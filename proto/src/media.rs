@@ -67,15 +67,14 @@ pub fn rtp_header(data: &[u8]) -> Option<RtpHeader> {
     })
 }
 
-/// The sender SSRC of a well-formed compound RTCP packet: the SSRC field of its
-/// first packet (SR, RR, SDES, BYE, APP and feedback all carry it at offset 4).
+/// The sender SSRC of a well-formed compound RTCP packet: the first source
+/// [`rtcp_sources`] finds (the SSRC of its first packet, or of the first
+/// chunk of an SDES). Reading the bytes at offset 4 instead was wrong for a
+/// first packet that carries no SSRC (an SDES or BYE with no chunks), as a
+/// fuzz target found.
 pub fn rtcp_sender_ssrc(data: &[u8]) -> Option<u32> {
-    let compound = rtcp_types::Compound::parse(data).ok()?;
-    for packet in compound {
-        packet.ok()?;
-    }
-    let b = data.get(4..8)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    let mut sources = Vec::new();
+    rtcp_sources(data, &mut sources).then(|| sources.first().copied())?
 }
 
 /// Every SSRC a well-formed compound RTCP packet claims as a source of its
@@ -224,6 +223,20 @@ pub fn build_rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_sender_of_a_compound_whose_first_packet_has_no_ssrc_is_its_first_source() {
+        // Found by the datagram fuzz target: an SDES with no chunks first
+        // (4 bytes), so offset 4 is the next packet's header, not an SSRC.
+        let data = [
+            0x9b, 0xca, 0, 0, 0x9b, 0xca, 0, 0, 0x9b, 0xca, 0, 1, 0xbb, 0xca, 0, 0,
+        ];
+        let mut sources = Vec::new();
+        assert!(rtcp_sources(&data, &mut sources));
+        assert_eq!(rtcp_sender_ssrc(&data), sources.first().copied());
+        assert_ne!(rtcp_sender_ssrc(&data), Some(0x9bca_0000));
+    }
+
     use super::*;
 
     #[test]

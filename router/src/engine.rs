@@ -406,6 +406,81 @@ impl Engine {
             .collect()
     }
 
+    /// Checks what must hold between inputs, for tests and fuzzing: each
+    /// room's members are sessions that know they are in it, once each;
+    /// routes go from members to other members only; and in rooms with a
+    /// floor (`ptt`, `chat`) at most one member talks, and only a talker's
+    /// media is routed anywhere. `Err` says what broke.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for name in self.rooms.names() {
+            let Some(room) = self.rooms.get(name) else {
+                return Err(format!("room `{name}` is listed but missing"));
+            };
+            let mut seen = std::collections::HashSet::new();
+            for m in &room.members {
+                if !seen.insert(*m) {
+                    return Err(format!("session {m} is twice in `{name}`"));
+                }
+                match self.sessions.get(m) {
+                    Some(s) if s.room.as_deref() == Some(name.as_str()) => {}
+                    Some(s) => {
+                        return Err(format!(
+                            "session {m} is a member of `{name}` but thinks it is in {:?}",
+                            s.room
+                        ));
+                    }
+                    None => return Err(format!("`{name}` has member {m}, no such session")),
+                }
+            }
+            for (from, to) in &room.routes {
+                if !seen.contains(from) {
+                    return Err(format!("`{name}` routes {from}, not a member"));
+                }
+                if let Receivers::Only(v) = to
+                    && let Some(bad) = v.iter().find(|r| **r == *from || !seen.contains(r))
+                {
+                    return Err(format!("`{name}` routes {from} to {bad}"));
+                }
+            }
+            if matches!(room.spec.kind.as_str(), "ptt" | "chat") {
+                let talkers: Vec<SessionId> = room
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|m| room.plugin.is_talking(*m))
+                    .collect();
+                if talkers.len() > 1 {
+                    return Err(format!(
+                        "`{name}` has {} floor holders: {talkers:?}",
+                        talkers.len()
+                    ));
+                }
+                if let Some((from, _)) = room
+                    .routes
+                    .iter()
+                    .find(|(m, r)| **r != Receivers::Nobody && !talkers.contains(m))
+                {
+                    return Err(format!(
+                        "`{name}` routes {from}, who does not hold the floor"
+                    ));
+                }
+            }
+        }
+        for id in self.sessions.ids() {
+            if let Some(room) = self.sessions.get(&id).and_then(|s| s.room.as_deref())
+                && !self
+                    .rooms
+                    .get(room)
+                    .is_some_and(|r| r.members.contains(&id))
+            {
+                return Err(format!(
+                    "session {id} thinks it is in `{room}`, which lacks it"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// One room, as listed to clients.
     pub fn room_info(&self, name: &str) -> Option<RoomInfo> {
         self.rooms.get(name).map(|r| RoomInfo {
@@ -624,6 +699,13 @@ impl Engine {
     /// connections wait for their HELLO; otherwise it has
     /// `hello_timeout` to say HELLO. `max_sessions` is checked at HELLO.
     fn on_connected(&mut self, now: Instant, id: SessionId, peer: SocketAddr) {
+        // A driver gives each connection its own id; a second `Connected`
+        // for one is a driver's bug, and must not replace (and so lose
+        // count of) the session that has it (a fuzz target found it).
+        if self.sessions.contains_key(&id) {
+            tracing::warn!(session = id, "a connection id was reused; ignored");
+            return;
+        }
         let ip = peer.ip();
         let refusal = if let Some(left) = self.bans.banned(ip, now) {
             self.stats.refused_banned += 1;

@@ -222,6 +222,9 @@ impl Sim {
     fn input(&mut self, i: Input) {
         self.engine.handle_input(self.now, i);
         self.drain();
+        if let Err(e) = self.engine.check_invariants() {
+            panic!("invariant broken: {e}");
+        }
     }
 
     fn line(&mut self, s: SessionId, json: &str) {
@@ -2306,4 +2309,27 @@ fn welcome_announces_the_limits_and_joined_the_rooms_settings() {
         s.line(1, &format!(r#"{{"type":"CHAT","text":"{i}"}}"#));
     }
     assert_eq!(s.errors(1), vec![ErrorCode::RateLimited]);
+}
+
+#[test]
+fn a_reused_connection_id_does_not_replace_its_session() {
+    // Found by the engine fuzz target: a second Connected for a welcomed
+    // session replaced it and the count of welcomed sessions underflowed.
+    let mut s = Sim::new();
+    s.hello(1, "ann");
+    s.input(Input::Connected {
+        session: 1,
+        peer: addr(2),
+    });
+    s.input(Input::Connected {
+        session: 2,
+        peer: addr(3),
+    });
+    assert_eq!(s.engine.stats().sessions, 2);
+    s.line(1, r#"{"type":"HEARTBEAT"}"#);
+    assert_eq!(
+        s.take(1),
+        vec![ServerMessage::HeartbeatAck],
+        "ann is still ann"
+    );
 }
