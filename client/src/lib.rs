@@ -56,6 +56,12 @@ pub struct Welcome {
     pub ssrcs: Ssrcs,
     pub heartbeat_interval: Duration,
     pub silence_timeout: Duration,
+    /// Give this to [`ConnectOptions::resume`] to continue this session on
+    /// a new connection soon after this one drops (`None`: the router
+    /// keeps no sessions).
+    pub resume_token: Option<String>,
+    /// This connection continued an earlier session.
+    pub resumed: bool,
 }
 
 /// Options for [`Session::connect_with`].
@@ -68,6 +74,9 @@ pub struct ConnectOptions {
     /// Optional protocol features to ask for in HELLO (e.g.
     /// [`proto::control::FEATURE_MEMBER_DELTAS`]).
     pub features: Vec<String>,
+    /// The resume token of an earlier session to continue
+    /// ([`Welcome::resume_token`]); [`Welcome::resumed`] says whether it was.
+    pub resume: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -76,6 +85,7 @@ impl Default for ConnectOptions {
             heartbeat: true,
             timeout: Duration::from_secs(5),
             features: Vec::new(),
+            resume: None,
         }
     }
 }
@@ -168,6 +178,8 @@ impl Session {
                 ssrcs: Ssrcs { audio: 0, video: 0 },
                 heartbeat_interval: Duration::from_secs(5),
                 silence_timeout: Duration::from_secs(15),
+                resume_token: None,
+                resumed: false,
             },
             server,
             room_udp_port: None,
@@ -182,6 +194,7 @@ impl Session {
                 nickname: nickname.to_owned(),
                 token: None,
                 features: opts.features.clone(),
+                resume: opts.resume.clone(),
             })
             .await?;
         let welcome = session
@@ -194,6 +207,8 @@ impl Session {
                     ssrcs,
                     heartbeat_interval_ms,
                     silence_timeout_ms,
+                    resume_token,
+                    resumed,
                     ..
                 } => Some(Welcome {
                     session_id: *session_id,
@@ -203,6 +218,8 @@ impl Session {
                     ssrcs: *ssrcs,
                     heartbeat_interval: Duration::from_millis(*heartbeat_interval_ms),
                     silence_timeout: Duration::from_millis(*silence_timeout_ms),
+                    resume_token: resume_token.clone(),
+                    resumed: *resumed,
                 }),
                 _ => None,
             })

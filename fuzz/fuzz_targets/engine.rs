@@ -156,6 +156,7 @@ impl Run {
                 version: 1,
                 nickname: nick(n),
                 token: None,
+                resume: None,
                 features: match n % 3 {
                     0 => vec![],
                     1 => vec![control::FEATURE_MEMBER_DELTAS.into()],

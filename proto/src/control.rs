@@ -71,6 +71,11 @@ pub enum ClientMessage {
         /// were granted.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         features: Vec<String>,
+        /// The `resume_token` of an earlier WELCOME: within its grace
+        /// period after that connection dropped, this connection continues
+        /// that session (same id, SSRCs, room and queue place).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
     },
     /// Enter a room (one room per session at a time).
     Join { room: String },
@@ -527,6 +532,16 @@ pub enum ServerMessage {
         /// before they were announced).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limits: Option<Limits>,
+        /// Give this in a later HELLO's `resume` to continue this session
+        /// on a new connection, within `resume_grace_ms` of this one
+        /// dropping (absent when the router keeps no sessions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_grace_ms: Option<u64>,
+        /// This connection continues an earlier session (HELLO's `resume`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
     },
     Joined {
         room: String,
@@ -986,6 +1001,7 @@ mod tests {
                 nickname: "ann".into(),
                 token: None,
                 features: vec![],
+                resume: None,
             })
         );
         assert_eq!(

@@ -594,6 +594,9 @@ impl Admin for AdminService {
             hello_timeouts: engine.hello_timeouts,
             accept_failures: crate::driver::accept::ACCEPT_FAILURES
                 .load(std::sync::atomic::Ordering::Relaxed),
+            sessions_detached: engine.detached,
+            sessions_resumed: engine.resumed,
+            resumes_expired: engine.resume_expired,
             stun_requests: m.stun_requests,
             stun_dropped: m.stun_dropped,
             protocol_errors: engine.protocol_errors,

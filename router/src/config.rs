@@ -102,6 +102,10 @@ pub struct Limits {
     pub ban_window_ms: u64,
     /// How long a ban lasts.
     pub ban_ms: u64,
+    /// How long a session whose connection dropped is kept for a new
+    /// connection to resume (HELLO `resume`); 0: sessions end with their
+    /// connection.
+    pub resume_grace_ms: u64,
 }
 
 /// A token bucket: `burst` at once, then one more per `refill_ms`.
@@ -183,6 +187,7 @@ impl Default for Limits {
             ban_strikes: 10,
             ban_window_ms: 120_000,
             ban_ms: 300_000,
+            resume_grace_ms: 10_000,
         }
     }
 }
@@ -384,6 +389,7 @@ impl Config {
                 window: Duration::from_millis(self.limits.ban_window_ms),
                 duration: Duration::from_millis(self.limits.ban_ms),
             },
+            resume_grace: Duration::from_millis(self.limits.resume_grace_ms),
         }
     }
 }

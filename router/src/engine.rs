@@ -83,6 +83,9 @@ pub struct EngineConfig {
     pub max_per_address: usize,
     /// When abuse from one address bans it.
     pub bans: BanPolicy,
+    /// How long a session whose connection dropped may be resumed; zero:
+    /// never.
+    pub resume_grace: Duration,
 }
 
 /// What the engine starts from that it may not take from the machine: the
@@ -244,6 +247,8 @@ enum TimerRef {
     Room(String, TimerKey),
     /// A room's coalesced member-list changes are due.
     Roster(String),
+    /// A detached session's grace period ends.
+    Resume(SessionId),
 }
 
 /// Counters the engine keeps about itself.
@@ -272,6 +277,11 @@ pub struct EngineStats {
     pub refused_pending: u64,
     /// Connections closed for saying no HELLO in time.
     pub hello_timeouts: u64,
+    /// Sessions kept after their connection dropped, resumed by a new
+    /// connection, and ended when their grace period passed.
+    pub detached: u64,
+    pub resumed: u64,
+    pub resume_expired: u64,
 }
 
 /// The sans-IO router core.
@@ -499,7 +509,11 @@ impl Engine {
 
     /// The next output for the drivers.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let Some(out) = self.outputs.pop_front() else {
+            self.sessions.forget_stale();
+            return None;
+        };
+        Some(self.as_connection_output(out))
     }
 
     /// When [`Engine::handle_timeout`] must next be called.
@@ -512,6 +526,7 @@ impl Engine {
         self.last_command = None;
         self.request = None;
         let from = self.outputs.len();
+        let input = self.as_session_input(input);
         self.actor = match &input {
             Input::Line { session, .. } | Input::Command { session, .. } => Some(*session),
             _ => None,
@@ -542,9 +557,7 @@ impl Engine {
                     format!("line longer than {max} bytes discarded"),
                 );
             }
-            Input::Disconnected { session } => {
-                self.remove_session(now, session, LeaveReason::Disconnected)
-            }
+            Input::Disconnected { session } => self.on_disconnected(now, session),
             Input::StunBinding {
                 worker,
                 from,
@@ -553,8 +566,127 @@ impl Engine {
             } => self.on_stun(now, worker, from, username, &request),
         }
         self.drain_pending(now);
+        self.release_detached_floors(now);
         if let (Some(actor), Some(request)) = (self.actor, self.request.take()) {
             self.mark_answers(from, actor, &request);
+        }
+    }
+
+    /// An input about a connection, as about the session it speaks for
+    /// (another one once it resumed a session).
+    fn as_session_input(&self, input: Input) -> Input {
+        if !self.sessions.any_resumed() {
+            return input;
+        }
+        let of = |c| self.sessions.session_of(c);
+        match input {
+            Input::Line { session, line } => Input::Line {
+                session: of(session),
+                line,
+            },
+            Input::Command {
+                session,
+                name,
+                command,
+            } => Input::Command {
+                session: of(session),
+                name,
+                command,
+            },
+            Input::LineTooLong { session } => Input::LineTooLong {
+                session: of(session),
+            },
+            Input::Disconnected { session } => Input::Disconnected {
+                session: of(session),
+            },
+            other => other,
+        }
+    }
+
+    /// An output for a session, as for the connection it is spoken to
+    /// through.
+    fn as_connection_output(&self, out: Output) -> Output {
+        if !self.sessions.any_resumed() {
+            return out;
+        }
+        let to = |s| self.sessions.connection_of(s);
+        match out {
+            Output::Send { session, told } => Output::Send {
+                session: to(session),
+                told,
+            },
+            Output::SendBulk { session, told } => Output::SendBulk {
+                session: to(session),
+                told,
+            },
+            Output::Answer {
+                session,
+                told,
+                request,
+            } => Output::Answer {
+                session: to(session),
+                told,
+                request,
+            },
+            Output::SendAll { sessions, told } => Output::SendAll {
+                sessions: sessions.into_iter().map(to).collect(),
+                told,
+            },
+            Output::Close { session } => Output::Close {
+                session: to(session),
+            },
+            other => other,
+        }
+    }
+
+    /// A connection ended. Its session, once welcomed, is kept for
+    /// `resume_grace` (detached: no connection, nothing sent to it) in its
+    /// room and floor queue; but a floor it holds is released at once:
+    /// nobody may hold a floor who cannot hear or be heard. Otherwise the
+    /// session ends.
+    fn on_disconnected(&mut self, now: Instant, id: SessionId) {
+        let grace = self.cfg.resume_grace;
+        let keep = !grace.is_zero()
+            && self
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.identity.is_some() && s.detached.is_none());
+        if !keep {
+            return self.remove_session(now, id, LeaveReason::Disconnected);
+        }
+        // A guest waiting in a lobby is withdrawn: a host must not admit
+        // someone who is not there.
+        self.withdraw(now, id);
+        self.sessions.detach(id, now + grace);
+        self.timers
+            .push(Reverse((now + grace, TimerRef::Resume(id))));
+        self.stats.detached += 1;
+        self.release_detached_floors(now);
+    }
+
+    /// Releases every floor a detached session holds (one it held when its
+    /// connection dropped, or was granted from the queue since).
+    fn release_detached_floors(&mut self, now: Instant) {
+        // Each release may grant the floor to the next in the queue, who
+        // may be detached too: again until none holds one (each detached
+        // session is released at most once per call).
+        let mut released = Vec::new();
+        loop {
+            let holder = self.sessions.detached().find(|id| {
+                !released.contains(id)
+                    && self.sessions.get(id).is_some_and(|s| {
+                        s.room
+                            .as_ref()
+                            .and_then(|r| self.rooms.get(r))
+                            .is_some_and(|r| r.plugin.is_talking(*id))
+                    })
+            });
+            let Some(id) = holder else {
+                return;
+            };
+            released.push(id);
+            self.room_command(now, id, "MIC_RELEASE", RoomCommand::FloorLost);
+            self.drain_pending(now);
         }
     }
 
@@ -616,7 +748,11 @@ impl Engine {
                     let Some(s) = self.sessions.get(&id) else {
                         continue;
                     };
-                    let deadline = s.last_seen + self.cfg.silence_timeout;
+                    // A detached session has no connection to be silent on.
+                    let deadline = match s.detached {
+                        Some(until) => until.max(now) + self.cfg.silence_timeout,
+                        None => s.last_seen + self.cfg.silence_timeout,
+                    };
                     if deadline > now {
                         self.timers.push(Reverse((deadline, TimerRef::Silence(id))));
                         continue;
@@ -630,6 +766,9 @@ impl Engine {
                         format!("nothing received for {secs:.1} s"),
                         LeaveReason::TimedOut,
                     );
+                    // What its leaving did to its room (a meeting that ends
+                    // with its host) is applied now, not at the next input.
+                    self.drain_pending(now);
                 }
                 TimerRef::Hello(id) => {
                     let Some(s) = self.sessions.get(&id).filter(|s| s.identity.is_none()) else {
@@ -649,6 +788,18 @@ impl Engine {
                 }
                 TimerRef::BanEnds => {
                     self.bans.sweep(&self.cfg.bans, now);
+                }
+                TimerRef::Resume(id) => {
+                    let expired = self
+                        .sessions
+                        .get(&id)
+                        .and_then(|s| s.detached)
+                        .is_some_and(|until| until <= now);
+                    if expired {
+                        self.stats.resume_expired += 1;
+                        self.remove_session(now, id, LeaveReason::Disconnected);
+                        self.drain_pending(now);
+                    }
                 }
                 TimerRef::Roster(name) => {
                     let Some(room) = self.rooms.get_mut(&name) else {
@@ -675,6 +826,9 @@ impl Engine {
                 }
             }
         }
+        // A queued member whose connection dropped may have been granted
+        // the floor meanwhile.
+        self.release_detached_floors(now);
     }
 
     /// Tells every client the router is going away and closes every session.
@@ -889,7 +1043,8 @@ impl Engine {
 
     /// A native control line: the native front-end parses it.
     fn on_line(&mut self, now: Instant, id: SessionId, line: &[u8]) {
-        let Some(s) = self.sessions.get_mut(&id) else {
+        // A detached session has no connection: nothing comes from it.
+        let Some(s) = self.sessions.get_mut(&id).filter(|s| s.detached.is_none()) else {
             return;
         };
         s.last_seen = now;
@@ -911,8 +1066,14 @@ impl Engine {
         match command {
             Command::Session(SessionCommand::Hello {
                 version,
+                resume: Some(token),
+                ..
+            }) if self.resumable(id, version, &token) => self.on_resume(now, id, &token),
+            Command::Session(SessionCommand::Hello {
+                version,
                 nickname,
                 features,
+                ..
             }) => self.on_hello(now, id, version, nickname, &features),
             _ if !welcomed => self.protocol_error(
                 now,
@@ -1054,8 +1215,100 @@ impl Engine {
                 silence_timeout: self.cfg.silence_timeout,
                 features: granted,
                 limits: self.limits(),
+                resume: self.resume_offer(id),
+                resumed: false,
             },
         );
+    }
+
+    /// Whether HELLO on connection `conn` resumes a session: the connection
+    /// has said no HELLO yet, speaks this version, and the token names a
+    /// session waiting to be resumed. Otherwise the HELLO is an ordinary
+    /// one (a new session; WELCOME without `resumed` tells the client).
+    fn resumable(&self, conn: SessionId, version: u32, token: &str) -> bool {
+        version == proto::PROTOCOL_VERSION
+            && self
+                .sessions
+                .get(&conn)
+                .is_some_and(|s| s.identity.is_none())
+            && self.sessions.by_resume(token).is_some()
+    }
+
+    /// The resume token and grace WELCOME offers session `id`, if any.
+    fn resume_offer(&self, id: SessionId) -> Option<(String, Duration)> {
+        let grace = self.cfg.resume_grace;
+        if grace.is_zero() {
+            return None;
+        }
+        let token = self.sessions.identity(id)?.resume.clone();
+        Some((token, grace))
+    }
+
+    /// HELLO with the resume token of a detached session: connection `conn`
+    /// continues it. It is told WELCOME again (`resumed`, the same id,
+    /// nickname, SSRCs and media token, a new resume token), then its room
+    /// as on joining (JOINED and the member list): it binds its media with
+    /// STUN again, from wherever it is now.
+    fn on_resume(&mut self, now: Instant, conn: SessionId, token: &str) {
+        let Some(id) = self.sessions.by_resume(token) else {
+            return;
+        };
+        if self.sessions.adopt(conn, id, &mut self.rng).is_none() {
+            return;
+        }
+        self.stats.resumed += 1;
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.last_seen = now;
+        }
+        // What the connection's own timers (its HELLO deadline) would do is
+        // moot: that session is gone. The resumed one is watched again.
+        self.timers.push(Reverse((
+            now + self.cfg.silence_timeout,
+            TimerRef::Silence(id),
+        )));
+        self.actor = Some(id);
+        let Some(ident) = self.sessions.identity(id) else {
+            return;
+        };
+        let features = match ident.lists {
+            MemberLists::Whole => vec![],
+            MemberLists::Deltas => vec![control::FEATURE_MEMBER_DELTAS.to_owned()],
+            MemberLists::Pages => vec![control::FEATURE_MEMBER_PAGES.to_owned()],
+        };
+        let welcome = SessionNotice::Welcome {
+            session: id,
+            nickname: ident.nickname.clone(),
+            udp_port: self.media_port(0),
+            media_token: ident.token.clone(),
+            ssrcs: ident.ssrcs,
+            heartbeat_interval: self.cfg.heartbeat_interval,
+            silence_timeout: self.cfg.silence_timeout,
+            features,
+            limits: self.limits(),
+            resume: self.resume_offer(id),
+            resumed: true,
+        };
+        self.send(id, welcome);
+        let Some(room) = self.sessions.get(&id).and_then(|s| s.room.clone()) else {
+            return;
+        };
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        let joined = SessionNotice::Joined {
+            room: room.clone(),
+            kind: r.spec.kind.clone(),
+            udp_port: self.media_port(r.worker),
+            settings: r.settings.clone(),
+        };
+        let large = r.large;
+        self.send(id, joined);
+        let told = if large && self.lists_of(id) == Some(MemberLists::Pages) {
+            self.member_count(&room)
+        } else {
+            self.member_list(&room)
+        };
+        self.outputs.push_back(Output::Send { session: id, told });
     }
 
     /// The limits WELCOME announces: every one the router holds a session

@@ -63,10 +63,12 @@ pub fn command(msg: ClientMessage) -> Command {
             nickname,
             token: _,
             features,
+            resume,
         } => SessionCommand::Hello {
             version,
             nickname,
             features,
+            resume,
         },
         ClientMessage::Join { room } => SessionCommand::Join { room },
         ClientMessage::Leave => SessionCommand::Leave,
@@ -121,6 +123,8 @@ fn session_message(n: &SessionNotice) -> ServerMessage {
             silence_timeout,
             features,
             limits,
+            resume,
+            resumed,
         } => ServerMessage::Welcome {
             version: proto::PROTOCOL_VERSION,
             session_id: *session,
@@ -132,6 +136,11 @@ fn session_message(n: &SessionNotice) -> ServerMessage {
             silence_timeout_ms: silence_timeout.as_millis() as u64,
             features: features.clone(),
             limits: Some(*limits),
+            resume_token: resume.as_ref().map(|(t, _)| t.clone()),
+            resume_grace_ms: resume
+                .as_ref()
+                .map(|(_, g)| u64::try_from(g.as_millis()).unwrap_or(u64::MAX)),
+            resumed: *resumed,
         },
         SessionNotice::Joined {
             room,

@@ -271,6 +271,7 @@ async fn connect(s: &Settings) -> Result<Session, String> {
             timeout: Duration::from_secs(5),
             // The member list by delta: the window's model applies them.
             features: vec![proto::control::FEATURE_MEMBER_DELTAS.to_owned()],
+            ..ConnectOptions::default()
         },
     )
     .await

@@ -20,6 +20,10 @@ pub enum RoomCommand {
     FloorRequest { priority: u8 },
     /// Give up the floor, or leave the floor queue.
     FloorRelease,
+    /// The member's connection dropped and it may come back (a resumable
+    /// session): it holds the floor no more (released as `DISCONNECTED`),
+    /// but keeps its place in the queue. Sent by the engine, not a client.
+    FloorLost,
     /// A chat message to everyone, or privately to the member with this
     /// nickname.
     Chat { text: String, to: Option<String> },

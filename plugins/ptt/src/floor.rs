@@ -233,6 +233,24 @@ impl Floor {
     }
 
     /// The holder gives up the floor, or a waiting member withdraws.
+    /// Takes the floor from `session` if it holds it (for `reason`), and
+    /// grants it to the next in the queue; its own place in the queue, if
+    /// any, is kept. Nothing happens when it does not hold the floor.
+    pub fn drop_holder(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        reason: ReleaseReason,
+    ) -> Vec<FloorEvent> {
+        let mut ev = Vec::new();
+        if self.holder.is_some_and(|h| h.session == session) {
+            self.holder = None;
+            ev.push(FloorEvent::Released { session, reason });
+            self.grant_next(now, &mut ev);
+        }
+        ev
+    }
+
     pub fn release(
         &mut self,
         now: Instant,

@@ -99,6 +99,13 @@ impl ExclusiveVoice {
                 self.apply(ev, out);
                 Ok(true)
             }
+            RoomCommand::FloorLost => {
+                let ev =
+                    self.floor
+                        .drop_holder(now, session, LeaveReason::Disconnected.as_release());
+                self.apply(ev, out);
+                Ok(true)
+            }
             RoomCommand::FloorRelease => match self.floor.release(now, session) {
                 Ok(ev) => {
                     self.apply(ev, out);

@@ -19,6 +19,9 @@ pub(super) struct Identity {
     pub(super) nickname: String,
     pub(super) ssrcs: Ssrcs,
     pub(super) token: String,
+    /// Presented in a later HELLO, gives this session back to a new
+    /// connection (rotated at each use).
+    pub(super) resume: String,
     /// How it hears of its room's members.
     pub(super) lists: MemberLists,
 }
@@ -55,6 +58,8 @@ pub(super) struct Session {
     pub(super) refusals: TokenBucket,
     /// Commands by [`super::RateKind`].
     pub(super) rates: [TokenBucket; 3],
+    /// Its connection dropped; it may be resumed until then.
+    pub(super) detached: Option<Instant>,
 }
 
 impl Session {
@@ -76,6 +81,7 @@ impl Session {
             joined_at: now,
             last_seen: now,
             media: None,
+            detached: None,
             error_budget: error_burst,
             last_refill: now,
         }
@@ -122,6 +128,16 @@ pub(super) struct Sessions {
     per_address: HashMap<IpAddr, usize>,
     /// Sessions that have said HELLO.
     welcomed: usize,
+    /// Resume tokens of welcomed sessions.
+    resumes: HashMap<String, SessionId>,
+    /// A resumed session is spoken to through a connection of another id:
+    /// connection → session, and session → connection.
+    session_of: HashMap<SessionId, SessionId>,
+    connection_of: HashMap<SessionId, SessionId>,
+    /// Sessions without a connection, waiting to be resumed.
+    detached: HashSet<SessionId>,
+    /// Ended sessions whose connection is still to be told their end.
+    stale: Vec<SessionId>,
 }
 
 impl Sessions {
@@ -198,6 +214,8 @@ impl Sessions {
         };
         let token = format!("{:032x}", rng.random::<u128>());
         self.tokens.insert(token.clone(), id);
+        let resume = format!("{:032x}", rng.random::<u128>());
+        self.resumes.insert(resume.clone(), id);
         let s = self.map.get_mut(&id)?;
         if s.identity.is_none() {
             self.welcomed += 1;
@@ -206,6 +224,7 @@ impl Sessions {
             nickname,
             ssrcs,
             token,
+            resume,
             lists,
         });
         s.identity.as_ref()
@@ -261,18 +280,123 @@ impl Sessions {
     /// Forgets a session and its index entries; returns it.
     pub(super) fn remove(&mut self, id: SessionId) -> Option<Session> {
         let s = self.map.remove(&id)?;
-        self.forget_address(s.peer.ip());
+        // A detached session's connection was forgotten when it dropped.
+        if s.detached.is_none() {
+            self.forget_address(s.peer.ip());
+        }
+        self.detached.remove(&id);
+        // What was told to it last (LEFT, a closing ERROR) and its close are
+        // still queued: its connection is forgotten once they are out.
+        if self.connection_of.contains_key(&id) {
+            self.stale.push(id);
+        }
         if let Some(m) = s.media {
             self.addr_owner.remove(&m);
         }
         if let Some(ident) = &s.identity {
             self.welcomed -= 1;
             self.tokens.remove(&ident.token);
+            self.resumes.remove(&ident.resume);
             for ssrc in ident.ssrcs.iter() {
                 self.used_ssrcs.remove(&ssrc);
             }
         }
         Some(s)
+    }
+
+    /// The session a connection speaks for: itself, unless it resumed one.
+    pub(super) fn session_of(&self, connection: SessionId) -> SessionId {
+        self.session_of
+            .get(&connection)
+            .copied()
+            .unwrap_or(connection)
+    }
+
+    /// The connection a session is spoken to through (for outputs).
+    pub(super) fn connection_of(&self, session: SessionId) -> SessionId {
+        self.connection_of.get(&session).copied().unwrap_or(session)
+    }
+
+    /// Forgets the connections of ended sessions (their last outputs are
+    /// out).
+    pub(super) fn forget_stale(&mut self) {
+        for id in std::mem::take(&mut self.stale) {
+            if !self.map.contains_key(&id)
+                && let Some(conn) = self.connection_of.remove(&id)
+            {
+                self.session_of.remove(&conn);
+            }
+        }
+    }
+
+    /// Sessions waiting to be resumed.
+    pub(super) fn detached(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.detached.iter().copied()
+    }
+
+    /// Whether any session is spoken to through another connection id.
+    pub(super) fn any_resumed(&self) -> bool {
+        !self.connection_of.is_empty()
+    }
+
+    /// The detached session a resume token names.
+    pub(super) fn by_resume(&self, token: &str) -> Option<SessionId> {
+        self.resumes
+            .get(token)
+            .copied()
+            .filter(|id| self.map.get(id).is_some_and(|s| s.detached.is_some()))
+    }
+
+    /// Its connection dropped: kept, without a connection, until `until`.
+    pub(super) fn detach(&mut self, id: SessionId, until: Instant) {
+        let Some(s) = self.map.get_mut(&id) else {
+            return;
+        };
+        if s.detached.is_some() {
+            return;
+        }
+        s.detached = Some(until);
+        self.detached.insert(id);
+        let ip = s.peer.ip();
+        self.forget_address(ip);
+        if let Some(conn) = self.connection_of.remove(&id) {
+            self.session_of.remove(&conn);
+        }
+    }
+
+    /// Detached session `id` continues on connection `conn` (a new,
+    /// unwelcomed session, dropped here without a trace), with a fresh
+    /// resume token.
+    pub(super) fn adopt(
+        &mut self,
+        conn: SessionId,
+        id: SessionId,
+        rng: &mut StdRng,
+    ) -> Option<String> {
+        if self.map.get(&id).is_none_or(|s| s.detached.is_none()) {
+            return None;
+        }
+        let new = self.map.remove(&conn)?;
+        let fresh = format!("{:032x}", rng.random::<u128>());
+        let s = self.map.get_mut(&id)?;
+        s.detached = None;
+        self.detached.remove(&id);
+        // The connection's address count moves with it.
+        s.peer = new.peer;
+        s.struck = new.struck;
+        let old = s
+            .identity
+            .as_mut()
+            .map(|i| std::mem::replace(&mut i.resume, fresh.clone()));
+        if let Some(old) = old {
+            self.resumes.remove(&old);
+        }
+        self.resumes.insert(fresh.clone(), id);
+        if conn != id {
+            self.session_of.insert(conn, id);
+            self.connection_of.insert(id, conn);
+        }
+        Some(fresh)
     }
 
     /// Spends one join attempt of `ip`, or says how long until the next.

@@ -308,6 +308,14 @@ impl Sim {
         ssrcs
     }
 
+    /// Session `s`'s connection drops and nobody resumes it: the session
+    /// ends when its grace period has passed.
+    fn gone(&mut self, s: SessionId) {
+        self.input(Input::Disconnected { session: s });
+        let grace = self.engine.config().resume_grace;
+        self.advance(grace + Duration::from_millis(1));
+    }
+
     fn errors(&mut self, s: SessionId) -> Vec<ErrorCode> {
         self.take(s)
             .into_iter()
@@ -394,7 +402,7 @@ fn floor_drives_the_forwarding_table() {
     assert_eq!(s.table.get(&a.audio).map(|r| r.media.len()), Some(0));
     assert_eq!(s.table.get(&b.audio).map(|r| r.media.len()), Some(2));
     // B's process goes away: its entries and binding disappear.
-    s.input(Input::Disconnected { session: 2 });
+    s.gone(2);
     assert!(!s.table.contains_key(&b.audio));
     assert!(!s.bound.values().any(|v| *v == 2));
     let m = s.take(1);
@@ -1243,7 +1251,7 @@ fn a_meeting_made_to_end_with_its_host_closes_when_the_host_leaves() {
         s.line(1, &format!(r#"{{"type":"ALLOW_JOIN","session_id":{id}}}"#));
     }
     s.take(2);
-    s.input(Input::Disconnected { session: 1 });
+    s.gone(1);
     for id in [2, 3] {
         let got = s.take(id);
         assert!(
@@ -1495,8 +1503,8 @@ fn media_is_routed_only_at_the_rooms_worker() {
         _ => true,
     }));
     // Closing the room removes its routes from worker 1.
-    s.input(Input::Disconnected { session: 1 });
-    s.input(Input::Disconnected { session: 2 });
+    s.gone(1);
+    s.gone(2);
     assert!(s.worker_table.is_empty());
     assert!(s.worker_bound.is_empty());
 }
@@ -1718,6 +1726,7 @@ fn another_front_end_drives_the_engine_with_typed_commands() {
             version: 1,
             nickname: "seed".into(),
             features: vec![],
+            resume: None,
         }),
     );
     cmd(
@@ -2332,4 +2341,263 @@ fn a_reused_connection_id_does_not_replace_its_session() {
         vec![ServerMessage::HeartbeatAck],
         "ann is still ann"
     );
+}
+
+impl Sim {
+    /// HELLO on connection `conn` with `resume`; the WELCOME (what came
+    /// after it stays in the inbox).
+    fn resume(&mut self, conn: SessionId, token: &str) -> ServerMessage {
+        self.input(Input::Connected {
+            session: conn,
+            peer: addr(9),
+        });
+        self.line(
+            conn,
+            &format!(r#"{{"type":"HELLO","version":1,"nickname":"whoever","resume":"{token}"}}"#),
+        );
+        let mut got = self.take(conn);
+        if got.is_empty() {
+            panic!("no WELCOME");
+        }
+        let first = got.remove(0);
+        self.inbox.insert(conn, got);
+        match first {
+            w @ ServerMessage::Welcome { .. } => w,
+            other => panic!("expected WELCOME, got {other:?}"),
+        }
+    }
+
+    fn resume_token(&mut self, s: SessionId, nick: &str) -> (String, Ssrcs, String) {
+        self.input(Input::Connected {
+            session: s,
+            peer: addr(1),
+        });
+        self.line(
+            s,
+            &format!(r#"{{"type":"HELLO","version":1,"nickname":"{nick}"}}"#),
+        );
+        match self.take(s).pop() {
+            Some(ServerMessage::Welcome {
+                resume_token: Some(t),
+                ssrcs,
+                media_token,
+                resume_grace_ms,
+                ..
+            }) => {
+                assert_eq!(resume_grace_ms, Some(10_000), "the default grace is told");
+                (t, ssrcs, media_token)
+            }
+            other => panic!("expected WELCOME with a resume token, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_dropped_session_is_resumed_with_its_room_queue_place_and_identity() {
+    let mut s = Sim::new();
+    s.member(1, "ann");
+    let (token, ssrcs, media_token) = s.resume_token(2, "bob");
+    s.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
+    s.stun(addr(40002), &media_token);
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    s.line(2, r#"{"type":"MIC_REQUEST"}"#);
+    s.take(1);
+    s.take(2);
+    // Bob's connection drops while he waits for the floor; 3 s later he
+    // is back on connection 9.
+    s.input(Input::Disconnected { session: 2 });
+    assert!(!s.closed.contains(&2), "kept, not closed");
+    s.advance(Duration::from_secs(3));
+    assert!(
+        !s.take(1)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Userlist { users, .. } if users.len() == 1)),
+        "Ann never saw Bob leave"
+    );
+    let welcome = s.resume(9, &token);
+    let ServerMessage::Welcome {
+        session_id,
+        ssrcs: again,
+        media_token: same_media,
+        resumed,
+        resume_token: Some(next),
+        ..
+    } = welcome
+    else {
+        panic!("{welcome:?}")
+    };
+    assert!(resumed);
+    assert_eq!(
+        (session_id, again, same_media.as_str()),
+        (2, ssrcs, media_token.as_str())
+    );
+    assert_ne!(next, token, "the token is rotated");
+    // Then his room as on joining, on the new connection.
+    let got = s.take(9);
+    assert!(
+        matches!(&got[..], [ServerMessage::Joined { room, .. }, ServerMessage::Userlist { users, .. }]
+        if room == "lobby" && users.len() == 2),
+        "{got:?}"
+    );
+    // His place in the queue held: Ann releases, Bob (on 9) is granted.
+    s.stun(addr(50009), &media_token);
+    s.line(1, r#"{"type":"MIC_RELEASE"}"#);
+    assert!(
+        s.take(9)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::MicGranted { session_id: 2, .. })),
+        "granted on the new connection"
+    );
+    // He speaks as session 2 through connection 9; the old token is spent.
+    s.line(9, r#"{"type":"MIC_RELEASE"}"#);
+    assert!(
+        s.take(1)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::MicReleased { session_id: 2, .. }))
+    );
+    s.input(Input::Disconnected { session: 9 });
+    let again = s.resume(10, &token);
+    assert!(
+        matches!(
+            again,
+            ServerMessage::Welcome {
+                resumed: false,
+                session_id: 10,
+                ..
+            }
+        ),
+        "a spent token gives a new session: {again:?}"
+    );
+    assert_eq!(s.engine.stats().resumed, 1);
+}
+
+#[test]
+fn a_floor_holder_that_drops_loses_the_floor_at_once() {
+    let mut s = Sim::new();
+    s.member(1, "ann");
+    s.member(2, "bob");
+    s.member(3, "cat");
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#);
+    s.line(2, r#"{"type":"MIC_REQUEST"}"#);
+    s.take(2);
+    s.take(3);
+    s.input(Input::Disconnected { session: 1 });
+    // Released as DISCONNECTED, and the next in the queue has it.
+    let got = s.take(3);
+    assert!(
+        got.iter().any(|m| matches!(
+            m,
+            ServerMessage::MicReleased {
+                session_id: 1,
+                reason: ReleaseReason::Disconnected,
+                ..
+            }
+        )),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| matches!(m, ServerMessage::MicGranted { session_id: 2, .. })),
+        "{got:?}"
+    );
+    // A detached member that comes up in the queue is passed over.
+    s.line(1, r#"{"type":"MIC_REQUEST"}"#); // nothing: no connection
+    s.line(3, r#"{"type":"MIC_REQUEST"}"#);
+    s.input(Input::Disconnected { session: 3 });
+    s.line(2, r#"{"type":"MIC_RELEASE"}"#);
+    assert!(
+        !s.engine
+            .rooms
+            .get("lobby")
+            .is_some_and(|r| r.plugin.is_talking(3)),
+        "a detached member never holds the floor"
+    );
+}
+
+#[test]
+fn a_session_not_resumed_in_time_leaves_and_its_token_gives_a_new_one() {
+    let mut s = Sim::new();
+    s.member(1, "ann");
+    let (token, _, _) = s.resume_token(2, "bob");
+    s.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
+    s.take(1);
+    s.input(Input::Disconnected { session: 2 });
+    s.advance(Duration::from_millis(10_001));
+    let got = s.take(1);
+    assert!(
+        got.iter()
+            .any(|m| matches!(m, ServerMessage::Userlist { users, .. } if users.len() == 1)),
+        "Ann sees Bob leave when his grace ends: {got:?}"
+    );
+    assert_eq!(s.engine.stats().resume_expired, 1);
+    let w = s.resume(9, &token);
+    assert!(
+        matches!(
+            w,
+            ServerMessage::Welcome {
+                resumed: false,
+                session_id: 9,
+                ..
+            }
+        ),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn without_a_grace_period_sessions_end_with_their_connection() {
+    let cfg = EngineConfig {
+        resume_grace: Duration::ZERO,
+        ..Sim::one_address_config()
+    };
+    let mut s = Sim::with(cfg, vec![]);
+    s.member(1, "ann");
+    s.input(Input::Connected {
+        session: 2,
+        peer: addr(1),
+    });
+    s.line(2, r#"{"type":"HELLO","version":1,"nickname":"bob"}"#);
+    assert!(matches!(
+        s.take(2).pop(),
+        Some(ServerMessage::Welcome {
+            resume_token: None,
+            resume_grace_ms: None,
+            ..
+        })
+    ));
+    s.input(Input::Disconnected { session: 1 });
+    assert!(s.closed.contains(&1), "ended at once");
+    assert_eq!(s.engine.stats().detached, 0);
+}
+
+#[test]
+fn a_resumed_session_kicked_is_told_and_closed_on_its_new_connection() {
+    let mut s = Sim::new();
+    s.member(1, "ann");
+    let (token, _, _) = s.resume_token(2, "bob");
+    s.line(2, r#"{"type":"JOIN","room":"lobby"}"#);
+    s.input(Input::Disconnected { session: 2 });
+    s.take(2);
+    s.resume(9, &token);
+    s.take(9);
+    // Bob says something unparseable until he is closed for it: the ERROR
+    // and the close reach connection 9, not the gone connection 2.
+    for _ in 0..20 {
+        s.line(9, "garbage");
+    }
+    assert!(
+        s.closed.contains(&9),
+        "closed on the connection it speaks through"
+    );
+    assert!(
+        s.take(9).iter().any(|m| matches!(
+            m,
+            ServerMessage::Error {
+                code: ErrorCode::TooManyErrors,
+                ..
+            }
+        )),
+        "told why"
+    );
+    assert!(s.take(2).is_empty(), "nothing to the old connection");
 }

@@ -28,6 +28,8 @@ pub enum SessionCommand {
         version: u32,
         nickname: String,
         features: Vec<String>,
+        /// A resume token from an earlier WELCOME.
+        resume: Option<String>,
     },
     Join {
         room: String,
@@ -79,6 +81,10 @@ pub enum SessionNotice {
         features: Vec<String>,
         /// The limits it must respect.
         limits: proto::control::Limits,
+        /// Its resume token and grace period, when sessions are kept.
+        resume: Option<(String, Duration)>,
+        /// This connection continues an earlier session.
+        resumed: bool,
     },
     /// It is in `room` now; media goes to `udp_port`.
     Joined {
