@@ -657,6 +657,10 @@ impl Engine {
         // A guest waiting in a lobby is withdrawn: a host must not admit
         // someone who is not there.
         self.withdraw(now, id);
+        // The connection itself is done: the driver closes it (and frees
+        // its descriptor) as for any session that ends.
+        let conn = self.sessions.connection_of(id);
+        self.outputs.push_back(Output::Close { session: conn });
         self.sessions.detach(id, now + grace);
         self.timers
             .push(Reverse((now + grace, TimerRef::Resume(id))));

@@ -2406,7 +2406,11 @@ fn a_dropped_session_is_resumed_with_its_room_queue_place_and_identity() {
     // Bob's connection drops while he waits for the floor; 3 s later he
     // is back on connection 9.
     s.input(Input::Disconnected { session: 2 });
-    assert!(!s.closed.contains(&2), "kept, not closed");
+    assert!(
+        s.closed.contains(&2),
+        "the connection is closed (its descriptor freed)"
+    );
+    assert!(s.engine.sessions.get(&2).is_some(), "the session is kept");
     s.advance(Duration::from_secs(3));
     assert!(
         !s.take(1)
