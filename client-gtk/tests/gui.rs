@@ -114,12 +114,18 @@ impl Display {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let path = dir.join(name);
         let target = window.unwrap_or("root");
-        self.tool("import", &["-window", target, &path.to_string_lossy()]);
-        assert!(
-            std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 5_000,
-            "{name} is empty"
-        );
-        path
+        // On a busy machine the server may not have drawn the window yet
+        // (a near-empty picture): try again, until a deadline, instead of
+        // failing on the first.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            self.tool("import", &["-window", target, &path.to_string_lossy()]);
+            if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 5_000 {
+                return path;
+            }
+            assert!(std::time::Instant::now() < deadline, "{name} is empty");
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 

@@ -13,6 +13,9 @@ use switchboard_tests::{member, start_router, wait_for};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_person_voice_room_is_a_call() {
     let router = start_router(|c| {
+        // A dropped connection keeps its session this long (it may come
+        // back); then the call ends.
+        c.limits.resume_grace_ms = 300;
         c.rooms.push(router::config::RoomConfig {
             name: "call".into(),
             kind: "voice".into(),
@@ -88,7 +91,8 @@ async fn a_two_person_voice_room_is_a_call() {
         assert!(own < sine_dbfs(0.5) - 40.0, "hears itself: {own}");
     }
 
-    // Bob hangs up: Ann is told, and stays for the next call.
+    // Bob's connection is cut: once his grace has passed without him, Ann
+    // is told the call ended, and stays for the next call.
     drop(bob);
     let ended = wait_for(&mut ann, quiet, "CALL_ENDED", |m| match m {
         ServerMessage::CallEnded { peer, reason, .. } if peer == "bob" => Some(*reason),
