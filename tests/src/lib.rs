@@ -48,6 +48,18 @@ pub async fn member(router: SocketAddr, nick: &str, room: &str) -> (Session, Med
     (s, m)
 }
 
+/// Alice and Bob in `lobby`, media bound, Alice holding the floor: the
+/// innocent members that bad-input tests keep talking beside the abuse.
+pub async fn alice_talks_to_bob(router: SocketAddr) -> ((Session, Media), (Session, Media)) {
+    let (mut alice, ma) = member(router, "alice", "lobby").await;
+    let bob = member(router, "bob", "lobby").await;
+    match alice.request_floor(0).await {
+        Ok(client::FloorAnswer::Granted { .. }) => {}
+        other => panic!("alice: floor {other:?}"),
+    }
+    ((alice, ma), bob)
+}
+
 /// Every datagram arriving within `quiet` of the previous one.
 pub async fn drain_media(m: &Media, quiet: Duration) -> Vec<Vec<u8>> {
     let mut got = Vec::new();

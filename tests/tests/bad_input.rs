@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use client::FloorAnswer;
 use proto::control::{ErrorCode, FullScope, ServerMessage};
 use switchboard_tests::{drain_media, member, start_router};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -114,12 +113,7 @@ async fn every_bad_input_gets_its_documented_outcome() {
     let router = start_router(|c| c.limits.error_burst = 100).await;
     let addr = router.control_addr();
     // Two innocent members keep talking through all of it.
-    let (mut alice, ma) = member(addr, "alice", "lobby").await;
-    let (_bob, mb) = member(addr, "bob", "lobby").await;
-    assert!(matches!(
-        alice.request_floor(0).await,
-        Ok(FloorAnswer::Granted { .. })
-    ));
+    let ((_alice, ma), (_bob, mb)) = switchboard_tests::alice_talks_to_bob(addr).await;
 
     let mut x = Raw::connect(addr).await;
     // 1. A command before HELLO.
