@@ -767,6 +767,9 @@ async fn join_member(
         bail!("{nick}: no STUN answer");
     }
     if !stay {
+        // A member that leaves says BYE: a dropped connection would keep
+        // its session for the resume grace (and count toward max_sessions).
+        w.write_all(b"{\"type\":\"BYE\"}\n").await?;
         return Ok(());
     }
     ALIVE.fetch_add(1, Ordering::Relaxed);
