@@ -33,7 +33,7 @@ fn busy(
         Ok(s) => s,
         Err(e) => panic!("{e}"),
     };
-    let _ = socket.set_recv_buffer_size(4096);
+    let _ = socket.set_recv_buffer_size(8 * 1024);
     if let Err(e) = socket.connect(&addr.into()) {
         panic!("{e}");
     }

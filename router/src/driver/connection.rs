@@ -58,8 +58,9 @@ thread_local! {
 const READ_CHUNK: usize = 16 * 1024;
 
 /// How long a connection the router closes waits, at most, for its peer
-/// to take what was written (below the shutdown grace).
-const LINGER: Duration = Duration::from_millis(1000);
+/// to take what was written. At shutdown the router waits no longer than
+/// its grace (1.5 s) for all of them.
+const LINGER: Duration = Duration::from_millis(2000);
 
 /// Half-closes a connection the router ends, then reads and drops what the
 /// peer still sends until the peer has acknowledged everything written
