@@ -36,13 +36,10 @@ impl Raw {
 
     /// The next message, or None on close / 2 s of silence.
     async fn next(&mut self) -> Option<ServerMessage> {
-        let mut line = String::new();
-        match tokio::time::timeout(Duration::from_secs(2), self.r.read_line(&mut line)).await {
-            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => None,
-            Ok(Ok(_)) => match serde_json::from_str(&line) {
-                Ok(m) => Some(m),
-                Err(e) => panic!("router sent unparseable line {line:?}: {e}"),
-            },
+        let v = self.next_value().await?;
+        match serde_json::from_value(v.clone()) {
+            Ok(m) => Some(m),
+            Err(e) => panic!("router sent a line that is no message {v}: {e}"),
         }
     }
 

@@ -232,7 +232,6 @@ impl Floor {
         ev
     }
 
-    /// The holder gives up the floor, or a waiting member withdraws.
     /// Takes the floor from `session` if it holds it (for `reason`), and
     /// grants it to the next in the queue; its own place in the queue, if
     /// any, is kept. Nothing happens when it does not hold the floor.
@@ -251,6 +250,7 @@ impl Floor {
         ev
     }
 
+    /// The holder gives up the floor, or a waiting member withdraws.
     pub fn release(
         &mut self,
         now: Instant,
@@ -258,13 +258,7 @@ impl Floor {
     ) -> Result<Vec<FloorEvent>, NothingToRelease> {
         let mut ev = Vec::new();
         if self.holder.is_some_and(|h| h.session == session) {
-            self.holder = None;
-            ev.push(FloorEvent::Released {
-                session,
-                reason: ReleaseReason::Released,
-            });
-            self.grant_next(now, &mut ev);
-            Ok(ev)
+            Ok(self.drop_holder(now, session, ReleaseReason::Released))
         } else if self.queue_position(session).is_some() {
             self.with_queue_change(&mut ev, |f| f.queue.retain(|w| w.session != session));
             ev.push(FloorEvent::Dequeued { session });

@@ -55,6 +55,19 @@ impl Sim {
         Self::with(Self::one_address_config(), vec![])
     }
 
+    /// The default configuration with one `chat` room named `lobby`.
+    fn chat_lobby() -> Self {
+        Self::with(
+            EngineConfig::default(),
+            vec![RoomSpec {
+                name: "lobby".into(),
+                kind: "chat".into(),
+                max_participants: 0,
+                options: Options::new(),
+            }],
+        )
+    }
+
     fn one_address_config() -> EngineConfig {
         EngineConfig {
             max_per_address: 1_000_000,
@@ -1950,15 +1963,7 @@ fn list_rooms_shows_a_meeting_to_its_members_only() {
 
 #[test]
 fn an_eager_user_is_refused_but_never_disconnected() {
-    let mut s = Sim::with(
-        EngineConfig::default(),
-        vec![RoomSpec {
-            name: "lobby".into(),
-            kind: "chat".into(),
-            max_participants: 0,
-            options: Options::new(),
-        }],
-    );
+    let mut s = Sim::chat_lobby();
     s.member(1, "ann");
     s.member(2, "bob");
     s.take(1);
@@ -2179,15 +2184,7 @@ impl Sim {
 
 #[test]
 fn what_answers_a_command_carries_its_request_id_and_others_hear_none() {
-    let mut s = Sim::with(
-        EngineConfig::default(),
-        vec![RoomSpec {
-            name: "lobby".into(),
-            kind: "chat".into(),
-            max_participants: 0,
-            options: Options::new(),
-        }],
-    );
+    let mut s = Sim::chat_lobby();
     s.member(2, "bob");
     s.hello(1, "ann");
     s.take_answers(1);
