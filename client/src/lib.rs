@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use proto::control::RequestId;
 use proto::control::{self, ClientMessage, ErrorCode, ServerMessage, Ssrcs};
 use proto::framing::{Frame, LineFramer};
 use proto::media::{BindingResponse, MAX_DATAGRAM};
@@ -103,14 +104,75 @@ pub enum FloorAnswer {
     },
 }
 
+/// A server message with the request id it answers, if any (see
+/// docs/protocol.md, "Request ids").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tagged {
+    pub message: ServerMessage,
+    pub id: Option<RequestId>,
+}
+
+/// One command for the writer: a message and its optional request id.
+#[derive(Debug)]
+struct Outgoing {
+    message: ClientMessage,
+    id: Option<RequestId>,
+}
+
+/// Sends control messages from any task while another reads the events
+/// ([`Session::control`]). Commands with a request id ([`Control::request`])
+/// get their answers tagged with it ([`Session::next_tagged`]).
+#[derive(Debug, Clone)]
+pub struct Control(mpsc::Sender<Outgoing>);
+
+impl Control {
+    /// Sends one message, waiting while the writer's queue is full.
+    pub async fn send(&self, message: ClientMessage) -> Result<(), ClientError> {
+        self.request_opt(message, None).await
+    }
+
+    /// Sends one message with a request id.
+    pub async fn request(&self, message: ClientMessage, id: RequestId) -> Result<(), ClientError> {
+        self.request_opt(message, Some(id)).await
+    }
+
+    async fn request_opt(
+        &self,
+        message: ClientMessage,
+        id: Option<RequestId>,
+    ) -> Result<(), ClientError> {
+        self.0
+            .send(Outgoing { message, id })
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Sends one message if the writer's queue has room.
+    pub fn try_send(&self, message: ClientMessage) -> Result<(), ClientError> {
+        self.0
+            .try_send(Outgoing { message, id: None })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    ClientError::Media("the control queue is full".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => ClientError::Closed,
+            })
+    }
+
+    /// The connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
 /// A control session with the router.
 pub struct Session {
     welcome: Welcome,
     server: SocketAddr,
     /// The UDP port of the room we are in (JOINED's), when in one.
     room_udp_port: Option<u16>,
-    tx: mpsc::Sender<ClientMessage>,
-    events: mpsc::Receiver<ServerMessage>,
+    tx: Control,
+    events: mpsc::Receiver<Tagged>,
     timeout: Duration,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -137,11 +199,16 @@ impl Session {
         let stream = TcpStream::connect(server).await?;
         stream.set_nodelay(true)?;
         let (mut reader, mut writer) = stream.into_split();
-        let (tx, mut out_rx) = mpsc::channel::<ClientMessage>(256);
-        let (ev_tx, events) = mpsc::channel::<ServerMessage>(4096);
+        let (tx, mut out_rx) = mpsc::channel::<Outgoing>(256);
+        let (ev_tx, events) = mpsc::channel::<Tagged>(4096);
         let writer_task = tokio::spawn(async move {
             while let Some(m) = out_rx.recv().await {
-                if writer.write_all(&control::to_line(&m)).await.is_err() {
+                let line = control::to_line(&m.message);
+                let line = match &m.id {
+                    Some(id) => control::append_request_id(&line, id),
+                    None => line,
+                };
+                if writer.write_all(&line).await.is_err() {
                     break;
                 }
             }
@@ -159,8 +226,9 @@ impl Session {
                 while let Some(f) = framer.next_frame() {
                     let Frame::Line(line) = f else { continue };
                     match serde_json::from_slice::<ServerMessage>(&line) {
-                        Ok(m) => {
-                            if ev_tx.send(m).await.is_err() {
+                        Ok(message) => {
+                            let id = control::request_id_of(&line);
+                            if ev_tx.send(Tagged { message, id }).await.is_err() {
                                 return;
                             }
                         }
@@ -183,7 +251,7 @@ impl Session {
             },
             server,
             room_udp_port: None,
-            tx,
+            tx: Control(tx),
             events,
             timeout: opts.timeout,
             tasks: vec![writer_task, reader_task],
@@ -269,20 +337,25 @@ impl Session {
 
     /// A handle that sends control messages from another task while this
     /// one reads events.
-    pub fn control(&self) -> mpsc::Sender<ClientMessage> {
+    pub fn control(&self) -> Control {
         self.tx.clone()
     }
 
     /// Sends one control message.
     pub async fn send(&self, msg: ClientMessage) -> Result<(), ClientError> {
-        self.tx.send(msg).await.map_err(|_| ClientError::Closed)
+        self.tx.send(msg).await
     }
 
     /// The next message from the router; `None` once the connection closed.
     pub async fn next_event(&mut self) -> Option<ServerMessage> {
-        let m = self.events.recv().await?;
-        self.observe(&m);
-        Some(m)
+        Some(self.next_tagged().await?.message)
+    }
+
+    /// The next message from the router with the request id it answers.
+    pub async fn next_tagged(&mut self) -> Option<Tagged> {
+        let t = self.events.recv().await?;
+        self.observe(&t.message);
+        Some(t)
     }
 
     /// Waits for the first message `pick` accepts, skipping others; fails on
@@ -297,7 +370,8 @@ impl Session {
             let m = tokio::time::timeout_at(deadline, self.events.recv())
                 .await
                 .map_err(|_| ClientError::Timeout(what))?
-                .ok_or(ClientError::Closed)?;
+                .ok_or(ClientError::Closed)?
+                .message;
             self.observe(&m);
             if let Some(t) = pick(&m) {
                 return Ok(t);

@@ -941,6 +941,62 @@ fn culprit(value: &serde_json::Value) -> Option<String> {
     })
 }
 
+/// The field a request id is echoed in on `line`: `id`, except on a line
+/// that has an `id` of its own (CHAT, whose `id` numbers the message),
+/// where it is `request_id`.
+pub fn request_id_field(line: &[u8]) -> &'static str {
+    if line.starts_with(br#"{"type":"CHAT","#) {
+        "request_id"
+    } else {
+        "id"
+    }
+}
+
+/// `line` (one JSON object and its newline) with its command's request id
+/// added as the last field (see [`request_id_field`]).
+pub fn append_request_id(line: &[u8], id: &RequestId) -> Vec<u8> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let Some(open) = body.strip_suffix(b"}") else {
+        return line.to_vec();
+    };
+    let id = id.to_json();
+    let field = request_id_field(line);
+    let mut out = Vec::with_capacity(line.len() + id.len() + field.len() + 6);
+    out.extend_from_slice(open);
+    // `{}` has no field before the id.
+    if open.len() > 1 {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(&id);
+    out.extend_from_slice(b"}\n");
+    out
+}
+
+/// The request id a server line carries (see [`append_request_id`]), read
+/// without parsing the line when it has none.
+pub fn request_id_of(line: &[u8]) -> Option<RequestId> {
+    let field = request_id_field(line);
+    let key = format!("\"{field}\":");
+    // A key inside a string value would have its quotes escaped.
+    line.windows(key.len())
+        .any(|w| w == key.as_bytes())
+        .then_some(())?;
+    #[derive(Deserialize)]
+    struct Id {
+        id: Option<RequestId>,
+        request_id: Option<RequestId>,
+    }
+    let ids: Id = serde_json::from_slice(line).ok()?;
+    if field == "id" {
+        ids.id
+    } else {
+        ids.request_id
+    }
+}
+
 /// Serializes a message as one line, newline included.
 pub fn to_line<T: Serialize>(msg: &T) -> Vec<u8> {
     // Serializing these types cannot fail: no maps with non-string keys, no
@@ -1169,5 +1225,34 @@ mod tests {
             .ok()
             .unwrap_or(ServerMessage::Goodbye);
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn a_chat_copy_carries_its_request_id_beside_its_own_id() {
+        let chat = ServerMessage::Chat {
+            room: "r".into(),
+            id: 41,
+            ts_ms: 5,
+            from: "ann".into(),
+            session_id: Some(2),
+            text: "\"id\": 3}".into(),
+            private: false,
+            to: None,
+        };
+        let line = append_request_id(&to_line(&chat), &RequestId::Text("c1".into()));
+        let back: ServerMessage = serde_json::from_slice(&line).unwrap_or(ServerMessage::Goodbye);
+        assert_eq!(back, chat, "{}", String::from_utf8_lossy(&line));
+        assert_eq!(request_id_of(&line), Some(RequestId::Text("c1".into())));
+        // Elsewhere the field is `id`; a line without one has none.
+        let err = ServerMessage::Error {
+            code: ErrorCode::NotInRoom,
+            message: "\"id\":9".into(),
+        };
+        let plain = to_line(&err);
+        assert_eq!(request_id_of(&plain), None);
+        assert_eq!(request_id_of(&to_line(&chat)), None);
+        let tagged = append_request_id(&plain, &RequestId::Number(7));
+        assert!(tagged.ends_with(b",\"id\":7}\n"));
+        assert_eq!(request_id_of(&tagged), Some(RequestId::Number(7)));
     }
 }

@@ -32,24 +32,10 @@ pub fn parse_request(line: &[u8]) -> (Parsed, Option<control::RequestId>) {
 /// A parsed line: the protocol's name for the command, and the command.
 pub type Parsed = Result<(&'static str, Command), control::ParseError>;
 
-/// `line` (one JSON object and its newline) with `"id":<id>` added as its
-/// last field: how an answer carries its command's request id.
+/// `line` with its command's request id added as the last field
+/// ([`control::append_request_id`]).
 pub fn with_request_id(line: &[u8], id: &control::RequestId) -> Arc<[u8]> {
-    let body = line.strip_suffix(b"\n").unwrap_or(line);
-    let Some(open) = body.strip_suffix(b"}") else {
-        return line.into();
-    };
-    let id = id.to_json();
-    let mut out = Vec::with_capacity(line.len() + id.len() + 8);
-    out.extend_from_slice(open);
-    // `{}` has no field before the id.
-    if open.len() > 1 {
-        out.push(b',');
-    }
-    out.extend_from_slice(br#""id":"#);
-    out.extend_from_slice(&id);
-    out.extend_from_slice(b"}\n");
-    out.into()
+    control::append_request_id(line, id).into()
 }
 
 /// The command a client message stands for.

@@ -369,3 +369,92 @@ async fn an_unanswered_join_request_times_out() {
     );
     lobby(&mut host, 0).await;
 }
+
+/// A sender reads every message of its session while it sends: errors
+/// that answer the session's other commands pass by it to `other`, and
+/// only its own offer's refusal, told by the offer's request id, ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_goes_on_through_errors_that_answer_other_commands() {
+    let router = start_router(|_| {}).await;
+    let addr = router.control_addr();
+    let mut host = connect(addr, "host").await;
+    let (_, code) = host
+        .create_meeting(false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut bob = connect(addr, "bob").await;
+    bob.send(proto::control::ClientMessage::RequestJoin { code })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let guest = lobby(&mut host, 1).await;
+    host.send(proto::control::ClientMessage::AllowJoin {
+        session_id: guest[0].session_id,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&mut bob, QUIET, "JOINED", |m| {
+        matches!(m, ServerMessage::Joined { .. }).then_some(())
+    })
+    .await;
+
+    let dir = std::env::temp_dir().join(format!("switchboard-sender-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("got")).unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("notes.bin");
+    let bytes: Vec<u8> = (0..600_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap_or_else(|e| panic!("{e}"));
+
+    // Offered to nobody in the meeting: refused, and the refusal is known
+    // as the offer's.
+    let refused =
+        client::file::send_file(&mut host, &file, Some("nobody"), 4096, |_| {}, |_| {}).await;
+    assert!(
+        matches!(refused, Err(ClientError::Router { .. })),
+        "{refused:?}"
+    );
+
+    let got_dir = dir.join("got");
+    let receiving = tokio::spawn(async move {
+        client::file::receive_file(&mut bob, &got_dir, |_, _| {}, |_| {}).await
+    });
+    // While it sends, the host's MIC_RELEASE (no floor in a meeting) is
+    // answered with an ERROR, again and again.
+    let control = host.control();
+    // One before the offer: its ERROR comes while the sender waits for
+    // FILE_STARTED (the router answers in order).
+    control
+        .send(proto::control::ClientMessage::MicRelease)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pester = tokio::spawn(async move {
+        for _ in 0..20 {
+            let _ = control
+                .send(proto::control::ClientMessage::MicRelease)
+                .await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let mut others = Vec::new();
+    let report = client::file::send_file(
+        &mut host,
+        &file,
+        Some("bob"),
+        4096,
+        |_| {},
+        |m| others.push(m),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the transfer ended on an error that was not its own: {e}"));
+    pester.await.unwrap_or_else(|e| panic!("{e}"));
+    let received = receiving
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("receive: {e}"));
+    assert_eq!(std::fs::read(&received.path).ok(), Some(bytes));
+    assert_eq!(report.results, [("bob".to_string(), true, None)]);
+    let errors = others
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Error { .. }))
+        .count();
+    assert!(errors > 0, "the errors passed to `other`: {others:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use client::Session;
 use client::file::{DEFAULT_CHUNK, FileReceiver, free_name, send_file};
 use proto::control::{ClientMessage, ServerMessage};
-use tokio::sync::mpsc;
 
 use super::{Emitter, Event, Options, Shared, handle_sync, lock};
 
@@ -41,7 +40,7 @@ impl Files {
     pub(crate) fn on_message(
         &mut self,
         m: &ServerMessage,
-        control: &mpsc::Sender<ClientMessage>,
+        control: &client::Control,
         out: &Emitter,
     ) {
         match m {
@@ -155,13 +154,7 @@ impl Files {
         }
     }
 
-    fn refuse(
-        &mut self,
-        id: u64,
-        why: String,
-        control: &mpsc::Sender<ClientMessage>,
-        out: &Emitter,
-    ) {
+    fn refuse(&mut self, id: u64, why: String, control: &client::Control, out: &Emitter) {
         if let Some(inc) = self.incoming.remove(&id) {
             let _ = std::fs::remove_file(&inc.part);
         }

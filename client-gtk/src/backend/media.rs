@@ -12,7 +12,6 @@ use client::Media;
 use client::av::{Av, AvOptions, LaneConfig, video_reports};
 use pipelines::{Catalog, Media as Kind, Sink, Source};
 use proto::control::ClientMessage;
-use tokio::sync::mpsc;
 
 use super::{Emitter, Event, Options, Shared, lock};
 
@@ -118,7 +117,7 @@ pub(crate) async fn start(
     out: &Emitter,
     shared: &Shared,
     opts: &Options,
-    control: &mpsc::Sender<ClientMessage>,
+    control: &client::Control,
 ) -> Result<(), String> {
     stop(shared);
     let (choice, mic_on, cam_on) = {
@@ -193,7 +192,7 @@ pub(crate) fn stop(shared: &Shared) {
 /// new pipeline errors, and in meetings our receivers' reports for
 /// adaptive video. GStreamer is asked outside the shared lock, so a talk
 /// key pressed meanwhile is not held up.
-pub(crate) async fn tick(out: &Emitter, shared: &Shared, control: &mpsc::Sender<ClientMessage>) {
+pub(crate) async fn tick(out: &Emitter, shared: &Shared, control: &client::Control) {
     let (av, report) = {
         let l = lock(shared);
         let Some(r) = l.media.as_ref() else { return };

@@ -361,7 +361,7 @@ async fn on_message(
 /// are taken in. Also called while a file is being sent.
 pub(crate) fn handle_sync(
     m: &ServerMessage,
-    control: &mpsc::Sender<ClientMessage>,
+    control: &client::Control,
     out: &Emitter,
     shared: &Shared,
     files: &mut files::Files,
@@ -395,12 +395,7 @@ pub(crate) fn handle_sync(
     }
 }
 
-async fn on_command(
-    cmd: Command,
-    control: &mpsc::Sender<ClientMessage>,
-    out: &Emitter,
-    shared: &Shared,
-) {
+async fn on_command(cmd: Command, control: &client::Control, out: &Emitter, shared: &Shared) {
     let msg = match cmd {
         Command::ListRooms => ClientMessage::ListRooms,
         Command::Join(room) => ClientMessage::Join { room },

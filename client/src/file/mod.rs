@@ -19,7 +19,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 pub use receiver::{FileReceiver, MAX_PENDING, ReceiveError, hex};
 pub use reno::{Phase, Reno, RenoSender, SenderCounters};
 
-use crate::{ClientError, Session};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+
+use crate::{ClientError, Control, RequestId, Session, Tagged};
 
 /// Default chunk size (the meeting seed's 8 KiB).
 pub const DEFAULT_CHUNK: u32 = 8 * 1024;
@@ -85,43 +89,174 @@ fn other_error(m: &ServerMessage) -> Option<ClientError> {
     }
 }
 
+/// Where a sending transfer's messages come from: a [`Session`] read by
+/// the sender itself ([`send_file`]), or a channel fed by a task that owns
+/// the session and hands each transfer what concerns it
+/// ([`send_file_with`], [`concerns_senders`]).
+pub trait Inbox {
+    /// The next message, `None` once the connection is gone.
+    fn next(&mut self) -> impl Future<Output = Option<Tagged>> + Send;
+    /// A message that is not about this transfer.
+    fn other(&mut self, m: ServerMessage);
+}
+
+impl Inbox for mpsc::UnboundedReceiver<Tagged> {
+    async fn next(&mut self) -> Option<Tagged> {
+        self.recv().await
+    }
+
+    fn other(&mut self, _: ServerMessage) {}
+}
+
+struct SessionInbox<'a, F> {
+    session: &'a mut Session,
+    other: F,
+}
+
+impl<F: FnMut(ServerMessage) + Send> Inbox for SessionInbox<'_, F> {
+    fn next(&mut self) -> impl Future<Output = Option<Tagged>> + Send {
+        self.session.next_tagged()
+    }
+
+    fn other(&mut self, m: ServerMessage) {
+        (self.other)(m)
+    }
+}
+
+/// Request ids of file offers: `file-N`, unique in this process.
+pub fn offer_id() -> RequestId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    RequestId::Text(format!(
+        "{OFFER_ID_PREFIX}{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// What every offer id starts with.
+pub const OFFER_ID_PREFIX: &str = "file-";
+
+/// Whether a message may concern a sending transfer: the answer to an
+/// offer (tagged with its id), acknowledgements, verdicts and aborts, and
+/// the end of the connection or of the meeting. A task that owns the
+/// session gives these to its senders' inboxes.
+pub fn concerns_senders(t: &Tagged) -> bool {
+    let offer = matches!(&t.id, Some(RequestId::Text(s)) if s.starts_with(OFFER_ID_PREFIX));
+    offer
+        || matches!(
+            t.message,
+            ServerMessage::FileAck { .. }
+                | ServerMessage::FileResult { .. }
+                | ServerMessage::FileAborted { .. }
+                | ServerMessage::ServerClose { .. }
+                | ServerMessage::Left { .. }
+        )
+}
+
 /// Offers `path` to `to` (or everyone) and sends it under a Reno window,
 /// reporting progress after every acknowledgement; returns once every
-/// receiver gave its verdict.
+/// receiver gave its verdict. Reads the session's events meanwhile: those
+/// not about this transfer go to `other`, errors included (only the
+/// offer's own refusal, told by its request id, ends the transfer).
 pub async fn send_file(
     session: &mut Session,
     path: &Path,
     to: Option<&str>,
     chunk_size: u32,
-    mut progress: impl FnMut(&SendProgress),
-    mut other: impl FnMut(ServerMessage),
+    progress: impl FnMut(&SendProgress),
+    other: impl FnMut(ServerMessage) + Send,
 ) -> Result<SendReport, ClientError> {
-    let started = Instant::now();
+    let control = session.control();
+    let mut inbox = SessionInbox { session, other };
+    send_file_with(&control, &mut inbox, path, to, chunk_size, progress).await
+}
+
+/// A sent file's transfer, once the router accepted the offer.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub transfer_id: u64,
+    pub name: String,
+    pub receivers: Vec<String>,
+    pub chunks: u64,
+}
+
+/// As [`send_file`], with the transfer's messages from `inbox` and its
+/// commands through `control`: for a transfer running as its own task
+/// beside the one that reads the session. `progress` hears of the start
+/// too, through [`send_file_reporting`].
+pub async fn send_file_with(
+    control: &Control,
+    inbox: &mut impl Inbox,
+    path: &Path,
+    to: Option<&str>,
+    chunk_size: u32,
+    progress: impl FnMut(&SendProgress),
+) -> Result<SendReport, ClientError> {
+    send_file_reporting(control, inbox, path, to, chunk_size, |_| {}, progress).await
+}
+
+/// As [`send_file_with`]; `started` is told when the router accepts the
+/// offer (the transfer's id, its receivers).
+pub async fn send_file_reporting(
+    control: &Control,
+    inbox: &mut impl Inbox,
+    path: &Path,
+    to: Option<&str>,
+    chunk_size: u32,
+    started: impl FnOnce(&Started),
+    mut progress: impl FnMut(&SendProgress),
+) -> Result<SendReport, ClientError> {
+    let begun = Instant::now();
     let (sha256, size) = digest(path).await?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    session
-        .send(ClientMessage::FileOffer {
-            to: to.map(str::to_owned),
-            name,
-            size,
-            sha256: sha256.clone(),
-            chunk_size,
-        })
+    let offer = offer_id();
+    control
+        .request(
+            ClientMessage::FileOffer {
+                to: to.map(str::to_owned),
+                name: name.clone(),
+                size,
+                sha256: sha256.clone(),
+                chunk_size,
+            },
+            offer.clone(),
+        )
         .await?;
-    let (id, receivers, chunks) = session
-        .expect("FILE_STARTED", |m| match m {
-            ServerMessage::FileStarted {
-                transfer_id,
-                receivers,
-                chunks,
-                ..
-            } => Some((*transfer_id, receivers.clone(), *chunks)),
-            _ => None,
-        })
-        .await?;
+    // The answer carries the offer's id: FILE_STARTED, or its refusal.
+    let (id, receivers, chunks) = loop {
+        let t = inbox.next().await.ok_or(ClientError::Closed)?;
+        if t.id.as_ref() == Some(&offer) {
+            match t.message {
+                ServerMessage::FileStarted {
+                    transfer_id,
+                    receivers,
+                    chunks,
+                    ..
+                } => break (transfer_id, receivers, chunks),
+                ServerMessage::Error { code, message } => {
+                    return Err(ClientError::Router { code, message });
+                }
+                ServerMessage::Full { message, .. } => return Err(ClientError::Full(message)),
+                m => inbox.other(m),
+            }
+            continue;
+        }
+        match &t.message {
+            ServerMessage::ServerClose { .. } => return Err(ClientError::Closed),
+            ServerMessage::Left { .. } => {
+                return Err(ClientError::Unexpected(Box::new(t.message)));
+            }
+            _ => inbox.other(t.message),
+        }
+    };
+    started(&Started {
+        transfer_id: id,
+        name,
+        receivers: receivers.clone(),
+        chunks,
+    });
     let mut file = tokio::fs::File::open(path).await?;
     let mut sender = RenoSender::new(chunks);
     let mut buf = vec![0u8; chunk_size as usize];
@@ -145,7 +280,7 @@ pub async fn send_file(
             file.seek(std::io::SeekFrom::Start(offset)).await?;
             file.read_exact(&mut buf[..len]).await?;
             let data = base64::engine::general_purpose::STANDARD.encode(&buf[..len]);
-            session
+            control
                 .send(ClientMessage::FileChunk {
                     transfer_id: id,
                     seq,
@@ -156,64 +291,68 @@ pub async fn send_file(
         let deadline = sender
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-        match tokio::time::timeout_at(deadline.into(), session.next_event()).await {
+        match tokio::time::timeout_at(deadline.into(), inbox.next()).await {
             Err(_) => sender.on_timeout(Instant::now()),
             Ok(None) => return Err(ClientError::Closed),
-            Ok(Some(ServerMessage::FileAck {
-                transfer_id,
-                next_seq,
-            })) if transfer_id == id => {
-                sender.on_ack(Instant::now(), next_seq);
-                max_cwnd = max_cwnd.max(sender.window().cwnd);
-                progress(&snapshot(&sender));
-            }
-            Ok(Some(ServerMessage::FileAborted {
-                transfer_id,
-                reason,
-            })) if transfer_id == id => {
-                return Err(ClientError::Media(format!("transfer aborted: {reason}")));
-            }
-            Ok(Some(ServerMessage::FileResult {
-                transfer_id,
-                nickname,
-                ok,
-                message,
-            })) if transfer_id == id && !ok => {
-                return Err(ClientError::Media(format!(
-                    "{nickname} gave up: {}",
-                    message.unwrap_or_default()
-                )));
-            }
-            Ok(Some(m)) => match other_error(&m) {
-                Some(e) => return Err(e),
-                None => other(m),
+            Ok(Some(t)) => match t.message {
+                ServerMessage::FileAck {
+                    transfer_id,
+                    next_seq,
+                } if transfer_id == id => {
+                    sender.on_ack(Instant::now(), next_seq);
+                    max_cwnd = max_cwnd.max(sender.window().cwnd);
+                    progress(&snapshot(&sender));
+                }
+                ServerMessage::FileAborted {
+                    transfer_id,
+                    reason,
+                } if transfer_id == id => {
+                    return Err(ClientError::Media(format!("transfer aborted: {reason}")));
+                }
+                ServerMessage::FileResult {
+                    transfer_id,
+                    nickname,
+                    ok,
+                    message,
+                } if transfer_id == id && !ok => {
+                    return Err(ClientError::Media(format!(
+                        "{nickname} gave up: {}",
+                        message.unwrap_or_default()
+                    )));
+                }
+                m => match ended(&m) {
+                    Some(e) => return Err(e),
+                    None => inbox.other(m),
+                },
             },
         }
     }
-    session
+    control
         .send(ClientMessage::FileEnd { transfer_id: id })
         .await?;
     let mut results = Vec::new();
     let until = tokio::time::Instant::now() + RESULT_WAIT;
     while results.len() < receivers.len() {
-        match tokio::time::timeout_at(until, session.next_event()).await {
+        match tokio::time::timeout_at(until, inbox.next()).await {
             Err(_) => return Err(ClientError::Timeout("FILE_RESULT")),
             Ok(None) => return Err(ClientError::Closed),
-            Ok(Some(ServerMessage::FileResult {
-                transfer_id,
-                nickname,
-                ok,
-                message,
-            })) if transfer_id == id => results.push((nickname, ok, message)),
-            Ok(Some(ServerMessage::FileAborted {
-                transfer_id,
-                reason,
-            })) if transfer_id == id => {
-                return Err(ClientError::Media(format!("transfer aborted: {reason}")));
-            }
-            Ok(Some(m)) => match other_error(&m) {
-                Some(e) => return Err(e),
-                None => other(m),
+            Ok(Some(t)) => match t.message {
+                ServerMessage::FileResult {
+                    transfer_id,
+                    nickname,
+                    ok,
+                    message,
+                } if transfer_id == id => results.push((nickname, ok, message)),
+                ServerMessage::FileAborted {
+                    transfer_id,
+                    reason,
+                } if transfer_id == id => {
+                    return Err(ClientError::Media(format!("transfer aborted: {reason}")));
+                }
+                m => match ended(&m) {
+                    Some(e) => return Err(e),
+                    None => inbox.other(m),
+                },
             },
         }
     }
@@ -222,11 +361,21 @@ pub async fn send_file(
         bytes: size,
         chunks,
         sha256,
-        elapsed_ms: started.elapsed().as_millis() as u64,
+        elapsed_ms: begun.elapsed().as_millis() as u64,
         counters: sender.counters(),
         results,
         max_cwnd,
     })
+}
+
+/// What ends a sending transfer that is not about it: the connection's
+/// end, or leaving the meeting. Errors do not: they answer other commands.
+fn ended(m: &ServerMessage) -> Option<ClientError> {
+    match m {
+        ServerMessage::ServerClose { .. } => Some(ClientError::Closed),
+        ServerMessage::Left { .. } => Some(ClientError::Unexpected(Box::new(m.clone()))),
+        _ => None,
+    }
 }
 
 /// A file received intact.
