@@ -6,8 +6,14 @@
 //!   control session with reconnects, GStreamer pipelines, files. It
 //!   takes [`backend::Command`]s and reports [`backend::Event`]s over
 //!   channels; it never touches a widget.
-//! - `ui` (the binary): GTK4 widgets from composite templates, which only
-//!   render models and turn input into commands.
+//! - [`state`]: `SbSession`, the one owner of what the window shows: the
+//!   models published as GObject properties and list stores, updated in
+//!   place; tested without a display.
+//! - [`ui`]: libadwaita widgets from composite templates, one per page and
+//!   per row, bound to the session; they turn input into commands.
 
 pub mod backend;
+pub mod i18n;
 pub mod model;
+pub mod state;
+pub mod ui;

@@ -1,14 +1,14 @@
 //! `switchboard-gtk`: the Switchboard desktop client.
 
-mod ui;
-
 use std::path::PathBuf;
 
+use adw::prelude::*;
 use clap::Parser;
-use gtk::prelude::*;
 
 use client_gtk::backend::{Backend, Options};
 use client_gtk::model::settings::Settings;
+use client_gtk::state::Pending;
+use client_gtk::ui;
 
 /// Options; everything else is chosen in the window and remembered.
 #[derive(Parser, Debug)]
@@ -54,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    client_gtk::i18n::init();
     gst::init()?;
     // gtk4paintablesink, linked in (Debian 12 has no package for it).
     gstgtk4::plugin_register_static()?;
@@ -80,15 +81,17 @@ fn main() -> anyhow::Result<()> {
     let startup = ui::window::Startup {
         settings,
         connect: args.connect,
-        join: args.join.clone(),
-        meeting_code: args.meeting_code.clone(),
-        create_meeting: args.create_meeting,
+        pending: Pending {
+            join: args.join.clone(),
+            meeting_code: args.meeting_code.clone(),
+            create_meeting: args.create_meeting,
+        },
         open_stats: args.stats,
         extra_choices: args.test_media,
     };
 
-    let app = gtk::Application::builder()
-        .application_id("org.switchboard.Client")
+    let app = adw::Application::builder()
+        .application_id(ui::APP_ID)
         .flags(gtk::gio::ApplicationFlags::NON_UNIQUE)
         .build();
     app.connect_activate(move |app| {

@@ -189,7 +189,28 @@ struct Chain {
     view: Option<gst::Element>,
     /// The chain's last element, whose `stats` count rendered frames.
     sink: Option<gst::Element>,
+    /// Audio: the mixer's pad for this sender (its `volume` is this
+    /// sender's playback volume).
+    mix_pad: Option<gst::Pad>,
 }
+
+/// Audio: what is heard from each sender and how loud it is played.
+#[derive(Default)]
+struct Loudness {
+    /// The last level measured, by SSRC, 0 (silence, -60 dBFS or less) to
+    /// 1 (full scale).
+    levels: HashMap<u32, (f64, std::time::Instant)>,
+    /// Playback volumes chosen for senders, applied when they appear.
+    volumes: HashMap<u32, f64>,
+}
+
+/// An RMS level in dBFS on a meter from 0 (-60 dB and below) to 1 (0 dB).
+pub fn meter(db: f64) -> f64 {
+    ((db + 60.0) / 60.0).clamp(0.0, 1.0)
+}
+
+/// How often each sender's level is measured.
+pub const LEVEL_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct Counters {
@@ -214,6 +235,7 @@ struct Lane {
     preview: Option<gst::Element>,
     chains: Arc<Mutex<BTreeMap<u32, Chain>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    loudness: Arc<Mutex<Loudness>>,
     stop: Arc<AtomicBool>,
     send_done: Arc<AtomicBool>,
 }
@@ -470,9 +492,11 @@ impl Lane {
 
         let chains: Arc<Mutex<BTreeMap<u32, Chain>>> = Arc::default();
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let loudness: Arc<Mutex<Loudness>> = Arc::default();
         {
             let chains = chains.clone();
             let errors = errors.clone();
+            let loudness = loudness.clone();
             let def = def.clone();
             let params = config.params.clone();
             let sink = if def.media == Kind::Audio {
@@ -492,9 +516,14 @@ impl Lane {
                 let Some(pipeline) = pipeline_weak.upgrade() else {
                     return;
                 };
-                match add_chain(&pipeline, pad, &def, &params, &sink, mixer.as_ref()) {
+                match add_chain(&pipeline, pad, ssrc, &def, &params, &sink, mixer.as_ref()) {
                     Ok(chain) => {
                         tracing::debug!(ssrc, media = %def.media, "new sender");
+                        if let (Some(p), Some(v)) =
+                            (&chain.mix_pad, lock(&loudness).volumes.get(&ssrc))
+                        {
+                            p.set_property("volume", *v);
+                        }
                         lock(&chains).insert(ssrc, chain);
                     }
                     Err(e) => {
@@ -520,6 +549,7 @@ impl Lane {
             preview,
             chains,
             errors,
+            loudness,
             stop: Arc::new(AtomicBool::new(false)),
             send_done,
         })
@@ -538,10 +568,20 @@ impl Lane {
                 while !stop.load(Ordering::Relaxed) {
                     let Some(msg) = bus.timed_pop_filtered(
                         gst::ClockTime::from_mseconds(100),
-                        &[gst::MessageType::Error, gst::MessageType::Warning],
+                        &[
+                            gst::MessageType::Error,
+                            gst::MessageType::Warning,
+                            gst::MessageType::Element,
+                        ],
                     ) else {
                         continue;
                     };
+                    if let gst::MessageView::Element(e) = msg.view() {
+                        if let (Some(s), Some(l)) = (e.structure(), lane.upgrade()) {
+                            on_level(&msg, s, &l.loudness);
+                        }
+                        continue;
+                    }
                     let text = match msg.view() {
                         gst::MessageView::Error(e) => format!(
                             "{}: {}",
@@ -578,9 +618,36 @@ impl Lane {
     }
 }
 
+/// A `level` element's message: the loudest channel's RMS, for the
+/// sender its element is named after (`level-SSRC`).
+fn on_level(msg: &gst::Message, s: &gst::StructureRef, loudness: &Mutex<Loudness>) {
+    if s.name() != "level" {
+        return;
+    }
+    let Some(ssrc) = msg.src().and_then(|e| {
+        e.name()
+            .strip_prefix("level-")
+            .and_then(|n| n.parse::<u32>().ok())
+    }) else {
+        return;
+    };
+    let Ok(rms) = s.get::<glib::ValueArray>("rms") else {
+        return;
+    };
+    let db = rms
+        .iter()
+        .filter_map(|v| v.get::<f64>().ok())
+        .fold(f64::NEG_INFINITY, f64::max);
+    lock(loudness)
+        .levels
+        .insert(ssrc, (meter(db), std::time::Instant::now()));
+}
+
+#[allow(clippy::too_many_arguments)]
 fn add_chain(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
+    ssrc: u32,
     def: &Definition,
     params: &BTreeMap<String, String>,
     sink: &Sink,
@@ -597,9 +664,24 @@ fn add_chain(
         }
     }
     pipeline.add(&rb.bin).map_err(gst_err)?;
+    let mut mix_pad = None;
     if let Some(mix) = mixer {
-        let mix_pad = request(mix, "sink_%u")?;
-        link(&static_pad(rb.bin.upcast_ref(), "src")?, &mix_pad)?;
+        // How loud this sender is, on the way to the mixer.
+        let level = gst::ElementFactory::make("level")
+            .name(format!("level-{ssrc}"))
+            .property("interval", LEVEL_INTERVAL.as_nanos() as u64)
+            .property("post-messages", true)
+            .build()
+            .map_err(gst_err)?;
+        pipeline.add(&level).map_err(gst_err)?;
+        let pad = request(mix, "sink_%u")?;
+        link(
+            &static_pad(rb.bin.upcast_ref(), "src")?,
+            &static_pad(&level, "sink")?,
+        )?;
+        link(&static_pad(&level, "src")?, &pad)?;
+        level.sync_state_with_parent().map_err(gst_err)?;
+        mix_pad = Some(pad);
     }
     link(pad, &static_pad(rb.bin.upcast_ref(), "sink")?)?;
     rb.bin.sync_state_with_parent().map_err(gst_err)?;
@@ -614,6 +696,7 @@ fn add_chain(
         out: rb.out,
         view: rb.bin.by_name("view"),
         sink: last,
+        mix_pad,
     })
 }
 
@@ -685,6 +768,42 @@ impl Av {
     /// The latency a lane's pipeline configured for its sinks (jitter
     /// buffer, decoder, mixer): how long after its capture time a received
     /// buffer is rendered.
+    /// Plays one remote audio sender at `volume` (0: silent here, 1: as
+    /// sent, up to 10), now or when it starts sending.
+    pub fn set_volume(&self, ssrc: u32, volume: f64) {
+        let volume = volume.clamp(0.0, 10.0);
+        for lane in self.lanes.iter().filter(|l| l.kind == Kind::Audio) {
+            lock(&lane.loudness).volumes.insert(ssrc, volume);
+            if let Some(p) = lock(&lane.chains)
+                .get(&ssrc)
+                .and_then(|c| c.mix_pad.clone())
+            {
+                p.set_property("volume", volume);
+            }
+        }
+    }
+
+    /// The level last heard from each remote audio sender, 0 to 1 (see
+    /// [`meter`]), measured every [`LEVEL_INTERVAL`] before its volume; 0
+    /// for a sender not heard for three intervals.
+    pub fn levels(&self) -> Vec<(u32, f64)> {
+        let stale = LEVEL_INTERVAL * 3;
+        let mut out: Vec<(u32, f64)> = self
+            .lanes
+            .iter()
+            .filter(|l| l.kind == Kind::Audio)
+            .flat_map(|l| {
+                lock(&l.loudness)
+                    .levels
+                    .iter()
+                    .map(|(s, (v, at))| (*s, if at.elapsed() > stale { 0.0 } else { *v }))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort_by_key(|(s, _)| *s);
+        out
+    }
+
     pub fn pipeline_latency(&self, kind: Kind) -> Option<Duration> {
         let lane = self.lane(kind)?;
         let mut q = gst::query::Latency::new();

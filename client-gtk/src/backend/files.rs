@@ -1,18 +1,19 @@
 //! Files in meetings, for the desktop client: incoming transfers are taken
 //! in chunk by chunk as they arrive (written to `NAME.part` in the
-//! downloads folder, checked, renamed); outgoing ones run the client
-//! library's Reno sender while every other message still reaches the
-//! window.
+//! downloads folder, checked, renamed); each outgoing one is a task of its
+//! own running the client library's Reno sender, fed the messages that
+//! concern senders, so the session's loop goes on with everything else.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use client::Session;
-use client::file::{DEFAULT_CHUNK, FileReceiver, free_name, send_file};
+use client::file::{DEFAULT_CHUNK, FileReceiver, concerns_senders, free_name, send_file_reporting};
+use client::{Control, Tagged};
 use proto::control::{ClientMessage, ServerMessage};
+use tokio::sync::mpsc;
 
-use super::{Emitter, Event, Options, Shared, handle_sync, lock};
+use super::{Emitter, Event};
 
 struct Incoming {
     rx: FileReceiver,
@@ -26,6 +27,9 @@ struct Incoming {
 pub(crate) struct Files {
     downloads: PathBuf,
     incoming: HashMap<u64, Incoming>,
+    /// The inboxes of the sending tasks; dropped with the connection,
+    /// which ends them.
+    senders: Vec<mpsc::UnboundedSender<Tagged>>,
 }
 
 impl Files {
@@ -33,16 +37,78 @@ impl Files {
         Self {
             downloads,
             incoming: HashMap::new(),
+            senders: Vec::new(),
         }
     }
 
-    /// Incoming transfers: offers, chunks, ends, aborts.
-    pub(crate) fn on_message(
+    /// Gives each sending task what may concern it.
+    pub(crate) fn give_to_senders(&mut self, t: &Tagged) {
+        if concerns_senders(t) {
+            self.senders.retain(|s| s.send(t.clone()).is_ok());
+        }
+    }
+
+    /// Starts sending a file, as a task of its own.
+    pub(crate) fn send(
         &mut self,
-        m: &ServerMessage,
-        control: &client::Control,
+        control: &Control,
+        path: PathBuf,
+        to: Option<String>,
         out: &Emitter,
     ) {
+        let (tx, mut inbox) = mpsc::unbounded_channel();
+        self.senders.push(tx);
+        let (control, out) = (control.clone(), out.clone());
+        tokio::spawn(async move {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into());
+            let mut started = None;
+            let result = send_file_reporting(
+                &control,
+                &mut inbox,
+                &path,
+                to.as_deref(),
+                DEFAULT_CHUNK,
+                |s| {
+                    started = Some(s.transfer_id);
+                    out.emit(Event::FileStarted {
+                        id: s.transfer_id,
+                        name: s.name.clone(),
+                        receivers: s.receivers.clone(),
+                        chunks: s.chunks,
+                    });
+                },
+                |p| {
+                    out.emit(Event::FileProgress {
+                        id: p.transfer_id,
+                        done: p.acked,
+                        total: p.chunks,
+                        cwnd: Some(p.cwnd),
+                    })
+                },
+            )
+            .await;
+            match (result, started) {
+                (Ok(r), _) => out.emit(Event::FileDone {
+                    id: r.transfer_id,
+                    result: Ok(None),
+                }),
+                (Err(e), Some(id)) => out.emit(Event::FileDone {
+                    id,
+                    result: Err(e.to_string()),
+                }),
+                (Err(e), None) => out.emit(Event::FileRefused {
+                    name,
+                    why: e.to_string(),
+                }),
+            }
+        });
+    }
+
+    /// Incoming transfers: offers, chunks, ends, aborts.
+    pub(crate) fn on_message(&mut self, m: &ServerMessage, control: &Control, out: &Emitter) {
         match m {
             ServerMessage::FileOffered {
                 transfer_id,
@@ -154,7 +220,7 @@ impl Files {
         }
     }
 
-    fn refuse(&mut self, id: u64, why: String, control: &client::Control, out: &Emitter) {
+    fn refuse(&mut self, id: u64, why: String, control: &Control, out: &Emitter) {
         if let Some(inc) = self.incoming.remove(&id) {
             let _ = std::fs::remove_file(&inc.part);
         }
@@ -167,45 +233,5 @@ impl Files {
             id,
             result: Err(why),
         });
-    }
-
-    /// Sends a file; everything else the router says meanwhile is handled
-    /// as usual.
-    pub(crate) async fn send(
-        &mut self,
-        session: &mut Session,
-        path: &Path,
-        to: Option<&str>,
-        out: &Emitter,
-        shared: &Shared,
-        _opts: &Options,
-    ) -> Result<(), String> {
-        let control = session.control();
-        let report = send_file(
-            session,
-            path,
-            to,
-            DEFAULT_CHUNK,
-            |p| {
-                out.emit(Event::FileProgress {
-                    id: p.transfer_id,
-                    done: p.acked,
-                    total: p.chunks,
-                    cwnd: Some(p.cwnd),
-                })
-            },
-            |m| {
-                out.server(&m);
-                lock(shared).session.apply(&m);
-                handle_sync(&m, &control, out, shared, self);
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        out.emit(Event::FileDone {
-            id: report.transfer_id,
-            result: Ok(None),
-        });
-        Ok(())
     }
 }

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use client::Media;
 use client::av::{Av, AvOptions, LaneConfig, video_reports};
+use client::{Control, Media};
 use pipelines::{Catalog, Media as Kind, Sink, Source};
 use proto::control::ClientMessage;
 
@@ -81,6 +81,11 @@ impl Running {
         }
     }
 
+    /// One sender's playback volume here.
+    pub(crate) fn set_volume(&self, ssrc: u32, volume: f64) {
+        self.av.set_volume(ssrc, volume);
+    }
+
     /// The microphone and camera toggles (rooms without a floor).
     pub(crate) fn apply_toggles(&self, audio: bool, video: bool) {
         if !self.floor {
@@ -117,12 +122,12 @@ pub(crate) async fn start(
     out: &Emitter,
     shared: &Shared,
     opts: &Options,
-    control: &client::Control,
+    control: &Control,
 ) -> Result<(), String> {
     stop(shared);
-    let (choice, mic_on, cam_on) = {
+    let (choice, mic_on, cam_on, volumes) = {
         let l = lock(shared);
-        (l.choice.clone(), l.mic_on, l.cam_on)
+        (l.choice.clone(), l.mic_on, l.cam_on, l.volumes.clone())
     };
     let catalog = Catalog::load_default().map_err(|e| e.to_string())?;
     let audio = catalog.require(&choice.audio_codec)?.clone();
@@ -162,6 +167,9 @@ pub(crate) async fn start(
     if !floor {
         running.apply_toggles(mic_on, meeting && cam_on);
     }
+    for (ssrc, v) in volumes {
+        running.set_volume(ssrc, v);
+    }
     lock(shared).media = Some(running);
     if meeting {
         let _ = control
@@ -188,11 +196,21 @@ pub(crate) fn stop(shared: &Shared) {
     }
 }
 
+/// Ten times a second: how loud each sender is heard (for the talking
+/// rings).
+pub(crate) fn levels(out: &Emitter, shared: &Shared) {
+    let av = match lock(shared).media.as_ref() {
+        Some(r) => r.av.clone(),
+        None => return,
+    };
+    out.emit(Event::Levels(av.levels()));
+}
+
 /// Twice a second: new and gone video senders, the preview, statistics,
 /// new pipeline errors, and in meetings our receivers' reports for
 /// adaptive video. GStreamer is asked outside the shared lock, so a talk
 /// key pressed meanwhile is not held up.
-pub(crate) async fn tick(out: &Emitter, shared: &Shared, control: &client::Control) {
+pub(crate) async fn tick(out: &Emitter, shared: &Shared, control: &Control) {
     let (av, report) = {
         let l = lock(shared);
         let Some(r) = l.media.as_ref() else { return };

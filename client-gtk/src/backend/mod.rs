@@ -5,13 +5,19 @@
 //!
 //! One task owns the control [`Session`]: it pumps server messages, starts
 //! and stops media on JOINED/LEFT, answers floor grants by opening the
-//! microphone, receives files and sends them. Commands that only say
-//! something to the router go straight to the session's writer, so a file
-//! being sent never delays a press of the talk key. When the connection is
-//! lost the task reconnects with back-off and goes back to its room.
+//! microphone and takes in received files. It never awaits a long
+//! operation inside a command: a file being sent runs as its own task,
+//! fed the messages that concern it, and reports progress as events.
+//! When the connection is lost the task reconnects with back-off and
+//! resumes the session (the router keeps it, room and floor queue
+//! included, for a grace period); where the window is, and where to go
+//! back to when a session could not be resumed, is the window's state
+//! (`SbSession`), not the backend's.
 
+mod commands;
 mod files;
 mod media;
+mod mic_test;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,7 +28,7 @@ use client::{ConnectOptions, Session};
 use proto::control::{ClientMessage, ServerMessage};
 use tokio::sync::mpsc;
 
-use crate::model::session::{Backoff, Link, SessionModel, Target};
+use crate::model::session::{Backoff, Link};
 use crate::model::settings::Settings;
 
 pub use media::MediaChoice;
@@ -61,6 +67,15 @@ pub enum Command {
     },
     /// Devices and codecs for the next room joined.
     Media(MediaChoice),
+    /// Play one remote sender (by audio SSRC) at this volume (0: muted
+    /// here, 1: as sent).
+    Volume {
+        ssrc: u32,
+        volume: f64,
+    },
+    /// Start or stop the microphone test: the microphone played back,
+    /// its level reported as [`Event::MicLevel`].
+    TestMicrophone(bool),
 }
 
 /// What the backend reports.
@@ -81,6 +96,18 @@ pub enum Event {
     /// Our own camera, as sent.
     Preview(gst::Element),
     Stats(StatsSnapshot),
+    /// A file we offered was accepted: its transfer id and receivers.
+    FileStarted {
+        id: u64,
+        name: String,
+        receivers: Vec<String>,
+        chunks: u64,
+    },
+    /// A file we offered was refused before it started.
+    FileRefused {
+        name: String,
+        why: String,
+    },
     FileProgress {
         id: u64,
         done: u64,
@@ -91,6 +118,10 @@ pub enum Event {
         id: u64,
         result: Result<Option<PathBuf>, String>,
     },
+    /// The microphone's level during a test, 0 to 1.
+    MicLevel(f64),
+    /// The level heard from each remote sender, by audio SSRC, 0 to 1.
+    Levels(Vec<(u32, f64)>),
     /// Media could not start or failed.
     MediaError(String),
 }
@@ -105,7 +136,7 @@ pub struct Options {
 }
 
 /// The handle the window keeps.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Backend {
     commands: mpsc::UnboundedSender<Command>,
 }
@@ -164,9 +195,11 @@ pub(crate) struct Local {
     pub(crate) mic_on: bool,
     pub(crate) cam_on: bool,
     pub(crate) me: u64,
-    /// Where we are, to go back there after a reconnect (its `target`).
-    pub(crate) session: SessionModel,
     pub(crate) choice: MediaChoice,
+    /// Volumes chosen here, by audio SSRC (kept across rooms and
+    /// reconnects: SSRCs are per session).
+    pub(crate) volumes: std::collections::HashMap<u32, f64>,
+    pub(crate) mic_test: Option<mic_test::MicTest>,
 }
 
 pub(crate) type Shared = Arc<Mutex<Local>>;
@@ -202,16 +235,20 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, out: Emitter, opts:
             continue;
         };
         let mut backoff = Backoff::default();
+        // The session to resume after a lost connection.
+        let mut resume: Option<String> = None;
         out.emit(Event::Link(Link::Connecting));
         loop {
-            let reason = match connect(&s).await {
+            let reason = match connect(&s, resume.take()).await {
                 Ok(session) => {
                     backoff.reset();
                     let welcome = session.welcome().clone();
+                    resume = welcome.resume_token.clone();
                     lock(&shared).me = welcome.session_id;
                     out.emit(Event::Link(Link::Connected {
                         session_id: welcome.session_id,
                         nickname: welcome.nickname.clone(),
+                        resumed: welcome.resumed,
                     }));
                     match serve(session, &mut commands, &out, &shared, &opts).await {
                         Ended::Asked => {
@@ -222,7 +259,10 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, out: Emitter, opts:
                             settings = Some(n);
                             break;
                         }
-                        Ended::Lost(r) => r,
+                        Ended::Lost(r) => {
+                            resume = resume.or(welcome.resume_token);
+                            r
+                        }
                     }
                 }
                 Err(e) => e,
@@ -252,7 +292,6 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, out: Emitter, opts:
             }
             if stop {
                 if settings.is_none() {
-                    lock(&shared).session.target = None;
                     out.emit(Event::Link(Link::Disconnected { reason: None }));
                 }
                 break;
@@ -261,7 +300,7 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, out: Emitter, opts:
     }
 }
 
-async fn connect(s: &Settings) -> Result<Session, String> {
+async fn connect(s: &Settings, resume: Option<String>) -> Result<Session, String> {
     let addr = s.server_addr()?;
     Session::connect_with(
         addr,
@@ -271,7 +310,7 @@ async fn connect(s: &Settings) -> Result<Session, String> {
             timeout: Duration::from_secs(5),
             // The member list by delta: the window's model applies them.
             features: vec![proto::control::FEATURE_MEMBER_DELTAS.to_owned()],
-            ..ConnectOptions::default()
+            resume,
         },
     )
     .await
@@ -288,25 +327,17 @@ async fn serve(
 ) -> Ended {
     let control = session.control();
     let _ = control.send(ClientMessage::ListRooms).await;
-    // Back to where we were.
-    let target = lock(shared).session.target.clone();
-    match target {
-        Some(Target::Room { name }) => {
-            let _ = control.send(ClientMessage::Join { room: name }).await;
-        }
-        Some(Target::Meeting { code }) => {
-            let _ = control.send(ClientMessage::RequestJoin { code }).await;
-        }
-        None => {}
-    }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut levels = tokio::time::interval(client::av::LEVEL_INTERVAL);
+    levels.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut files = files::Files::new(opts.downloads.clone());
     let ended = loop {
         tokio::select! {
-            ev = session.next_event() => match ev {
+            ev = session.next_tagged() => match ev {
                 None => break Ended::Lost("the router closed the connection".into()),
-                Some(m) => {
-                    if let Err(e) = on_message(&session, m, out, shared, opts, &mut files).await {
+                Some(t) => {
+                    files.give_to_senders(&t);
+                    if let Err(e) = on_message(&session, t.message, out, shared, opts, &mut files).await {
                         tracing::warn!(error = %e, "media");
                         out.emit(Event::MediaError(e));
                     }
@@ -318,14 +349,11 @@ async fn serve(
                     break Ended::Asked;
                 }
                 Some(Command::Connect(n)) => break Ended::Reconnect(n),
-                Some(Command::SendFile { path, to }) => {
-                    if let Err(e) = files.send(&mut session, &path, to.as_deref(), out, shared, opts).await {
-                        out.emit(Event::MediaError(format!("sending {}: {e}", path.display())));
-                    }
-                }
-                Some(cmd) => on_command(cmd, &control, out, shared).await,
+                Some(Command::SendFile { path, to }) => files.send(&control, path, to, out),
+                Some(cmd) => commands::on_command(cmd, &control, out, shared).await,
             },
             _ = tick.tick() => media::tick(out, shared, &control).await,
+            _ = levels.tick() => media::levels(out, shared),
         }
     };
     media::stop(shared);
@@ -342,7 +370,6 @@ async fn on_message(
     files: &mut files::Files,
 ) -> Result<(), String> {
     out.server(&m);
-    lock(shared).session.apply(&m);
     match &m {
         ServerMessage::Joined { kind, .. } => {
             let media = session
@@ -352,119 +379,7 @@ async fn on_message(
             media::start(kind, media, out, shared, opts, &session.control()).await?;
         }
         ServerMessage::Left { .. } => media::stop(shared),
-        _ => handle_sync(&m, &session.control(), out, shared, files),
+        _ => commands::handle_sync(&m, &session.control(), out, shared, files),
     }
     Ok(())
-}
-
-/// What needs no waiting: floor grants open the microphone, file chunks
-/// are taken in. Also called while a file is being sent.
-pub(crate) fn handle_sync(
-    m: &ServerMessage,
-    control: &client::Control,
-    out: &Emitter,
-    shared: &Shared,
-    files: &mut files::Files,
-) {
-    match m {
-        ServerMessage::MicGranted { session_id, .. } => {
-            let mut l = lock(shared);
-            if *session_id != l.me {
-                return;
-            }
-            // Released before the grant came: our MIC_RELEASE follows it
-            // on the wire and gives it back.
-            if l.key_down {
-                l.holding = true;
-                if let Some(media) = &l.media {
-                    media.talk(true);
-                }
-            }
-        }
-        ServerMessage::MicReleased { session_id, .. }
-        | ServerMessage::MicRevoked { session_id, .. } => {
-            let mut l = lock(shared);
-            if *session_id == l.me {
-                l.holding = false;
-                if let Some(media) = &l.media {
-                    media.talk(false);
-                }
-            }
-        }
-        _ => files.on_message(m, control, out),
-    }
-}
-
-async fn on_command(cmd: Command, control: &client::Control, out: &Emitter, shared: &Shared) {
-    let msg = match cmd {
-        Command::ListRooms => ClientMessage::ListRooms,
-        Command::Join(room) => ClientMessage::Join { room },
-        Command::CreateRoom {
-            name,
-            kind,
-            options,
-        } => ClientMessage::CreateRoom {
-            room: name,
-            kind,
-            max_participants: 0,
-            options,
-        },
-        Command::CreateMeeting { end_with_host } => ClientMessage::CreateMeeting { end_with_host },
-        Command::JoinMeeting(code) => {
-            lock(shared).session.target = Some(Target::Meeting { code: code.clone() });
-            ClientMessage::RequestJoin { code }
-        }
-        Command::Leave => {
-            lock(shared).session.target = None;
-            ClientMessage::Leave
-        }
-        Command::Talk(down) => {
-            let mut l = lock(shared);
-            if l.key_down == down {
-                return; // key repeat
-            }
-            l.key_down = down;
-            if down {
-                ClientMessage::MicRequest { priority: 0 }
-            } else {
-                if l.holding {
-                    l.holding = false;
-                    if let Some(media) = &l.media {
-                        media.talk(false);
-                    }
-                }
-                ClientMessage::MicRelease
-            }
-        }
-        Command::Chat { text, to } => ClientMessage::Chat { text, to },
-        Command::Allow(session_id) => ClientMessage::AllowJoin { session_id },
-        Command::Deny(session_id) => ClientMessage::DenyJoin {
-            session_id,
-            reason: None,
-        },
-        Command::Microphone(on) | Command::Camera(on) => {
-            let is_mic = matches!(cmd, Command::Microphone(_));
-            let mut l = lock(shared);
-            if is_mic {
-                l.mic_on = on;
-            } else {
-                l.cam_on = on;
-            }
-            let (audio, video) = (l.mic_on, l.cam_on);
-            let Some(media) = &l.media else { return };
-            media.apply_toggles(audio, video);
-            if !media.is_meeting() {
-                return;
-            }
-            ClientMessage::MediaState { audio, video }
-        }
-        Command::Media(c) => {
-            lock(shared).choice = c;
-            return;
-        }
-        Command::Connect(_) | Command::Disconnect | Command::SendFile { .. } => return,
-    };
-    if control.send(msg).await.is_err() {
-        out.emit(Event::MediaError("the connection is closed".into()));
-    }
 }

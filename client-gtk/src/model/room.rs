@@ -66,83 +66,8 @@ pub struct Member {
     pub audio_ssrc: u32,
 }
 
-/// One chat line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatLine {
-    pub id: u64,
-    pub ts_ms: u64,
-    pub from: String,
-    pub text: String,
-    /// Private: to `to` (or to us).
-    pub private: bool,
-    pub to: Option<String>,
-}
-
-impl ChatLine {
-    /// How the line reads in the chat panel.
-    pub fn display(&self, me: &str) -> String {
-        if self.private {
-            let to = self.to.as_deref().unwrap_or(me);
-            if self.from == me {
-                format!("(private to {to}) {}", self.text)
-            } else {
-                format!("(private) {}: {}", self.from, self.text)
-            }
-        } else {
-            format!("{}: {}", self.from, self.text)
-        }
-    }
-}
-
-/// A file on its way, in or out.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transfer {
-    pub id: u64,
-    pub name: String,
-    pub outgoing: bool,
-    /// The other side: the sender, or the receivers.
-    pub peer: String,
-    pub done: u64,
-    pub total: u64,
-    /// Sender: the congestion window, in chunks.
-    pub cwnd: Option<f64>,
-    pub state: TransferState,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransferState {
-    Running,
-    /// Received intact, saved here (or sent and confirmed).
-    Done(Option<std::path::PathBuf>),
-    Failed(String),
-}
-
-impl Transfer {
-    pub fn fraction(&self) -> f64 {
-        if self.total == 0 {
-            1.0
-        } else {
-            (self.done as f64 / self.total as f64).clamp(0.0, 1.0)
-        }
-    }
-
-    pub fn label(&self) -> String {
-        let dir = if self.outgoing { "to" } else { "from" };
-        match &self.state {
-            TransferState::Running => format!(
-                "{} {dir} {}: {:.0}%{}",
-                self.name,
-                self.peer,
-                self.fraction() * 100.0,
-                self.cwnd
-                    .map(|c| format!(", window {c:.1}"))
-                    .unwrap_or_default()
-            ),
-            TransferState::Done(_) => format!("{} {dir} {}: done", self.name, self.peer),
-            TransferState::Failed(e) => format!("{} {dir} {}: failed ({e})", self.name, self.peer),
-        }
-    }
-}
+pub use super::chat::ChatLine;
+pub use super::transfers::{Transfer, TransferState};
 
 /// Most chat lines kept in the window.
 pub const MAX_CHAT_LINES: usize = 500;
@@ -157,6 +82,11 @@ pub struct RoomModel {
     pub members: Vec<Member>,
     pub floor: Floor,
     pub chat: Vec<ChatLine>,
+    /// Lines ever added to `chat`, and a number that changes whenever
+    /// `chat` is reordered (history merged in): a view appends the last
+    /// `chat_total - seen` lines, or starts again when the epoch changed.
+    pub chat_total: u64,
+    pub chat_epoch: u64,
     /// Meetings: who hosts, our lobby (if we host), the code.
     pub host: Option<u64>,
     pub lobby: Vec<LobbyEntry>,
@@ -183,6 +113,8 @@ impl RoomModel {
             members: Vec::new(),
             floor: Floor::Free,
             chat: Vec::new(),
+            chat_total: 0,
+            chat_epoch: 0,
             host: None,
             lobby: Vec::new(),
             code: None,
@@ -411,6 +343,7 @@ impl RoomModel {
                     }
                 }
                 self.chat.sort_by_key(|c| c.id);
+                self.chat_epoch += 1;
             }
             ServerMessage::Muted { muted, .. } => {
                 self.muted = *muted;
@@ -445,143 +378,14 @@ impl RoomModel {
                 }
             }
             ServerMessage::VideoLevel { level, .. } => self.video_level = Some(level.clone()),
-            ServerMessage::FileStarted {
-                transfer_id,
-                receivers,
-                chunks,
-                ..
-            } => {
-                // The name was set when we offered it (see `offered`).
-                let name = self
-                    .transfers
-                    .remove(&0)
-                    .map(|t| t.name)
-                    .unwrap_or_else(|| "file".into());
-                self.transfers.insert(
-                    *transfer_id,
-                    Transfer {
-                        id: *transfer_id,
-                        name,
-                        outgoing: true,
-                        peer: receivers.join(", "),
-                        done: 0,
-                        total: *chunks,
-                        cwnd: None,
-                        state: TransferState::Running,
-                    },
-                );
-            }
-            ServerMessage::FileOffered {
-                transfer_id,
-                from,
-                name,
-                chunks,
-                ..
-            } => {
-                self.transfers.insert(
-                    *transfer_id,
-                    Transfer {
-                        id: *transfer_id,
-                        name: name.clone(),
-                        outgoing: false,
-                        peer: from.clone(),
-                        done: 0,
-                        total: *chunks,
-                        cwnd: None,
-                        state: TransferState::Running,
-                    },
-                );
-            }
-            ServerMessage::FileAck {
-                transfer_id,
-                next_seq,
-            } => {
-                if let Some(t) = self.transfers.get_mut(transfer_id) {
-                    t.done = t.done.max(*next_seq);
-                }
-            }
-            ServerMessage::FileResult {
-                transfer_id,
-                nickname,
-                ok,
-                message,
-            } => {
-                if let Some(t) = self.transfers.get_mut(transfer_id) {
-                    t.state = if *ok {
-                        t.done = t.total;
-                        TransferState::Done(None)
-                    } else {
-                        TransferState::Failed(format!(
-                            "{nickname}: {}",
-                            message.as_deref().unwrap_or("refused")
-                        ))
-                    };
-                }
-            }
-            ServerMessage::FileAborted {
-                transfer_id,
-                reason,
-            } => {
-                if let Some(t) = self.transfers.get_mut(transfer_id) {
-                    t.state = TransferState::Failed(reason.clone());
-                }
-            }
-            _ => return false,
+            _ => return self.apply_file(msg),
         }
         true
     }
 
-    /// We offered a file: remember its name until FILE_STARTED gives the id.
-    pub fn offered(&mut self, name: &str) {
-        self.transfers.insert(
-            0,
-            Transfer {
-                id: 0,
-                name: name.into(),
-                outgoing: true,
-                peer: String::new(),
-                done: 0,
-                total: 0,
-                cwnd: None,
-                state: TransferState::Running,
-            },
-        );
-    }
-
-    /// Progress of a transfer (from the file drivers). The first report
-    /// of one we offered gives it its id.
-    pub fn progress(&mut self, id: u64, done: u64, total: u64, cwnd: Option<f64>) {
-        if !self.transfers.contains_key(&id)
-            && let Some(mut t) = self.transfers.remove(&0)
-        {
-            t.id = id;
-            t.total = total;
-            t.peer = "the meeting".into();
-            self.transfers.insert(id, t);
-        }
-        if let Some(t) = self.transfers.get_mut(&id) {
-            t.done = t.done.max(done);
-            if cwnd.is_some() {
-                t.cwnd = cwnd;
-            }
-        }
-    }
-
-    /// A transfer ended here (received and checked, or failed).
-    pub fn finished(&mut self, id: u64, result: Result<Option<std::path::PathBuf>, String>) {
-        if let Some(t) = self.transfers.get_mut(&id) {
-            t.state = match result {
-                Ok(p) => {
-                    t.done = t.total;
-                    TransferState::Done(p)
-                }
-                Err(e) => TransferState::Failed(e),
-            };
-        }
-    }
-
     fn push_chat(&mut self, line: ChatLine) {
         self.chat.push(line);
+        self.chat_total += 1;
         if self.chat.len() > MAX_CHAT_LINES {
             let extra = self.chat.len() - MAX_CHAT_LINES;
             self.chat.drain(..extra);

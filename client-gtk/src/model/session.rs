@@ -16,6 +16,8 @@ pub enum Link {
     Connected {
         session_id: u64,
         nickname: String,
+        /// This connection continued the session of the one before.
+        resumed: bool,
     },
     /// Lost; trying again (attempt `attempt`, next in `retry_in`).
     Reconnecting {

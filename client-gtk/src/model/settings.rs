@@ -22,6 +22,10 @@ pub struct Settings {
     pub video_codec: String,
     /// Short beeps when the floor is granted and when it ends.
     pub tones: bool,
+    /// The push-to-talk key, as GDK names it (`space`, `F12`, `Control_R`).
+    pub talk_key: String,
+    /// `system` (follow the desktop), `light` or `dark`.
+    pub appearance: String,
 }
 
 impl Default for Settings {
@@ -35,6 +39,8 @@ impl Default for Settings {
             audio_codec: "opus".into(),
             video_codec: "jpeg".into(),
             tones: true,
+            talk_key: "space".into(),
+            appearance: "system".into(),
         }
     }
 }

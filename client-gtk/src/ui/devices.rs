@@ -6,7 +6,7 @@ use gst::prelude::*;
 
 /// One menu entry: what it reads, and the value saved in settings.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Choice {
+pub struct Choice {
     pub label: String,
     pub value: String,
 }
@@ -19,7 +19,7 @@ fn choice(label: &str, value: &str) -> Choice {
 }
 
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Choices {
+pub struct Choices {
     pub microphones: Vec<Choice>,
     pub speakers: Vec<Choice>,
     pub cameras: Vec<Choice>,
@@ -28,7 +28,7 @@ pub(crate) struct Choices {
 }
 
 impl Choices {
-    pub(crate) fn discover(with_tests: bool) -> Self {
+    pub fn discover(with_tests: bool) -> Self {
         let mut c = Choices {
             microphones: vec![choice("Default microphone", "mic")],
             speakers: vec![

@@ -8,7 +8,7 @@ use gtk::prelude::*;
 use gtk::subclass::prelude::*;
 use gtk::{cairo, glib};
 
-use client_gtk::model::stats::{Plot, StatsModel, WINDOW_SECS};
+use crate::model::stats::{Plot, StatsModel, WINDOW_SECS};
 
 /// A plot's drawing area, its caption and the data it draws.
 type PlotArea = (

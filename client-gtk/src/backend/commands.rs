@@ -1,0 +1,133 @@
+//! What the session task does with a command from the window, and with
+//! the server messages that need no waiting: each is a message to the
+//! router or a change to local media, never a long await.
+
+use client::Control;
+use proto::control::{ClientMessage, ServerMessage};
+
+use super::{Command, Emitter, Event, Shared, files, lock, mic_test};
+
+/// What needs no waiting: floor grants open the microphone, file chunks
+/// are taken in.
+pub(super) fn handle_sync(
+    m: &ServerMessage,
+    control: &Control,
+    out: &Emitter,
+    shared: &Shared,
+    files: &mut files::Files,
+) {
+    match m {
+        ServerMessage::MicGranted { session_id, .. } => {
+            let mut l = lock(shared);
+            if *session_id != l.me {
+                return;
+            }
+            // Released before the grant came: our MIC_RELEASE follows it
+            // on the wire and gives it back.
+            if l.key_down {
+                l.holding = true;
+                if let Some(media) = &l.media {
+                    media.talk(true);
+                }
+            }
+        }
+        ServerMessage::MicReleased { session_id, .. }
+        | ServerMessage::MicRevoked { session_id, .. } => {
+            let mut l = lock(shared);
+            if *session_id == l.me {
+                l.holding = false;
+                if let Some(media) = &l.media {
+                    media.talk(false);
+                }
+            }
+        }
+        _ => files.on_message(m, control, out),
+    }
+}
+
+pub(super) async fn on_command(cmd: Command, control: &Control, out: &Emitter, shared: &Shared) {
+    let msg = match cmd {
+        Command::ListRooms => ClientMessage::ListRooms,
+        Command::Join(room) => ClientMessage::Join { room },
+        Command::CreateRoom {
+            name,
+            kind,
+            options,
+        } => ClientMessage::CreateRoom {
+            room: name,
+            kind,
+            max_participants: 0,
+            options,
+        },
+        Command::CreateMeeting { end_with_host } => ClientMessage::CreateMeeting { end_with_host },
+        Command::JoinMeeting(code) => ClientMessage::RequestJoin { code },
+        Command::Leave => ClientMessage::Leave,
+        Command::Talk(down) => {
+            let mut l = lock(shared);
+            if l.key_down == down {
+                return; // key repeat
+            }
+            l.key_down = down;
+            if down {
+                ClientMessage::MicRequest { priority: 0 }
+            } else {
+                if l.holding {
+                    l.holding = false;
+                    if let Some(media) = &l.media {
+                        media.talk(false);
+                    }
+                }
+                ClientMessage::MicRelease
+            }
+        }
+        Command::Chat { text, to } => ClientMessage::Chat { text, to },
+        Command::Allow(session_id) => ClientMessage::AllowJoin { session_id },
+        Command::Deny(session_id) => ClientMessage::DenyJoin {
+            session_id,
+            reason: None,
+        },
+        Command::Microphone(on) | Command::Camera(on) => {
+            let is_mic = matches!(cmd, Command::Microphone(_));
+            let mut l = lock(shared);
+            if is_mic {
+                l.mic_on = on;
+            } else {
+                l.cam_on = on;
+            }
+            let (audio, video) = (l.mic_on, l.cam_on);
+            let Some(media) = &l.media else { return };
+            media.apply_toggles(audio, video);
+            if !media.is_meeting() {
+                return;
+            }
+            ClientMessage::MediaState { audio, video }
+        }
+        Command::Media(c) => {
+            lock(shared).choice = c;
+            return;
+        }
+        Command::Volume { ssrc, volume } => {
+            let mut l = lock(shared);
+            l.volumes.insert(ssrc, volume);
+            if let Some(media) = &l.media {
+                media.set_volume(ssrc, volume);
+            }
+            return;
+        }
+        Command::TestMicrophone(on) => {
+            let mut l = lock(shared);
+            l.mic_test = None;
+            if on {
+                match mic_test::MicTest::start(&l.choice, out.clone()) {
+                    Ok(t) => l.mic_test = Some(t),
+                    Err(e) => out.emit(Event::MediaError(e)),
+                }
+            }
+            return;
+        }
+        Command::Connect(_) | Command::Disconnect | Command::SendFile { .. } => return,
+    };
+    if control.send(msg).await.is_err() {
+        out.emit(Event::MediaError("the connection is closed".into()));
+    }
+}

@@ -1,0 +1,29 @@
+//! A chat line as the room keeps it.
+
+/// One chat line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    pub id: u64,
+    pub ts_ms: u64,
+    pub from: String,
+    pub text: String,
+    /// Private: to `to` (or to us).
+    pub private: bool,
+    pub to: Option<String>,
+}
+
+impl ChatLine {
+    /// How the line reads in the chat panel.
+    pub fn display(&self, me: &str) -> String {
+        if self.private {
+            let to = self.to.as_deref().unwrap_or(me);
+            if self.from == me {
+                format!("(private to {to}) {}", self.text)
+            } else {
+                format!("(private) {}: {}", self.from, self.text)
+            }
+        } else {
+            format!("{}: {}", self.from, self.text)
+        }
+    }
+}
