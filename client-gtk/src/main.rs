@@ -39,6 +39,17 @@ struct Args {
     /// no speaker output (for demos and tests without devices).
     #[arg(long)]
     test_media: bool,
+    /// The microphone (as the pipelines crate names sources: `mic`,
+    /// `tone:660:0.3`, …); overrides the remembered one and test media.
+    #[arg(long)]
+    microphone: Option<String>,
+    /// The speaker (`speakers`, `wav:heard.wav`, `discard`, …); overrides
+    /// the remembered one and test media.
+    #[arg(long)]
+    speaker: Option<String>,
+    /// Talk permit and end tones on (they are off with test media).
+    #[arg(long)]
+    tones: bool,
     /// Where received files go (default: ~/Downloads).
     #[arg(long)]
     downloads: Option<PathBuf>,
@@ -71,6 +82,15 @@ fn main() -> anyhow::Result<()> {
         settings.camera = "pattern:ball".into();
         settings.speaker = "discard".into();
         settings.tones = false;
+    }
+    if let Some(m) = &args.microphone {
+        settings.microphone = m.clone();
+    }
+    if let Some(s) = &args.speaker {
+        settings.speaker = s.clone();
+    }
+    if args.tones {
+        settings.tones = true;
     }
     let downloads = args.downloads.clone().unwrap_or_else(|| {
         std::env::var_os("HOME")

@@ -9,257 +9,18 @@
 //! The client's log says what it shows (`ui: status …`, `ui: page …`);
 //! the router says what it did.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use client::Session;
 use client::av::{Av, AvOptions, LaneConfig};
 use pipelines::{Catalog, Sink, Source};
 use proto::control::{ClientMessage, ServerMessage};
-use proto_grpc::admin::{
-    LobbyDecisionRequest, ParticipantRef, RoomEvent, WatchRoomRequest, participant_ref,
-    room_event::Event as Ev,
-};
-use switchboard_tests::{admin, describe, start_router};
-use tokio_stream::StreamExt;
+use proto_grpc::admin::{ListRoomsRequest, WatchRoomRequest, room_event::Event as Ev};
+use switchboard_tests::{admin, start_router};
 
-/// One GUI test at a time: two cores, each test runs a router, an X server,
-/// the client and GStreamer pipelines.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+mod support;
 
-/// An X server of our own.
-struct Display {
-    child: Child,
-    name: String,
-}
-
-impl Display {
-    fn start() -> Display {
-        let mut child = Command::new("Xvfb")
-            .args([
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                "1280x800x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("Xvfb: {e} (scripts/test installs xvfb)"));
-        let mut out = child.stdout.take().unwrap_or_else(|| panic!("Xvfb stdout"));
-        let mut num = String::new();
-        let mut byte = [0u8; 1];
-        while out.read(&mut byte).map(|n| n == 1).unwrap_or(false) && byte[0] != b'\n' {
-            num.push(byte[0] as char);
-        }
-        assert!(!num.is_empty(), "Xvfb gave no display number");
-        Display {
-            child,
-            name: format!(":{}", num.trim()),
-        }
-    }
-
-    fn tool(&self, program: &str, args: &[&str]) -> String {
-        let out = Command::new(program)
-            .args(args)
-            .env("DISPLAY", &self.name)
-            .output()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The id of the first window whose title matches.
-    fn window(&self, title: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let out = Command::new("xdotool")
-                .args(["search", "--name", title])
-                .env("DISPLAY", &self.name)
-                .output()
-                .unwrap_or_else(|e| panic!("xdotool: {e}"));
-            let text = String::from_utf8_lossy(&out.stdout);
-            if let Some(id) = text.lines().next() {
-                return id.trim().to_owned();
-            }
-            assert!(Instant::now() < deadline, "no window titled {title}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Puts the pointer (and so the keyboard focus) on a window.
-    fn focus(&self, window: &str) {
-        self.tool("xdotool", &["mousemove", "--window", window, "400", "300"]);
-    }
-
-    /// Saves a screenshot of the whole screen or one window.
-    fn screenshot(&self, window: Option<&str>, name: &str) -> PathBuf {
-        // Tests never write into tracked files: the README's pictures are
-        // refreshed only when asked for.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let dir = match std::env::var_os("SWITCHBOARD_SCREENSHOT_DIR") {
-            Some(d) => root.join(d),
-            None => root.join("target/screenshots"),
-        };
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.join(name);
-        let target = window.unwrap_or("root");
-        // On a busy machine the server may not have drawn the window yet
-        // (a near-empty picture): try again, until a deadline, instead of
-        // failing on the first.
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            self.tool("import", &["-window", target, &path.to_string_lossy()]);
-            if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 5_000 {
-                return path;
-            }
-            assert!(std::time::Instant::now() < deadline, "{name} is empty");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Display {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The desktop client, with its log collected.
-struct Gui {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    _config: PathBuf,
-}
-
-impl Gui {
-    fn start(display: &Display, args: &[&str]) -> Gui {
-        let config =
-            std::env::temp_dir().join(format!("sb-gui-{}-{}", std::process::id(), rand_suffix()));
-        std::fs::create_dir_all(&config).unwrap_or_else(|e| panic!("{e}"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-gtk"))
-            .args(args)
-            .env("DISPLAY", &display.name)
-            .env("XDG_CONFIG_HOME", &config)
-            .env("GTK_A11Y", "none")
-            .env("NO_AT_BRIDGE", "1")
-            .env("RUST_LOG", "info")
-            .env_remove("WAYLAND_DISPLAY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("switchboard-gtk: {e}"));
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let stderr = child.stderr.take().unwrap_or_else(|| panic!("stderr"));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("gui| {line}");
-                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        });
-        Gui {
-            child,
-            log,
-            _config: config,
-        }
-    }
-
-    /// The client connecting at once to `server` as `nick`, with test media
-    /// and `then` (what to do once connected).
-    fn connected(display: &Display, server: &str, nick: &str, then: &[&str]) -> Gui {
-        let mut args = vec![
-            "--server",
-            server,
-            "--nickname",
-            nick,
-            "--connect",
-            "--test-media",
-        ];
-        args.extend_from_slice(then);
-        Gui::start(display, &args)
-    }
-
-    /// Waits until a log line contains every one of `parts`; returns it.
-    async fn wait_log(&self, parts: &[&str], within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        let mut seen = 0;
-        loop {
-            {
-                let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-                for line in &log[seen..] {
-                    if parts.iter().all(|p| line.contains(p)) {
-                        return line.clone();
-                    }
-                }
-                seen = log.len();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the client never logged {parts:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Gui {
-    /// The window never froze: no main-loop tick came late.
-    fn assert_no_stalls(&self) {
-        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        let stalls: Vec<&String> = log.iter().filter(|l| l.contains("ui: stall")).collect();
-        assert!(stalls.is_empty(), "the window froze: {stalls:?}");
-    }
-}
-
-impl Drop for Gui {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0)
-}
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// The next room event that `f` picks, from a WatchRoom stream.
-async fn next_event<T>(
-    stream: &mut tonic::Streaming<RoomEvent>,
-    what: &str,
-    f: impl Fn(&RoomEvent) -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Err(_) => panic!("the router never showed {what}"),
-            Ok(None) => panic!("WatchRoom ended before {what}"),
-            Ok(Some(Err(e))) => panic!("WatchRoom: {e}"),
-            Ok(Some(Ok(ev))) => {
-                eprintln!("router| {}", describe(&ev));
-                if let Some(t) = f(&ev) {
-                    return t;
-                }
-            }
-        }
-    }
-}
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_screen_then_connecting_from_the_keyboard() {
@@ -278,12 +39,35 @@ async fn connect_screen_then_connecting_from_the_keyboard() {
     gui.wait_log(&["ui: page", "rooms"], WAIT).await;
     gui.wait_log(&["link=Connected as alice"], WAIT).await;
     // The server and nickname are remembered for next time.
-    let saved = std::fs::read_to_string(gui._config.join("switchboard/client.toml"))
+    let saved = std::fs::read_to_string(gui.config.join("switchboard/client.toml"))
         .unwrap_or_else(|e| panic!("settings: {e}"));
     assert!(saved.contains("nickname = \"alice\""), "{saved}");
     assert!(saved.contains(&server), "{saved}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     display.screenshot(None, "rooms.png");
+
+    // A new room from the form: a name, a kind from the menu, an option,
+    // Create Room. The router has it, with its kind and option, and the
+    // client is in it.
+    display.a11y(&["text", "Room name", "ops"]);
+    display.a11y(&["choose", "Kind", "Chat with voice"]);
+    display.a11y(&["text", "Options (key=value …)", "history=5 burst_limit_secs=20"]);
+    display.a11y(&["click", "Create Room"]);
+    gui.wait_log(&["ui: joined", "\"ops\"", "kind=\"chat\""], WAIT)
+        .await;
+    let rooms = admin(&router)
+        .await
+        .list_rooms(ListRoomsRequest {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+        .rooms;
+    let ops = rooms.iter().find(|r| r.name == "ops");
+    assert!(
+        ops.is_some_and(|r| r.kind == "chat" && r.participants == 1),
+        "{rooms:?}"
+    );
+    gui.assert_no_stalls();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,26 +203,42 @@ async fn a_meeting_host_approves_guests_and_sees_their_video() {
     let room = format!("meeting-{code}");
     gui.wait_log(&["ui: preview"], WAIT).await;
 
-    // Two guests wait in the lobby: the host sees them.
+    // Three guests wait in the lobby: the host sees them.
     let mut ann = guest(addr, "ann", &code).await;
     let mut bob = guest(addr, "bob", &code).await;
-    gui.wait_log(&["ui: lobby", "ann", "bob"], WAIT).await;
+    let mut cat = guest(addr, "cat", &code).await;
+    gui.wait_log(&["ui: lobby", "ann", "bob", "cat"], WAIT)
+        .await;
     let win = display.window("^Switchboard$");
     tokio::time::sleep(Duration::from_millis(800)).await;
     display.screenshot(None, "meeting-lobby.png");
 
-    // Let them in (as the host's buttons would: ALLOW_JOIN).
-    let mut a = admin(&router).await;
-    for nick in ["ann", "bob"] {
-        a.approve_join(LobbyDecisionRequest {
-            room: room.clone(),
-            participant: Some(ParticipantRef {
-                who: Some(participant_ref::Who::Nickname(nick.into())),
-            }),
-            reason: String::new(),
-        })
+    // The host's buttons, found by their accessible names: ann and bob
+    // are let in, cat is turned away.
+    let mut watch = admin(&router)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .watch_room(WatchRoomRequest { room: room.clone() })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    display.a11y(&["click", "Turn cat away"]);
+    let (reason, _) = switchboard_tests::wait_for(&mut cat, WAIT, "JOIN_REJECTED", |m| match m {
+        ServerMessage::JoinRejected {
+            reason, message, ..
+        } => Some((*reason, message.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, proto::control::RejectReason::Denied);
+    for nick in ["ann", "bob"] {
+        display.a11y(&["click", &format!("Let {nick} in")]);
+        next_event(&mut watch, &format!("{nick} joining"), |ev| {
+            match &ev.event {
+                Some(Ev::Joined(j)) if j.nickname == nick => Some(()),
+                _ => None,
+            }
+        })
+        .await;
     }
     let mut guests = Vec::new();
     for (s, pattern) in [(&mut ann, "smpte"), (&mut bob, "ball")] {

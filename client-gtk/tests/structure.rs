@@ -42,7 +42,10 @@ fn every_template_is_used_and_marks_its_strings_for_translation() {
         .filter(|p| p.extension().is_some_and(|e| e == "rs"))
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect();
-    for ui in all.iter().filter(|p| p.extension().is_some_and(|e| e == "ui")) {
+    for ui in all
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "ui"))
+    {
         let name = ui.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         assert!(
             code.contains(&format!("\"{name}\"")),
@@ -54,13 +57,23 @@ fn every_template_is_used_and_marks_its_strings_for_translation() {
             "{name}: <interface domain=\"switchboard\"> so its strings are translated"
         );
         for line in text.lines() {
-            let visible = ["name=\"label\"", "name=\"title\"", "name=\"description\"", "name=\"tooltip-text\"", "name=\"placeholder-text\"", "name=\"subtitle\""];
+            let visible = [
+                "name=\"label\"",
+                "name=\"title\"",
+                "name=\"description\"",
+                "name=\"tooltip-text\"",
+                "name=\"placeholder-text\"",
+                "name=\"subtitle\"",
+            ];
             if visible.iter().any(|v| line.contains(v))
                 && line.contains("<property")
                 && !line.contains("translatable=\"yes\"")
                 && !line.contains(">Switchboard<")
             {
-                panic!("{name}: a visible string not marked translatable: {}", line.trim());
+                panic!(
+                    "{name}: a visible string not marked translatable: {}",
+                    line.trim()
+                );
             }
         }
     }

@@ -54,6 +54,10 @@ pub struct LaneConfig {
     pub sink: Sink,
     /// Where to show what is sent, too (a video preview).
     pub preview: Option<Sink>,
+    /// Audio: a tone generator mixed into what is played, silent until
+    /// [`Av::beep`] (talk permit and end tones go where the room's audio
+    /// goes).
+    pub tones: bool,
 }
 
 impl LaneConfig {
@@ -64,6 +68,7 @@ impl LaneConfig {
             source,
             sink,
             preview: None,
+            tones: false,
         }
     }
 }
@@ -470,6 +475,18 @@ impl Lane {
                 &static_pad(&mix, "src")?,
                 &static_pad(bin.upcast_ref(), "sink")?,
             )?;
+            if config.tones {
+                let tone = gst::parse::bin_from_description(
+                    "audiotestsrc name=tone is-live=true wave=sine volume=0 samplesperbuffer=480 ! audioconvert ! audioresample",
+                    true,
+                )
+                .map_err(gst_err)?;
+                pipeline.add(&tone).map_err(gst_err)?;
+                link(
+                    &static_pad(tone.upcast_ref(), "src")?,
+                    &request(&mix, "sink_%u")?,
+                )?;
+            }
             let out = bin
                 .by_name("out")
                 .and_then(|e| e.downcast::<gst_app::AppSink>().ok());
@@ -765,9 +782,24 @@ impl Av {
         }
     }
 
-    /// The latency a lane's pipeline configured for its sinks (jitter
-    /// buffer, decoder, mixer): how long after its capture time a received
-    /// buffer is rendered.
+    /// Plays a tone of `freq` Hz for `length` into the audio output (the
+    /// lane must have been started with [`LaneConfig::tones`]).
+    pub fn beep(&self, freq: f64, length: Duration) -> bool {
+        let Some(tone) = self
+            .lane(Kind::Audio)
+            .and_then(|l| l.pipeline.by_name("tone"))
+        else {
+            return false;
+        };
+        tone.set_property("freq", freq);
+        tone.set_property("volume", 0.3f64);
+        std::thread::spawn(move || {
+            std::thread::sleep(length);
+            tone.set_property("volume", 0.0f64);
+        });
+        true
+    }
+
     /// Plays one remote audio sender at `volume` (0: silent here, 1: as
     /// sent, up to 10), now or when it starts sending.
     pub fn set_volume(&self, ssrc: u32, volume: f64) {
@@ -804,6 +836,9 @@ impl Av {
         out
     }
 
+    /// The latency a lane's pipeline configured for its sinks (jitter
+    /// buffer, decoder, mixer): how long after its capture time a received
+    /// buffer is rendered.
     pub fn pipeline_latency(&self, kind: Kind) -> Option<Duration> {
         let lane = self.lane(kind)?;
         let mut q = gst::query::Latency::new();

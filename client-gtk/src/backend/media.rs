@@ -73,11 +73,14 @@ impl Running {
         self.kind == "meeting"
     }
 
-    /// Opens or closes the microphone for a floor grant.
+    /// Opens or closes the microphone for a floor grant, with the talk
+    /// permit tone (880 Hz) or the end tone (440 Hz) in the speaker.
     pub(crate) fn talk(&self, on: bool) {
         self.av.transmit(Kind::Audio, on);
         if self.tones {
-            beep(if on { 880.0 } else { 440.0 });
+            let freq = if on { PERMIT_TONE_HZ } else { END_TONE_HZ };
+            self.av.beep(freq, TONE_LENGTH);
+            tracing::info!(freq, "tone");
         }
     }
 
@@ -95,26 +98,10 @@ impl Running {
     }
 }
 
-/// A short local beep (talk permit and end tones), on its own pipeline.
-fn beep(freq: f64) {
-    let desc = format!(
-        "audiotestsrc wave=sine freq={freq} volume=0.3 num-buffers=8 samplesperbuffer=960 ! audioconvert ! autoaudiosink"
-    );
-    std::thread::spawn(move || {
-        use gst::prelude::*;
-        let Ok(p) = gst::parse::launch(&desc) else {
-            return;
-        };
-        let _ = p.set_state(gst::State::Playing);
-        if let Some(bus) = p.bus() {
-            let _ = bus.timed_pop_filtered(
-                gst::ClockTime::from_seconds(2),
-                &[gst::MessageType::Eos, gst::MessageType::Error],
-            );
-        }
-        let _ = p.set_state(gst::State::Null);
-    });
-}
+/// The talk permit tone, the end tone, and how long each sounds.
+pub const PERMIT_TONE_HZ: f64 = 880.0;
+pub const END_TONE_HZ: f64 = 440.0;
+pub const TONE_LENGTH: Duration = Duration::from_millis(160);
 
 pub(crate) async fn start(
     kind: &str,
@@ -131,11 +118,19 @@ pub(crate) async fn start(
     };
     let catalog = Catalog::load_default().map_err(|e| e.to_string())?;
     let audio = catalog.require(&choice.audio_codec)?.clone();
-    let mut lanes = vec![LaneConfig::new(
+    let mut audio = LaneConfig::new(
         audio,
         Some(choice.microphone.clone()),
         choice.speaker.clone(),
-    )];
+    );
+    audio.tones = choice.tones && matches!(kind, "ptt" | "chat");
+    tracing::info!(
+        codec = %audio.definition.name,
+        microphone = ?choice.microphone,
+        speaker = ?choice.speaker,
+        "media: audio pipeline"
+    );
+    let mut lanes = vec![audio];
     let meeting = kind == "meeting";
     if meeting {
         let video = catalog.require(&choice.video_codec)?.clone();

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use crate::model::session::{Backoff, Link};
 use crate::model::settings::Settings;
 
-pub use media::MediaChoice;
+pub use media::{END_TONE_HZ, MediaChoice, PERMIT_TONE_HZ, TONE_LENGTH};
 
 /// What the window asks for.
 #[derive(Debug, Clone)]
