@@ -65,7 +65,11 @@ async fn chat_a_lobby_decision_and_a_mute_take_effect_while_a_20_mb_file_is_in_f
         ..Settings::default()
     }));
     event(&events, "connected", |e| {
-        matches!(e, Event::Link(client_gtk::model::session::Link::Connected { .. })).then_some(())
+        matches!(
+            e,
+            Event::Link(client_gtk::model::session::Link::Connected { .. })
+        )
+        .then_some(())
     })
     .await;
     backend.send(Command::CreateMeeting {
@@ -86,9 +90,10 @@ async fn chat_a_lobby_decision_and_a_mute_take_effect_while_a_20_mb_file_is_in_f
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let bob_id = event(&events, "bob in the lobby", |e| match e {
-        Event::Server(ServerMessage::Lobby { waiting, .. }) => {
-            waiting.iter().find(|w| w.nickname == "bob").map(|w| w.session_id)
-        }
+        Event::Server(ServerMessage::Lobby { waiting, .. }) => waiting
+            .iter()
+            .find(|w| w.nickname == "bob")
+            .map(|w| w.session_id),
         _ => None,
     })
     .await;
@@ -128,9 +133,12 @@ async fn chat_a_lobby_decision_and_a_mute_take_effect_while_a_20_mb_file_is_in_f
     let got_dir = dir.join("got");
     let receiving = tokio::spawn(async move {
         let mut seen: Vec<(Instant, ServerMessage)> = Vec::new();
-        let r = client::file::receive_file(&mut bob, &got_dir, |_, _| {}, |m| {
-            seen.push((Instant::now(), m))
-        })
+        let r = client::file::receive_file(
+            &mut bob,
+            &got_dir,
+            |_, _| {},
+            |m| seen.push((Instant::now(), m)),
+        )
         .await;
         // bob stays: its FILE_RESULT must reach the sender.
         (r, Instant::now(), seen, bob)
@@ -184,7 +192,11 @@ async fn chat_a_lobby_decision_and_a_mute_take_effect_while_a_20_mb_file_is_in_f
         ms(muted_at),
         ms(file_done_at),
     );
-    for (what, at) in [("chat", chat_at), ("lobby decision", carol_at), ("mute", muted_at)] {
+    for (what, at) in [
+        ("chat", chat_at),
+        ("lobby decision", carol_at),
+        ("mute", muted_at),
+    ] {
         assert!(
             at < file_done_at,
             "the {what} took effect only after the file ({:.1} ms vs {:.1} ms)",

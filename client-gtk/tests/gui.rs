@@ -51,7 +51,11 @@ async fn connect_screen_then_connecting_from_the_keyboard() {
     // client is in it.
     display.a11y(&["text", "Room name", "ops"]);
     display.a11y(&["choose", "Kind", "Chat with voice"]);
-    display.a11y(&["text", "Options (key=value …)", "history=5 burst_limit_secs=20"]);
+    display.a11y(&[
+        "text",
+        "Options (key=value …)",
+        "history=5 burst_limit_secs=20",
+    ]);
     display.a11y(&["click", "Create Room"]);
     gui.wait_log(&["ui: joined", "\"ops\"", "kind=\"chat\""], WAIT)
         .await;

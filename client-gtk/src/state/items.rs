@@ -324,28 +324,56 @@ impl SbTileItem {
     }
 }
 
-/// Brings `store` to hold `items`, in order, touching only the range that
-/// differs: a member who joins at the end or leaves from the middle costs
-/// one insertion or removal, and every other row stays as it is.
+/// Brings `store` to hold `items`, in order, touching only what changed:
+/// items no longer there are removed and new ones inserted where they
+/// belong, each run of them in one change, so every other row stays as it
+/// is (a member who joins at the end or leaves from the middle costs one
+/// insertion or removal). Items that moved relative to each other are
+/// replaced from the first that moved.
 pub fn sync_store<T: IsA<glib::Object>>(store: &gtk::gio::ListStore, items: &[T]) {
-    let old: Vec<glib::Object> = (0..store.n_items()).filter_map(|i| store.item(i)).collect();
-    let same = |a: &glib::Object, b: &T| a == b.upcast_ref::<glib::Object>();
-    let prefix = old
-        .iter()
-        .zip(items)
-        .take_while(|(a, b)| same(a, b))
-        .count();
-    let suffix = old[prefix..]
-        .iter()
-        .rev()
-        .zip(items[prefix..].iter().rev())
-        .take_while(|(a, b)| same(a, b))
-        .count();
-    let removed = old.len() - prefix - suffix;
-    let added = &items[prefix..items.len() - suffix];
-    if removed == 0 && added.is_empty() {
-        return;
+    use std::collections::HashSet;
+    let wanted: HashSet<glib::Object> = items.iter().map(|i| i.clone().upcast()).collect();
+    // Removals, from the end, a run at a time.
+    let mut i = store.n_items();
+    while i > 0 {
+        i -= 1;
+        let gone = |k: u32| store.item(k).is_some_and(|o| !wanted.contains(&o));
+        if gone(i) {
+            let end = i + 1;
+            while i > 0 && gone(i - 1) {
+                i -= 1;
+            }
+            store.splice(i, end - i, &[] as &[glib::Object]);
+        }
     }
-    let added: Vec<glib::Object> = added.iter().map(|i| i.clone().upcast()).collect();
-    store.splice(prefix as u32, removed as u32, &added);
+    // Insertions, a run at a time; what is left keeps its relative order
+    // unless something moved.
+    let present: HashSet<glib::Object> =
+        (0..store.n_items()).filter_map(|k| store.item(k)).collect();
+    let mut pos = 0u32;
+    let mut j = 0usize;
+    while j < items.len() {
+        let item: &glib::Object = items[j].upcast_ref();
+        if store.item(pos).as_ref() == Some(item) {
+            pos += 1;
+            j += 1;
+        } else if !present.contains(item) {
+            let run: Vec<glib::Object> = items[j..]
+                .iter()
+                .map(|i| i.clone().upcast::<glib::Object>())
+                .take_while(|o| !present.contains(o))
+                .collect();
+            store.splice(pos, 0, &run);
+            pos += run.len() as u32;
+            j += run.len();
+        } else {
+            // Moved: the rest again, in order.
+            let rest: Vec<glib::Object> = items[j..].iter().map(|i| i.clone().upcast()).collect();
+            store.splice(pos, store.n_items() - pos, &rest);
+            return;
+        }
+    }
+    if pos < store.n_items() {
+        store.splice(pos, store.n_items() - pos, &[] as &[glib::Object]);
+    }
 }

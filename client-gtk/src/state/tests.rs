@@ -233,3 +233,30 @@ fn a_session_not_resumed_goes_back_to_its_room_and_a_resumed_one_does_not() {
     s.apply(Event::Link(Link::Disconnected { reason: None }));
     assert_eq!(s.page(), "connect");
 }
+
+#[test]
+fn a_store_is_synced_by_runs_of_insertions_and_removals() {
+    use super::items::{SbNameItem, sync_store};
+    let store = gtk::gio::ListStore::new::<SbNameItem>();
+    let [a, b, c, d, e] = ["a", "b", "c", "d", "e"].map(SbNameItem::new);
+    sync_store(&store, &[a.clone(), b.clone(), c.clone()]);
+    let seen = changes(&store);
+    // b leaves and d, e join at the end in one update: two changes, and
+    // a and c are the same items at their places.
+    sync_store(&store, &[a.clone(), c.clone(), d.clone(), e.clone()]);
+    assert_eq!(*seen.borrow(), [(1, 1, 0), (2, 0, 2)]);
+    let names = |s: &gtk::gio::ListStore| -> Vec<String> {
+        (0..s.n_items())
+            .filter_map(|i| s.item(i).and_downcast::<SbNameItem>())
+            .map(|n| n.name())
+            .collect()
+    };
+    assert_eq!(names(&store), ["a", "c", "d", "e"]);
+    // Nothing changed: no signal.
+    sync_store(&store, &[a.clone(), c.clone(), d.clone(), e.clone()]);
+    assert_eq!(seen.borrow().len(), 2);
+    // A move replaces from the first that moved.
+    sync_store(&store, &[a.clone(), d.clone(), c.clone(), e.clone()]);
+    assert_eq!(names(&store), ["a", "d", "c", "e"]);
+    assert_eq!(seen.borrow()[2], (1, 3, 3));
+}

@@ -78,7 +78,17 @@ glib::wrapper! {
         @implements gtk::Accessible, gtk::Buildable, gtk::ConstraintTarget, gtk::Orientable;
 }
 
+impl Default for SbRoomPage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl SbRoomPage {
+    pub fn new() -> Self {
+        glib::Object::new()
+    }
+
     pub fn bind(&self, session: &SbSession) {
         let imp = self.imp();
         let s = session.clone();
