@@ -102,7 +102,7 @@ async fn chat_a_lobby_decision_and_a_mute_take_effect_while_a_20_mb_file_is_in_f
         matches!(m, ServerMessage::Joined { .. }).then_some(())
     })
     .await;
-    let mut carol = Session::connect(addr, "carol")
+    let carol = Session::connect(addr, "carol")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     carol
