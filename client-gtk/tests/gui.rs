@@ -479,3 +479,91 @@ async fn a_guest_waits_for_the_host_then_chats() {
     display.screenshot(None, "meeting-chat.png");
     gui.assert_no_stalls();
 }
+
+/// The talk key is changed in Preferences (Change…, then the new key), and
+/// talking works with it: the router grants the floor, the talk permit
+/// tone (880 Hz) and then the end tone (440 Hz) reach the speaker, a WAV
+/// file here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_talk_key_chosen_in_preferences_talks_and_the_tones_reach_the_speaker() {
+    let _one = SERIAL.lock().await;
+    let router = start_router(|c| {
+        c.rooms = vec![switchboard_tests::ptt_room("dispatch", 0)];
+    })
+    .await;
+    let mut watch = admin(&router)
+        .await
+        .watch_room(WatchRoomRequest {
+            room: "dispatch".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let dir = std::env::temp_dir().join(format!("sb-gui-tones-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let heard = dir.join("heard.wav");
+    let speaker = format!("wav:{}", heard.display());
+    let display = Display::start();
+    let server = router.control_addr().to_string();
+    let gui = Gui::connected(
+        &display,
+        &server,
+        "gui",
+        &["--join", "dispatch", "--speaker", &speaker, "--tones"],
+    );
+    gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT)
+        .await;
+    let win = display.window("^Switchboard$");
+    display.focus(&win);
+    display.tool("xdotool", &["key", "ctrl+comma"]);
+    let prefs = display.window("^Preferences$");
+    display.a11y(&["click", "Push to Talk"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    display.a11y(&["click", "Change…", "push button"]);
+    gui.wait_log(&["ui: waiting for the new talk key"], WAIT).await;
+    display.focus(&prefs);
+    display.tool("xdotool", &["key", "F8"]);
+    gui.wait_log(&["ui: talk key", "F8"], WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    display.screenshot(None, "preferences-talk-key.png");
+    let saved = std::fs::read_to_string(gui.config.join("switchboard/client.toml"))
+        .unwrap_or_else(|e| panic!("settings: {e}"));
+    assert!(saved.contains("talk_key = \"F8\""), "{saved}");
+    display.tool("xdotool", &["key", "Escape"]);
+    gui.wait_log(&["ui: status", "Hold F8 to talk"], WAIT).await;
+
+    display.focus(&win);
+    display.tool("xdotool", &["keydown", "F8"]);
+    next_event(&mut watch, "the floor granted to gui", |ev| match &ev.event {
+        Some(Ev::FloorGranted(g)) if g.nickname == "gui" => Some(()),
+        _ => None,
+    })
+    .await;
+    gui.wait_log(&["ui: status", "You can speak"], WAIT).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    display.tool("xdotool", &["keyup", "F8"]);
+    next_event(&mut watch, "the floor released by gui", |ev| match &ev.event {
+        Some(Ev::FloorReleased(r)) if r.nickname == "gui" => Some(()),
+        _ => None,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Leaving stops media, which finishes the WAV file.
+    display.a11y(&["click", "Leave"]);
+    gui.wait_log(&["ui: left"], WAIT).await;
+    let permit = tone_windows(&heard, 880.0).await;
+    let end = tone_windows(&heard, 440.0).await;
+    let (p, e) = (first_above(&permit, -30.0), first_above(&end, -30.0));
+    eprintln!(
+        "tones: permit from window {p:?} (max {:.1} dBFS), end from window {e:?} (max {:.1} dBFS), {} windows",
+        permit.iter().copied().fold(f64::MIN, f64::max),
+        end.iter().copied().fold(f64::MIN, f64::max),
+        permit.len()
+    );
+    match (p, e) {
+        (Some(p), Some(e)) => assert!(p < e, "the permit tone comes before the end tone"),
+        _ => panic!("the speaker never got both tones"),
+    }
+    gui.assert_no_stalls();
+    let _ = std::fs::remove_dir_all(&dir);
+}

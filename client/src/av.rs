@@ -477,7 +477,7 @@ impl Lane {
             )?;
             if config.tones {
                 let tone = gst::parse::bin_from_description(
-                    "audiotestsrc name=tone is-live=true wave=sine volume=0 samplesperbuffer=480 ! audioconvert ! audioresample",
+                    "audiotestsrc name=tone is-live=true wave=sine volume=0 samplesperbuffer=480 ! capsfilter caps=audio/x-raw,format=S16LE,rate=48000,channels=1",
                     true,
                 )
                 .map_err(gst_err)?;
@@ -970,6 +970,10 @@ impl Av {
             }
             let _ = lane.rtp_in.end_of_stream();
             let _ = lane.rtcp_in.end_of_stream();
+            // The mixer ends when all its inputs did, the tones' too.
+            if let Some(tone) = lane.pipeline.by_name("tone") {
+                tone.send_event(gst::event::Eos::new());
+            }
         }
         let deadline = std::time::Instant::now() + drain;
         for rx in waits {

@@ -34,7 +34,8 @@ pub(super) fn handle_sync(
         ServerMessage::MicReleased { session_id, .. }
         | ServerMessage::MicRevoked { session_id, .. } => {
             let mut l = lock(shared);
-            if *session_id == l.me {
+            // Released here first (the key went up): already closed.
+            if *session_id == l.me && l.holding {
                 l.holding = false;
                 if let Some(media) = &l.media {
                     media.talk(false);

@@ -100,6 +100,8 @@ pub struct RoomModel {
     pub transfers: BTreeMap<u64, Transfer>,
     /// The last thing worth telling (a refusal, a revoked floor).
     pub notice: Option<String>,
+    /// The talk key, as the status line names it.
+    pub talk_key: String,
     media: BTreeMap<u64, (bool, bool)>,
 }
 
@@ -123,6 +125,7 @@ impl RoomModel {
             video_level: None,
             transfers: BTreeMap::new(),
             notice: None,
+            talk_key: "Space".into(),
             media: BTreeMap::new(),
         }
     }
@@ -451,7 +454,7 @@ impl RoomModel {
             };
         }
         match &self.floor {
-            Floor::Free => plain("Hold Space to talk".into(), Tone::Neutral),
+            Floor::Free => plain(format!("Hold {} to talk", self.talk_key), Tone::Neutral),
             Floor::Requesting => plain("Asking for the floor…".into(), Tone::Neutral),
             Floor::Mine { until } => Status {
                 text: "You can speak".into(),

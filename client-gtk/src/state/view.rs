@@ -108,6 +108,12 @@ impl SbSession {
 
     /// The status line (and a talk burst's countdown), ten times a second.
     pub fn tick(&self) {
+        let key = self.talk_key_label();
+        if let Some(r) = self.imp().inner.borrow_mut().room.as_mut()
+            && r.talk_key != key
+        {
+            r.talk_key = key;
+        }
         let status = {
             let inner = self.inner();
             match (&inner.room, inner.session.connected()) {

@@ -175,6 +175,7 @@ impl SbPreferencesWindow {
     /// The next key pressed becomes the talk key (Escape keeps the old).
     fn capture_talk_key(&self, changed: impl Fn(&dyn Fn(&mut Settings)) + 'static) {
         let imp = self.imp();
+        tracing::info!("ui: waiting for the new talk key");
         let old = imp.talk_key_row.subtitle().unwrap_or_default().to_string();
         imp.talk_key_row
             .set_subtitle(&tr("Press the new talk key…"));

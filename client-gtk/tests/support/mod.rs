@@ -112,9 +112,10 @@ impl Display {
         }
     }
 
-    /// Puts the pointer (and so the keyboard focus) on a window.
+    /// Puts the pointer and the keyboard focus on a window.
     pub fn focus(&self, window: &str) {
         self.tool("xdotool", &["mousemove", "--window", window, "400", "300"]);
+        self.tool("xdotool", &["windowfocus", "--sync", window]);
     }
 
     /// Saves a screenshot of the whole screen or one window.
@@ -286,4 +287,34 @@ pub async fn next_event<T>(
             }
         }
     }
+}
+
+/// The level (dBFS) of `hz` in each 40 ms window of a WAV file, once the
+/// file is complete (its writer finished it when media stopped).
+pub async fn tone_windows(path: &Path, hz: f64) -> Vec<f64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (rate, samples) = loop {
+        match switchboard_tests::audio::read_wav(path) {
+            Ok((rate, s)) if !s.is_empty() => break (rate, s),
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never became a WAV file: {other:?}",
+                    path.display()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let n = (rate / 25) as usize;
+    samples
+        .chunks(n)
+        .filter(|w| w.len() == n)
+        .map(|w| switchboard_tests::audio::tone_level_dbfs(rate, w, hz))
+        .collect()
+}
+
+/// The first window where `levels` rises above `db`.
+pub fn first_above(levels: &[f64], db: f64) -> Option<usize> {
+    levels.iter().position(|l| *l > db)
 }
