@@ -520,7 +520,8 @@ async fn a_talk_key_chosen_in_preferences_talks_and_the_tones_reach_the_speaker(
     display.a11y(&["click", "Push to Talk"]);
     tokio::time::sleep(Duration::from_millis(600)).await;
     display.a11y(&["click", "Change…", "push button"]);
-    gui.wait_log(&["ui: waiting for the new talk key"], WAIT).await;
+    gui.wait_log(&["ui: waiting for the new talk key"], WAIT)
+        .await;
     display.focus(&prefs);
     display.tool("xdotool", &["key", "F8"]);
     gui.wait_log(&["ui: talk key", "F8"], WAIT).await;
@@ -534,17 +535,21 @@ async fn a_talk_key_chosen_in_preferences_talks_and_the_tones_reach_the_speaker(
 
     display.focus(&win);
     display.tool("xdotool", &["keydown", "F8"]);
-    next_event(&mut watch, "the floor granted to gui", |ev| match &ev.event {
-        Some(Ev::FloorGranted(g)) if g.nickname == "gui" => Some(()),
-        _ => None,
+    next_event(&mut watch, "the floor granted to gui", |ev| {
+        match &ev.event {
+            Some(Ev::FloorGranted(g)) if g.nickname == "gui" => Some(()),
+            _ => None,
+        }
     })
     .await;
     gui.wait_log(&["ui: status", "You can speak"], WAIT).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     display.tool("xdotool", &["keyup", "F8"]);
-    next_event(&mut watch, "the floor released by gui", |ev| match &ev.event {
-        Some(Ev::FloorReleased(r)) if r.nickname == "gui" => Some(()),
-        _ => None,
+    next_event(&mut watch, "the floor released by gui", |ev| {
+        match &ev.event {
+            Some(Ev::FloorReleased(r)) if r.nickname == "gui" => Some(()),
+            _ => None,
+        }
     })
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -564,6 +569,176 @@ async fn a_talk_key_chosen_in_preferences_talks_and_the_tones_reach_the_speaker(
         (Some(p), Some(e)) => assert!(p < e, "the permit tone comes before the end tone"),
         _ => panic!("the speaker never got both tones"),
     }
+    gui.assert_no_stalls();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A headless member of `room` sending a tone of `hz` (Opus), and, when
+/// `heard` is given, recording what it hears with `codec` into that WAV.
+async fn tone_member(
+    addr: std::net::SocketAddr,
+    nick: &str,
+    room: &str,
+    hz: f64,
+    listen: Option<(&str, &std::path::Path)>,
+) -> (Session, Av) {
+    let mut s = Session::connect(addr, nick)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.join(room).await.unwrap_or_else(|e| panic!("{e}"));
+    let media = s.bind_media().await.unwrap_or_else(|e| panic!("{e}"));
+    let lane = match listen {
+        Some((codec, wav)) => LaneConfig::new(def(codec), None, Sink::Wav(wav.to_owned())),
+        None => LaneConfig::new(
+            def("opus"),
+            Some(Source::Tone {
+                freq: hz,
+                volume: 0.3,
+            }),
+            Sink::Discard,
+        ),
+    };
+    let av = Av::start(&media, vec![lane], AvOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    av.transmit(pipelines::Media::Audio, true);
+    (s, av)
+}
+
+fn max(levels: &[f64]) -> f64 {
+    levels.iter().copied().fold(f64::MIN, f64::max)
+}
+
+/// Muting one person here (their row's volume menu, Mute for me) stops
+/// their tone reaching the speaker while the other's goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn muting_one_person_here_silences_only_them() {
+    let _one = SERIAL.lock().await;
+    let router = start_router(|c| {
+        c.rooms = vec![router::config::RoomConfig {
+            name: "open".into(),
+            kind: "voice".into(),
+            max_participants: 0,
+            options: Default::default(),
+        }];
+    })
+    .await;
+    let addr = router.control_addr();
+    let (_ann, ann_av) = tone_member(addr, "ann", "open", 660.0, None).await;
+    let (_bob, bob_av) = tone_member(addr, "bob", "open", 1000.0, None).await;
+    let dir = std::env::temp_dir().join(format!("sb-gui-mute-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let heard = dir.join("heard.wav");
+    let speaker = format!("wav:{}", heard.display());
+    let display = Display::start();
+    let server = addr.to_string();
+    let gui = Gui::connected(
+        &display,
+        &server,
+        "gui",
+        &["--join", "open", "--speaker", &speaker],
+    );
+    gui.wait_log(&["ui: joined", "\"open\""], WAIT).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    display.a11y(&["click", "Volume for ann"]);
+    // The menu opens with its volume slider focused; the check box is
+    // next (GTK 4.8's check boxes do not take AT-SPI's action).
+    display.a11y(&["wait", "Mute for me", "check box"]);
+    display.tool("xdotool", &["key", "--delay", "80", "Tab", "space"]);
+    gui.wait_log(&["ui: member silenced", "ann", "silenced=true"], WAIT)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    display.screenshot(None, "member-volume.png");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    display.tool("xdotool", &["key", "Escape"]);
+    display.a11y(&["click", "Leave"]);
+    gui.wait_log(&["ui: left"], WAIT).await;
+    let ann_lv = tone_windows(&heard, 660.0).await;
+    let bob_lv = tone_windows(&heard, 1000.0).await;
+    // The last second: after the mute.
+    let tail = ann_lv.len().saturating_sub(25);
+    let (ann_before, ann_after) = ann_lv.split_at(tail);
+    let bob_after = &bob_lv[tail..];
+    eprintln!(
+        "ann (660 Hz) before the mute max {:.1} dBFS, after {:.1}; bob (1000 Hz) after {:.1}",
+        max(ann_before),
+        max(ann_after),
+        max(bob_after)
+    );
+    assert!(max(ann_before) > -30.0, "ann was heard before");
+    assert!(max(ann_after) < -50.0, "ann is silent here after the mute");
+    let bob_heard = bob_after.iter().filter(|l| **l > -30.0).count();
+    assert!(
+        bob_heard > 15,
+        "bob is still heard: {bob_heard} of {} windows",
+        bob_after.len()
+    );
+    for av in [ann_av, bob_av] {
+        tokio::task::block_in_place(|| av.stop(Duration::from_millis(100)));
+    }
+    gui.assert_no_stalls();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A microphone and a codec chosen in Preferences are what the next room
+/// gets: a listener decoding L16 hears the 660 Hz test tone (an Opus
+/// sender's packets would be dropped as an unknown payload type).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_microphone_and_codec_chosen_in_preferences_are_what_a_listener_hears() {
+    let _one = SERIAL.lock().await;
+    let router = start_router(|c| {
+        c.rooms = vec![router::config::RoomConfig {
+            name: "open".into(),
+            kind: "voice".into(),
+            max_participants: 0,
+            options: Default::default(),
+        }];
+    })
+    .await;
+    let addr = router.control_addr();
+    let dir = std::env::temp_dir().join(format!("sb-gui-codec-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let heard = dir.join("listener.wav");
+    let (_listener, listener_av) =
+        tone_member(addr, "listener", "open", 0.0, Some(("l16", &heard))).await;
+    let display = Display::start();
+    let server = addr.to_string();
+    let gui = Gui::connected(&display, &server, "gui", &[]);
+    gui.wait_log(&["ui: page", "rooms"], WAIT).await;
+    let win = display.window("^Switchboard$");
+    display.focus(&win);
+    display.tool("xdotool", &["key", "ctrl+comma"]);
+    display.window("^Preferences$");
+    display.a11y(&["click", "Audio and Video"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    display.a11y(&["choose", "Microphone", "Test tone (660 Hz)"]);
+    gui.wait_log(&["ui: chosen", "tone:660"], WAIT).await;
+    let l16 = def("l16");
+    let label = format!("{} — {}", l16.name, l16.description);
+    display.a11y(&["choose", "Audio codec", &label]);
+    gui.wait_log(&["ui: chosen", "value=l16"], WAIT).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    display.screenshot(None, "preferences-devices.png");
+    display.tool("xdotool", &["key", "Escape"]);
+    display.a11y(&["click", "open", "list item"]);
+    gui.wait_log(&["media: audio pipeline", "codec=l16", "freq: 660.0"], WAIT)
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = listener_av.stats();
+    tokio::task::block_in_place(|| listener_av.stop(Duration::from_millis(200)));
+    let report = switchboard_tests::audio::analyze_wav(
+        &heard,
+        switchboard_tests::audio::sine_dbfs(0.3),
+        10.0,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "the listener heard {report:?}; unknown payload types {}",
+        stats.unknown_payload_type
+    );
+    assert!(
+        (report.dominant_hz - 660.0).abs() < 5.0 && report.voiced_s > 1.0,
+        "the listener heard {report:?}"
+    );
+    assert_eq!(stats.unknown_payload_type, 0);
     gui.assert_no_stalls();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -71,6 +71,8 @@ def walk(acc, depth=0):
 
 
 def apps():
+    """The client's windows, the newest first: a dialog or preferences
+    window is searched before the main window behind it."""
     desk = pyatspi.Registry.getDesktop(0)
     for i in range(desk.childCount):
         try:
@@ -78,7 +80,13 @@ def apps():
         except Exception:
             continue
         if a is not None and a.name == APP:
-            yield a
+            frames = []
+            for k in range(a.childCount):
+                try:
+                    frames.append(a.getChildAtIndex(k))
+                except Exception:
+                    pass
+            yield from reversed([f for f in frames if f is not None])
 
 
 def menu_item(name):
@@ -121,6 +129,13 @@ def pointer_click(acc):
     ext = acc.queryComponent().getExtents(pyatspi.DESKTOP_COORDS)
     x, y = ext.x + ext.width // 2, ext.y + ext.height // 2
     subprocess.run(["xdotool", "mousemove", "--sync", str(x), str(y), "click", "1"], check=True)
+
+
+def checked(acc):
+    try:
+        return acc.getState().contains(pyatspi.STATE_CHECKED)
+    except Exception:
+        return None
 
 
 def press(acc):

@@ -64,6 +64,11 @@ impl Display {
     /// `support/a11y.py`): `click NAME`, `text NAME VALUE`, `choose ROW
     /// ITEM`, `wait NAME`.
     pub fn a11y(&self, args: &[&str]) {
+        self.a11y_out(args);
+    }
+
+    /// As [`Display::a11y`], returning what the driver printed.
+    pub fn a11y_out(&self, args: &[&str]) -> String {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/a11y.py");
         let out = Command::new("/usr/bin/python3")
             .arg(&script)
@@ -78,6 +83,7 @@ impl Display {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn tool(&self, program: &str, args: &[&str]) -> String {
