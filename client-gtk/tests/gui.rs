@@ -742,3 +742,69 @@ async fn a_microphone_and_codec_chosen_in_preferences_are_what_a_listener_hears(
     gui.assert_no_stalls();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Push-to-talk from anywhere: with a desktop portal that has global
+/// shortcuts (a fake one here), the talk key is registered with it, the
+/// preferences say it works from any window, and the portal's presses take
+/// and give back the floor without a key event reaching the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desktops_global_shortcut_talks_from_any_window() {
+    let _one = SERIAL.lock().await;
+    let router = start_router(|c| {
+        c.rooms = vec![switchboard_tests::ptt_room("dispatch", 0)];
+    })
+    .await;
+    let mut watch = admin(&router)
+        .await
+        .watch_room(WatchRoomRequest {
+            room: "dispatch".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let display = Display::start();
+    let portal = tokio::task::block_in_place(|| display.portal());
+    let server = router.control_addr().to_string();
+    let gui = Gui::connected(&display, &server, "gui", &["--join", "dispatch"]);
+    gui.wait_log(&["global shortcut: bound", "space"], WAIT)
+        .await;
+    gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT)
+        .await;
+    let win = display.window("^Switchboard$");
+    display.focus(&win);
+    display.tool("xdotool", &["key", "ctrl+comma"]);
+    display.window("^Preferences$");
+    display.a11y(&["click", "Push to Talk"]);
+    display.a11y(&[
+        "wait",
+        "From any window, with space (the desktop's global shortcut)",
+    ]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    display.screenshot(None, "preferences-global-shortcut.png");
+    display.tool("xdotool", &["key", "Escape"]);
+
+    let trigger = portal
+        .call("Press", "talk")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(trigger.contains("space"), "{trigger}");
+    next_event(&mut watch, "the floor granted to gui", |ev| {
+        match &ev.event {
+            Some(Ev::FloorGranted(g)) if g.nickname == "gui" => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    gui.wait_log(&["global shortcut: talk", "pressed=true"], WAIT)
+        .await;
+    portal
+        .call("Release", "talk")
+        .unwrap_or_else(|e| panic!("{e}"));
+    next_event(&mut watch, "the floor released by gui", |ev| {
+        match &ev.event {
+            Some(Ev::FloorReleased(r)) if r.nickname == "gui" => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    gui.assert_no_stalls();
+}

@@ -5,7 +5,7 @@
 use client::Control;
 use proto::control::{ClientMessage, ServerMessage};
 
-use super::{Command, Emitter, Event, Shared, files, lock, mic_test};
+use super::{Command, Emitter, Event, Shared, files, lock, mic_test, shortcut};
 
 /// What needs no waiting: floor grants open the microphone, file chunks
 /// are taken in.
@@ -103,20 +103,43 @@ pub(super) async fn on_command(cmd: Command, control: &Control, out: &Emitter, s
             }
             ClientMessage::MediaState { audio, video }
         }
-        Command::Media(c) => {
-            lock(shared).choice = c;
-            return;
+        Command::GlobalTalk(down) => {
+            // The desktop's key talks only where there is a floor.
+            let floor = lock(shared).media.as_ref().is_some_and(|m| m.has_floor());
+            if !floor {
+                return;
+            }
+            return Box::pin(on_command(Command::Talk(down), control, out, shared)).await;
         }
+        Command::Volume { .. }
+        | Command::TestMicrophone(_)
+        | Command::RegisterTalkKey(_)
+        | Command::Media(_) => return,
+        Command::Connect(_) | Command::Disconnect | Command::SendFile { .. } => return,
+    };
+    if control.send(msg).await.is_err() {
+        out.emit(Event::MediaError("the connection is closed".into()));
+    }
+}
+
+/// Commands that change local state only, whatever the connection's:
+/// handled here; the others are given back.
+pub(super) fn local(
+    cmd: Command,
+    shared: &Shared,
+    out: &Emitter,
+    me: &tokio::sync::mpsc::UnboundedSender<Command>,
+) -> Option<Command> {
+    let mut l = lock(shared);
+    match cmd {
+        Command::Media(c) => l.choice = c,
         Command::Volume { ssrc, volume } => {
-            let mut l = lock(shared);
             l.volumes.insert(ssrc, volume);
             if let Some(media) = &l.media {
                 media.set_volume(ssrc, volume);
             }
-            return;
         }
         Command::TestMicrophone(on) => {
-            let mut l = lock(shared);
             l.mic_test = None;
             if on {
                 match mic_test::MicTest::start(&l.choice, out.clone()) {
@@ -124,11 +147,14 @@ pub(super) async fn on_command(cmd: Command, control: &Control, out: &Emitter, s
                     Err(e) => out.emit(Event::MediaError(e)),
                 }
             }
-            return;
         }
-        Command::Connect(_) | Command::Disconnect | Command::SendFile { .. } => return,
-    };
-    if control.send(msg).await.is_err() {
-        out.emit(Event::MediaError("the connection is closed".into()));
+        Command::RegisterTalkKey(key) => {
+            if let Some(old) = l.shortcut.take() {
+                old.abort();
+            }
+            l.shortcut = Some(tokio::spawn(shortcut::run(key, me.clone(), out.clone())));
+        }
+        other => return Some(other),
     }
+    None
 }

@@ -69,6 +69,11 @@ pub(crate) struct Running {
 }
 
 impl Running {
+    /// One speaker at a time: the talk key asks for the floor.
+    pub(crate) fn has_floor(&self) -> bool {
+        self.floor
+    }
+
     pub(crate) fn is_meeting(&self) -> bool {
         self.kind == "meeting"
     }

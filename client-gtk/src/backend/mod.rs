@@ -18,6 +18,9 @@ mod commands;
 mod files;
 mod media;
 mod mic_test;
+mod shortcut;
+
+pub use shortcut::GlobalShortcut;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -73,6 +76,12 @@ pub enum Command {
         ssrc: u32,
         volume: f64,
     },
+    /// Register the talk key with the desktop (a GDK key name), replacing
+    /// any earlier registration.
+    RegisterTalkKey(String),
+    /// The desktop's global talk key went down or up: talks in a floor
+    /// room, whichever window has the focus.
+    GlobalTalk(bool),
     /// Start or stop the microphone test: the microphone played back,
     /// its level reported as [`Event::MicLevel`].
     TestMicrophone(bool),
@@ -120,6 +129,8 @@ pub enum Event {
     },
     /// The microphone's level during a test, 0 to 1.
     MicLevel(f64),
+    /// Whether the talk key works from other windows.
+    GlobalShortcut(GlobalShortcut),
     /// The level heard from each remote sender, by audio SSRC, 0 to 1.
     Levels(Vec<(u32, f64)>),
     /// Media could not start or failed.
@@ -153,7 +164,10 @@ impl Backend {
             .build()?;
         std::thread::Builder::new()
             .name("sb-backend".into())
-            .spawn(move || runtime.block_on(run(rx, Emitter(ev_tx), opts)))?;
+            .spawn({
+                let tx = tx.clone();
+                move || runtime.block_on(run(rx, tx, Emitter(ev_tx), opts))
+            })?;
         Ok((Backend { commands: tx }, ev_rx))
     }
 
@@ -200,6 +214,8 @@ pub(crate) struct Local {
     /// reconnects: SSRCs are per session).
     pub(crate) volumes: std::collections::HashMap<u32, f64>,
     pub(crate) mic_test: Option<mic_test::MicTest>,
+    /// The task holding the talk key's registration with the desktop.
+    pub(crate) shortcut: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub(crate) type Shared = Arc<Mutex<Local>>;
@@ -216,7 +232,12 @@ enum Ended {
     Lost(String),
 }
 
-async fn run(mut commands: mpsc::UnboundedReceiver<Command>, out: Emitter, opts: Options) {
+async fn run(
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    me: mpsc::UnboundedSender<Command>,
+    out: Emitter,
+    opts: Options,
+) {
     let shared: Shared = Arc::new(Mutex::new(Local {
         mic_on: true,
         cam_on: true,
@@ -229,8 +250,9 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, out: Emitter, opts:
             match commands.recv().await {
                 None => return,
                 Some(Command::Connect(s)) => settings = Some(s),
-                Some(Command::Media(c)) => lock(&shared).choice = c,
-                Some(_) => {}
+                Some(c) => {
+                    commands::local(c, &shared, &out, &me);
+                }
             }
             continue;
         };
@@ -250,7 +272,7 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, out: Emitter, opts:
                         nickname: welcome.nickname.clone(),
                         resumed: welcome.resumed,
                     }));
-                    match serve(session, &mut commands, &out, &shared, &opts).await {
+                    match serve(session, &mut commands, &me, &out, &shared, &opts).await {
                         Ended::Asked => {
                             out.emit(Event::Link(Link::Disconnected { reason: None }));
                             break;
@@ -285,8 +307,9 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, out: Emitter, opts:
                         None => return,
                         Some(Command::Disconnect) => { stop = true; break; }
                         Some(Command::Connect(n)) => { settings = Some(n); stop = true; break; }
-                        Some(Command::Media(c)) => lock(&shared).choice = c,
-                        Some(_) => {}
+                        Some(c) => {
+                            commands::local(c, &shared, &out, &me);
+                        }
                     }
                 }
             }
@@ -321,6 +344,7 @@ async fn connect(s: &Settings, resume: Option<String>) -> Result<Session, String
 async fn serve(
     mut session: Session,
     commands: &mut mpsc::UnboundedReceiver<Command>,
+    me: &mpsc::UnboundedSender<Command>,
     out: &Emitter,
     shared: &Shared,
     opts: &Options,
@@ -350,7 +374,11 @@ async fn serve(
                 }
                 Some(Command::Connect(n)) => break Ended::Reconnect(n),
                 Some(Command::SendFile { path, to }) => files.send(&control, path, to, out),
-                Some(cmd) => commands::on_command(cmd, &control, out, shared).await,
+                Some(cmd) => {
+                    if let Some(cmd) = commands::local(cmd, shared, out, me) {
+                        commands::on_command(cmd, &control, out, shared).await;
+                    }
+                }
             },
             _ = tick.tick() => media::tick(out, shared, &control).await,
             _ = levels.tick() => media::levels(out, shared),

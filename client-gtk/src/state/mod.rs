@@ -105,6 +105,9 @@ mod imp {
         /// The talk key as people read it ("Space").
         #[property(get, set)]
         talk_key_label: RefCell<String>,
+        /// Whether the talk key works from other windows, in words.
+        #[property(get, set)]
+        global_shortcut: RefCell<String>,
         /// The microphone's level during a test, 0 to 1.
         #[property(get, set, minimum = 0.0, maximum = 1.0)]
         mic_level: Cell<f64>,
@@ -169,6 +172,10 @@ impl SbSession {
             .property("link-text", tr("Disconnected"))
             .property("rooms-empty", true)
             .property("talk-key-label", "Space")
+            .property(
+                "global-shortcut",
+                tr("Only while Switchboard has the focus (asking the desktop…)"),
+            )
             .build();
         obj.imp().sender.replace(Some(Box::new(send)));
         let _ = obj.imp().stores.set(Stores {
@@ -328,6 +335,21 @@ impl SbSession {
                         tracing::info!(id, file = %t.label(), "ui: file done");
                     }
                 }
+            }
+            Event::GlobalShortcut(g) => {
+                let text = match g {
+                    crate::backend::GlobalShortcut::Bound { trigger } => {
+                        tr("From any window, with {key} (the desktop's global shortcut)")
+                            .replace("{key}", &trigger)
+                    }
+                    crate::backend::GlobalShortcut::Unavailable { why } => tr(
+                        "Only while Switchboard has the focus: this desktop offers no global shortcuts ({why})",
+                    )
+                    .replace("{why}", &why),
+                };
+                tracing::info!(text, "ui: global shortcut");
+                self.set_global_shortcut(text);
+                return;
             }
             Event::MicLevel(level) => {
                 self.set_mic_level(level.clamp(0.0, 1.0));

@@ -172,6 +172,14 @@ impl SbPreferencesWindow {
         win
     }
 
+    /// Shows, as it changes, whether the talk key works from other windows.
+    pub fn follow_global_shortcut(&self, session: &crate::state::SbSession) {
+        session
+            .bind_property("global-shortcut", &*self.imp().global_row, "subtitle")
+            .sync_create()
+            .build();
+    }
+
     /// The next key pressed becomes the talk key (Escape keeps the old).
     fn capture_talk_key(&self, changed: impl Fn(&dyn Fn(&mut Settings)) + 'static) {
         let imp = self.imp();

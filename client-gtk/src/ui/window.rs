@@ -59,6 +59,8 @@ mod imp {
         pub settings: RefCell<Settings>,
         pub choices: RefCell<Choices>,
         pub stats_window: RefCell<Option<SbStatsWindow>>,
+        /// The talk key was registered with the desktop once.
+        pub registered: std::cell::Cell<bool>,
     }
 
     #[glib::object_subclass]
@@ -217,7 +219,13 @@ impl SbWindow {
         let s = self.imp().settings.borrow().clone();
         self.session()
             .send(Command::Media(MediaChoice::from_settings(&s)));
-        self.session().set_talk_key_label(key_label(&s.talk_key));
+        let label = key_label(&s.talk_key);
+        if label != self.session().talk_key_label() || !self.imp().registered.get() {
+            self.imp().registered.set(true);
+            self.session().set_talk_key_label(label);
+            self.session()
+                .send(Command::RegisterTalkKey(s.talk_key.clone()));
+        }
         adw::StyleManager::default().set_color_scheme(match s.appearance.as_str() {
             "light" => adw::ColorScheme::ForceLight,
             "dark" => adw::ColorScheme::ForceDark,
@@ -315,7 +323,7 @@ impl SbWindow {
             self,
             settings,
             &self.imp().choices.borrow(),
-            &tr("Only while Switchboard has the focus: this desktop offers no global shortcuts"),
+            &self.session().global_shortcut(),
             move |s| {
                 let Some(w) = w.upgrade() else { return };
                 w.imp().settings.replace(s.clone());
@@ -325,6 +333,7 @@ impl SbWindow {
                 w.apply_settings();
             },
         );
+        prefs.follow_global_shortcut(self.session());
         prefs.present();
     }
 

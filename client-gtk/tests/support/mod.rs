@@ -67,6 +67,32 @@ impl Display {
         self.a11y_out(args);
     }
 
+    /// A fake desktop portal with global shortcuts on this display's bus
+    /// (`support/portal.py`, a python-dbusmock template); stopped when
+    /// dropped.
+    pub fn portal(&self) -> Portal {
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/portal.py");
+        let child = Command::new("/usr/bin/python3")
+            .args(["-m", "dbusmock", "--template"])
+            .arg(&template)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus_address)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("dbusmock: {e} (scripts/test installs python3-dbusmock)"));
+        let portal = Portal {
+            child,
+            bus_address: self.bus_address.clone(),
+        };
+        // Ready once it answers on the bus.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while portal.call("Press", "nothing").is_err() {
+            assert!(Instant::now() < deadline, "the fake portal never came up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        portal
+    }
+
     /// As [`Display::a11y`], returning what the driver printed.
     pub fn a11y_out(&self, args: &[&str]) -> String {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/a11y.py");
@@ -323,4 +349,43 @@ pub async fn tone_windows(path: &Path, hz: f64) -> Vec<f64> {
 /// The first window where `levels` rises above `db`.
 pub fn first_above(levels: &[f64], db: f64) -> Option<usize> {
     levels.iter().position(|l| *l > db)
+}
+
+/// The fake portal (see [`Display::portal`]).
+pub struct Portal {
+    child: Child,
+    bus_address: String,
+}
+
+impl Portal {
+    /// Calls the mock's Press or Release for a shortcut id.
+    pub fn call(&self, method: &str, id: &str) -> Result<String, String> {
+        let out = Command::new("gdbus")
+            .args([
+                "call",
+                "--session",
+                "--dest",
+                "org.freedesktop.portal.Desktop",
+                "--object-path",
+                "/org/freedesktop/portal/desktop",
+                "--method",
+            ])
+            .arg(format!("org.switchboard.MockPortal.{method}"))
+            .arg(id)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus_address)
+            .output()
+            .map_err(|e| format!("gdbus: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
