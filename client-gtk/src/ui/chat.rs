@@ -62,6 +62,10 @@ impl SbChatPanel {
                 None => gtk::Label::new(None).upcast(),
             }
         });
+        let empty = gtk::Label::new(Some(&crate::i18n::tr("No messages yet")));
+        empty.add_css_class("dim-label");
+        empty.set_margin_top(24);
+        imp.chat_list.set_placeholder(Some(&empty));
         // New lines scroll into view.
         let adj = imp.chat_scroller.vadjustment();
         store.connect_items_changed(move |_, _, _, added| {

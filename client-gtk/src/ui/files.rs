@@ -57,6 +57,16 @@ impl SbFilesPanel {
                 Some(i) => SbFileRow::new(i, &s).upcast(),
                 None => gtk::Label::new(None).upcast(),
             });
+        let empty = gtk::Label::new(Some(&tr(
+            "No files yet: Send File… offers one to everyone, or to the person chosen for chat",
+        )));
+        empty.add_css_class("dim-label");
+        empty.set_wrap(true);
+        empty.set_margin_top(12);
+        empty.set_margin_bottom(12);
+        empty.set_margin_start(12);
+        empty.set_margin_end(12);
+        self.imp().file_list.set_placeholder(Some(&empty));
         session
             .bind_property("is-meeting", self, "visible")
             .sync_create()

@@ -14,6 +14,7 @@ const CSS: &str = "
 .sb-tile-name { color: white; background: alpha(black, 0.55); padding: 2px 8px; border-radius: 6px; }
 .sb-avatar { border-radius: 9999px; transition: box-shadow 120ms ease-out; }
 .sb-avatar.sb-talking { box-shadow: 0 0 0 3px @success_color; }
+.sb-chat { background: transparent; }
 .sb-private { background: alpha(@accent_bg_color, 0.12); border-radius: 6px; }
 ";
 

@@ -160,11 +160,18 @@ impl Display {
             None => root.join("target/screenshots"),
         };
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.join(name);
+        // SWITCHBOARD_SCREENSHOT_THEME=dark: the dark style, as NAME-dark.png.
+        let name = match dark() {
+            true => name.replace(".png", "-dark.png"),
+            false => name.to_owned(),
+        };
+        let path = dir.join(&name);
         let target = window.unwrap_or("root");
         // On a busy machine the server may not have drawn the window yet
         // (a near-empty picture): try again, until a deadline, instead of
         // failing on the first.
+        // The pointer out of the way: no hover, no tooltip in the picture.
+        self.tool("xdotool", &["mousemove", "1275", "795"]);
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {
             self.tool("import", &["-window", target, &path.to_string_lossy()]);
@@ -218,6 +225,10 @@ impl Gui {
             .env("DISPLAY", &display.name)
             .env("DBUS_SESSION_BUS_ADDRESS", &display.bus_address)
             .env("XDG_CONFIG_HOME", &config)
+            .env(
+                "ADW_DEBUG_COLOR_SCHEME",
+                if dark() { "prefer-dark" } else { "default" },
+            )
             .env("RUST_LOG", "info")
             .env_remove("WAYLAND_DISPLAY")
             .stdout(Stdio::null())
@@ -388,4 +399,10 @@ impl Drop for Portal {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether the screenshots are of the dark style (the client follows the
+/// desktop's preference, which libadwaita's ADW_DEBUG_COLOR_SCHEME sets).
+pub fn dark() -> bool {
+    std::env::var("SWITCHBOARD_SCREENSHOT_THEME").is_ok_and(|t| t == "dark")
 }
