@@ -213,3 +213,137 @@ async fn chat_a_lobby_decision_and_a_mute_take_effect_while_a_20_mb_file_is_in_f
     backend.send(Command::Disconnect);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A TCP forwarder to the router whose connections can be cut, as a
+/// network would.
+struct Cuttable {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Cuttable {
+    async fn start(to: std::net::SocketAddr) -> Cuttable {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (cut, watch) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut watch = watch.clone();
+                watch.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.changed() => {}
+                    }
+                });
+            }
+        });
+        Cuttable { addr, cut }
+    }
+
+    /// Drops every connection open now (both ends see it closed).
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+/// A dropped connection is resumed: the backend reconnects with its resume
+/// token and the router continues the same session in the same room, with
+/// no leave or join seen by the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_resumes_the_same_session_in_its_room() {
+    let router = start_router(|c| {
+        c.rooms = vec![switchboard_tests::ptt_room("dispatch", 0)];
+    })
+    .await;
+    gst::init().unwrap_or_else(|e| panic!("{e}"));
+    let link = Cuttable::start(router.control_addr()).await;
+    let dir = std::env::temp_dir().join(format!("sb-backend-resume-{}", std::process::id()));
+    let (backend, events) = Backend::start(Options {
+        downloads: dir.clone(),
+        video_sink: "fakesink".into(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    backend.send(Command::Media(MediaChoice {
+        microphone: Source::Silence,
+        speaker: Sink::Discard,
+        camera: Source::Pattern("ball".into()),
+        audio_codec: "opus".into(),
+        video_codec: "jpeg".into(),
+        tones: false,
+    }));
+    backend.send(Command::Connect(Settings {
+        server: link.addr.to_string(),
+        nickname: "gui".into(),
+        ..Settings::default()
+    }));
+    use client_gtk::model::session::Link;
+    let first = event(&events, "connected", |e| match e {
+        Event::Link(Link::Connected { session_id, .. }) => Some(*session_id),
+        _ => None,
+    })
+    .await;
+    backend.send(Command::Join("dispatch".into()));
+    event(&events, "JOINED", |e| {
+        matches!(e, Event::Server(ServerMessage::Joined { .. })).then_some(())
+    })
+    .await;
+    let mut watch = admin(&router)
+        .await
+        .watch_room(WatchRoomRequest {
+            room: "dispatch".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+
+    link.cut();
+    let (again, resumed) = event(&events, "connected again", |e| match e {
+        Event::Link(Link::Connected {
+            session_id,
+            resumed,
+            ..
+        }) => Some((*session_id, *resumed)),
+        _ => None,
+    })
+    .await;
+    assert!(resumed, "the router continued the session");
+    assert_eq!(again, first, "the same session");
+    // Back in the room without asking: the router sends JOINED again.
+    event(&events, "JOINED after resuming", |e| {
+        matches!(e, Event::Server(ServerMessage::Joined { room, .. }) if room == "dispatch")
+            .then_some(())
+    })
+    .await;
+    let people = admin(&router)
+        .await
+        .list_participants(proto_grpc::admin::ListParticipantsRequest {
+            room: "dispatch".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+        .participants;
+    assert_eq!(people.len(), 1, "{people:?}");
+    assert_eq!(people[0].session_id, first);
+    // Nobody saw gui leave or join meanwhile.
+    let quiet = tokio::time::timeout(Duration::from_millis(300), async {
+        while let Some(Ok(ev)) = watch.next().await {
+            if matches!(ev.event, Some(Ev::Left(_)) | Some(Ev::Joined(_))) {
+                return Some(ev);
+            }
+        }
+        None
+    })
+    .await;
+    assert!(
+        !matches!(quiet, Ok(Some(_))),
+        "the room saw a leave or join: {quiet:?}"
+    );
+    backend.send(Command::Disconnect);
+}
