@@ -28,16 +28,35 @@ async fn connect_screen_then_connecting_from_the_keyboard() {
     let router = start_router(|_| {}).await;
     let display = Display::start();
     let server = router.control_addr().to_string();
-    let gui = Gui::start(&display, &["--server", &server, "--nickname", "alice"]);
+    let gui = Gui::start(
+        &display,
+        &[
+            "--server",
+            &server,
+            "--nickname",
+            "alice",
+            "--microphone",
+            "tone:523:0.5",
+            "--speaker",
+            "discard",
+        ],
+    );
     gui.wait_log(&["ui: status", "Disconnected"], WAIT).await;
     let win = display.window("^Switchboard$");
+    // Test my microphone: its level on the meter (a 523 Hz test tone).
+    display.a11y(&["click", "Test my microphone", "list item"]);
+    gui.wait_log(&["microphone test started"], WAIT).await;
+    gui.wait_log(&["ui: microphone level"], WAIT).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     display.screenshot(None, "connect.png");
-    // Enter in the nickname field (which has the focus) connects.
+    // Enter in the nickname field connects.
     display.focus(&win);
+    display.a11y(&["click", "Nickname", "text"]);
     display.tool("xdotool", &["key", "Return"]);
     gui.wait_log(&["ui: page", "rooms"], WAIT).await;
     gui.wait_log(&["link=Connected as alice"], WAIT).await;
+    // Leaving the page ended the microphone test.
+    gui.wait_log(&["microphone test stopped"], WAIT).await;
     // The server and nickname are remembered for next time.
     let saved = std::fs::read_to_string(gui.config.join("switchboard/client.toml"))
         .unwrap_or_else(|e| panic!("settings: {e}"));

@@ -52,9 +52,9 @@ pub struct Inner {
     pub stats: StatsModel,
     pending: Pending,
     /// (epoch, lines) of the room's chat already in the chat store.
-    chat_seen: (u64, u64),
-    last_notice: Option<String>,
-    last_error: Option<String>,
+    pub(super) chat_seen: (u64, u64),
+    pub(super) last_notice: Option<String>,
+    pub(super) last_error: Option<String>,
     started: Option<Instant>,
 }
 
@@ -352,7 +352,12 @@ impl SbSession {
                 return;
             }
             Event::MicLevel(level) => {
-                self.set_mic_level(level.clamp(0.0, 1.0));
+                let level = level.clamp(0.0, 1.0);
+                // Logged when it crosses half scale, for the tests.
+                if (level > 0.5) != (self.mic_level() > 0.5) {
+                    tracing::info!(level, "ui: microphone level");
+                }
+                self.set_mic_level(level);
                 return;
             }
             Event::Levels(levels) => {

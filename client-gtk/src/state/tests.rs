@@ -260,3 +260,23 @@ fn a_store_is_synced_by_runs_of_insertions_and_removals() {
     assert_eq!(names(&store), ["a", "d", "c", "e"]);
     assert_eq!(seen.borrow()[2], (1, 3, 3));
 }
+
+/// A page's handler may send a command while the session updates its
+/// properties (the connect page stops the microphone test when the page
+/// changes): no borrow of the models is held then.
+#[test]
+fn handlers_may_send_commands_while_the_session_updates() {
+    let (s, sent) = session();
+    s.connect_page_notify(|s| s.send(Command::TestMicrophone(false)));
+    s.stores().members.connect_items_changed(|_, _, _, _| {});
+    let s2 = s.clone();
+    s.connect_status_text_notify(move |_| s2.send(Command::ListRooms));
+    connected(&s, false);
+    joined(&s, "dispatch", "ptt");
+    assert_eq!(s.page(), "room");
+    assert!(
+        sent.borrow()
+            .iter()
+            .any(|c| matches!(c, Command::TestMicrophone(false)))
+    );
+}

@@ -14,6 +14,15 @@ use crate::i18n::tr;
 use crate::model::room::Tone;
 use crate::model::session::Link;
 
+/// A copy of what the view is made from (see [`SbSession::refresh`]).
+struct View {
+    session: crate::model::session::SessionModel,
+    room: Option<crate::model::room::RoomModel>,
+    chat_seen: (u64, u64),
+    last_error: Option<String>,
+    last_notice: Option<String>,
+}
+
 impl SbSession {
     /// Brings every property and list up to date with the models.
     pub fn refresh(&self) {
@@ -27,10 +36,30 @@ impl SbSession {
         self.tick();
     }
 
+    /// Setting a property or changing a list runs its handlers at once, and
+    /// they may send a command through the session: so the models are read
+    /// from a copy, and no borrow of them is held while anything is set.
     fn refresh_models(&self) -> (Vec<String>, Vec<String>) {
         let stores = self.stores();
-        let mut inner = self.imp().inner.borrow_mut();
-        let inner = &mut *inner;
+        let mut inner = {
+            let i = self.inner();
+            View {
+                session: i.session.clone(),
+                room: i.room.clone(),
+                chat_seen: i.chat_seen,
+                last_error: i.last_error.clone(),
+                last_notice: i.last_notice.clone(),
+            }
+        };
+        let (toasts, lines) = self.refresh_from(stores, &mut inner);
+        let mut i = self.imp().inner.borrow_mut();
+        i.chat_seen = inner.chat_seen;
+        i.last_error = inner.last_error;
+        i.last_notice = inner.last_notice;
+        (toasts, lines)
+    }
+
+    fn refresh_from(&self, stores: &super::Stores, inner: &mut View) -> (Vec<String>, Vec<String>) {
         let s = &inner.session;
         items::set_if_changed!(self, link_text, set_link_text, s.link_text());
         items::set_if_changed!(self, connected, set_connected, s.connected());
