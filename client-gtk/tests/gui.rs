@@ -496,6 +496,30 @@ async fn a_guest_waits_for_the_host_then_chats() {
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     display.screenshot(None, "meeting-chat.png");
+
+    // Leaving a meeting asks first: Stay keeps the guest in, Leave leaves.
+    display.a11y(&["click", "Leave", "push button"]);
+    display.a11y(&["wait", "Leave the Meeting?"]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    display.screenshot(None, "meeting-leave.png");
+    display.a11y(&["click", "Stay", "push button"]);
+    display.a11y(&["gone", "Leave the Meeting?"]);
+    display.a11y(&["click", "Leave", "push button"]);
+    display.a11y(&["wait", "Leave the Meeting?"]);
+    display.a11y(&["click", "Leave", "push button"]);
+    switchboard_tests::wait_for(&mut host, WAIT, "the guest leaving", |m| match m {
+        ServerMessage::MembersChanged { left, .. }
+            if left.iter().any(|g| g.nickname == "guest") =>
+        {
+            Some(())
+        }
+        ServerMessage::Userlist { users, .. } if !users.iter().any(|u| u.nickname == "guest") => {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    gui.wait_log(&["ui: left"], WAIT).await;
     gui.assert_no_stalls();
 }
 
