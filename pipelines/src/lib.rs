@@ -29,6 +29,9 @@ pub use source::{Sink, Source};
 pub const BUILTIN: &[(&str, &str)] = &[
     ("opus", include_str!("../defs/opus.toml")),
     ("l16", include_str!("../defs/l16.toml")),
+    ("l16-44k", include_str!("../defs/l16-44k.toml")),
+    ("l16-20k", include_str!("../defs/l16-20k.toml")),
+    ("l16-16k", include_str!("../defs/l16-16k.toml")),
     ("jpeg", include_str!("../defs/jpeg.toml")),
     ("vp8", include_str!("../defs/vp8.toml")),
 ];

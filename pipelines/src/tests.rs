@@ -10,7 +10,12 @@ fn builtins_load_and_describe_rtp() {
         Err(e) => panic!("{e}"),
     };
     let names: Vec<_> = c.names().collect();
-    assert_eq!(names, ["jpeg", "l16", "opus", "vp8"]);
+    assert_eq!(
+        names,
+        [
+            "jpeg", "l16", "l16-16k", "l16-20k", "l16-44k", "opus", "vp8"
+        ]
+    );
     let opus = c.require("opus").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (opus.media, opus.clock_rate, opus.latency_ms),
@@ -27,8 +32,9 @@ fn builtins_load_and_describe_rtp() {
     let l16 = c.require("l16").unwrap_or_else(|e| panic!("{e}"));
     assert!(l16.rtp_caps().ends_with(",channels=1"));
     assert!(
-        c.require("h264")
-            .is_err_and(|e| e.contains("available: jpeg, l16, opus, vp8"))
+        c.require("h264").is_err_and(
+            |e| e.contains("available: jpeg, l16, l16-16k, l16-20k, l16-44k, opus, vp8")
+        )
     );
 }
 
@@ -239,13 +245,13 @@ fn every_builtin_builds_and_sends_rtp() {
     }
 }
 
-/// Opus and L16 end to end inside one process: the send half's RTP, pushed
-/// into the receive half, comes out as about as much decoded audio as was
-/// sent.
+/// Opus and L16 at each rate end to end inside one process: the send
+/// half's RTP, pushed into the receive half, comes out as about as much
+/// decoded audio as was sent, at the definition's clock rate.
 #[test]
 fn audio_round_trips_through_send_and_receive_halves() {
     let c = Catalog::builtin().unwrap_or_else(|e| panic!("{e}"));
-    for name in ["opus", "l16"] {
+    for name in ["opus", "l16", "l16-44k", "l16-20k", "l16-16k"] {
         let def = c.require(name).unwrap_or_else(|e| panic!("{e}"));
         let (send, recv) = tone_halves(def);
         let Some(out) = recv.out.clone() else {
@@ -283,11 +289,24 @@ fn audio_round_trips_through_send_and_receive_halves() {
         }
         let _ = recv.rtp.end_of_stream();
         let mut decoded = gst::ClockTime::ZERO;
+        let mut rates = std::collections::BTreeSet::new();
         while let Some(sample) = out.try_pull_sample(gst::ClockTime::from_seconds(2)) {
             if let Some(d) = sample.buffer().and_then(|b| b.duration()) {
                 decoded += d;
             }
+            if let Some(rate) = sample
+                .caps()
+                .and_then(|c| c.structure(0))
+                .and_then(|s| s.get::<i32>("rate").ok())
+            {
+                rates.insert(rate);
+            }
         }
+        assert_eq!(
+            rates.into_iter().collect::<Vec<_>>(),
+            [def.clock_rate as i32],
+            "{name}: decoded at its clock rate"
+        );
         let _ = send.pipeline.set_state(gst::State::Null);
         let _ = recv.pipeline.set_state(gst::State::Null);
         let ms = decoded.mseconds();
