@@ -413,8 +413,11 @@ async fn a_sender_goes_on_through_errors_that_answer_other_commands() {
     );
 
     let got_dir = dir.join("got");
+    // bob is handed back: dropped at once, its FILE_RESULT could be lost
+    // with its connection.
     let receiving = tokio::spawn(async move {
-        client::file::receive_file(&mut bob, &got_dir, |_, _| {}, |_| {}).await
+        let r = client::file::receive_file(&mut bob, &got_dir, |_, _| {}, |_| {}).await;
+        (r, bob)
     });
     // While it sends, the host's MIC_RELEASE (no floor in a meeting) is
     // answered with an ERROR, again and again.
@@ -445,10 +448,8 @@ async fn a_sender_goes_on_through_errors_that_answer_other_commands() {
     .await
     .unwrap_or_else(|e| panic!("the transfer ended on an error that was not its own: {e}"));
     pester.await.unwrap_or_else(|e| panic!("{e}"));
-    let received = receiving
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("receive: {e}"));
+    let (received, _bob) = receiving.await.unwrap_or_else(|e| panic!("{e}"));
+    let received = received.unwrap_or_else(|e| panic!("receive: {e}"));
     assert_eq!(std::fs::read(&received.path).ok(), Some(bytes));
     assert_eq!(report.results, [("bob".to_string(), true, None)]);
     let errors = others
