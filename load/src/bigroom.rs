@@ -770,6 +770,18 @@ async fn join_member(
         // A member that leaves says BYE: a dropped connection would keep
         // its session for the resume grace (and count toward max_sessions).
         w.write_all(b"{\"type\":\"BYE\"}\n").await?;
+        // Gone once the router closes: a member that reuses this nickname
+        // at once would otherwise race the BYE on another connection and
+        // find the nickname still taken.
+        let mut sink = vec![0u8; 16 * 1024];
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Ok(n) = r.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
         return Ok(());
     }
     ALIVE.fetch_add(1, Ordering::Relaxed);
