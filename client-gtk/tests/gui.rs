@@ -134,13 +134,7 @@ async fn push_to_talk_with_the_space_bar_seen_at_the_router() {
         .await;
     display.focus(&win);
     display.tool("xdotool", &["keydown", "space"]);
-    next_event(&mut watch, "the floor granted to gui", |ev| {
-        match &ev.event {
-            Some(Ev::FloorGranted(g)) if g.nickname == "gui" => Some(()),
-            _ => None,
-        }
-    })
-    .await;
+    floor_granted(&mut watch, "gui").await;
     gui.wait_log(&["ui: status", "You can speak"], WAIT).await;
     // The microphone is open: bob hears the GUI's tone.
     let heard = wait_for_audio(&mut bob).await;
@@ -149,13 +143,7 @@ async fn push_to_talk_with_the_space_bar_seen_at_the_router() {
     display.screenshot(None, "ptt-green.png");
     // Space up: released at the router.
     display.tool("xdotool", &["keyup", "space"]);
-    next_event(&mut watch, "the floor released by gui", |ev| {
-        match &ev.event {
-            Some(Ev::FloorReleased(r)) if r.nickname == "gui" => Some(()),
-            _ => None,
-        }
-    })
-    .await;
+    floor_released(&mut watch, "gui").await;
     gui.wait_log(&["ui: status", "Hold Space to talk"], WAIT)
         .await;
     gui.assert_no_stalls();
@@ -534,14 +522,7 @@ async fn a_talk_key_chosen_in_preferences_talks_and_the_tones_reach_the_speaker(
         c.rooms = vec![switchboard_tests::ptt_room("dispatch", 0)];
     })
     .await;
-    let mut watch = admin(&router)
-        .await
-        .watch_room(WatchRoomRequest {
-            room: "dispatch".into(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_inner();
+    let mut watch = watch(&router, "dispatch").await;
     let dir = std::env::temp_dir().join(format!("sb-gui-tones-{}", rand_suffix()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
     let heard = dir.join("heard.wav");
@@ -578,23 +559,11 @@ async fn a_talk_key_chosen_in_preferences_talks_and_the_tones_reach_the_speaker(
 
     display.focus(&win);
     display.tool("xdotool", &["keydown", "F8"]);
-    next_event(&mut watch, "the floor granted to gui", |ev| {
-        match &ev.event {
-            Some(Ev::FloorGranted(g)) if g.nickname == "gui" => Some(()),
-            _ => None,
-        }
-    })
-    .await;
+    floor_granted(&mut watch, "gui").await;
     gui.wait_log(&["ui: status", "You can speak"], WAIT).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     display.tool("xdotool", &["keyup", "F8"]);
-    next_event(&mut watch, "the floor released by gui", |ev| {
-        match &ev.event {
-            Some(Ev::FloorReleased(r)) if r.nickname == "gui" => Some(()),
-            _ => None,
-        }
-    })
-    .await;
+    floor_released(&mut watch, "gui").await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     // Leaving stops media, which finishes the WAV file.
     display.a11y(&["click", "Leave"]);
@@ -661,15 +630,7 @@ fn median(levels: &[f64]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn muting_one_person_here_silences_only_them() {
     let _one = SERIAL.lock().await;
-    let router = start_router(|c| {
-        c.rooms = vec![router::config::RoomConfig {
-            name: "open".into(),
-            kind: "voice".into(),
-            max_participants: 0,
-            options: Default::default(),
-        }];
-    })
-    .await;
+    let router = start_router(|c| c.rooms = vec![open_voice_room()]).await;
     let addr = router.control_addr();
     let (_ann, ann_av) = tone_member(addr, "ann", "open", 660.0, None).await;
     let (_bob, bob_av) = tone_member(addr, "bob", "open", 1000.0, None).await;
@@ -738,15 +699,7 @@ async fn muting_one_person_here_silences_only_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_microphone_and_codec_chosen_in_preferences_are_what_a_listener_hears() {
     let _one = SERIAL.lock().await;
-    let router = start_router(|c| {
-        c.rooms = vec![router::config::RoomConfig {
-            name: "open".into(),
-            kind: "voice".into(),
-            max_participants: 0,
-            options: Default::default(),
-        }];
-    })
-    .await;
+    let router = start_router(|c| c.rooms = vec![open_voice_room()]).await;
     let addr = router.control_addr();
     let dir = std::env::temp_dir().join(format!("sb-gui-codec-{}", rand_suffix()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
@@ -808,14 +761,7 @@ async fn the_desktops_global_shortcut_talks_from_any_window() {
         c.rooms = vec![switchboard_tests::ptt_room("dispatch", 0)];
     })
     .await;
-    let mut watch = admin(&router)
-        .await
-        .watch_room(WatchRoomRequest {
-            room: "dispatch".into(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_inner();
+    let mut watch = watch(&router, "dispatch").await;
     let display = Display::start();
     let portal = tokio::task::block_in_place(|| display.portal());
     let server = router.control_addr().to_string();
@@ -841,24 +787,61 @@ async fn the_desktops_global_shortcut_talks_from_any_window() {
         .call("Press", "talk")
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(trigger.contains("space"), "{trigger}");
-    next_event(&mut watch, "the floor granted to gui", |ev| {
-        match &ev.event {
-            Some(Ev::FloorGranted(g)) if g.nickname == "gui" => Some(()),
-            _ => None,
-        }
-    })
-    .await;
+    floor_granted(&mut watch, "gui").await;
     gui.wait_log(&["global shortcut: talk", "pressed=true"], WAIT)
         .await;
     portal
         .call("Release", "talk")
         .unwrap_or_else(|e| panic!("{e}"));
-    next_event(&mut watch, "the floor released by gui", |ev| {
-        match &ev.event {
-            Some(Ev::FloorReleased(r)) if r.nickname == "gui" => Some(()),
-            _ => None,
-        }
-    })
-    .await;
+    floor_released(&mut watch, "gui").await;
     gui.assert_no_stalls();
+}
+
+/// An open voice room named `open`.
+fn open_voice_room() -> router::config::RoomConfig {
+    router::config::RoomConfig {
+        name: "open".into(),
+        kind: "voice".into(),
+        max_participants: 0,
+        options: Default::default(),
+    }
+}
+
+/// The events of `room`, from gRPC WatchRoom.
+async fn watch(
+    router: &router::Router,
+    room: &str,
+) -> tonic::Streaming<proto_grpc::admin::RoomEvent> {
+    admin(router)
+        .await
+        .watch_room(WatchRoomRequest { room: room.into() })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+}
+
+/// Waits until the router grants `nick` the floor.
+async fn floor_granted(watch: &mut tonic::Streaming<proto_grpc::admin::RoomEvent>, nick: &str) {
+    next_event(
+        watch,
+        &format!("the floor granted to {nick}"),
+        |ev| match &ev.event {
+            Some(Ev::FloorGranted(g)) if g.nickname == nick => Some(()),
+            _ => None,
+        },
+    )
+    .await;
+}
+
+/// Waits until the router sees `nick` release the floor.
+async fn floor_released(watch: &mut tonic::Streaming<proto_grpc::admin::RoomEvent>, nick: &str) {
+    next_event(
+        watch,
+        &format!("the floor released by {nick}"),
+        |ev| match &ev.event {
+            Some(Ev::FloorReleased(r)) if r.nickname == nick => Some(()),
+            _ => None,
+        },
+    )
+    .await;
 }

@@ -9,4 +9,4 @@ pub mod stats;
 pub mod transfers;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -11,7 +11,8 @@ use super::room::{Floor, RoomModel, Tone, TransferState};
 use super::session::{Backoff, Link, SessionModel, Target};
 use super::stats::{BITRATE, FPS, LOSS, RTT, StatsModel};
 
-fn user(id: u64, nick: &str, talking: bool) -> UserInfo {
+/// A member as the router lists it (SSRCs derived from the id).
+pub(crate) fn user(id: u64, nick: &str, talking: bool) -> UserInfo {
     UserInfo {
         session_id: id,
         nickname: nick.into(),

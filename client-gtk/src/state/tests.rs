@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use gtk::prelude::*;
-use proto::control::{ServerMessage, Ssrcs, UserInfo};
+use proto::control::{ServerMessage, UserInfo};
 
 use super::items::{SbChatItem, SbMemberItem, SbTransferItem};
 use super::*;
@@ -15,16 +15,7 @@ use crate::backend::{Command, Event};
 use crate::model::session::Link;
 
 fn user(id: u64, nick: &str) -> UserInfo {
-    UserInfo {
-        session_id: id,
-        nickname: nick.into(),
-        ssrcs: Ssrcs {
-            audio: id as u32 * 10,
-            video: id as u32 * 10 + 1,
-        },
-        talking: false,
-        muted: false,
-    }
+    crate::model::tests::user(id, nick, false)
 }
 
 /// A session that records the commands it sends.
