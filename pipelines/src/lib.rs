@@ -637,6 +637,35 @@ impl Catalog {
         })
     }
 
+    /// The audio definition a room declaring codec `room_codec` (JOINED
+    /// `settings.codec`) needs: the one of that name when it carries that
+    /// codec's payload type and clock rate, else any audio definition that
+    /// does. The error says what the room speaks and that nothing here
+    /// matches, for the user to read.
+    pub fn for_room_codec(&self, room_codec: &str) -> Result<&Definition, String> {
+        let Some(codec) = proto::codec::audio(room_codec) else {
+            return Err(format!(
+                "the room speaks `{room_codec}`, a codec this client does not know (it knows {})",
+                proto::codec::names()
+            ));
+        };
+        let fits = |d: &&Definition| {
+            d.media == Media::Audio
+                && d.payload_type == codec.payload_type
+                && d.clock_rate == codec.clock_rate
+                && d.encoding_name.eq_ignore_ascii_case(codec.encoding)
+        };
+        self.get(room_codec)
+            .filter(fits)
+            .or_else(|| self.iter().find(fits))
+            .ok_or_else(|| {
+                format!(
+                    "the room speaks `{room_codec}` ({}/{}, payload type {}) and no pipeline definition here matches it",
+                    codec.encoding, codec.clock_rate, codec.payload_type
+                )
+            })
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.defs.keys().map(String::as_str)
     }

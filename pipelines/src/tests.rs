@@ -316,3 +316,32 @@ fn audio_round_trips_through_send_and_receive_halves() {
         );
     }
 }
+
+#[test]
+fn every_room_codec_has_its_builtin_definition() {
+    let c = Catalog::builtin().expect("builtins load");
+    for codec in proto::codec::AUDIO {
+        let d = c
+            .for_room_codec(codec.name)
+            .expect("a built-in for every room codec");
+        assert_eq!(d.name, codec.name);
+        assert_eq!(d.payload_type, codec.payload_type, "{}", codec.name);
+        assert_eq!(d.clock_rate, codec.clock_rate, "{}", codec.name);
+        assert!(d.encoding_name.eq_ignore_ascii_case(codec.encoding));
+    }
+    let unknown = c.for_room_codec("g729").err().unwrap_or_default();
+    assert!(
+        unknown.contains("g729") && unknown.contains("l16-44k"),
+        "{unknown}"
+    );
+    // Without the built-in of that name, nothing carries PT 114 at 20 kHz.
+    let mut only_opus = Catalog::default();
+    let opus = c.get("opus").expect("opus").clone();
+    only_opus.defs.insert("opus".into(), opus);
+    let none = only_opus
+        .for_room_codec("l16-20k")
+        .err()
+        .unwrap_or_default();
+    assert!(none.contains("no pipeline definition"), "{none}");
+    assert!(only_opus.for_room_codec("opus").is_ok());
+}

@@ -1,11 +1,13 @@
 //! Wire types shared by the Switchboard router and its clients (serde only;
 //! the gRPC admin API lives in the `proto-grpc` crate).
 //!
+//! - [`codec`]: the audio codecs a room may declare, as wire facts.
 //! - [`control`]: the newline-delimited JSON messages of the TCP control channel.
 //! - [`framing`]: a sans-IO line framer with a hard line-size limit.
 //! - [`media`]: demultiplexing (RFC 7983) and thin helpers over `rtp-types`,
 //!   `rtcp-types` and `stun-types` for what the router and clients need.
 
+pub mod codec;
 pub mod control;
 pub mod framing;
 pub mod media;

@@ -39,6 +39,9 @@ pub struct Config {
     pub limits: Limits,
     /// Rooms created at start-up. Empty means the default `lobby`.
     pub rooms: Vec<RoomConfig>,
+    /// Front-ends for the seed systems' own clients (`[[compat]]`), none by
+    /// default: their protocols are plaintext.
+    pub compat: Vec<CompatConfig>,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             admin_token_file: None,
             limits: Limits::default(),
             rooms: Vec::new(),
+            compat: Vec::new(),
         }
     }
 }
@@ -204,6 +208,90 @@ pub struct RoomConfig {
     pub options: Options,
 }
 
+/// The seed system a front-end speaks for (docs/compat.md).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Seed {
+    /// 000: push-to-talk.
+    Ptt,
+    /// 001: VoIP calls.
+    Voip,
+    /// 002: meetings.
+    Meeting,
+    /// 003: voice communicator.
+    Tip,
+    /// 004: chat with exclusive voice.
+    Chat,
+}
+
+impl Seed {
+    pub fn name(self) -> &'static str {
+        match self {
+            Seed::Ptt => "ptt",
+            Seed::Voip => "voip",
+            Seed::Meeting => "meeting",
+            Seed::Tip => "tip",
+            Seed::Chat => "chat",
+        }
+    }
+
+    /// The room codec its clients' audio is (L16 at their rate).
+    pub fn codec(self) -> &'static str {
+        match self {
+            Seed::Ptt | Seed::Voip | Seed::Chat => "l16-44k",
+            Seed::Meeting => "l16-16k",
+            Seed::Tip => "l16-20k",
+        }
+    }
+
+    /// Whether its clients send media over UDP (all but 004, whose voice
+    /// travels on its TCP connection).
+    pub fn has_media(self) -> bool {
+        !matches!(self, Seed::Chat)
+    }
+
+    /// Whether its clients cannot name a room, so the table names one
+    /// (001 gets a room per call, 002 clients make and join meetings).
+    pub fn needs_room(self) -> bool {
+        matches!(self, Seed::Ptt | Seed::Tip | Seed::Chat)
+    }
+
+    /// The room kinds that can host its clients.
+    pub fn room_kinds(self) -> &'static [&'static str] {
+        match self {
+            Seed::Ptt => &["ptt", "chat"],
+            Seed::Chat => &["chat"],
+            Seed::Tip => &["voice"],
+            Seed::Voip => &["voice"],
+            Seed::Meeting => &["meeting"],
+        }
+    }
+}
+
+/// One seed front-end (`[[compat]]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CompatConfig {
+    pub seed: Seed,
+    /// The seed's TCP port.
+    pub control: SocketAddr,
+    /// The seed's UDP port (every seed but `chat`).
+    #[serde(default)]
+    pub media: Option<SocketAddr>,
+    /// The room its clients join (`ptt`, `tip`, `chat`).
+    #[serde(default)]
+    pub room: Option<String>,
+}
+
+/// Whether two listeners on one protocol would want the same port: the same
+/// address, or the same port where one binds every address. Port 0 (any
+/// free port) never clashes.
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// A config file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -310,7 +398,98 @@ impl Config {
                 )));
             }
         }
-        self.check_workers()
+        self.check_workers()?;
+        self.check_compat()
+    }
+
+    /// Each `[[compat]]` table is complete for its seed, names a room that
+    /// can host its clients, and listens where nothing else does.
+    pub fn check_compat(&self) -> Result<(), ConfigError> {
+        let rooms = self.room_specs();
+        // (protocol, address, who) of every listener so far.
+        let mut taken: Vec<(&str, SocketAddr, String)> = vec![
+            ("TCP", self.control, "the control channel (control)".into()),
+            ("TCP", self.admin, "the admin API (admin)".into()),
+        ];
+        for i in 0..self.media_workers {
+            taken.push((
+                "UDP",
+                self.media_addr(i),
+                format!("media worker {i} (media)"),
+            ));
+        }
+        for (i, c) in self.compat.iter().enumerate() {
+            let seed = c.seed.name();
+            let at = format!("compat[{i}] (seed \"{seed}\")");
+            let invalid = |m: String| Err(ConfigError::Invalid(format!("{at}: {m}")));
+            match (c.seed.has_media(), c.media) {
+                (true, None) => return invalid("needs `media`, the seed's UDP address".into()),
+                (false, Some(_)) => {
+                    return invalid(
+                        "takes no `media`: its clients send voice on their TCP connection".into(),
+                    );
+                }
+                _ => {}
+            }
+            match (c.seed.needs_room(), &c.room) {
+                (true, None) => {
+                    return invalid("needs `room`, the room its clients join".into());
+                }
+                (false, Some(_)) => {
+                    let why = if c.seed == Seed::Voip {
+                        "each call gets a two-person room of its own"
+                    } else {
+                        "its clients make and join meetings themselves"
+                    };
+                    return invalid(format!("takes no `room`: {why}"));
+                }
+                (true, Some(name)) => {
+                    let kinds = c.seed.room_kinds();
+                    let codec = c.seed.codec();
+                    let wanted = format!(
+                        "[[rooms]] name = \"{name}\", kind = \"{}\", options = {{ codec = \"{codec}\" }}",
+                        kinds[0]
+                    );
+                    let Some(room) = rooms.iter().find(|r| &r.name == name) else {
+                        return invalid(format!("no room `{name}` is configured; add {wanted}"));
+                    };
+                    if !kinds.contains(&room.kind.as_str()) {
+                        return invalid(format!(
+                            "room `{name}` is a `{}` room; seed {seed} clients need one of kind {}",
+                            room.kind,
+                            kinds.join(" or ")
+                        ));
+                    }
+                    let has = room
+                        .options
+                        .get("codec")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or(proto::codec::DEFAULT);
+                    if has != codec {
+                        return invalid(format!(
+                            "room `{name}` speaks `{has}`; seed {seed} clients send {codec}: set its options.codec = \"{codec}\""
+                        ));
+                    }
+                }
+                (false, None) => {}
+            }
+            let mine = [Some(("TCP", c.control)), c.media.map(|m| ("UDP", m))];
+            for (proto_name, addr) in mine.into_iter().flatten() {
+                if let Some((_, _, who)) = taken
+                    .iter()
+                    .find(|(p, a, _)| *p == proto_name && clash(*a, addr))
+                {
+                    return invalid(format!("{proto_name} {addr} is already taken by {who}"));
+                }
+                let what = if proto_name == "TCP" {
+                    "control"
+                } else {
+                    "media"
+                };
+                taken.push((proto_name, addr, format!("{at} ({what})")));
+            }
+        }
+        Ok(())
     }
 
     /// `media_workers` is in range and their ports fit below 65536.
@@ -572,5 +751,128 @@ mod tests {
             c.limits.watch_buffer
         ) == (3, 4, 5)
             && c.engine_config(vec![1]).max_rooms == 3));
+    }
+
+    fn compat_error(text: &str) -> String {
+        match Config::parse(text) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn compat_tables_are_off_by_default_and_checked_at_start() {
+        assert!(Config::default().compat.is_empty());
+        let rooms = r#"
+            control = "127.0.0.1:7070"
+            media = "127.0.0.1:7071"
+            [[rooms]]
+            name = "walkie"
+            kind = "ptt"
+            options = { codec = "l16-44k" }
+            [[rooms]]
+            name = "talk"
+            kind = "chat"
+            options = { codec = "l16-44k" }
+            [[rooms]]
+            name = "tip"
+            kind = "voice"
+            options = { codec = "l16-20k" }
+        "#;
+        let good = format!(
+            r#"{rooms}
+            [[compat]]
+            seed = "ptt"
+            control = "127.0.0.1:9999"
+            media = "127.0.0.1:9999"
+            room = "walkie"
+            [[compat]]
+            seed = "chat"
+            control = "127.0.0.1:5050"
+            room = "talk"
+            [[compat]]
+            seed = "tip"
+            control = "127.0.0.2:9999"
+            media = "127.0.0.2:9999"
+            room = "tip"
+            [[compat]]
+            seed = "voip"
+            control = "127.0.0.1:8888"
+            media = "127.0.0.3:9999"
+            [[compat]]
+            seed = "meeting"
+            control = "127.0.0.1:5000"
+            media = "127.0.0.1:5001"
+        "#
+        );
+        let c = Config::parse(&good);
+        assert!(c.as_ref().is_ok_and(|c| c.compat.len() == 5), "{c:?}");
+        let one = |table: &str| compat_error(&format!("{rooms}\n[[compat]]\n{table}"));
+        let cases = [
+            (
+                "seed = \"pt\"\ncontrol = \"127.0.0.1:1\"",
+                "unknown variant",
+            ),
+            (
+                "seed = \"ptt\"\ncontrol = \"127.0.0.1:9999\"\nroom = \"walkie\"",
+                "needs `media`",
+            ),
+            (
+                "seed = \"chat\"\ncontrol = \"127.0.0.1:5050\"\nmedia = \"127.0.0.1:5050\"\nroom = \"talk\"",
+                "takes no `media`",
+            ),
+            (
+                "seed = \"ptt\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"127.0.0.1:9999\"",
+                "needs `room`",
+            ),
+            (
+                "seed = \"voip\"\ncontrol = \"127.0.0.1:8888\"\nmedia = \"127.0.0.1:9999\"\nroom = \"walkie\"",
+                "two-person room",
+            ),
+            (
+                "seed = \"ptt\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"127.0.0.1:9999\"\nroom = \"nowhere\"",
+                "no room `nowhere`",
+            ),
+            (
+                "seed = \"chat\"\ncontrol = \"127.0.0.1:5050\"\nroom = \"walkie\"",
+                "is a `ptt` room",
+            ),
+            (
+                "seed = \"tip\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"127.0.0.1:9999\"\nroom = \"talk\"",
+                "is a `chat` room",
+            ),
+            (
+                "seed = \"ptt\"\ncontrol = \"127.0.0.1:7070\"\nmedia = \"127.0.0.1:9999\"\nroom = \"walkie\"",
+                "already taken by the control channel",
+            ),
+            (
+                "seed = \"ptt\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"0.0.0.0:7071\"\nroom = \"walkie\"",
+                "already taken by media worker 0",
+            ),
+            (
+                "seed = \"ptt\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"127.0.0.1:9999\"\nroom = \"walkie\"\ncolour = 1",
+                "unknown field",
+            ),
+        ];
+        for (table, want) in cases {
+            let e = one(table);
+            assert!(e.contains(want), "{table}: {e:?} lacks {want:?}");
+        }
+        // Two front-ends on one port clash; a room of the wrong codec is named.
+        let twice = compat_error(&format!(
+            "{rooms}\n[[compat]]\nseed = \"ptt\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"127.0.0.1:9999\"\nroom = \"walkie\"\n\
+             [[compat]]\nseed = \"tip\"\ncontrol = \"0.0.0.0:9999\"\nmedia = \"127.0.0.9:9998\"\nroom = \"tip\""
+        ));
+        assert!(
+            twice.contains("compat[1]") && twice.contains("taken by compat[0]"),
+            "{twice}"
+        );
+        let opus = compat_error(
+            "[[rooms]]\nname = \"w\"\nkind = \"ptt\"\n[[compat]]\nseed = \"ptt\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"127.0.0.1:9999\"\nroom = \"w\"",
+        );
+        assert!(
+            opus.contains("speaks `opus`") && opus.contains("codec = \"l16-44k\""),
+            "{opus}"
+        );
     }
 }

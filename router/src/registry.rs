@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use plugin_api::{
-    OptionError, OptionType, Options, PluginFactory, PluginInfo, RelayPlugin, RoomInfo,
+    OptionError, OptionInfo, OptionType, Options, PluginFactory, PluginInfo, RelayPlugin, RoomInfo,
 };
 
 /// Why a room could not be created.
@@ -51,9 +51,17 @@ impl Registry {
         self.kinds.insert(factory.info().kind, factory);
     }
 
-    /// What each kind is and which options it takes.
+    /// What each kind is and which options it takes (its own, then the
+    /// options every room takes).
     pub fn list(&self) -> Vec<PluginInfo> {
-        self.kinds.values().map(|f| f.info()).collect()
+        self.kinds
+            .values()
+            .map(|f| {
+                let mut info = f.info();
+                info.options.extend(common_options());
+                info
+            })
+            .collect()
     }
 
     /// Each option of `kind` with its value in a room made with `options`:
@@ -66,6 +74,7 @@ impl Registry {
             .info()
             .options
             .iter()
+            .chain(common_options().iter())
             .map(|o| {
                 let value = options.get(o.name).cloned().unwrap_or_else(|| {
                     let d = o.default.as_str();
@@ -90,6 +99,38 @@ impl Registry {
             kind: kind.to_owned(),
             available: self.kinds.keys().copied().collect::<Vec<_>>().join(", "),
         })?;
+        room_codec(options)?;
         Ok(factory.create(room, options)?)
     }
+}
+
+/// The options every room takes ([`plugin_api::COMMON_OPTIONS`]).
+fn common_options() -> Vec<OptionInfo> {
+    vec![OptionInfo {
+        name: "codec",
+        ty: OptionType::String,
+        default: proto::codec::DEFAULT.into(),
+        help: "the room's audio codec: opus, l16, l16-44k, l16-20k or l16-16k (seed front-ends need their seed's L16 rate); told in JOINED",
+    }]
+}
+
+/// The audio codec a room made with `options` declares.
+pub fn room_codec(options: &Options) -> Result<&'static proto::codec::Codec, OptionError> {
+    let name = match options.get("codec") {
+        None => proto::codec::DEFAULT,
+        Some(serde_json::Value::String(s)) => s.as_str(),
+        Some(v) => {
+            return Err(OptionError {
+                name: "codec".into(),
+                message: format!("expected a codec name, got {v}"),
+            });
+        }
+    };
+    proto::codec::audio(name).ok_or_else(|| OptionError {
+        name: "codec".into(),
+        message: format!(
+            "unknown codec `{name}`; rooms speak {}",
+            proto::codec::names()
+        ),
+    })
 }

@@ -403,7 +403,12 @@ pub trait PluginFactory: Send + Sync {
     ) -> Result<Box<dyn RelayPlugin>, OptionError>;
 }
 
+/// Options every room takes whatever its kind, checked by the router, not
+/// the plugin: `codec`, the room's audio codec (JOINED tells it).
+pub const COMMON_OPTIONS: &[&str] = &["codec"];
+
 /// Typed access to [`Options`], refusing unknown names and wrong types.
+/// The [`COMMON_OPTIONS`] are known to every reader.
 pub struct OptionReader<'a> {
     options: &'a Options,
     known: Vec<&'static str>,
@@ -413,7 +418,7 @@ impl<'a> OptionReader<'a> {
     pub fn new(options: &'a Options) -> Self {
         Self {
             options,
-            known: Vec::new(),
+            known: COMMON_OPTIONS.to_vec(),
         }
     }
 

@@ -127,6 +127,9 @@ impl Rooms {
     ) {
         self.last_group += 1;
         let name = spec.name.clone();
+        // Checked when the plugin was made.
+        let clock_rate = crate::registry::room_codec(&spec.options)
+            .map_or(proto::media::AUDIO_CLOCK_RATE, |c| c.clock_rate);
         if let Some(code) = &code {
             self.codes.insert(code.clone(), name.clone());
         }
@@ -140,7 +143,7 @@ impl Rooms {
                 members: Vec::new(),
                 routes: HashMap::new(),
                 timers: HashMap::new(),
-                media: routes::RoomRoutes::new(self.last_group),
+                media: routes::RoomRoutes::new(self.last_group, clock_rate),
                 muted: HashSet::new(),
                 waiting: Vec::new(),
                 code,

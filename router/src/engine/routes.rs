@@ -29,6 +29,8 @@ pub struct MemberMedia<'a> {
 #[derive(Debug)]
 pub struct RoomRoutes {
     pub group: GroupId,
+    /// RTP clock rate of the room's audio (its codec's).
+    audio_clock_rate: u32,
     installed: HashMap<u32, Route>,
     grouped: HashMap<SessionId, SocketAddr>,
     /// Members whose route lists receivers one by one: they depend on the
@@ -37,9 +39,10 @@ pub struct RoomRoutes {
 }
 
 impl RoomRoutes {
-    pub fn new(group: GroupId) -> Self {
+    pub fn new(group: GroupId, audio_clock_rate: u32) -> Self {
         Self {
             group,
+            audio_clock_rate,
             installed: HashMap::new(),
             grouped: HashMap::new(),
             listed: HashSet::new(),
@@ -93,7 +96,7 @@ impl RoomRoutes {
         }
         let Some(ssrcs) = m.ssrcs else { return };
         for (ssrc, clock_rate) in [
-            (ssrcs.audio, proto::media::AUDIO_CLOCK_RATE),
+            (ssrcs.audio, self.audio_clock_rate),
             (ssrcs.video, proto::media::VIDEO_CLOCK_RATE),
         ] {
             let want = m.addr.map(|source| Route {
@@ -139,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_member_costs_one_group_entry_and_two_routes_and_only_changes_are_sent() {
-        let mut r = RoomRoutes::new(7);
+        let mut r = RoomRoutes::new(7, proto::media::AUDIO_CLOCK_RATE);
         let ssrcs = Ssrcs { audio: 1, video: 2 };
         let all = Receivers::AllOthers;
         let m = MemberMedia {

@@ -2310,6 +2310,11 @@ fn welcome_announces_the_limits_and_joined_the_rooms_settings() {
         settings.get("chat_per_minute").is_some_and(|v| v.is_u64()),
         "defaults are typed: {settings:?}"
     );
+    assert_eq!(
+        settings.get("codec"),
+        Some(&serde_json::json!("opus")),
+        "every room tells its codec"
+    );
     // The room holds to what it announced: 3 chats pass, the 4th is refused.
     for i in 0..4 {
         s.line(1, &format!(r#"{{"type":"CHAT","text":"{i}"}}"#));
@@ -2601,4 +2606,58 @@ fn a_resumed_session_kicked_is_told_and_closed_on_its_new_connection() {
         "told why"
     );
     assert!(s.take(2).is_empty(), "nothing to the old connection");
+}
+
+#[test]
+fn a_room_declares_its_codec_in_joined_and_its_audio_clock_rate_follows() {
+    let mut s = Sim::with(
+        Sim::one_address_config(),
+        vec![RoomSpec {
+            name: "walkie".into(),
+            kind: "ptt".into(),
+            max_participants: 0,
+            options: plugin_api::sim::options(&[("codec", serde_json::json!("l16-44k"))]),
+        }],
+    );
+    s.input(Input::Connected {
+        session: 1,
+        peer: addr(1),
+    });
+    let (ssrcs, token) = s.hello(1, "ann");
+    s.line(1, r#"{"type":"JOIN","room":"walkie"}"#);
+    let joined = s.take(1).into_iter().find_map(|m| match m {
+        ServerMessage::Joined { settings, .. } => Some(settings),
+        _ => None,
+    });
+    assert_eq!(
+        joined.and_then(|j| j.get("codec").cloned()),
+        Some(serde_json::json!("l16-44k"))
+    );
+    s.stun(addr(5001), &token);
+    let rates: Vec<(u32, u32)> = s
+        .raw
+        .iter()
+        .map(|((_, ssrc), r)| (*ssrc, r.clock_rate))
+        .collect();
+    assert!(rates.contains(&(ssrcs.audio, 44_100)), "{rates:?}");
+    assert!(rates.contains(&(ssrcs.video, 90_000)), "{rates:?}");
+    // Unknown codecs and wrong types are refused, naming what exists.
+    for bad in [serde_json::json!("mp3"), serde_json::json!(7)] {
+        let e = s.engine.create_room(RoomSpec {
+            name: "other".into(),
+            kind: "voice".into(),
+            max_participants: 0,
+            options: plugin_api::sim::options(&[("codec", bad.clone())]),
+        });
+        let e = e.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("option `codec`"), "{bad}: {e}");
+    }
+    let e = s.engine.create_room(RoomSpec {
+        name: "other".into(),
+        kind: "voice".into(),
+        max_participants: 0,
+        options: plugin_api::sim::options(&[("codek", serde_json::json!("opus"))]),
+    });
+    let e = e.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("codec"), "the known options include codec: {e}");
 }
