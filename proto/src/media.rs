@@ -67,6 +67,20 @@ pub fn rtp_header(data: &[u8]) -> Option<RtpHeader> {
     })
 }
 
+/// A well-formed RTP packet's header, payload type and payload (padding and
+/// extensions left out), for front-ends that re-frame payloads.
+pub fn rtp_payload(data: &[u8]) -> Option<(RtpHeader, u8, &[u8])> {
+    let p = rtp_types::RtpPacket::parse(data).ok()?;
+    let h = RtpHeader {
+        ssrc: p.ssrc(),
+        seq: p.sequence_number(),
+        timestamp: p.timestamp(),
+    };
+    let pt = p.payload_type();
+    let range = p.payload_offset()..p.payload_offset() + p.payload_len();
+    Some((h, pt, data.get(range)?))
+}
+
 /// The sender SSRC of a well-formed compound RTCP packet: the first source
 /// [`rtcp_sources`] finds (the SSRC of its first packet, or of the first
 /// chunk of an SDES). Reading the bytes at offset 4 instead was wrong for a

@@ -225,6 +225,13 @@ pub enum Seed {
 }
 
 impl Seed {
+    pub const ALL: [Seed; 5] = [Seed::Ptt, Seed::Voip, Seed::Meeting, Seed::Tip, Seed::Chat];
+
+    /// Whether this build has the seed's front-end.
+    pub fn built(self) -> bool {
+        matches!(self, Seed::Ptt)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Seed::Ptt => "ptt",
@@ -472,6 +479,17 @@ impl Config {
                     }
                 }
                 (false, None) => {}
+            }
+            if !c.seed.built() {
+                return invalid(format!(
+                    "this build has no seed {seed} front-end yet; it has: {}",
+                    Seed::ALL
+                        .iter()
+                        .filter(|s| s.built())
+                        .map(|s| s.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
             let mine = [Some(("TCP", c.control)), c.media.map(|m| ("UDP", m))];
             for (proto_name, addr) in mine.into_iter().flatten() {
@@ -786,27 +804,10 @@ mod tests {
             control = "127.0.0.1:9999"
             media = "127.0.0.1:9999"
             room = "walkie"
-            [[compat]]
-            seed = "chat"
-            control = "127.0.0.1:5050"
-            room = "talk"
-            [[compat]]
-            seed = "tip"
-            control = "127.0.0.2:9999"
-            media = "127.0.0.2:9999"
-            room = "tip"
-            [[compat]]
-            seed = "voip"
-            control = "127.0.0.1:8888"
-            media = "127.0.0.3:9999"
-            [[compat]]
-            seed = "meeting"
-            control = "127.0.0.1:5000"
-            media = "127.0.0.1:5001"
         "#
         );
         let c = Config::parse(&good);
-        assert!(c.as_ref().is_ok_and(|c| c.compat.len() == 5), "{c:?}");
+        assert!(c.as_ref().is_ok_and(|c| c.compat.len() == 1), "{c:?}");
         let one = |table: &str| compat_error(&format!("{rooms}\n[[compat]]\n{table}"));
         let cases = [
             (
@@ -850,6 +851,10 @@ mod tests {
                 "already taken by media worker 0",
             ),
             (
+                "seed = \"tip\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"127.0.0.1:9999\"\nroom = \"tip\"",
+                "no seed tip front-end yet",
+            ),
+            (
                 "seed = \"ptt\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"127.0.0.1:9999\"\nroom = \"walkie\"\ncolour = 1",
                 "unknown field",
             ),
@@ -861,7 +866,7 @@ mod tests {
         // Two front-ends on one port clash; a room of the wrong codec is named.
         let twice = compat_error(&format!(
             "{rooms}\n[[compat]]\nseed = \"ptt\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"127.0.0.1:9999\"\nroom = \"walkie\"\n\
-             [[compat]]\nseed = \"tip\"\ncontrol = \"0.0.0.0:9999\"\nmedia = \"127.0.0.9:9998\"\nroom = \"tip\""
+             [[compat]]\nseed = \"ptt\"\ncontrol = \"0.0.0.0:9999\"\nmedia = \"127.0.0.9:9998\"\nroom = \"walkie\""
         ));
         assert!(
             twice.contains("compat[1]") && twice.contains("taken by compat[0]"),

@@ -18,12 +18,17 @@ use crate::engine::Input;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// A session id no connection of any front-end has had.
+pub(crate) fn next_session() -> plugin_api::SessionId {
+    NEXT_SESSION.fetch_add(1, Ordering::Relaxed)
+}
+
 pub(crate) async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<EngineEvent>) {
     let mut acceptor = super::accept::Acceptor::new(listener, "control");
     loop {
         let (stream, peer) = acceptor.accept().await;
         let _ = stream.set_nodelay(true);
-        let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let session = next_session();
         let stream = Arc::new(stream);
         let outbox = Outbox::new(session, stream.clone());
         if engine
@@ -70,7 +75,7 @@ const LINGER: Duration = Duration::from_millis(2000);
 /// the last message (SERVER_CLOSE, TOO_MANY_ERRORS, FULL, LEFT KICKED) was
 /// lost whenever the client was writing at that moment. What the peer has
 /// received survives a reset.
-async fn linger(stream: &TcpStream, peer_open: bool) {
+pub(crate) async fn linger(stream: &TcpStream, peer_open: bool) {
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
     if !peer_open {
         return;
@@ -101,7 +106,7 @@ async fn linger(stream: &TcpStream, peer_open: bool) {
 
 /// Bytes written to `stream` (and its FIN) that the peer has not yet
 /// acknowledged: Linux's `SIOCOUTQ`.
-fn unacknowledged(stream: &TcpStream) -> Option<usize> {
+pub(crate) fn unacknowledged(stream: &TcpStream) -> Option<usize> {
     use std::os::fd::AsRawFd;
     let mut n: libc::c_int = 0;
     // SAFETY: SIOCOUTQ (TIOCOUTQ) on a TCP socket writes one int through

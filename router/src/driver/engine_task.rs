@@ -20,6 +20,25 @@ use crate::native::Renderer;
 /// Every open connection's outbox, by session.
 type Conns = rustc_hash::FxHashMap<SessionId, Arc<Outbox>>;
 
+/// What a front-end's session task is given by the engine task: what the
+/// engine told the session, in the engine's language, for the front-end to
+/// render its own way; or that the router closes it.
+#[derive(Debug, Clone)]
+pub enum FrontOut {
+    Told(Arc<Told>),
+    Close,
+}
+
+/// A front-end session's queue. A session that lets it fill up is closed,
+/// as a native one whose outbox overflows is.
+pub type FrontSink = mpsc::Sender<FrontOut>;
+
+/// How many messages a front-end session's queue holds.
+pub const FRONT_QUEUE: usize = 1024;
+
+/// Sessions of front-ends other than the native one.
+type Fronts = rustc_hash::FxHashMap<SessionId, FrontSink>;
+
 /// What the engine task receives.
 pub enum EngineEvent {
     Input(Input),
@@ -33,6 +52,12 @@ pub enum EngineEvent {
     Register {
         session: SessionId,
         outbox: Arc<Outbox>,
+    },
+    /// A new session of another front-end (a seed's): what it is told goes
+    /// to `sink` unrendered. Sent before its `Connected`.
+    RegisterFront {
+        session: SessionId,
+        sink: FrontSink,
     },
     /// Runs on the engine task with exclusive access (admin calls, stats);
     /// outputs it causes are dispatched right after.
@@ -139,6 +164,7 @@ pub(crate) async fn run_engine(
     times: SharedCommandTimes,
 ) {
     let mut conns: Conns = Conns::default();
+    let mut fronts: Fronts = Fronts::default();
     let mut writers = Writers::spawn(writer_count());
     let mut native = Renderer::default();
     // Connections told to close; at shutdown we wait for them to flush.
@@ -158,10 +184,11 @@ pub(crate) async fn run_engine(
                     if let Some(session) = gone {
                         // Normally the engine closed it; a session it never
                         // knew is forgotten here.
-                        dispatch(&mut engine, &mut hub, &mut conns, &mut closing, &mut writers, &media, &mut native);
+                        dispatch(&mut engine, &mut hub, &mut conns, &mut fronts, &mut closing, &mut writers, &media, &mut native);
                         if conns.remove(&session).is_some() {
                             writers.to(session, Job::Forget(session));
                         }
+                        fronts.remove(&session);
                     }
                 }
                 Some(EngineEvent::Line { input, read_at }) => {
@@ -171,6 +198,9 @@ pub(crate) async fn run_engine(
                 Some(EngineEvent::Register { session, outbox }) => {
                     conns.insert(session, outbox.clone());
                     writers.to(session, Job::Register(outbox));
+                }
+                Some(EngineEvent::RegisterFront { session, sink }) => {
+                    fronts.insert(session, sink);
                 }
                 Some(EngineEvent::Call(f)) => f(&mut engine, now()),
                 Some(EngineEvent::Watch { room, reply }) => {
@@ -199,6 +229,7 @@ pub(crate) async fn run_engine(
             &mut engine,
             &mut hub,
             &mut conns,
+            &mut fronts,
             &mut closing,
             &mut writers,
             &media,
@@ -248,13 +279,49 @@ fn writer_count() -> usize {
 /// One rendered line, newline included, shared by its receivers.
 type Line = Arc<[u8]>;
 
+/// Hands what is for front-end sessions to them, and returns the rest (a
+/// message for a room with both keeps its native receivers).
+fn to_fronts(fronts: &mut Fronts, out: Output) -> Option<Output> {
+    let mut give = |session: SessionId, what: FrontOut| {
+        let Some(sink) = fronts.get(&session) else {
+            return false;
+        };
+        // A front-end session too slow to take what it is told is closed
+        // (its task sees its queue end), as a native slow consumer is.
+        if sink.try_send(what).is_err() {
+            fronts.remove(&session);
+        }
+        true
+    };
+    match out {
+        Output::Send { session, told }
+        | Output::SendBulk { session, told }
+        | Output::Answer { session, told, .. }
+            if give(session, FrontOut::Told(told.clone())) =>
+        {
+            None
+        }
+        Output::Close { session } if give(session, FrontOut::Close) => {
+            fronts.remove(&session);
+            None
+        }
+        Output::SendAll { mut sessions, told } => {
+            sessions.retain(|s| !give(*s, FrontOut::Told(told.clone())));
+            (!sessions.is_empty()).then_some(Output::SendAll { sessions, told })
+        }
+        other => Some(other),
+    }
+}
+
 /// Hands the engine's outputs on: lines to the writers (in one batch per
 /// writer, sent by [`Writers::flush`]), media commands to the media
 /// workers, events to watchers.
+#[allow(clippy::too_many_arguments)]
 fn dispatch(
     engine: &mut Engine,
     hub: &mut WatchHub,
     conns: &mut Conns,
+    fronts: &mut Fronts,
     closing: &mut Vec<Arc<Outbox>>,
     writers: &mut Writers,
     media: &MediaOut,
@@ -264,6 +331,14 @@ fn dispatch(
     // once for all of them.
     let mut last: Option<(Arc<Told>, Option<Line>)> = None;
     while let Some(out) = engine.poll_output() {
+        let out = if fronts.is_empty() {
+            out
+        } else {
+            match to_fronts(fronts, out) {
+                Some(out) => out,
+                None => continue,
+            }
+        };
         match out {
             Output::Send { session, told } => {
                 let line = match &last {

@@ -68,6 +68,9 @@ pub struct Router {
     accept_task: tokio::task::JoinHandle<()>,
     media_stop: Arc<AtomicBool>,
     media_threads: Vec<std::thread::JoinHandle<()>>,
+    /// The seed front-ends' addresses and tasks.
+    fronts: Vec<crate::compat::FrontAddrs>,
+    front_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Scheduler ticks between two polls of the runtime's I/O driver.
@@ -160,6 +163,8 @@ impl Router {
             .await
             .with_context(|| format!("binding admin listener {}", config.admin))?;
         let admin_addr = admin_listener.local_addr()?;
+        let compat = crate::compat::bind(&config.compat).await?;
+        let fronts: Vec<_> = compat.iter().map(|b| b.addrs()).collect();
 
         let ecfg = config.engine_config(media_addrs.iter().map(|a| a.port()).collect());
         let start = Start {
@@ -227,6 +232,16 @@ impl Router {
             .instrument(info_span!("engine")),
         );
         let accept_task = tokio::spawn(connection::accept_loop(listener, engine_tx.clone()));
+        let front_tasks = crate::compat::spawn(
+            compat,
+            &crate::compat::Context {
+                engine: engine_tx.clone(),
+                workers: media_addrs.iter().map(|a| reachable(*a)).collect(),
+            },
+        );
+        for f in &fronts {
+            info!(seed = f.seed.name(), control = %f.control, media = ?f.media, "seed front-end started (plaintext)");
+        }
         let admin_task = tokio::spawn({
             let service = crate::admin::AdminService::new(
                 engine_tx.clone(),
@@ -259,7 +274,14 @@ impl Router {
             accept_task,
             media_stop,
             media_threads,
+            fronts,
+            front_tasks,
         })
+    }
+
+    /// Where each seed front-end listens, in the order configured.
+    pub fn front_addrs(&self) -> &[crate::compat::FrontAddrs] {
+        &self.fronts
     }
 
     pub fn control_addr(&self) -> SocketAddr {
@@ -305,6 +327,9 @@ impl Router {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
         self.accept_task.abort();
+        for t in &self.front_tasks {
+            t.abort();
+        }
         let _ = tokio::time::timeout(Duration::from_millis(300), &mut self.admin_task).await;
         let _ = tokio::time::timeout(
             SHUTDOWN_GRACE + Duration::from_millis(200),
@@ -326,6 +351,23 @@ impl Drop for Router {
         self.accept_task.abort();
         self.admin_task.abort();
         self.engine_task.abort();
+        for t in &self.front_tasks {
+            t.abort();
+        }
+    }
+}
+
+/// `addr` as a peer on this machine reaches it: loopback for a socket bound
+/// to every address.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
     }
 }
 

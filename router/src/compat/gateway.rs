@@ -1,0 +1,208 @@
+//! A seed session's media leg: a UDP socket of its own, bound by STUN to its
+//! room's media worker as a native client's is, so the worker forwards to it
+//! and from it exactly as for any member (the floor enforced, no echo to the
+//! talker, mute, statistics). The front-end re-frames the seed's raw PCM into
+//! RTP L16 on this leg and back: byte order swapped (seed PCM is
+//! little-endian, RFC 3551 L16 big-endian), sample runs split and joined.
+//! Nothing is decoded.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use proto::codec::Codec;
+use proto::media::{self, PacketKind};
+use tokio::net::UdpSocket;
+
+/// The largest datagram a seed sends (seed 002's JPEG frames: the most one
+/// IPv4 UDP datagram carries).
+pub const SEED_DATAGRAM: usize = 65_507;
+
+/// Samples in one RTP packet made from seed PCM: 1,024 bytes of payload,
+/// within the router's 1,500-byte datagrams (seed 000's 2,048-byte
+/// datagrams become two packets).
+pub const SAMPLES_PER_PACKET: usize = 512;
+
+/// STUN attempts when binding a leg, and how long each waits.
+const BIND_TRIES: u32 = 10;
+const BIND_WAIT: Duration = Duration::from_millis(200);
+
+/// A seed front-end's own UDP socket (the seed's port), with room for its
+/// clients' bursts.
+pub fn seed_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
+}
+
+/// Swaps the two bytes of every 16-bit sample of `src` onto `dst` (a
+/// trailing odd byte is dropped): little-endian PCM to L16 and back.
+pub fn swap16(src: &[u8], dst: &mut Vec<u8>) {
+    dst.reserve(src.len());
+    for s in src.chunks_exact(2) {
+        dst.push(s[1]);
+        dst.push(s[0]);
+    }
+}
+
+/// The sending half's RTP state.
+struct RtpOut {
+    seq: u16,
+    /// Timestamp of the next sample.
+    ts: u32,
+    /// When the last packet went, and how long its samples last.
+    last: Option<(Instant, Duration)>,
+}
+
+/// One session's leg to its media worker.
+pub struct Leg {
+    socket: UdpSocket,
+    codec: &'static Codec,
+    ssrc: u32,
+    out: Mutex<RtpOut>,
+}
+
+/// One RTP packet of the room's audio, as seed PCM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    /// Its sender's SSRC.
+    pub ssrc: u32,
+    /// Little-endian 16-bit samples.
+    pub pcm: Vec<u8>,
+}
+
+impl Leg {
+    /// A leg for the session with `token` and audio SSRC `ssrc`, bound at
+    /// the media worker `worker` by STUN (retried, as a client would).
+    pub async fn bind(
+        worker: SocketAddr,
+        token: &str,
+        ssrc: u32,
+        codec: &'static Codec,
+        seed: u64,
+    ) -> io::Result<Leg> {
+        let local: SocketAddr = if worker.is_ipv4() {
+            ([127, 0, 0, 1], 0).into()
+        } else {
+            (std::net::Ipv6Addr::LOCALHOST, 0).into()
+        };
+        let socket = UdpSocket::bind(local).await?;
+        socket.connect(worker).await?;
+        let mut buf = vec![0u8; 2048];
+        for _ in 0..BIND_TRIES {
+            let (req, tid) = media::binding_request(token).map_err(io::Error::other)?;
+            socket.send(&req).await?;
+            let deadline = tokio::time::Instant::now() + BIND_WAIT;
+            while let Ok(got) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+                let n = got?;
+                if media::parse_binding_response(&buf[..n], tid).is_some() {
+                    return Ok(Leg {
+                        socket,
+                        codec,
+                        ssrc,
+                        out: Mutex::new(RtpOut {
+                            seq: seed as u16,
+                            ts: (seed >> 16) as u32,
+                            last: None,
+                        }),
+                    });
+                }
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the media worker did not answer the leg's STUN binding",
+        ))
+    }
+
+    pub fn codec(&self) -> &'static Codec {
+        self.codec
+    }
+
+    /// Sends little-endian PCM (any whole number of samples) into the room
+    /// as RTP L16, [`SAMPLES_PER_PACKET`] samples a packet. The timestamp
+    /// follows the samples, and jumps over a pause (a new talk burst, which
+    /// is marked) so receivers' jitter buffers play it on time.
+    pub fn send_pcm(&self, pcm: &[u8], now: Instant) {
+        let Ok(mut out) = self.out.lock() else { return };
+        let rate = self.codec.clock_rate;
+        let mut marker = false;
+        if let Some((at, lasts)) = out.last {
+            let gap = now.saturating_duration_since(at);
+            if gap > lasts * 2 + Duration::from_millis(20) {
+                let behind = (gap.saturating_sub(lasts).as_secs_f64() * f64::from(rate)) as u32;
+                out.ts = out.ts.wrapping_add(behind);
+                marker = true;
+            }
+        } else {
+            marker = true;
+        }
+        let mut payload = Vec::with_capacity(SAMPLES_PER_PACKET * 2);
+        let mut samples_sent = 0usize;
+        for chunk in pcm.chunks(SAMPLES_PER_PACKET * 2) {
+            payload.clear();
+            swap16(chunk, &mut payload);
+            if payload.is_empty() {
+                continue;
+            }
+            let samples = payload.len() / 2;
+            let packet = media::build_rtp(
+                self.codec.payload_type,
+                out.seq,
+                out.ts,
+                self.ssrc,
+                marker,
+                &payload,
+            );
+            marker = false;
+            // A full socket buffer loses this packet, as the network would.
+            let _ = self.socket.try_send(&packet);
+            out.seq = out.seq.wrapping_add(1);
+            out.ts = out.ts.wrapping_add(samples as u32);
+            samples_sent += samples;
+        }
+        let lasts = Duration::from_secs_f64(samples_sent as f64 / f64::from(rate.max(1)));
+        out.last = Some((now, lasts));
+    }
+
+    /// The next packet of the room's audio in the room's codec, as seed
+    /// PCM; other packets (video, RTCP, other payload types) are skipped.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Heard> {
+        loop {
+            let n = self.socket.recv(buf).await?;
+            let data = &buf[..n];
+            if media::classify(data) != PacketKind::Rtp {
+                continue;
+            }
+            let Some((h, pt, payload)) = media::rtp_payload(data) else {
+                continue;
+            };
+            if pt != self.codec.payload_type || !self.codec.is_l16() {
+                continue;
+            }
+            let mut pcm = Vec::with_capacity(payload.len());
+            swap16(payload, &mut pcm);
+            return Ok(Heard { ssrc: h.ssrc, pcm });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_swap_byte_order_and_odd_bytes_drop() {
+        let mut out = Vec::new();
+        swap16(&[1, 2, 3, 4, 5], &mut out);
+        assert_eq!(out, [2, 1, 4, 3]);
+        let mut back = Vec::new();
+        swap16(&out, &mut back);
+        assert_eq!(back, [1, 2, 3, 4]);
+    }
+}

@@ -1,0 +1,345 @@
+//! Seed 000 (push-to-talk) clients through the router's front-end. The seed
+//! client here is written from ../shared/compat.md alone and speaks only the
+//! seed's wire format: its username as the first write, bare `MIC_REQUEST` /
+//! `MIC_RELEASE`, each answer compared with one whole `recv()`, and raw
+//! little-endian 44.1 kHz PCM datagrams from (its IP, the port it was given).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use proto::control::ServerMessage;
+use proto_grpc::admin::{
+    GrantFloorRequest, KickParticipantRequest, ListParticipantsRequest, MuteParticipantRequest,
+    ParticipantRef, RevokeFloorRequest, WatchRoomRequest, participant_ref,
+};
+use router::config::{CompatConfig, RoomConfig, Seed};
+use switchboard_tests::{admin, describe, start_router, wait_for};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+const WAIT: Duration = Duration::from_secs(5);
+/// How long a test waits to be sure something does not come.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// A router with a seed-000 front-end for room `walkie` (L16 at 44.1 kHz).
+async fn router() -> router::Router {
+    start_router(|c| {
+        c.rooms.push(RoomConfig {
+            name: "walkie".into(),
+            kind: "ptt".into(),
+            max_participants: 0,
+            options: plugin_api::sim::options(&[("codec", serde_json::json!("l16-44k"))]),
+        });
+        c.compat.push(CompatConfig {
+            seed: Seed::Ptt,
+            control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+            media: Some("127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!())),
+            room: Some("walkie".into()),
+        });
+    })
+    .await
+}
+
+fn front(r: &router::Router) -> (SocketAddr, SocketAddr) {
+    let f = r.front_addrs()[0];
+    let media = f.media.unwrap_or_else(|| panic!("no media address"));
+    (f.control, media)
+}
+
+/// A seed-000 client as compat.md describes one: a thread (here a task)
+/// that keeps calling `recv()` and takes each result as one message.
+struct Seed000 {
+    tcp: tokio::net::tcp::OwnedWriteHalf,
+    heard: tokio::sync::mpsc::UnboundedReceiver<String>,
+    udp: UdpSocket,
+    /// The server's UDP port.
+    server: SocketAddr,
+    port: u16,
+}
+
+impl Seed000 {
+    /// Connects from `ip`, says `name`, and binds the port it is given.
+    async fn join(control: SocketAddr, media: SocketAddr, ip: Ipv4Addr, name: &str) -> Seed000 {
+        let sock = TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+        if let Err(e) = sock.bind(SocketAddr::new(IpAddr::V4(ip), 0)) {
+            panic!("bind {ip}: {e}");
+        }
+        let mut tcp = sock
+            .connect(control)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
+        let _ = tcp.set_nodelay(true);
+        tcp.write_all(name.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: write: {e}"));
+        let reply = recv_one(&mut tcp)
+            .await
+            .unwrap_or_else(|| panic!("{name}: no udp_port"));
+        let v: serde_json::Value =
+            serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{name}: {reply:?}: {e}"));
+        let port = v["udp_port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_else(|| panic!("{name}: {reply:?}"));
+        let udp = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ip), port))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: bind UDP {ip}:{port}: {e}"));
+        let (mut rd, tcp) = tcp.into_split();
+        let (tx, heard) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 1024];
+            while let Ok(n @ 1..) = rd.read(&mut buf).await {
+                if tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Seed000 {
+            tcp,
+            heard,
+            udp,
+            server: media,
+            port,
+        }
+    }
+
+    async fn say(&mut self, words: &str) {
+        if let Err(e) = self.tcp.write_all(words.as_bytes()).await {
+            panic!("write {words}: {e}");
+        }
+    }
+
+    /// The next message: one whole `recv()`, as the seed client reads it.
+    async fn hear(&mut self) -> String {
+        match tokio::time::timeout(WAIT, self.heard.recv()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => panic!("closed"),
+            Err(_) => panic!("nothing heard"),
+        }
+    }
+
+    /// Nothing arrives for a while.
+    async fn silent(&mut self) -> Option<String> {
+        tokio::time::timeout(QUIET, self.heard.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn talk(&self, pcm: &[u8]) {
+        if let Err(e) = self.udp.send_to(pcm, self.server).await {
+            panic!("send audio: {e}");
+        }
+    }
+
+    /// Every datagram until a quiet spell.
+    async fn heard_audio(&self) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(Ok(n)) = tokio::time::timeout(QUIET, self.udp.recv(&mut buf)).await {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+}
+
+async fn recv_one(tcp: &mut TcpStream) -> Option<String> {
+    let mut buf = vec![0u8; 1024];
+    match tcp.read(&mut buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+    }
+}
+
+/// One seed datagram: 1,024 samples of a ramp, little-endian.
+fn datagram(k: u16) -> Vec<u8> {
+    (0..1024u16)
+        .flat_map(|i| (i.wrapping_mul(31) ^ k).to_le_bytes())
+        .collect()
+}
+
+fn ip(a: u8, b: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, a, b)
+}
+
+#[tokio::test]
+async fn seed_clients_get_unique_ports_and_the_floor_as_the_seed_says_it() {
+    let r = router().await;
+    let (control, media) = front(&r);
+    let mut a = Seed000::join(control, media, ip(1, 2), "alice").await;
+    let mut b = Seed000::join(control, media, ip(1, 3), "bob").await;
+    assert_ne!(a.port, b.port);
+
+    // Asked and granted: every client is told, each message alone.
+    a.say("MIC_REQUEST").await;
+    assert_eq!(a.hear().await, "MIC_GRANTED:alice");
+    assert_eq!(b.hear().await, "MIC_GRANTED:alice");
+    // Taken: the requester alone is denied; seed rooms do not queue (the
+    // ptt room does, for native clients), so a release grants nobody.
+    b.say("MIC_REQUEST").await;
+    assert_eq!(b.hear().await, "MIC_DENIED");
+    assert_eq!(a.silent().await, None, "the holder hears nothing of it");
+
+    // Only the holder's audio is forwarded, never back to it; a
+    // 2,048-byte datagram arrives whole (as two 1,024-byte halves).
+    let sent: Vec<Vec<u8>> = (0..5).map(datagram).collect();
+    for d in &sent {
+        a.talk(d).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let got = b.heard_audio().await;
+    assert_eq!(
+        got.concat(),
+        sent.concat(),
+        "bob hears alice's PCM as she sent it"
+    );
+    assert!(got.iter().all(|d| d.len() <= 2048 && d.len() % 2 == 0));
+    assert!(a.heard_audio().await.is_empty(), "no echo to the talker");
+    b.talk(&datagram(9)).await;
+    assert!(
+        a.heard_audio().await.is_empty(),
+        "the floor is enforced on media: bob is not heard"
+    );
+
+    // Released: every client is told; the floor is free (bob was not
+    // queued, so nobody holds it).
+    a.say("MIC_RELEASE").await;
+    assert_eq!(a.hear().await, "MIC_RELEASED");
+    assert_eq!(b.hear().await, "MIC_RELEASED");
+    assert_eq!(
+        b.silent().await,
+        None,
+        "no grant for a request that was denied"
+    );
+
+    // Words coalesced in one write, and split across two.
+    b.say("MIC_REQUESTMIC_RELEASE").await;
+    assert_eq!(b.hear().await, "MIC_GRANTED:bob");
+    assert_eq!(b.hear().await, "MIC_RELEASED", "a message of its own");
+    assert_eq!(a.hear().await, "MIC_GRANTED:bob");
+    assert_eq!(a.hear().await, "MIC_RELEASED");
+    b.say("MIC_REQ").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    b.say("UEST").await;
+    assert_eq!(b.hear().await, "MIC_GRANTED:bob");
+    assert_eq!(a.hear().await, "MIC_GRANTED:bob");
+
+    // The holder leaves: the room is told at once and goes on.
+    drop(b);
+    assert_eq!(a.hear().await, "MIC_RELEASED");
+    a.say("MIC_REQUEST").await;
+    assert_eq!(a.hear().await, "MIC_GRANTED:alice");
+
+    // Ports stay unique among live clients after a leave (the original's
+    // 10000 + count repeated a live one), and a taken name is numbered.
+    let c = Seed000::join(control, media, ip(1, 4), "alice").await;
+    let d = Seed000::join(control, media, ip(1, 4), "dave").await;
+    let ports = [a.port, c.port, d.port];
+    assert!(
+        ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2],
+        "{ports:?}"
+    );
+    let mut g = admin(&r).await;
+    let list = g
+        .list_participants(ListParticipantsRequest {
+            room: "walkie".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let mut names: Vec<String> = list.participants.into_iter().map(|p| p.nickname).collect();
+    names.sort();
+    assert_eq!(names, ["alice", "alice-2", "dave"]);
+    drop((c, d));
+    r.shutdown().await;
+}
+
+fn who(nick: &str) -> Option<ParticipantRef> {
+    Some(ParticipantRef {
+        who: Some(participant_ref::Who::Nickname(nick.into())),
+    })
+}
+
+#[tokio::test]
+async fn seed_sessions_are_members_like_any_other() {
+    let r = router().await;
+    let (control, media) = front(&r);
+    let mut g = admin(&r).await;
+    let mut events = g
+        .watch_room(WatchRoomRequest {
+            room: "walkie".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let mut a = Seed000::join(control, media, ip(2, 2), "ann").await;
+    // A native member in the same room sees the seed client in its list
+    // and hears its floor.
+    let (mut n, nm) = switchboard_tests::member(r.control_addr(), "nat", "walkie").await;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &String| e.contains("ann")) {
+        match tokio::time::timeout(WAIT, events.message()).await {
+            Ok(Ok(Some(ev))) => seen.push(describe(&ev)),
+            other => panic!("watch: {other:?}; saw {seen:?}"),
+        }
+    }
+    // An operator gives the seed client the floor and takes it back.
+    g.grant_floor(GrantFloorRequest {
+        room: "walkie".into(),
+        participant: who("ann"),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.hear().await, "MIC_GRANTED:ann");
+    wait_for(&mut n, WAIT, "MIC_GRANTED ann", |m| {
+        matches!(m, ServerMessage::MicGranted { holder, .. } if holder == "ann").then_some(())
+    })
+    .await;
+    // Its audio reaches the native member as RTP L16 (PT 113, big-endian).
+    let d = datagram(3);
+    a.talk(&d).await;
+    let mut pcm = Vec::new();
+    while let Ok(Some(p)) = nm.recv(QUIET).await {
+        let Some((_, pt, payload)) = proto::media::rtp_payload(&p) else {
+            continue;
+        };
+        assert_eq!(pt, 113);
+        pcm.extend(payload.chunks_exact(2).flat_map(|s| [s[1], s[0]]));
+    }
+    assert_eq!(pcm, d, "the native member hears the seed's samples");
+    g.revoke_floor(RevokeFloorRequest {
+        room: "walkie".into(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.hear().await, "MIC_RELEASED");
+    // Muted: its request is refused, so denied.
+    g.mute_participant(MuteParticipantRequest {
+        room: "walkie".into(),
+        participant: who("ann"),
+        muted: true,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    a.say("MIC_REQUEST").await;
+    assert_eq!(a.hear().await, "MIC_DENIED");
+    // Kicked: its connection closes.
+    g.kick_participant(KickParticipantRequest {
+        room: "walkie".into(),
+        participant: who("ann"),
+        reason: "enough".into(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let closed = tokio::time::timeout(WAIT, a.heard.recv()).await;
+    assert_eq!(
+        closed.ok(),
+        Some(None),
+        "the kicked client's connection ends"
+    );
+    drop(n);
+    r.shutdown().await;
+}
