@@ -229,7 +229,7 @@ impl Seed {
 
     /// Whether this build has the seed's front-end.
     pub fn built(self) -> bool {
-        matches!(self, Seed::Ptt)
+        matches!(self, Seed::Ptt | Seed::Chat)
     }
 
     pub fn name(self) -> &'static str {

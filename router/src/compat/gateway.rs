@@ -50,6 +50,46 @@ pub fn swap16(src: &[u8], dst: &mut Vec<u8>) {
     }
 }
 
+/// Seed PCM of any packet size re-cut into the seed's own frame size (seed
+/// 004's 1,024-sample lines, 001's 882 samples): whole frames come out in
+/// order; beyond `max_frames` waiting, the oldest samples are dropped (a
+/// receiver that cannot keep up loses audio, it does not build a delay).
+#[derive(Debug)]
+pub struct Rechunk {
+    buf: Vec<u8>,
+    frame: usize,
+    max_frames: usize,
+}
+
+impl Rechunk {
+    pub fn new(frame_bytes: usize, max_frames: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            frame: frame_bytes.max(1),
+            max_frames: max_frames.max(1),
+        }
+    }
+
+    pub fn push(&mut self, pcm: &[u8]) {
+        self.buf.extend_from_slice(pcm);
+        let max = self.frame * self.max_frames;
+        if self.buf.len() > max {
+            // Keep whole samples: drop an even number of bytes.
+            let over = (self.buf.len() - max + 1) & !1;
+            self.buf.drain(..over.min(self.buf.len()));
+        }
+    }
+
+    pub fn pop(&mut self) -> Option<Vec<u8>> {
+        (self.buf.len() >= self.frame).then(|| self.buf.drain(..self.frame).collect())
+    }
+
+    /// Forgets what waits (the talker stopped).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+}
+
 /// The sending half's RTP state.
 struct RtpOut {
     seq: u16,
@@ -195,6 +235,21 @@ impl Leg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pcm_is_recut_into_whole_frames_and_a_backlog_is_bounded() {
+        let mut r = Rechunk::new(8, 2);
+        r.push(&[1, 2, 3, 4, 5, 6]);
+        assert_eq!(r.pop(), None);
+        r.push(&[7, 8, 9, 10]);
+        assert_eq!(r.pop(), Some(vec![1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(r.pop(), None);
+        // 2 + 20 bytes wait, at most 16 are kept: the newest.
+        r.push(&(11..31).collect::<Vec<u8>>());
+        assert_eq!(r.pop(), Some((15..23).collect::<Vec<u8>>()));
+        assert_eq!(r.pop(), Some((23..31).collect::<Vec<u8>>()));
+        assert_eq!(r.pop(), None);
+    }
 
     #[test]
     fn samples_swap_byte_order_and_odd_bytes_drop() {

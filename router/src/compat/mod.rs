@@ -10,8 +10,10 @@
 //! - this module: binding the configured sockets at start, the [`Link`] a
 //!   session task has to the engine, nicknames, the client port pool;
 //! - [`gateway`]: a session's media leg to its room's media worker;
-//! - [`ptt`]: seed 000, push-to-talk.
+//! - [`ptt`]: seed 000, push-to-talk;
+//! - [`chat`]: seed 004, chat with exclusive voice.
 
+pub mod chat;
 pub mod gateway;
 pub mod ptt;
 
@@ -106,6 +108,7 @@ pub fn spawn(bound: Vec<Bound>, ctx: &Context) -> Vec<tokio::task::JoinHandle<()
             let ctx = ctx.clone();
             match b.config.seed {
                 Seed::Ptt => tokio::spawn(ptt::run(b, ctx)),
+                Seed::Chat => tokio::spawn(chat::run(b, ctx)),
                 // The other seeds' front-ends are still to come; their
                 // tables are refused at start (`Config::check_compat`).
                 _ => tokio::spawn(async {}),
