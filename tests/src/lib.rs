@@ -128,4 +128,5 @@ pub fn describe(ev: &proto_grpc::admin::RoomEvent) -> String {
 }
 
 pub mod audio;
+pub mod seed;
 pub mod shim;

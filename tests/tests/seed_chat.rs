@@ -3,18 +3,14 @@
 //! newline-terminated lines, the first its nickname, voice as `VOICE:` lines
 //! of base64 PCM on the same connection.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine as _;
 use proto::control::ServerMessage;
 use router::config::{CompatConfig, RoomConfig, Seed};
+use switchboard_tests::seed::{QUIET, Seed004, WAIT, voice_of};
 use switchboard_tests::{start_router, wait_for};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-const WAIT: Duration = Duration::from_secs(5);
-const QUIET: Duration = Duration::from_millis(300);
 /// Voice lines sent past a reader that never reads: 4 MB.
 const LINES: u16 = 1500;
 
@@ -36,93 +32,9 @@ async fn router() -> router::Router {
     .await
 }
 
-/// A seed-004 client: a task reads lines as they come.
-struct Seed004 {
-    wr: tokio::net::tcp::OwnedWriteHalf,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-}
-
-impl Seed004 {
-    async fn join(control: SocketAddr, nick: &str) -> Seed004 {
-        let tcp = TcpStream::connect(control)
-            .await
-            .unwrap_or_else(|e| panic!("{nick}: {e}"));
-        let (rd, wr) = tcp.into_split();
-        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut rd = BufReader::new(rd).lines();
-            while let Ok(Some(l)) = rd.next_line().await {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut c = Seed004 { wr, lines };
-        c.say(nick).await;
-        c
-    }
-
-    async fn say(&mut self, line: &str) {
-        if let Err(e) = self.wr.write_all(format!("{line}\n").as_bytes()).await {
-            panic!("write {line}: {e}");
-        }
-    }
-
-    async fn talk(&mut self, pcm: &[u8]) {
-        let l = format!(
-            "VOICE:{}",
-            base64::engine::general_purpose::STANDARD.encode(pcm)
-        );
-        self.say(&l).await;
-    }
-
-    /// Lines up to and including the first `want` picks; panics with what
-    /// came instead.
-    async fn until(&mut self, want: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut seen = Vec::new();
-        loop {
-            match tokio::time::timeout(WAIT, self.lines.recv()).await {
-                Ok(Some(l)) => {
-                    let done = want(&l);
-                    seen.push(l);
-                    if done {
-                        return seen;
-                    }
-                }
-                other => panic!("waiting: {other:?}; saw {seen:?}"),
-            }
-        }
-    }
-
-    async fn expect(&mut self, line: &str) -> Vec<String> {
-        self.until(|l| l == line).await
-    }
-
-    /// Every line until a quiet spell.
-    async fn rest(&mut self) -> Vec<String> {
-        let mut got = Vec::new();
-        while let Ok(Some(l)) = tokio::time::timeout(QUIET, self.lines.recv()).await {
-            got.push(l);
-        }
-        got
-    }
-}
-
 fn pcm(k: u16) -> Vec<u8> {
     (0..1024u16)
         .flat_map(|i| (i.wrapping_mul(17) ^ k).to_le_bytes())
-        .collect()
-}
-
-fn voice_of(lines: &[String]) -> Vec<u8> {
-    lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("VOICE:"))
-        .flat_map(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .unwrap_or_else(|e| panic!("{e}"))
-        })
         .collect()
 }
 

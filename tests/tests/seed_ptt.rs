@@ -4,7 +4,7 @@
 //! `MIC_RELEASE`, each answer compared with one whole `recv()`, and raw
 //! little-endian 44.1 kHz PCM datagrams from (its IP, the port it was given).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use proto::control::ServerMessage;
@@ -13,13 +13,8 @@ use proto_grpc::admin::{
     ParticipantRef, RevokeFloorRequest, WatchRoomRequest, participant_ref,
 };
 use router::config::{CompatConfig, RoomConfig, Seed};
+use switchboard_tests::seed::{QUIET, Seed000, WAIT, datagram, ip};
 use switchboard_tests::{admin, describe, start_router, wait_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
-
-const WAIT: Duration = Duration::from_secs(5);
-/// How long a test waits to be sure something does not come.
-const QUIET: Duration = Duration::from_millis(300);
 
 /// A router with a seed-000 front-end for room `walkie` (L16 at 44.1 kHz).
 async fn router() -> router::Router {
@@ -44,125 +39,6 @@ fn front(r: &router::Router) -> (SocketAddr, SocketAddr) {
     let f = r.front_addrs()[0];
     let media = f.media.unwrap_or_else(|| panic!("no media address"));
     (f.control, media)
-}
-
-/// A seed-000 client as compat.md describes one: a thread (here a task)
-/// that keeps calling `recv()` and takes each result as one message.
-struct Seed000 {
-    tcp: tokio::net::tcp::OwnedWriteHalf,
-    heard: tokio::sync::mpsc::UnboundedReceiver<String>,
-    udp: UdpSocket,
-    /// The server's UDP port.
-    server: SocketAddr,
-    port: u16,
-}
-
-impl Seed000 {
-    /// Connects from `ip`, says `name`, and binds the port it is given.
-    async fn join(control: SocketAddr, media: SocketAddr, ip: Ipv4Addr, name: &str) -> Seed000 {
-        let sock = TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
-        if let Err(e) = sock.bind(SocketAddr::new(IpAddr::V4(ip), 0)) {
-            panic!("bind {ip}: {e}");
-        }
-        let mut tcp = sock
-            .connect(control)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
-        let _ = tcp.set_nodelay(true);
-        tcp.write_all(name.as_bytes())
-            .await
-            .unwrap_or_else(|e| panic!("{name}: write: {e}"));
-        let reply = recv_one(&mut tcp)
-            .await
-            .unwrap_or_else(|| panic!("{name}: no udp_port"));
-        let v: serde_json::Value =
-            serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{name}: {reply:?}: {e}"));
-        let port = v["udp_port"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or_else(|| panic!("{name}: {reply:?}"));
-        let udp = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ip), port))
-            .await
-            .unwrap_or_else(|e| panic!("{name}: bind UDP {ip}:{port}: {e}"));
-        let (mut rd, tcp) = tcp.into_split();
-        let (tx, heard) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 1024];
-            while let Ok(n @ 1..) = rd.read(&mut buf).await {
-                if tx
-                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        Seed000 {
-            tcp,
-            heard,
-            udp,
-            server: media,
-            port,
-        }
-    }
-
-    async fn say(&mut self, words: &str) {
-        if let Err(e) = self.tcp.write_all(words.as_bytes()).await {
-            panic!("write {words}: {e}");
-        }
-    }
-
-    /// The next message: one whole `recv()`, as the seed client reads it.
-    async fn hear(&mut self) -> String {
-        match tokio::time::timeout(WAIT, self.heard.recv()).await {
-            Ok(Some(m)) => m,
-            Ok(None) => panic!("closed"),
-            Err(_) => panic!("nothing heard"),
-        }
-    }
-
-    /// Nothing arrives for a while.
-    async fn silent(&mut self) -> Option<String> {
-        tokio::time::timeout(QUIET, self.heard.recv())
-            .await
-            .ok()
-            .flatten()
-    }
-
-    async fn talk(&self, pcm: &[u8]) {
-        if let Err(e) = self.udp.send_to(pcm, self.server).await {
-            panic!("send audio: {e}");
-        }
-    }
-
-    /// Every datagram until a quiet spell.
-    async fn heard_audio(&self) -> Vec<Vec<u8>> {
-        let mut got = Vec::new();
-        let mut buf = vec![0u8; 65_536];
-        while let Ok(Ok(n)) = tokio::time::timeout(QUIET, self.udp.recv(&mut buf)).await {
-            got.push(buf[..n].to_vec());
-        }
-        got
-    }
-}
-
-async fn recv_one(tcp: &mut TcpStream) -> Option<String> {
-    let mut buf = vec![0u8; 1024];
-    match tcp.read(&mut buf).await {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
-    }
-}
-
-/// One seed datagram: 1,024 samples of a ramp, little-endian.
-fn datagram(k: u16) -> Vec<u8> {
-    (0..1024u16)
-        .flat_map(|i| (i.wrapping_mul(31) ^ k).to_le_bytes())
-        .collect()
-}
-
-fn ip(a: u8, b: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, a, b)
 }
 
 #[tokio::test]

@@ -220,6 +220,42 @@ async fn session(stream: TcpStream, peer: SocketAddr, front: Arc<Front>, ctx: Co
     let mut heartbeat = tokio::time::interval(welcome.heartbeat_interval);
     let mut heard = vec![0u8; 2048];
     let why = loop {
+        // What was read, including what came with the nickname.
+        let mut too_long = false;
+        while let Some(frame) = framer.next_frame() {
+            let line = match frame {
+                Frame::Line(l) => parse(&l),
+                Frame::TooLong => {
+                    too_long = true;
+                    break;
+                }
+            };
+            let (name, command) = match line {
+                Line::Msg(text) => ("MSG", RoomCommand::Chat { text, to: None }),
+                Line::Start => {
+                    view.asking = true;
+                    ("STATUS:START", RoomCommand::FloorRequest { priority: 0 })
+                }
+                Line::Stop => ("STATUS:STOP", RoomCommand::FloorRelease),
+                Line::Voice(pcm) => {
+                    // The media worker forwards it only while this session
+                    // holds the floor.
+                    leg.send_pcm(&pcm, Instant::now());
+                    continue;
+                }
+                Line::Bad => {
+                    bad += 1;
+                    continue;
+                }
+            };
+            let _ = link.send(name, Command::Room(command)).await;
+        }
+        if too_long {
+            break "a line too long";
+        }
+        if bad > MAX_BAD_LINES {
+            break "too many lines that are not the seed's";
+        }
         if out.lines.len() > LINE_QUEUE {
             break "too slow to read its lines";
         }
@@ -249,47 +285,10 @@ async fn session(stream: TcpStream, peer: SocketAddr, front: Arc<Front>, ctx: Co
                     break "its connection failed";
                 }
             }
-            r = rd.read(&mut read) => {
-                match r {
-                    Ok(n) if n > 0 => framer.push(&read[..n]),
-                    _ => break "the client closed",
-                }
-                let mut too_long = false;
-                while let Some(frame) = framer.next_frame() {
-                    let line = match frame {
-                        Frame::Line(l) => parse(&l),
-                        Frame::TooLong => {
-                            too_long = true;
-                            break;
-                        }
-                    };
-                    let (name, command) = match line {
-                        Line::Msg(text) => ("MSG", RoomCommand::Chat { text, to: None }),
-                        Line::Start => {
-                            view.asking = true;
-                            ("STATUS:START", RoomCommand::FloorRequest { priority: 0 })
-                        }
-                        Line::Stop => ("STATUS:STOP", RoomCommand::FloorRelease),
-                        Line::Voice(pcm) => {
-                            // The media worker forwards it only while this
-                            // session holds the floor.
-                            leg.send_pcm(&pcm, Instant::now());
-                            continue;
-                        }
-                        Line::Bad => {
-                            bad += 1;
-                            continue;
-                        }
-                    };
-                    let _ = link.send(name, Command::Room(command)).await;
-                }
-                if too_long {
-                    break "a line too long";
-                }
-                if bad > MAX_BAD_LINES {
-                    break "too many lines that are not the seed's";
-                }
-            }
+            r = rd.read(&mut read) => match r {
+                Ok(n) if n > 0 => framer.push(&read[..n]),
+                _ => break "the client closed",
+            },
             h = leg.recv(&mut heard) => {
                 if let Ok(h) = h {
                     chunks.push(&h.pcm);

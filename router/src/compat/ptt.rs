@@ -216,6 +216,24 @@ async fn session(stream: TcpStream, peer: SocketAddr, front: Arc<Front>, ctx: Co
     let mut heard = vec![0u8; 2048];
     let mut garbage = 0usize;
     let why = loop {
+        // What was read, including what came with the username.
+        while let Some(input) = parser.next_input() {
+            let (name, command) = match input {
+                Input::Request => {
+                    floor.asking = true;
+                    ("MIC_REQUEST", RoomCommand::FloorRequest { priority: 0 })
+                }
+                Input::Release => ("MIC_RELEASE", RoomCommand::FloorRelease),
+                Input::Garbage(n) => {
+                    garbage += n;
+                    continue;
+                }
+            };
+            let _ = link.send(name, Command::Room(command)).await;
+        }
+        if garbage > MAX_GARBAGE_BYTES {
+            break "too much garbage";
+        }
         tokio::select! {
             biased;
             r = out.ready(), if out.pending() => {
@@ -235,30 +253,10 @@ async fn session(stream: TcpStream, peer: SocketAddr, front: Arc<Front>, ctx: Co
                     Rendered::End => break "told to leave",
                 }
             }
-            r = rd.read(&mut read) => {
-                let n = match r {
-                    Ok(n) if n > 0 => n,
-                    _ => break "the client closed",
-                };
-                parser.push(&read[..n]);
-                while let Some(input) = parser.next_input() {
-                    let (name, command) = match input {
-                        Input::Request => {
-                            floor.asking = true;
-                            ("MIC_REQUEST", RoomCommand::FloorRequest { priority: 0 })
-                        }
-                        Input::Release => ("MIC_RELEASE", RoomCommand::FloorRelease),
-                        Input::Garbage(n) => {
-                            garbage += n;
-                            continue;
-                        }
-                    };
-                    let _ = link.send(name, Command::Room(command)).await;
-                }
-                if garbage > MAX_GARBAGE_BYTES {
-                    break "too much garbage";
-                }
-            }
+            r = rd.read(&mut read) => match r {
+                Ok(n) if n > 0 => parser.push(&read[..n]),
+                _ => break "the client closed",
+            },
             h = leg.recv(&mut heard) => {
                 if let Ok(h) = h {
                     let _ = front.media.try_send_to(&h.pcm, client);

@@ -1,0 +1,220 @@
+//! Clients of the seed systems, written from ../shared/compat.md alone and
+//! speaking only each seed's wire format, for the front-ends' tests.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+/// How long a seed client waits for what it expects.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long it waits to be sure something does not come.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// A seed-000 client as compat.md describes one: a thread (here a task)
+/// that keeps calling `recv()` and takes each result as one message.
+pub struct Seed000 {
+    pub tcp: tokio::net::tcp::OwnedWriteHalf,
+    pub heard: tokio::sync::mpsc::UnboundedReceiver<String>,
+    pub udp: UdpSocket,
+    /// The server's UDP port.
+    pub server: SocketAddr,
+    pub port: u16,
+}
+
+impl Seed000 {
+    /// Connects from `ip`, says `name`, and binds the port it is given.
+    pub async fn join(control: SocketAddr, media: SocketAddr, ip: Ipv4Addr, name: &str) -> Seed000 {
+        let sock = TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+        if let Err(e) = sock.bind(SocketAddr::new(IpAddr::V4(ip), 0)) {
+            panic!("bind {ip}: {e}");
+        }
+        let mut tcp = sock
+            .connect(control)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
+        let _ = tcp.set_nodelay(true);
+        tcp.write_all(name.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: write: {e}"));
+        let reply = recv_one(&mut tcp)
+            .await
+            .unwrap_or_else(|| panic!("{name}: no udp_port"));
+        let v: serde_json::Value =
+            serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{name}: {reply:?}: {e}"));
+        let port = v["udp_port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_else(|| panic!("{name}: {reply:?}"));
+        let udp = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ip), port))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: bind UDP {ip}:{port}: {e}"));
+        let (mut rd, tcp) = tcp.into_split();
+        let (tx, heard) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 1024];
+            while let Ok(n @ 1..) = rd.read(&mut buf).await {
+                if tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Seed000 {
+            tcp,
+            heard,
+            udp,
+            server: media,
+            port,
+        }
+    }
+
+    pub async fn say(&mut self, words: &str) {
+        if let Err(e) = self.tcp.write_all(words.as_bytes()).await {
+            panic!("write {words}: {e}");
+        }
+    }
+
+    /// The next message: one whole `recv()`, as the seed client reads it.
+    pub async fn hear(&mut self) -> String {
+        match tokio::time::timeout(WAIT, self.heard.recv()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => panic!("closed"),
+            Err(_) => panic!("nothing heard"),
+        }
+    }
+
+    /// Nothing arrives for a while.
+    pub async fn silent(&mut self) -> Option<String> {
+        tokio::time::timeout(QUIET, self.heard.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub async fn talk(&self, pcm: &[u8]) {
+        if let Err(e) = self.udp.send_to(pcm, self.server).await {
+            panic!("send audio: {e}");
+        }
+    }
+
+    /// Every datagram until a quiet spell.
+    pub async fn heard_audio(&self) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(Ok(n)) = tokio::time::timeout(QUIET, self.udp.recv(&mut buf)).await {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+}
+
+pub async fn recv_one(tcp: &mut TcpStream) -> Option<String> {
+    let mut buf = vec![0u8; 1024];
+    match tcp.read(&mut buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+    }
+}
+
+/// One seed-000 datagram: 1,024 samples of a ramp, little-endian.
+pub fn datagram(k: u16) -> Vec<u8> {
+    (0..1024u16)
+        .flat_map(|i| (i.wrapping_mul(31) ^ k).to_le_bytes())
+        .collect()
+}
+
+/// A seed-004 client: a task reads lines as they come.
+pub struct Seed004 {
+    pub wr: tokio::net::tcp::OwnedWriteHalf,
+    pub lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Seed004 {
+    pub async fn join(control: SocketAddr, nick: &str) -> Seed004 {
+        let tcp = TcpStream::connect(control)
+            .await
+            .unwrap_or_else(|e| panic!("{nick}: {e}"));
+        let (rd, wr) = tcp.into_split();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut rd = BufReader::new(rd).lines();
+            while let Ok(Some(l)) = rd.next_line().await {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut c = Seed004 { wr, lines };
+        c.say(nick).await;
+        c
+    }
+
+    pub async fn say(&mut self, line: &str) {
+        if let Err(e) = self.wr.write_all(format!("{line}\n").as_bytes()).await {
+            panic!("write {line}: {e}");
+        }
+    }
+
+    pub async fn talk(&mut self, pcm: &[u8]) {
+        let l = format!(
+            "VOICE:{}",
+            base64::engine::general_purpose::STANDARD.encode(pcm)
+        );
+        self.say(&l).await;
+    }
+
+    /// Lines up to and including the first `want` picks; panics with what
+    /// came instead.
+    pub async fn until(&mut self, want: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, self.lines.recv()).await {
+                Ok(Some(l)) => {
+                    let done = want(&l);
+                    seen.push(l);
+                    if done {
+                        return seen;
+                    }
+                }
+                other => panic!("waiting: {other:?}; saw {seen:?}"),
+            }
+        }
+    }
+
+    pub async fn expect(&mut self, line: &str) -> Vec<String> {
+        self.until(|l| l == line).await
+    }
+
+    /// Every line until a quiet spell.
+    pub async fn rest(&mut self) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Ok(Some(l)) = tokio::time::timeout(QUIET, self.lines.recv()).await {
+            got.push(l);
+        }
+        got
+    }
+}
+
+/// A loopback address of its own for a seed client (seed clients are told
+/// apart by IP).
+pub fn ip(a: u8, b: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, a, b)
+}
+
+/// The voice in `VOICE:` lines, concatenated.
+pub fn voice_of(lines: &[String]) -> Vec<u8> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("VOICE:"))
+        .flat_map(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect()
+}

@@ -1,0 +1,191 @@
+//! Bad input on the seed front-ends: garbage, oversize, truncated input and
+//! floods get a close (the seeds have no error message to answer with) and
+//! never disturb the other members.
+
+use std::time::Duration;
+
+use router::config::{CompatConfig, RoomConfig, Seed};
+use switchboard_tests::seed::{QUIET, Seed000, Seed004, WAIT, datagram, ip};
+use switchboard_tests::start_router;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+fn lo() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!())
+}
+
+async fn router() -> router::Router {
+    start_router(|c| {
+        c.limits.hello_timeout_ms = 500;
+        for (name, kind) in [("walkie", "ptt"), ("talk", "chat")] {
+            c.rooms.push(RoomConfig {
+                name: name.into(),
+                kind: kind.into(),
+                max_participants: 0,
+                options: plugin_api::sim::options(&[("codec", serde_json::json!("l16-44k"))]),
+            });
+        }
+        c.compat.push(CompatConfig {
+            seed: Seed::Ptt,
+            control: lo(),
+            media: Some(lo()),
+            room: Some("walkie".into()),
+        });
+        c.compat.push(CompatConfig {
+            seed: Seed::Chat,
+            control: lo(),
+            media: None,
+            room: Some("talk".into()),
+        });
+    })
+    .await
+}
+
+/// Reads until the router closes `tcp`; panics if it stays open.
+async fn closed(tcp: &mut TcpStream, what: &str) {
+    let mut buf = vec![0u8; 65_536];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("{what}: still open"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_on_the_push_to_talk_front_end_closes_only_its_sender() {
+    let r = router().await;
+    let f = r.front_addrs()[0];
+    let (control, media) = (f.control, f.media.unwrap_or_else(|| unreachable!()));
+    let mut alice = Seed000::join(control, media, ip(5, 2), "alice").await;
+    let mut bob = Seed000::join(control, media, ip(5, 3), "bob").await;
+    alice.say("MIC_REQUEST").await;
+    assert_eq!(alice.hear().await, "MIC_GRANTED:alice");
+    assert_eq!(bob.hear().await, "MIC_GRANTED:alice");
+
+    // Garbage after the name: closed.
+    let mut g = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = g.write_all(b"garbage").await;
+    let mut junk = Vec::new();
+    for i in 0..20_000u32 {
+        junk.push(b"xyz#"[(i % 4) as usize]);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = g.write_all(&junk).await;
+    closed(&mut g, "garbage").await;
+    // A name and nothing more: no HELLO in time is the engine's close too
+    // (the name is only read on the first write).
+    let mut mute = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    closed(&mut mute, "silent").await;
+    // Truncated: half a word, then gone.
+    let mut t = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = t.write_all(b"trunc").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = t.write_all(b"MIC_REQ").await;
+    drop(t);
+    // A flood of floor requests: denied while alice holds, then rate
+    // limited; refused too often, its connection is closed.
+    let mut flood = Seed000::join(control, media, ip(5, 4), "flood").await;
+    let many = "MIC_REQUESTMIC_RELEASE".repeat(3000);
+    flood.say(&many).await;
+    let flood_closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while flood.heard.recv().await.is_some() {}
+    })
+    .await;
+    assert!(flood_closed.is_ok(), "the flooder is closed");
+    // Media from nowhere, and a datagram at the seeds' largest size from a
+    // member who does not hold the floor: dropped.
+    let stranger = UdpSocket::bind((ip(5, 9), 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..100 {
+        let _ = stranger.send_to(&datagram(1), media).await;
+    }
+    bob.talk(&vec![7u8; 65_507]).await;
+    assert!(
+        alice.heard_audio().await.is_empty(),
+        "nothing reached alice"
+    );
+
+    // Alice was never disturbed: still holding, still heard; a datagram of
+    // the largest size arrives whole (its samples, an odd byte left out).
+    let d = datagram(5);
+    alice.talk(&d).await;
+    assert_eq!(bob.heard_audio().await.concat(), d);
+    let big: Vec<u8> = (0..65_507u32).map(|i| (i % 251) as u8).collect();
+    alice.talk(&big).await;
+    assert_eq!(bob.heard_audio().await.concat(), big[..65_506]);
+    alice.say("MIC_RELEASE").await;
+    assert_eq!(alice.hear().await, "MIC_RELEASED");
+    assert_eq!(bob.hear().await, "MIC_RELEASED");
+    assert_eq!(bob.silent().await, None);
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_on_the_chat_front_end_closes_only_its_sender() {
+    let r = router().await;
+    let control = r.front_addrs()[1].control;
+    let mut ann = Seed004::join(control, "ann").await;
+    ann.expect("USERLIST:ann").await;
+    let mut bob = Seed004::join(control, "bob").await;
+    bob.expect("USERLIST:ann,bob").await;
+
+    // A line longer than any the seed sends: closed.
+    let mut long = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = long.write_all(b"long\n").await;
+    let _ = long.write_all(&vec![b'a'; 100_000]).await;
+    closed(&mut long, "a 100 kB line").await;
+    // A nickname line that never ends: closed as well.
+    let mut name = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = name.write_all(&vec![b'n'; 100_000]).await;
+    closed(&mut name, "an endless nickname").await;
+    // Lines that are not the seed's, and voice that is not base64.
+    let mut junk = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = junk.write_all(b"junk\n").await;
+    let mut lines = Vec::new();
+    for i in 0..200 {
+        lines.extend_from_slice(if i % 2 == 0 {
+            b"HELLO?\n"
+        } else {
+            b"VOICE:***\n"
+        });
+    }
+    let _ = junk.write_all(&lines).await;
+    closed(&mut junk, "junk lines").await;
+    // A chat flood: rate limited by the room, then closed for being
+    // refused too often.
+    let mut flood = Seed004::join(control, "flood").await;
+    let mut burst = String::new();
+    for i in 0..2000 {
+        burst.push_str(&format!("MSG:spam {i}\n"));
+    }
+    flood.say(burst.trim_end()).await;
+    let flood_closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while flood.lines.recv().await.is_some() {}
+    })
+    .await;
+    assert!(flood_closed.is_ok(), "the flooder is closed");
+
+    // Ann and Bob carry on.
+    ann.say("MSG:still fine").await;
+    bob.until(|l| l == "MSG:ann: still fine").await;
+    ann.say("STATUS:START:ann").await;
+    bob.until(|l| l == "STATUS:START:ann").await;
+    let _ = QUIET;
+    r.shutdown().await;
+}
