@@ -218,3 +218,150 @@ pub fn voice_of(lines: &[String]) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A seed-003 client as compat.md describes one: JSON objects with a `KEY`
+/// written back to back; each `recv()` of at most 1,024 bytes parsed as what
+/// it holds; audio of 512 samples at 20 kHz from its own UDP port.
+pub struct Seed003 {
+    pub wr: tokio::net::tcp::OwnedWriteHalf,
+    /// Every object received, each from one `recv()` (a `recv()` holding
+    /// anything but one object fails the test).
+    pub objects: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    pub udp: UdpSocket,
+    pub server: SocketAddr,
+}
+
+impl Seed003 {
+    /// Connects from `ip` and says its nickname; CLIENT_PORT and the
+    /// greeting datagram follow once the session number came.
+    pub async fn join(
+        control: SocketAddr,
+        media: SocketAddr,
+        ip: Ipv4Addr,
+        name: &str,
+    ) -> (Seed003, u64) {
+        let sock = TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+        if let Err(e) = sock.bind(SocketAddr::new(IpAddr::V4(ip), 0)) {
+            panic!("bind {ip}: {e}");
+        }
+        let tcp = sock
+            .connect(control)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
+        let (mut rd, wr) = tcp.into_split();
+        let (tx, objects) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 1024];
+            while let Ok(n @ 1..) = rd.read(&mut buf).await {
+                let v: serde_json::Value = match serde_json::from_slice(&buf[..n]) {
+                    Ok(v) => v,
+                    Err(e) => panic!(
+                        "one recv() is not one object ({e}): {:?}",
+                        String::from_utf8_lossy(&buf[..n])
+                    ),
+                };
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let udp = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ip), 0))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: bind UDP: {e}"));
+        let mut c = Seed003 {
+            wr,
+            objects,
+            udp,
+            server: media,
+        };
+        c.send(serde_json::json!({"KEY": 2, "NAME": name})).await;
+        let session = c
+            .until(|v| v["KEY"] == 6)
+            .await
+            .pop()
+            .and_then(|v| v["SESSION"].as_u64())
+            .unwrap_or_else(|| panic!("{name}: no SESSION"));
+        let port = c.udp.local_addr().map(|a| a.port()).unwrap_or_default();
+        c.send(serde_json::json!({"KEY": 7, "PORT": port})).await;
+        // The seed's greeting: not audio.
+        c.talk(&[b'a'; 1024]).await;
+        (c, session)
+    }
+
+    pub async fn send(&mut self, v: serde_json::Value) {
+        if let Err(e) = self.wr.write_all(v.to_string().as_bytes()).await {
+            panic!("write: {e}");
+        }
+    }
+
+    /// Objects up to and including the first `want` picks.
+    pub async fn until(
+        &mut self,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, self.objects.recv()).await {
+                Ok(Some(v)) => {
+                    let done = want(&v);
+                    seen.push(v);
+                    if done {
+                        return seen;
+                    }
+                }
+                other => panic!("waiting: {other:?}; saw {seen:?}"),
+            }
+        }
+    }
+
+    /// The next user list.
+    pub async fn users(&mut self) -> Vec<String> {
+        let v = self
+            .until(|v| v["KEY"] == 3)
+            .await
+            .pop()
+            .unwrap_or_default();
+        v["USERS"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits for the user list to be `names`.
+    pub async fn users_become(&mut self, names: &[&str]) {
+        let want = serde_json::json!(names);
+        self.until(|v| v["KEY"] == 3 && v["USERS"] == want).await;
+    }
+
+    pub async fn talk(&self, pcm: &[u8]) {
+        if let Err(e) = self.udp.send_to(pcm, self.server).await {
+            panic!("send audio: {e}");
+        }
+    }
+
+    /// Every datagram until a quiet spell.
+    pub async fn heard_audio(&self) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(Ok(n)) = tokio::time::timeout(QUIET, self.udp.recv(&mut buf)).await {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+}
+
+/// `n` samples of value `v`, little-endian.
+pub fn constant(v: i16, n: usize) -> Vec<u8> {
+    std::iter::repeat_n(v.to_le_bytes(), n).flatten().collect()
+}
+
+/// Little-endian samples.
+pub fn samples(pcm: &[u8]) -> Vec<i16> {
+    pcm.chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use router::config::{CompatConfig, RoomConfig, Seed};
-use switchboard_tests::seed::{QUIET, Seed000, Seed004, WAIT, datagram, ip};
+use switchboard_tests::seed::{QUIET, Seed000, Seed003, Seed004, WAIT, constant, datagram, ip};
 use switchboard_tests::start_router;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -17,12 +17,16 @@ fn lo() -> std::net::SocketAddr {
 async fn router() -> router::Router {
     start_router(|c| {
         c.limits.hello_timeout_ms = 500;
-        for (name, kind) in [("walkie", "ptt"), ("talk", "chat")] {
+        for (name, kind, codec) in [
+            ("walkie", "ptt", "l16-44k"),
+            ("talk", "chat", "l16-44k"),
+            ("tip", "voice", "l16-20k"),
+        ] {
             c.rooms.push(RoomConfig {
                 name: name.into(),
                 kind: kind.into(),
                 max_participants: 0,
-                options: plugin_api::sim::options(&[("codec", serde_json::json!("l16-44k"))]),
+                options: plugin_api::sim::options(&[("codec", serde_json::json!(codec))]),
             });
         }
         c.compat.push(CompatConfig {
@@ -36,6 +40,12 @@ async fn router() -> router::Router {
             control: lo(),
             media: None,
             room: Some("talk".into()),
+        });
+        c.compat.push(CompatConfig {
+            seed: Seed::Tip,
+            control: lo(),
+            media: Some(lo()),
+            room: Some("tip".into()),
         });
     })
     .await
@@ -186,6 +196,58 @@ async fn bad_input_on_the_chat_front_end_closes_only_its_sender() {
     bob.until(|l| l == "MSG:ann: still fine").await;
     ann.say("STATUS:START:ann").await;
     bob.until(|l| l == "STATUS:START:ann").await;
+    let _ = QUIET;
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_on_the_voice_communicator_front_end_gets_unknown_error_or_a_close() {
+    let r = router().await;
+    let f = r.front_addrs()[2];
+    let (control, media) = (f.control, f.media.unwrap_or_else(|| unreachable!()));
+    let (ann, _) = Seed003::join(control, media, ip(6, 2), "ann").await;
+    let (mut bob, _) = Seed003::join(control, media, ip(6, 3), "bob").await;
+
+    // Objects that are not the seed's are answered UNKNOWN_ERROR; the
+    // session stays (bob still hears ann afterwards).
+    bob.send(serde_json::json!({"KEY": 42})).await;
+    bob.until(|v| v["KEY"] == 1).await;
+    bob.send(serde_json::json!({"NAME": "no key"})).await;
+    bob.until(|v| v["KEY"] == 1).await;
+    // Garbage: UNKNOWN_ERROR, then, when it goes on, a close.
+    let mut g = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = g.write_all(b"not json at all").await;
+    let mut first = vec![0u8; 1024];
+    let n = tokio::time::timeout(WAIT, g.read(&mut first))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
+    let v: serde_json::Value = serde_json::from_slice(&first[..n]).unwrap_or_default();
+    assert_eq!(v["KEY"], 1, "UNKNOWN_ERROR for garbage");
+    for _ in 0..40 {
+        let _ = g.write_all(b"}}junk{]").await;
+    }
+    closed(&mut g, "garbage").await;
+    // An object that never ends: closed once it passes 4 KiB.
+    let mut long = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = long.write_all(br#"{"KEY":2,"NAME":""#).await;
+    let _ = long.write_all(&vec![b'x'; 10_000]).await;
+    closed(&mut long, "an endless object").await;
+    // Audio before CLIENT_PORT, or from strangers: dropped.
+    let stranger = UdpSocket::bind((ip(6, 9), 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = stranger.send_to(&constant(5, 512), media).await;
+    assert!(bob.heard_audio().await.is_empty());
+
+    let d = constant(321, 512);
+    ann.talk(&d).await;
+    assert_eq!(bob.heard_audio().await.concat(), d, "bob still hears ann");
     let _ = QUIET;
     r.shutdown().await;
 }

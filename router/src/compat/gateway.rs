@@ -90,6 +90,86 @@ impl Rechunk {
     }
 }
 
+/// Sums several talkers' PCM for one receiver, for seed clients that play
+/// what they receive without mixing (003): each [`Mixer::tick`] (one frame
+/// time) adds up one frame from every talker that has one, sample by
+/// sample, and clamps the sum to 16 bits (saturation). Arithmetic on samples,
+/// nothing decoded. A talker's samples wait at most `max_frames` frames
+/// (the oldest go); a talker with less than a frame contributes it once it
+/// has been quiet for two frames (the end of a burst).
+#[derive(Debug)]
+pub struct Mixer {
+    frame: usize,
+    max_frames: usize,
+    frame_time: Duration,
+    sources: std::collections::HashMap<u32, Talker>,
+}
+
+#[derive(Debug)]
+struct Talker {
+    samples: std::collections::VecDeque<i16>,
+    last: Instant,
+}
+
+impl Mixer {
+    pub fn new(frame_samples: usize, frame_time: Duration, max_frames: usize) -> Self {
+        Self {
+            frame: frame_samples.max(1),
+            max_frames: max_frames.max(1),
+            frame_time,
+            sources: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Little-endian PCM from the talker `ssrc`.
+    pub fn push(&mut self, ssrc: u32, pcm: &[u8], now: Instant) {
+        let t = self.sources.entry(ssrc).or_insert_with(|| Talker {
+            samples: std::collections::VecDeque::new(),
+            last: now,
+        });
+        t.last = now;
+        t.samples.extend(
+            pcm.chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]])),
+        );
+        let max = self.frame * self.max_frames;
+        if t.samples.len() > max {
+            let over = t.samples.len() - max;
+            t.samples.drain(..over);
+        }
+    }
+
+    /// One frame of the sum, little-endian; `None` when nobody talks.
+    pub fn tick(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let mut sum = vec![0i32; self.frame];
+        let mut any = false;
+        let stale = self.frame_time * 2;
+        for t in self.sources.values_mut() {
+            let quiet = now.saturating_duration_since(t.last) >= stale;
+            let whole = t.samples.len() >= self.frame;
+            let tail = quiet && !t.samples.is_empty();
+            if !whole && !tail {
+                continue;
+            }
+            any = true;
+            let n = t.samples.len().min(self.frame);
+            for (acc, s) in sum.iter_mut().zip(t.samples.drain(..n)) {
+                *acc += i32::from(s);
+            }
+        }
+        // Talkers gone quiet for a second are forgotten.
+        self.sources.retain(|_, t| {
+            !t.samples.is_empty() || now.saturating_duration_since(t.last) < Duration::from_secs(1)
+        });
+        any.then(|| {
+            sum.iter()
+                .map(|s| (*s).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16)
+                .flat_map(i16::to_le_bytes)
+                .collect()
+        })
+    }
+}
+
 /// The sending half's RTP state.
 struct RtpOut {
     seq: u16,
@@ -249,6 +329,40 @@ mod tests {
         assert_eq!(r.pop(), Some((15..23).collect::<Vec<u8>>()));
         assert_eq!(r.pop(), Some((23..31).collect::<Vec<u8>>()));
         assert_eq!(r.pop(), None);
+    }
+
+    fn le(samples: &[i16]) -> Vec<u8> {
+        samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn talkers_are_summed_per_frame_with_saturation() {
+        let t0 = Instant::now();
+        let frame = Duration::from_millis(25);
+        let mut m = Mixer::new(4, frame, 4);
+        assert_eq!(m.tick(t0), None, "nobody talks");
+        m.push(1, &le(&[1000, -1000, 30_000, -30_000]), t0);
+        m.push(2, &le(&[2000, -2000, 30_000, -30_000]), t0);
+        m.push(3, &le(&[3000, 0, -30_000, 0]), t0);
+        assert_eq!(
+            m.tick(t0),
+            Some(le(&[6000, -3000, 30_000, i16::MIN])),
+            "summed in 32 bits, then clamped"
+        );
+        // One talker alone passes unchanged, re-cut into frames.
+        m.push(1, &le(&[1, 2, 3, 4, 5, 6]), t0);
+        assert_eq!(m.tick(t0), Some(le(&[1, 2, 3, 4])));
+        assert_eq!(m.tick(t0), None, "half a frame waits for more…");
+        assert_eq!(
+            m.tick(t0 + frame * 2),
+            Some(le(&[5, 6, 0, 0])),
+            "…until its talker has been quiet for two frames"
+        );
+        // A backlog is bounded: the newest frames are kept.
+        for k in 0..10i16 {
+            m.push(2, &le(&[k; 4]), t0);
+        }
+        assert_eq!(m.tick(t0), Some(le(&[6; 4])));
     }
 
     #[test]

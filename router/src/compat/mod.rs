@@ -11,11 +11,13 @@
 //!   session task has to the engine, nicknames, the client port pool;
 //! - [`gateway`]: a session's media leg to its room's media worker;
 //! - [`ptt`]: seed 000, push-to-talk;
+//! - [`tip`]: seed 003, the voice communicator (mixing per receiver);
 //! - [`chat`]: seed 004, chat with exclusive voice.
 
 pub mod chat;
 pub mod gateway;
 pub mod ptt;
+pub mod tip;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -25,7 +27,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use plugin_api::SessionId;
 use proto::control::{ErrorCode, Ssrcs};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 use crate::config::{CompatConfig, Seed};
@@ -109,6 +112,7 @@ pub fn spawn(bound: Vec<Bound>, ctx: &Context) -> Vec<tokio::task::JoinHandle<()
             match b.config.seed {
                 Seed::Ptt => tokio::spawn(ptt::run(b, ctx)),
                 Seed::Chat => tokio::spawn(chat::run(b, ctx)),
+                Seed::Tip => tokio::spawn(tip::run(b, ctx)),
                 // The other seeds' front-ends are still to come; their
                 // tables are refused at start (`Config::check_compat`).
                 _ => tokio::spawn(async {}),
@@ -394,21 +398,28 @@ fn numbered(base: &str, n: u32) -> String {
 /// original counted clients, and repeated a live port after a leave).
 pub struct PortPool {
     first: u16,
+    last: u16,
     used: Mutex<BTreeSet<u16>>,
 }
 
 impl PortPool {
     pub fn new(first: u16) -> Self {
+        Self::range(first, u16::MAX)
+    }
+
+    /// Numbers from `first` to `last` (seed 003's session numbers, 0-999).
+    pub fn range(first: u16, last: u16) -> Self {
         Self {
             first,
+            last,
             used: Mutex::new(BTreeSet::new()),
         }
     }
 
-    /// A port no live client has; `None` when all are.
+    /// A number no live client has; `None` when all are.
     pub fn take(&self) -> Option<u16> {
         let mut used = self.used.lock().ok()?;
-        let port = (self.first..=u16::MAX).find(|p| !used.contains(p))?;
+        let port = (self.first..=self.last).find(|p| !used.contains(p))?;
         used.insert(port);
         Some(port)
     }
@@ -417,6 +428,90 @@ impl PortPool {
         if let Ok(mut used) = self.used.lock() {
             used.remove(&port);
         }
+    }
+}
+
+/// Gap between two messages to one client, after the first was
+/// acknowledged: the seed client compares each `recv()` with one message,
+/// so two must never arrive together.
+const PACE: Duration = Duration::from_millis(5);
+
+/// How long a write to a seed client may take before it is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Messages to one client of a seed that reads each `recv()` as one message
+/// (000, 003), each written alone: after a write, the next waits until the
+/// client acknowledged it and [`PACE`] passed.
+pub struct Paced {
+    queue: VecDeque<String>,
+    next_at: tokio::time::Instant,
+}
+
+/// Messages a client may have waiting; beyond, it is too slow and closed.
+pub const MAX_QUEUED: usize = 256;
+
+impl Default for Paced {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Paced {
+    pub fn new() -> Self {
+        Self {
+            queue: VecDeque::new(),
+            next_at: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn push(&mut self, m: String) {
+        self.queue.push_back(m);
+    }
+
+    pub fn pending(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    pub async fn ready(&self) -> Option<()> {
+        tokio::time::sleep_until(self.next_at).await;
+        Some(())
+    }
+
+    /// Writes everything queued (a last message before a close), within
+    /// [`WRITE_TIMEOUT`].
+    pub async fn flush(&mut self, wr: &mut tokio::net::tcp::OwnedWriteHalf) {
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        while self.pending() && tokio::time::Instant::now() < deadline {
+            self.ready().await;
+            if !self.write_next(wr).await {
+                return;
+            }
+        }
+    }
+
+    /// Writes the next message; false when the client cannot take it.
+    pub async fn write_next(&mut self, wr: &mut tokio::net::tcp::OwnedWriteHalf) -> bool {
+        if self.queue.len() > MAX_QUEUED {
+            return false;
+        }
+        let Some(m) = self.queue.pop_front() else {
+            return true;
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(m.as_bytes())).await {
+            Ok(Ok(())) => {}
+            _ => return false,
+        }
+        // Wait (a little) for the acknowledgement, so the next message is
+        // a segment of its own even when Nagle would not hold it.
+        let stream: &TcpStream = wr.as_ref();
+        for _ in 0..50 {
+            if crate::driver::connection::unacknowledged(stream) == Some(0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.next_at = tokio::time::Instant::now() + PACE;
+        true
     }
 }
 

@@ -4,10 +4,10 @@
 //! each in a TCP segment of its own; audio as raw 44.1 kHz PCM datagrams
 //! from and to (the client's IP, P).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use plugin_api::{Notice, RoomCommand};
 use proto::control::DenyReason;
@@ -16,7 +16,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tracing::{Instrument, debug, info_span};
 
 use super::gateway::{Leg, SEED_DATAGRAM};
-use super::{Bound, Context, Link, PortPool};
+use super::{Bound, Context, Link, Paced, PortPool};
 use crate::engine::{Command, SessionNotice, Told};
 
 /// The first port handed to clients, as the original did.
@@ -28,14 +28,6 @@ pub const MAX_USERNAME_BYTES: usize = 1024;
 /// Bytes of unrecognised input a session may send in all before it is
 /// closed (the seed has no error message to answer with).
 pub const MAX_GARBAGE_BYTES: usize = 4096;
-
-/// Gap between two messages to one client, after the first was
-/// acknowledged: the client compares each `recv()` with one message, so two
-/// must never arrive together.
-const PACE: Duration = Duration::from_millis(5);
-
-/// How long a write to a client may take before it is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 const REQUEST: &[u8] = b"MIC_REQUEST";
 const RELEASE: &[u8] = b"MIC_RELEASE";
@@ -208,7 +200,7 @@ async fn session(stream: TcpStream, peer: SocketAddr, front: Arc<Front>, ctx: Co
     if let Ok(mut s) = front.sources.lock() {
         s.insert(client, leg.clone());
     }
-    let mut out = Writer::new();
+    let mut out = Paced::new();
     out.push(format!("{{\"udp_port\": {port}}}"));
     let mut floor = FloorState::default();
     let mut heartbeat = tokio::time::interval(welcome.heartbeat_interval);
@@ -272,6 +264,7 @@ async fn session(stream: TcpStream, peer: SocketAddr, front: Arc<Front>, ctx: Co
     }
     front.ports.give_back(port);
     link.close().await;
+    out.flush(&mut wr).await;
     let _ = wr.shutdown().await;
     ended(why);
 }
@@ -341,63 +334,6 @@ fn render(told: &Told, floor: &mut FloorState) -> Rendered {
             }
             _ => Rendered::Nothing,
         },
-    }
-}
-
-/// Messages to one client, each written alone: after a write, the next
-/// waits until the client acknowledged it and [`PACE`] passed.
-struct Writer {
-    queue: VecDeque<String>,
-    next_at: tokio::time::Instant,
-}
-
-/// Messages a client may have waiting; beyond, it is too slow and closed.
-pub const MAX_QUEUED: usize = 256;
-
-impl Writer {
-    fn new() -> Self {
-        Self {
-            queue: VecDeque::new(),
-            next_at: tokio::time::Instant::now(),
-        }
-    }
-
-    fn push(&mut self, m: String) {
-        self.queue.push_back(m);
-    }
-
-    fn pending(&self) -> bool {
-        !self.queue.is_empty()
-    }
-
-    async fn ready(&self) -> Option<()> {
-        tokio::time::sleep_until(self.next_at).await;
-        Some(())
-    }
-
-    /// Writes the next message; false when the client cannot take it.
-    async fn write_next(&mut self, wr: &mut tokio::net::tcp::OwnedWriteHalf) -> bool {
-        if self.queue.len() > MAX_QUEUED {
-            return false;
-        }
-        let Some(m) = self.queue.pop_front() else {
-            return true;
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(m.as_bytes())).await {
-            Ok(Ok(())) => {}
-            _ => return false,
-        }
-        // Wait (a little) for the acknowledgement, so the next message is
-        // a segment of its own even when Nagle would not hold it.
-        let stream: &TcpStream = wr.as_ref();
-        for _ in 0..50 {
-            if crate::driver::connection::unacknowledged(stream) == Some(0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        self.next_at = tokio::time::Instant::now() + PACE;
-        true
     }
 }
 
