@@ -171,6 +171,8 @@ pub struct Session {
     server: SocketAddr,
     /// The UDP port of the room we are in (JOINED's), when in one.
     room_udp_port: Option<u16>,
+    /// The joined room's settings (JOINED), while in it.
+    room_settings: Option<std::collections::BTreeMap<String, serde_json::Value>>,
     tx: Control,
     events: mpsc::Receiver<Tagged>,
     timeout: Duration,
@@ -251,6 +253,7 @@ impl Session {
             },
             server,
             room_udp_port: None,
+            room_settings: None,
             tx: Control(tx),
             events,
             timeout: opts.timeout,
@@ -326,11 +329,31 @@ impl Session {
         SocketAddr::new(self.server.ip(), port)
     }
 
+    /// The audio codec of the room we are in (JOINED `settings.codec`; a
+    /// router too old to tell is `opus`), `None` outside rooms.
+    pub fn room_codec(&self) -> Option<&str> {
+        let settings = self.room_settings.as_ref()?;
+        Some(
+            settings
+                .get("codec")
+                .and_then(|c| c.as_str())
+                .unwrap_or(proto::codec::DEFAULT),
+        )
+    }
+
     /// Notes what a server message says about where media goes.
     fn observe(&mut self, m: &ServerMessage) {
         match m {
-            ServerMessage::Joined { udp_port, .. } => self.room_udp_port = Some(*udp_port),
-            ServerMessage::Left { .. } => self.room_udp_port = None,
+            ServerMessage::Joined {
+                udp_port, settings, ..
+            } => {
+                self.room_udp_port = Some(*udp_port);
+                self.room_settings = Some(settings.clone());
+            }
+            ServerMessage::Left { .. } => {
+                self.room_udp_port = None;
+                self.room_settings = None;
+            }
             _ => {}
         }
     }

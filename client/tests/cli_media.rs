@@ -262,3 +262,112 @@ async fn broken_definitions_are_refused_with_file_line_and_element() {
         );
     }
 }
+
+/// A router whose room `tip` speaks L16 at 20 kHz.
+async fn l16_20k_router() -> router::Router {
+    let config = router::Config {
+        control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        media: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        admin: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        rooms: vec![router::config::RoomConfig {
+            name: "tip".into(),
+            kind: "voice".into(),
+            max_participants: 0,
+            options: [("codec".to_owned(), serde_json::json!("l16-20k"))]
+                .into_iter()
+                .collect(),
+        }],
+        ..router::Config::default()
+    };
+    match router::Router::start(config).await {
+        Ok(r) => r,
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_picks_the_rooms_codec_or_says_it_has_none() {
+    let router = l16_20k_router().await;
+    let server = router.control_addr().to_string();
+    let out = Command::new(EXE)
+        .args([
+            "--server",
+            &server,
+            "--nick",
+            "ears1",
+            "listen",
+            "tip",
+            "--seconds",
+            "0.5",
+        ])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out.stdout);
+    let audio = of_type(&lines, "AUDIO");
+    assert_eq!(audio.len(), 1, "{lines:?}");
+    assert_eq!(audio[0]["definition"], "l16-20k");
+    assert_eq!(audio[0]["room_codec"], "l16-20k");
+
+    // A user directory whose l16-20k carries another payload type leaves
+    // nothing that fits: the CLI says so and stops.
+    let dir = scratch("no-fit");
+    let defs = dir.join("pipelines");
+    std::fs::create_dir_all(&defs).unwrap_or_else(|e| panic!("{e}"));
+    let builtin = pipelines::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "l16-20k")
+        .map(|(_, t)| *t)
+        .unwrap_or_else(|| panic!("no built-in l16-20k"));
+    write_def(
+        &defs,
+        "l16-20k.toml",
+        &builtin.replace("payload_type = 114", "payload_type = 120"),
+    );
+    let defs_arg = defs.display().to_string();
+    let out = Command::new(EXE)
+        .args([
+            "--server",
+            &server,
+            "--nick",
+            "ears2",
+            "listen",
+            "tip",
+            "--seconds",
+            "0.5",
+        ])
+        .args(["--pipelines", &defs_arg])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the room speaks `l16-20k`") && err.contains("no pipeline definition"),
+        "{err}"
+    );
+    // Asked for explicitly, another codec is sent with a warning.
+    let out = Command::new(EXE)
+        .args([
+            "--server",
+            &server,
+            "--nick",
+            "ears3",
+            "listen",
+            "tip",
+            "--seconds",
+            "0.5",
+        ])
+        .args(["--codec", "opus"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: the room speaks `l16-20k`"), "{err}");
+}

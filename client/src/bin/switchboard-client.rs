@@ -138,9 +138,10 @@ enum Cmd {
 /// Which pipeline definition to use, and from where.
 #[derive(Debug, clap::Args)]
 struct CodecArgs {
-    /// Audio pipeline definition (see `codecs`).
-    #[arg(long, default_value = pipelines::DEFAULT_AUDIO)]
-    codec: String,
+    /// Audio pipeline definition (see `codecs`); by default the one that
+    /// matches the room's codec (JOINED tells it).
+    #[arg(long)]
+    codec: Option<String>,
     /// Override a definition parameter, e.g. --param bitrate=16000.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
@@ -157,6 +158,35 @@ impl CodecArgs {
             None => Catalog::load_default(),
         };
         loaded.map_err(|e| anyhow::anyhow!("pipeline definition rejected: {e}"))
+    }
+
+    /// The audio definition to use in the room `session` is in: the one
+    /// asked for (with a warning when the room speaks another codec: members
+    /// will not hear it, and a room shared with seed clients refuses it), or
+    /// else the one matching the room's codec, or an error saying there is
+    /// none.
+    fn audio_for_room(&self, catalog: &Catalog, session: &Session) -> anyhow::Result<String> {
+        let room = session.room_codec().unwrap_or(proto::codec::DEFAULT);
+        match &self.codec {
+            Some(asked) => {
+                let fits = catalog
+                    .for_room_codec(room)
+                    .is_ok_and(|d| catalog.get(asked).is_some_and(|a| a.payload_type == d.payload_type));
+                if !fits {
+                    eprintln!(
+                        "warning: the room speaks `{room}`; sending `{asked}`, which its other members may not hear"
+                    );
+                }
+                Ok(asked.clone())
+            }
+            None => catalog
+                .for_room_codec(room)
+                .map(|d| d.name.clone())
+                .map_err(|e| anyhow::anyhow!("{e}; add one (see `codecs`) or pass --codec")),
+        }
+        .inspect(|name| {
+            print(&serde_json::json!({"type": "AUDIO", "room_codec": room, "definition": name}));
+        })
     }
 
     fn lane(
@@ -264,18 +294,23 @@ async fn main() -> anyhow::Result<()> {
             rate,
             size,
         } => {
-            // Check sources and parameters before taking the floor: a
-            // mistake fails without bothering the room.
+            // Check sources before joining: a mistake fails without
+            // bothering the room.
+            if !synthetic {
+                let _: Source = source.parse().map_err(anyhow::Error::msg)?;
+                if video.is_some() {
+                    let _: Source = video_source.parse().map_err(anyhow::Error::msg)?;
+                }
+            }
+            session.join(&room).await?;
+            // The audio definition follows the room's codec; parameters are
+            // checked before taking the floor.
             let lanes = match &catalog {
                 Some(catalog) if !synthetic => {
                     let source: Source = source.parse().map_err(anyhow::Error::msg)?;
-                    let mut lanes = vec![codec.lane(
-                        catalog,
-                        &codec.codec,
-                        Some(source),
-                        Sink::Discard,
-                        true,
-                    )?];
+                    let audio = codec.audio_for_room(catalog, &session)?;
+                    let mut lanes =
+                        vec![codec.lane(catalog, &audio, Some(source), Sink::Discard, true)?];
                     if let Some(v) = &video {
                         let vs: Source = video_source.parse().map_err(anyhow::Error::msg)?;
                         lanes.push(codec.lane(catalog, v, Some(vs), Sink::Discard, false)?);
@@ -291,7 +326,6 @@ async fn main() -> anyhow::Result<()> {
                         .map_err(anyhow::Error::msg)?;
                 }
             }
-            session.join(&room).await?;
             let media = session.bind_media().await?;
             take_floor(&mut session, priority, queue_wait).await?;
             // Media starts with the floor, so a file plays from its start.
@@ -332,12 +366,16 @@ async fn main() -> anyhow::Result<()> {
                 bail!("no pipeline definitions")
             };
             let sink: Sink = sink.parse().map_err(anyhow::Error::msg)?;
-            let mut lanes = vec![codec.lane(catalog, &codec.codec, None, sink, true)?];
-            if let Some(v) = &video {
-                let vs: Sink = video_sink.parse().map_err(anyhow::Error::msg)?;
+            let video_sink: Option<Sink> = match &video {
+                Some(_) => Some(video_sink.parse().map_err(anyhow::Error::msg)?),
+                None => None,
+            };
+            session.join(&room).await?;
+            let audio = codec.audio_for_room(catalog, &session)?;
+            let mut lanes = vec![codec.lane(catalog, &audio, None, sink, true)?];
+            if let (Some(v), Some(vs)) = (&video, video_sink) {
                 lanes.push(codec.lane(catalog, v, None, vs, false)?);
             }
-            session.join(&room).await?;
             let media = session.bind_media().await?;
             let av = Arc::new(Av::start(&media, lanes, av_options(&args.nick))?);
             listen(&mut session, &av, seconds, stats_every).await?;
