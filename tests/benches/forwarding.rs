@@ -128,28 +128,154 @@ fn spawn_sender(
     ssrc: u32,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<u64> {
+    let mut seq = 0u16;
+    spawn_blaster(sock, to, stop, move || {
+        seq = seq.wrapping_add(1);
+        proto::media::build_rtp(96, seq, u32::from(seq) * 160, ssrc, false, &[0x55; PAYLOAD])
+    })
+}
+
+/// Blasts what `next` makes at `to`, a batch at a time, until stopped.
+fn spawn_blaster(
+    sock: UdpSocket,
+    to: SocketAddr,
+    stop: Arc<AtomicBool>,
+    mut next: impl FnMut() -> Vec<u8> + Send + 'static,
+) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let mut sb = SendBatch::new();
         let mut sent = 0u64;
-        let mut seq = 0u16;
         while !stop.load(Ordering::Relaxed) {
-            let pkts: Vec<Vec<u8>> = (0..mmsg::BATCH)
-                .map(|_| {
-                    seq = seq.wrapping_add(1);
-                    proto::media::build_rtp(
-                        96,
-                        seq,
-                        u32::from(seq) * 160,
-                        ssrc,
-                        false,
-                        &[0x55; PAYLOAD],
-                    )
-                })
-                .collect();
+            let pkts: Vec<Vec<u8>> = (0..mmsg::BATCH).map(|_| next()).collect();
             sent += sb.send(&sock, pkts.iter().map(|p| (p.as_slice(), to))) as u64;
         }
         sent
     })
+}
+
+/// CPU seconds of every thread of this process whose name starts with one
+/// of `prefixes` (the router's: its media workers and the runtime's
+/// workers, where the front-ends run).
+fn threads_cpu(prefixes: &[&str]) -> f64 {
+    let mut total = 0.0;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    for entry in dir.flatten() {
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        if !prefixes.iter().any(|p| comm.trim().starts_with(p)) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        total += (t(11) + t(12)) / 100.0;
+    }
+    total
+}
+
+/// The router's threads, for [`threads_cpu`].
+const ROUTER_THREADS: &[&str] = &["media-", "tokio-runtime"];
+
+/// One path's cost in the router: input packets per second, and router CPU
+/// (every router thread) per input packet.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    in_pps: f64,
+    cpu_us_per_in: f64,
+}
+
+/// Seed 000 datagrams (2,048 bytes of PCM, re-framed into two RTP L16
+/// packets each) from a seed client holding the floor, to 9 native
+/// receivers, through the push-to-talk front-end.
+fn through_seed_front_end(rt: &tokio::runtime::Runtime, seconds: f64) -> Cost {
+    use std::io::{Read, Write};
+    let router = rt.block_on(switchboard_tests::start_router(|c| {
+        c.rooms.push(router::config::RoomConfig {
+            name: "walkie".into(),
+            kind: "ptt".into(),
+            max_participants: 0,
+            options: [("codec".to_owned(), serde_json::json!("l16-44k"))]
+                .into_iter()
+                .collect(),
+        });
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!());
+        c.compat.push(router::config::CompatConfig {
+            seed: router::config::Seed::Ptt,
+            control: lo,
+            media: Some(lo),
+            room: Some("walkie".into()),
+        });
+    }));
+    let ctl = router.control_addr();
+    let media = router.media_addr();
+    let front = router.front_addrs()[0];
+    let mut rx = Receivers::new();
+    let mut sessions = Vec::new();
+    for (i, s) in rx.sockets.iter().enumerate() {
+        let sess = rt.block_on(async {
+            let mut sess = client::Session::connect(ctl, &format!("rx{i}")).await?;
+            sess.join("walkie").await?;
+            Ok::<_, client::ClientError>(sess)
+        });
+        let Ok(sess) = sess else {
+            panic!("receiver session")
+        };
+        stun_bind(s, media, &sess.welcome().media_token);
+        sessions.push(sess);
+    }
+    // The seed client: its name, its port, the floor.
+    let Ok(mut tcp) = std::net::TcpStream::connect(front.control) else {
+        panic!("seed connect")
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = tcp.write_all(b"seed");
+    let mut buf = [0u8; 1024];
+    let n = tcp.read(&mut buf).unwrap_or(0);
+    let v: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap_or_default();
+    let port = v["udp_port"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no udp_port: {v}")) as u16;
+    let Ok(seed_sock) = UdpSocket::bind(("127.0.0.1", port)) else {
+        panic!("seed UDP port {port}")
+    };
+    let _ = tcp.write_all(b"MIC_REQUEST");
+    let n = tcp.read(&mut buf).unwrap_or(0);
+    assert!(buf[..n].starts_with(b"MIC_GRANTED:seed"), "{:?}", &buf[..n]);
+    rx.start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let to = front.media.unwrap_or_else(|| unreachable!());
+    let sender = spawn_blaster(seed_sock, to, stop.clone(), || vec![0x11; 2048]);
+    std::thread::sleep(Duration::from_millis(300));
+    let c0 = rx.count.load(Ordering::Relaxed);
+    let cpu0 = threads_cpu(ROUTER_THREADS);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let c1 = rx.count.load(Ordering::Relaxed);
+    let cpu1 = threads_cpu(ROUTER_THREADS);
+    let dt = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sender.join();
+    rx.stop();
+    // Each seed datagram reaches each receiver as two RTP packets.
+    let seed_in = (c1 - c0) as f64 / FANOUT as f64 / 2.0;
+    rt.block_on(router.shutdown());
+    drop((sessions, tcp));
+    Cost {
+        in_pps: seed_in / dt,
+        cpu_us_per_in: if seed_in > 0.0 {
+            (cpu1 - cpu0) * 1e6 / seed_in
+        } else {
+            0.0
+        },
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -162,6 +288,8 @@ struct Figures {
     cpu: f64,
     /// Delivered datagrams per relay CPU-second.
     out_per_cpu_s: f64,
+    /// CPU µs of every router thread per input packet.
+    cpu_us_per_in: f64,
 }
 
 /// Runs the sender against `target` for the window; `relay_thread` names the
@@ -181,21 +309,29 @@ fn measure(
     std::thread::sleep(Duration::from_millis(300)); // warm-up
     let c0 = rx.count.load(Ordering::Relaxed);
     let cpu0 = thread_cpu(relay_thread).unwrap_or(0.0);
+    let all0 = threads_cpu(ROUTER_THREADS);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let c1 = rx.count.load(Ordering::Relaxed);
     let cpu1 = thread_cpu(relay_thread).unwrap_or(0.0);
+    let all1 = threads_cpu(ROUTER_THREADS);
     let dt = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let _ = sender.join();
     rx.stop();
     let out = (c1 - c0) as f64;
     let cpu = cpu1 - cpu0;
+    let input = out / FANOUT as f64;
     Figures {
-        in_pps: out / FANOUT as f64 / dt,
+        in_pps: input / dt,
         out_pps: out / dt,
         cpu,
         out_per_cpu_s: if cpu > 0.0 { out / cpu } else { 0.0 },
+        cpu_us_per_in: if input > 0.0 {
+            (all1 - all0) * 1e6 / input
+        } else {
+            0.0
+        },
     }
 }
 
@@ -301,6 +437,10 @@ fn through_router(rt: &tokio::runtime::Runtime, seconds: f64) -> Figures {
     f
 }
 
+fn best_cost(v: &[Cost]) -> f64 {
+    v.iter().map(|c| c.in_pps).fold(0.0, f64::max)
+}
+
 fn main() {
     let a = args();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -317,6 +457,7 @@ fn main() {
     );
     let mut base = Vec::new();
     let mut sb = Vec::new();
+    let mut seeds: Vec<Cost> = Vec::new();
     for round in 1..=a.rounds {
         let b = bare_relay(a.seconds);
         eprintln!(
@@ -328,8 +469,14 @@ fn main() {
             "round {round}/{}: switchboard {:>9.0} pkt/s in, {:>9.0} out, {:>10.0} out per CPU-s ({:.2} CPU-s)",
             a.rounds, r.in_pps, r.out_pps, r.out_per_cpu_s, r.cpu
         );
+        let seed = through_seed_front_end(&rt, a.seconds);
+        eprintln!(
+            "round {round}/{}: seed 000    {:>9.0} datagrams/s in, {:.1} router CPU-µs each (native RTP: {:.1})",
+            a.rounds, seed.in_pps, seed.cpu_us_per_in, r.cpu_us_per_in
+        );
         base.push(b);
         sb.push(r);
+        seeds.push(seed);
     }
     let best = |v: &[Figures], f: fn(&Figures) -> f64| v.iter().map(f).fold(0.0, f64::max);
     let b_in = best(&base, |f| f.in_pps);
@@ -356,12 +503,30 @@ fn main() {
         r_in / b_in.max(1.0),
         r_cpu / b_cpu.max(1.0)
     );
+    // The cheapest round of each path (the least disturbed by the machine).
+    let least = |v: &mut dyn Iterator<Item = f64>| v.filter(|c| *c > 0.0).fold(f64::MAX, f64::min);
+    let native_us = least(&mut sb.iter().map(|f| f.cpu_us_per_in));
+    let seed_us = least(&mut seeds.iter().map(|c| c.cpu_us_per_in));
+    let seed_in = best_cost(&seeds);
+    println!();
+    println!("| input | packets/s in | router CPU µs per input packet (all router threads) |");
+    println!("|---|---:|---:|");
+    println!("| native RTP, {PAYLOAD}-byte payload | {r_in:.0} | {native_us:.1} |");
+    println!(
+        "| seed 000 PCM, 2,048-byte datagram (re-framed into 2 RTP) | {seed_in:.0} | {seed_us:.1} |"
+    );
+    println!(
+        "| ratio seed / native | | {:.2} |",
+        seed_us / native_us.max(1e-9)
+    );
     if let Some(path) = a.json {
         let report = serde_json::json!({
             "fanout": FANOUT, "payload": PAYLOAD, "seconds": a.seconds, "rounds": a.rounds,
             "bare": {"in_pps": b_in, "out_per_cpu_s": b_cpu},
             "router": {"in_pps": r_in, "out_per_cpu_s": r_cpu},
             "ratio_pps": r_in / b_in.max(1.0), "ratio_per_cpu": r_cpu / b_cpu.max(1.0),
+            "native_cpu_us_per_packet": native_us,
+            "seed_ptt": {"in_pps": seed_in, "cpu_us_per_datagram": seed_us},
         });
         if std::fs::write(&path, report.to_string()).is_ok() {
             println!("\nreport written to {path}");
