@@ -471,6 +471,10 @@ pub enum ErrorCode {
     BadFile,
     /// The router failed internally; the command had no effect.
     Internal,
+    /// Audio in another codec than the room's, in a room that seed clients
+    /// share (they hear only its own): the audio is dropped (the message
+    /// names the room's codec and payload type).
+    WrongCodec,
 }
 
 /// A token bucket as the router announces it: `burst` at once, then one

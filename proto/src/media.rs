@@ -56,6 +56,7 @@ pub struct RtpHeader {
     pub ssrc: u32,
     pub seq: u16,
     pub timestamp: u32,
+    pub payload_type: u8,
 }
 
 /// The header of a well-formed RTP packet.
@@ -64,6 +65,7 @@ pub fn rtp_header(data: &[u8]) -> Option<RtpHeader> {
         ssrc: p.ssrc(),
         seq: p.sequence_number(),
         timestamp: p.timestamp(),
+        payload_type: p.payload_type(),
     })
 }
 
@@ -75,6 +77,7 @@ pub fn rtp_payload(data: &[u8]) -> Option<(RtpHeader, u8, &[u8])> {
         ssrc: p.ssrc(),
         seq: p.sequence_number(),
         timestamp: p.timestamp(),
+        payload_type: p.payload_type(),
     };
     let pt = p.payload_type();
     let range = p.payload_offset()..p.payload_offset() + p.payload_len();

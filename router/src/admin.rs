@@ -586,6 +586,7 @@ impl Admin for AdminService {
             dropped_not_routed: m.dropped_not_routed,
             dropped_malformed: m.dropped_malformed,
             dropped_oversize: m.dropped_oversize,
+            dropped_wrong_codec: m.dropped_wrong_codec,
             bans: engine.bans,
             banned_addresses: engine.banned_addresses as u64,
             connections_refused: engine.refused_banned

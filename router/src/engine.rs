@@ -129,6 +129,13 @@ pub enum Input {
     LineTooLong { session: SessionId },
     /// The control connection closed (or the driver closed it).
     Disconnected { session: SessionId },
+    /// Media worker: RTP of `ssrc` came in another payload type than its
+    /// route allows (told once per route).
+    WrongCodec {
+        worker: WorkerId,
+        from: SocketAddr,
+        payload_type: u8,
+    },
     /// A STUN Binding Request reached the socket of media worker `worker`.
     StunBinding {
         worker: WorkerId,
@@ -169,6 +176,9 @@ pub struct Route {
     pub rtcp: Fanout,
     /// RTP clock rate of the stream, for jitter statistics.
     pub clock_rate: u32,
+    /// RTP of another payload type is dropped, and its sender told once
+    /// ([`Input::WrongCodec`]): audio in a room that seed clients share.
+    pub payload_type: Option<u8>,
 }
 
 /// A change for the media worker.
@@ -564,6 +574,11 @@ impl Engine {
                 username,
                 request,
             } => self.on_stun(now, worker, from, username, &request),
+            Input::WrongCodec {
+                worker,
+                from,
+                payload_type,
+            } => self.on_wrong_codec(worker, from, payload_type),
         }
         self.drain_pending(now);
         self.release_detached_floors(now);
@@ -1077,8 +1092,14 @@ impl Engine {
                 version,
                 nickname,
                 features,
+                legacy,
                 ..
-            }) => self.on_hello(now, id, version, nickname, &features),
+            }) => {
+                self.on_hello(now, id, version, nickname, &features);
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.legacy = legacy;
+                }
+            }
             _ if !welcomed => self.protocol_error(
                 now,
                 id,
@@ -1687,6 +1708,9 @@ impl Engine {
             return;
         };
         room.members.push(id);
+        if self.sessions.get(&id).is_some_and(|s| s.legacy) {
+            room.seed_members += 1;
+        }
         room.claim_nickname(id, &nickname);
         room.routes.insert(id, Receivers::Nobody);
         let member = Member {
@@ -1700,6 +1724,7 @@ impl Engine {
         });
         room.plugin.on_join(now, &member, &mut out);
         self.apply(now, name, out);
+        self.enforce_room_codec(name);
     }
 
     fn room_command(&mut self, now: Instant, id: SessionId, verb: &str, command: RoomCommand) {
@@ -1743,6 +1768,9 @@ impl Engine {
             return;
         };
         room.members.retain(|m| *m != id);
+        if self.sessions.get(&id).is_some_and(|s| s.legacy) {
+            room.seed_members = room.seed_members.saturating_sub(1);
+        }
         room.release_nickname(id);
         room.routes.remove(&id);
         room.muted.remove(&id);
@@ -1755,6 +1783,7 @@ impl Engine {
         });
         room.plugin.on_leave(now, id, reason, &mut out);
         self.apply(now, &name, out);
+        self.enforce_room_codec(&name);
         self.send(
             id,
             SessionNotice::Left {
@@ -1764,6 +1793,51 @@ impl Engine {
             },
         );
         self.close_if_abandoned(now, &name);
+    }
+
+    /// Tells the sender of audio in another codec than its room's (where
+    /// seed clients are) why nobody hears it. A refusal, not an error: it
+    /// costs no budget.
+    fn on_wrong_codec(&mut self, worker: WorkerId, from: SocketAddr, payload_type: u8) {
+        let Some(id) = self.sessions.owner(worker, from) else {
+            return;
+        };
+        let Some(room) = self.sessions.get(&id).and_then(|s| s.room.clone()) else {
+            return;
+        };
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        let Ok(codec) = crate::registry::room_codec(&r.spec.options) else {
+            return;
+        };
+        self.stats.refusals += 1;
+        self.send(
+            id,
+            SessionNotice::Refused {
+                code: ErrorCode::WrongCodec,
+                message: format!(
+                    "room `{room}` is shared with seed clients, who hear only its codec `{}` ({}/{}, payload type {}); your audio (payload type {payload_type}) is dropped: send `{}`",
+                    codec.name, codec.encoding, codec.clock_rate, codec.payload_type, codec.name
+                ),
+            },
+        );
+    }
+
+    /// Makes the media worker drop audio in other codecs than the room's
+    /// while seed clients are members (and not otherwise), resyncing every
+    /// member's routes when that changes.
+    fn enforce_room_codec(&mut self, name: &str) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        let on = room.seed_members > 0;
+        if !room.media.enforce_codec(on) {
+            return;
+        }
+        for m in room.members.clone() {
+            self.resync_member(name, m);
+        }
     }
 
     /// Closes a client-made meeting once nobody is in it.

@@ -51,6 +51,7 @@ pub fn command(msg: ClientMessage) -> Command {
             features,
             resume,
         } => SessionCommand::Hello {
+            legacy: false,
             version,
             nickname,
             features,

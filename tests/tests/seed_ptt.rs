@@ -219,3 +219,67 @@ async fn seed_sessions_are_members_like_any_other() {
     drop(n);
     r.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_native_member_sending_another_codec_beside_seed_clients_is_refused() {
+    let r = router().await;
+    let (control, media) = front(&r);
+    let ann = Seed000::join(control, media, ip(8, 2), "ann").await;
+    let (mut nat, nm) = switchboard_tests::member(r.control_addr(), "nat", "walkie").await;
+    let (_ear, em) = switchboard_tests::member(r.control_addr(), "ear", "walkie").await;
+    assert!(matches!(
+        nat.request_floor(0).await,
+        Ok(client::FloorAnswer::Granted { .. })
+    ));
+    let opus = |seq: u16| {
+        proto::media::build_rtp(
+            111,
+            seq,
+            u32::from(seq) * 960,
+            nm.ssrcs().audio,
+            false,
+            &[1; 80],
+        )
+    };
+    for seq in 0..5 {
+        let _ = nm.send_raw(&opus(seq)).await;
+    }
+    let message = wait_for(&mut nat, WAIT, "WRONG_CODEC", |m| match m {
+        ServerMessage::Error {
+            code: proto::control::ErrorCode::WrongCodec,
+            message,
+        } => Some(message.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        message.contains("l16-44k") && message.contains("113"),
+        "{message}"
+    );
+    assert!(
+        ann.heard_audio().await.is_empty(),
+        "the seed client heard nothing"
+    );
+    assert!(
+        switchboard_tests::drain_media(&em, QUIET).await.is_empty(),
+        "nor anyone"
+    );
+    assert!(r.media_stats().dropped_wrong_codec >= 5);
+    // The room's codec passes.
+    let l16 = proto::media::build_rtp(113, 9, 0, nm.ssrcs().audio, false, &[0, 1, 0, 2]);
+    let _ = nm.send_raw(&l16).await;
+    assert_eq!(ann.heard_audio().await.concat(), [1, 0, 2, 0]);
+    // Once the seed client left, the room takes any codec again.
+    drop(ann);
+    tokio::time::sleep(QUIET).await;
+    for seq in 10..13 {
+        let _ = nm.send_raw(&opus(seq)).await;
+    }
+    let got = switchboard_tests::drain_media(&em, QUIET).await;
+    assert!(
+        got.len() >= 3,
+        "the L16 packet and the 3 Opus ones: {}",
+        got.len()
+    );
+    r.shutdown().await;
+}

@@ -262,6 +262,7 @@ impl Link {
             nickname: nickname.into(),
             features: Vec::new(),
             resume: None,
+            legacy: true,
         };
         if !self.send("HELLO", Command::Session(hello)).await {
             return Err(Refusal {

@@ -23,6 +23,9 @@ pub(super) struct Room {
     pub(super) timers: HashMap<TimerKey, Instant>,
     /// What the media worker holds for this room: its group and routes.
     pub(super) media: routes::RoomRoutes,
+    /// Members that are seed front-ends' sessions: while there are any,
+    /// audio in another codec than the room's is dropped and refused.
+    pub(super) seed_members: usize,
     /// Members an operator muted: their media goes nowhere.
     pub(super) muted: HashSet<SessionId>,
     /// Sessions waiting for the plugin to admit or reject them.
@@ -128,8 +131,9 @@ impl Rooms {
         self.last_group += 1;
         let name = spec.name.clone();
         // Checked when the plugin was made.
-        let clock_rate = crate::registry::room_codec(&spec.options)
-            .map_or(proto::media::AUDIO_CLOCK_RATE, |c| c.clock_rate);
+        let codec = crate::registry::room_codec(&spec.options).ok();
+        let clock_rate = codec.map_or(proto::media::AUDIO_CLOCK_RATE, |c| c.clock_rate);
+        let audio_pt = codec.map_or(111, |c| c.payload_type);
         if let Some(code) = &code {
             self.codes.insert(code.clone(), name.clone());
         }
@@ -143,8 +147,9 @@ impl Rooms {
                 members: Vec::new(),
                 routes: HashMap::new(),
                 timers: HashMap::new(),
-                media: routes::RoomRoutes::new(self.last_group, clock_rate),
+                media: routes::RoomRoutes::new(self.last_group, clock_rate, audio_pt),
                 muted: HashSet::new(),
+                seed_members: 0,
                 waiting: Vec::new(),
                 code,
                 ephemeral,

@@ -31,6 +31,10 @@ pub struct RoomRoutes {
     pub group: GroupId,
     /// RTP clock rate of the room's audio (its codec's).
     audio_clock_rate: u32,
+    /// Payload type of the room's audio codec, and whether the worker
+    /// drops audio of other payload types (while seed clients are in).
+    audio_pt: u8,
+    enforce_pt: bool,
     installed: HashMap<u32, Route>,
     grouped: HashMap<SessionId, SocketAddr>,
     /// Members whose route lists receivers one by one: they depend on the
@@ -39,14 +43,22 @@ pub struct RoomRoutes {
 }
 
 impl RoomRoutes {
-    pub fn new(group: GroupId, audio_clock_rate: u32) -> Self {
+    pub fn new(group: GroupId, audio_clock_rate: u32, audio_pt: u8) -> Self {
         Self {
             group,
             audio_clock_rate,
+            audio_pt,
+            enforce_pt: false,
             installed: HashMap::new(),
             grouped: HashMap::new(),
             listed: HashSet::new(),
         }
+    }
+
+    /// Whether audio must be in the room's codec; true when it changed
+    /// (every member's routes then need a resync).
+    pub fn enforce_codec(&mut self, on: bool) -> bool {
+        std::mem::replace(&mut self.enforce_pt, on) != on
     }
 
     /// Members whose routes list receivers one by one.
@@ -95,15 +107,17 @@ impl RoomRoutes {
             }
         }
         let Some(ssrcs) = m.ssrcs else { return };
-        for (ssrc, clock_rate) in [
-            (ssrcs.audio, self.audio_clock_rate),
-            (ssrcs.video, proto::media::VIDEO_CLOCK_RATE),
+        let audio_pt = self.enforce_pt.then_some(self.audio_pt);
+        for (ssrc, clock_rate, payload_type) in [
+            (ssrcs.audio, self.audio_clock_rate, audio_pt),
+            (ssrcs.video, proto::media::VIDEO_CLOCK_RATE, None),
         ] {
             let want = m.addr.map(|source| Route {
                 source,
                 media: media.clone(),
                 rtcp: Fanout::Group(group),
                 clock_rate,
+                payload_type,
             });
             match want {
                 Some(route) if self.installed.get(&ssrc) != Some(&route) => {
@@ -142,7 +156,7 @@ mod tests {
 
     #[test]
     fn a_member_costs_one_group_entry_and_two_routes_and_only_changes_are_sent() {
-        let mut r = RoomRoutes::new(7, proto::media::AUDIO_CLOCK_RATE);
+        let mut r = RoomRoutes::new(7, proto::media::AUDIO_CLOCK_RATE, 111);
         let ssrcs = Ssrcs { audio: 1, video: 2 };
         let all = Receivers::AllOthers;
         let m = MemberMedia {

@@ -49,6 +49,8 @@ pub(super) struct Session {
     pub(super) last_seen: Instant,
     /// The UDP address bound with STUN, and the worker it was bound at.
     pub(super) media: Option<(WorkerId, SocketAddr)>,
+    /// A seed front-end's session.
+    pub(super) legacy: bool,
     error_budget: u32,
     last_refill: Instant,
     /// Whether this connection has counted a strike for malformed input
@@ -68,6 +70,7 @@ impl Session {
         let error_burst = cfg.error_burst;
         Self {
             struck: false,
+            legacy: false,
             refusals: TokenBucket::full(r.refusals.burst, now),
             rates: [
                 TokenBucket::full(r.membership.burst, now),
@@ -152,6 +155,10 @@ impl Sessions {
     }
     pub(super) fn len(&self) -> usize {
         self.map.len()
+    }
+    /// The session bound to `addr` at `worker`.
+    pub(super) fn owner(&self, worker: WorkerId, addr: SocketAddr) -> Option<SessionId> {
+        self.addr_owner.get(&(worker, addr)).copied()
     }
     pub(super) fn ids(&self) -> Vec<SessionId> {
         self.map.keys().copied().collect()

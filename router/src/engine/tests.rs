@@ -1740,6 +1740,7 @@ fn another_front_end_drives_the_engine_with_typed_commands() {
             nickname: "seed".into(),
             features: vec![],
             resume: None,
+            legacy: false,
         }),
     );
     cmd(

@@ -30,6 +30,10 @@ pub enum SessionCommand {
         features: Vec<String>,
         /// A resume token from an earlier WELCOME.
         resume: Option<String>,
+        /// A seed front-end's session (docs/compat.md): its client hears the
+        /// room's codec only, so while it is in a room the room's members
+        /// must send that codec.
+        legacy: bool,
     },
     Join {
         room: String,

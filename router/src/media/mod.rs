@@ -45,6 +45,8 @@ pub struct MediaCounters {
     pub dropped_malformed: AtomicU64,
     /// Longer than the 1,500 bytes a media datagram may have.
     pub dropped_oversize: AtomicU64,
+    /// Audio in another codec than its room's, where seed clients are.
+    pub dropped_wrong_codec: AtomicU64,
     /// STUN Binding Requests passed to the engine.
     pub stun_requests: AtomicU64,
     /// STUN requests dropped because the engine was busy.
@@ -62,6 +64,7 @@ pub struct MediaStats {
     pub dropped_not_routed: u64,
     pub dropped_malformed: u64,
     pub dropped_oversize: u64,
+    pub dropped_wrong_codec: u64,
     pub stun_requests: u64,
     pub stun_dropped: u64,
 }
@@ -78,6 +81,7 @@ impl MediaCounters {
             dropped_not_routed: l(&self.dropped_not_routed),
             dropped_malformed: l(&self.dropped_malformed),
             dropped_oversize: l(&self.dropped_oversize),
+            dropped_wrong_codec: l(&self.dropped_wrong_codec),
             stun_requests: l(&self.stun_requests),
             stun_dropped: l(&self.stun_dropped),
         }
@@ -93,6 +97,7 @@ struct Tally {
     not_routed: u64,
     malformed: u64,
     oversize: u64,
+    wrong_codec: u64,
     stun: u64,
     stun_dropped: u64,
 }
@@ -118,6 +123,8 @@ struct Entry {
     /// RTP forwarded under a [`Fanout::List`] route: every address of the
     /// list got each of these packets, so one counter serves all receivers.
     sent_under_route: Delivered,
+    /// Its sender was told its payload type is not the route's.
+    told_wrong_codec: bool,
 }
 
 /// One member address of a group, with the RTP it was sent through it.
@@ -274,6 +281,7 @@ impl<E: EngineSink> Worker<E> {
                         route,
                         stats,
                         sent_under_route: Delivered::default(),
+                        told_wrong_codec: false,
                     };
                     self.table.insert(ssrc, entry);
                 }
@@ -381,6 +389,7 @@ impl<E: EngineSink> Worker<E> {
             add(&c.dropped_not_routed, t.not_routed);
             add(&c.dropped_malformed, t.malformed);
             add(&c.dropped_oversize, t.oversize);
+            add(&c.dropped_wrong_codec, t.wrong_codec);
             add(&c.stun_requests, t.stun);
             add(&c.stun_dropped, t.stun_dropped);
         }
@@ -454,6 +463,20 @@ impl<E: EngineSink> Worker<E> {
         };
         match self.table.get_mut(&ssrc) {
             Some(e) if e.route.source == from => {
+                if let (Some(h), Some(pt)) = (rtp, e.route.payload_type)
+                    && h.payload_type != pt
+                {
+                    t.wrong_codec += 1;
+                    if !e.told_wrong_codec {
+                        e.told_wrong_codec = true;
+                        let _ = self.engine.try_send(Input::WrongCodec {
+                            worker: self.id,
+                            from,
+                            payload_type: h.payload_type,
+                        });
+                    }
+                    return;
+                }
                 let is_rtp = rtp.is_some();
                 if let Some(h) = rtp {
                     e.stats.rtp(h.seq, h.timestamp, arrival, e.route.clock_rate);
