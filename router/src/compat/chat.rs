@@ -18,8 +18,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info_span};
 
-use super::gateway::{Leg, Rechunk};
-use super::{Bound, Context, Link};
+use super::gateway::Rechunk;
+use super::{Bound, Context, Link, ended};
 use crate::engine::{Command, SessionCommand, SessionNotice, Told};
 
 /// Longest line a client may send (a `VOICE:` line is 2,738 bytes); a
@@ -157,10 +157,6 @@ impl Out {
     }
 }
 
-fn ended(why: &str) {
-    debug!(why, "seed session ended");
-}
-
 async fn session(stream: TcpStream, peer: SocketAddr, front: Arc<Front>, ctx: Context) {
     let Some(mut link) = Link::open(&ctx.engine, peer).await else {
         return;
@@ -197,18 +193,7 @@ async fn session(stream: TcpStream, peer: SocketAddr, front: Arc<Front>, ctx: Co
         Ok(entered) => entered,
         Err(r) => return ended(&r.message),
     };
-    let leg = match ctx.worker(udp_port) {
-        Some(worker) => Leg::bind(
-            worker,
-            &welcome.media_token,
-            welcome.ssrcs.audio,
-            front.codec,
-            link.session,
-        )
-        .await
-        .ok(),
-        None => None,
-    };
+    let leg = ctx.leg(&link, &welcome, udp_port, front.codec).await;
     let Some(leg) = leg else {
         link.close().await;
         return ended("no media leg");

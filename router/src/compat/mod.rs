@@ -101,6 +101,32 @@ impl Context {
     pub fn worker(&self, port: u16) -> Option<SocketAddr> {
         self.workers.iter().copied().find(|a| a.port() == port)
     }
+
+    /// A media leg for the session `link` entered as `welcome`, bound at
+    /// the worker on `udp_port` (its room's); `None` when it cannot be.
+    pub async fn leg(
+        &self,
+        link: &Link,
+        welcome: &Welcome,
+        udp_port: u16,
+        codec: &'static proto::codec::Codec,
+    ) -> Option<gateway::Leg> {
+        let worker = self.worker(udp_port)?;
+        gateway::Leg::bind(
+            worker,
+            &welcome.media_token,
+            welcome.ssrcs.audio,
+            codec,
+            link.session,
+        )
+        .await
+        .ok()
+    }
+}
+
+/// Logs why a seed session ended.
+pub(crate) fn ended(why: &str) {
+    tracing::debug!(why, "seed session ended");
 }
 
 /// Starts every bound front-end; the tasks end when the router drops them.

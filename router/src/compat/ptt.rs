@@ -13,10 +13,10 @@ use plugin_api::{Notice, RoomCommand};
 use proto::control::DenyReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, info_span};
 
 use super::gateway::{Leg, SEED_DATAGRAM};
-use super::{Bound, Context, Link, Paced, PortPool};
+use super::{Bound, Context, Link, Paced, PortPool, ended};
 use crate::engine::{Command, SessionNotice, Told};
 
 /// The first port handed to clients, as the original did.
@@ -141,11 +141,6 @@ async fn media_in(front: Arc<Front>) {
     }
 }
 
-/// Why a session ended, for the log.
-fn ended(why: &str) {
-    debug!(why, "seed session ended");
-}
-
 async fn session(stream: TcpStream, peer: SocketAddr, front: Arc<Front>, ctx: Context) {
     let Some(mut link) = Link::open(&ctx.engine, peer).await else {
         return;
@@ -180,18 +175,7 @@ async fn session(stream: TcpStream, peer: SocketAddr, front: Arc<Front>, ctx: Co
         Ok(entered) => entered,
         Err(r) => return ended(&r.message),
     };
-    let leg = match ctx.worker(udp_port) {
-        Some(worker) => Leg::bind(
-            worker,
-            &welcome.media_token,
-            welcome.ssrcs.audio,
-            front.codec,
-            link.session,
-        )
-        .await
-        .ok(),
-        None => None,
-    };
+    let leg = ctx.leg(&link, &welcome, udp_port, front.codec).await;
     let (Some(leg), Some(port)) = (leg.map(Arc::new), front.ports.take()) else {
         link.close().await;
         return ended("no media leg or client port");

@@ -15,10 +15,10 @@ use plugin_api::Notice;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, info_span};
 
 use super::gateway::{Leg, Mixer, SEED_DATAGRAM};
-use super::{Bound, Context, Link, Paced, PortPool};
+use super::{Bound, Context, Link, Paced, PortPool, ended};
 use crate::engine::{Command, SessionCommand, SessionNotice, Told};
 
 /// Samples in one seed datagram: 512 at 20 kHz, 25.6 ms.
@@ -207,10 +207,6 @@ async fn media_in(front: Arc<Front>) {
     }
 }
 
-fn ended(why: &str) {
-    debug!(why, "seed session ended");
-}
-
 /// A message as the seed writes it.
 fn object(v: Value) -> String {
     v.to_string()
@@ -282,18 +278,7 @@ async fn session(stream: TcpStream, peer: SocketAddr, front: Arc<Front>, ctx: Co
             return ended("refused");
         }
     };
-    let leg = match ctx.worker(udp_port) {
-        Some(worker) => Leg::bind(
-            worker,
-            &welcome.media_token,
-            welcome.ssrcs.audio,
-            front.codec,
-            link.session,
-        )
-        .await
-        .ok(),
-        None => None,
-    };
+    let leg = ctx.leg(&link, &welcome, udp_port, front.codec).await;
     let (Some(leg), Some(number)) = (leg.map(Arc::new), front.numbers.take()) else {
         link.close().await;
         out.push(object(
