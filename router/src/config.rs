@@ -229,7 +229,7 @@ impl Seed {
 
     /// Whether this build has the seed's front-end.
     pub fn built(self) -> bool {
-        matches!(self, Seed::Ptt | Seed::Chat | Seed::Tip)
+        matches!(self, Seed::Ptt | Seed::Voip | Seed::Chat | Seed::Tip)
     }
 
     pub fn name(self) -> &'static str {
@@ -851,8 +851,8 @@ mod tests {
                 "already taken by media worker 0",
             ),
             (
-                "seed = \"voip\"\ncontrol = \"127.0.0.1:8888\"\nmedia = \"127.0.0.1:9999\"",
-                "no seed voip front-end yet",
+                "seed = \"meeting\"\ncontrol = \"127.0.0.1:5000\"\nmedia = \"127.0.0.1:5001\"",
+                "no seed meeting front-end yet",
             ),
             (
                 "seed = \"ptt\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"127.0.0.1:9999\"\nroom = \"walkie\"\ncolour = 1",

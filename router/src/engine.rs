@@ -375,6 +375,12 @@ impl Engine {
         self.create_room_with(spec, None, false)
     }
 
+    /// A room made for a purpose (a seed-001 call) rather than configured:
+    /// like a client's CREATE_ROOM, it closes when its last member leaves.
+    pub fn create_transient_room(&mut self, spec: RoomSpec) -> Result<(), RoomError> {
+        self.create_room_with(spec, None, true)
+    }
+
     fn create_room_with(
         &mut self,
         spec: RoomSpec,

@@ -365,3 +365,117 @@ pub fn samples(pcm: &[u8]) -> Vec<i16> {
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
         .collect()
 }
+
+/// A seed-001 client as compat.md describes one: each request on a TCP
+/// connection of its own (write, read the reply, close), known to the
+/// server by its IP; audio as a 4-byte big-endian sequence number + 1,764
+/// bytes, sent from an unbound socket and received on its registered port.
+pub struct Seed001 {
+    pub ip: Ipv4Addr,
+    pub control: SocketAddr,
+    /// Where it receives (its registered port).
+    pub udp: UdpSocket,
+    /// Where it sends from: another port (the server goes by IP).
+    pub send: UdpSocket,
+    pub server: SocketAddr,
+    /// Its next sequence number.
+    pub seq: u32,
+}
+
+/// The sequence number of an end-of-transmission datagram.
+pub const SEED001_EOT: u32 = 99_999_999;
+
+/// One request from `ip` on a connection of its own: the server's reply.
+pub async fn seed001_request(control: SocketAddr, ip: Ipv4Addr, request: &[u8]) -> String {
+    let sock = TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+    if let Err(e) = sock.bind(SocketAddr::new(IpAddr::V4(ip), 0)) {
+        panic!("bind {ip}: {e}");
+    }
+    let mut tcp = sock
+        .connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{ip}: connect: {e}"));
+    if let Err(e) = tcp.write_all(request).await {
+        panic!("{ip}: write: {e}");
+    }
+    let mut reply = Vec::new();
+    match tokio::time::timeout(WAIT, tcp.read_to_end(&mut reply)).await {
+        Ok(Ok(_)) => String::from_utf8_lossy(&reply).into_owned(),
+        other => panic!("{ip}: no reply and close: {other:?}"),
+    }
+}
+
+/// `HELLO` + the port as 4 bytes big-endian + the target's IP.
+pub fn seed001_hello(port: u16, target: Ipv4Addr) -> Vec<u8> {
+    let mut r = b"HELLO".to_vec();
+    r.extend_from_slice(&u32::from(port).to_be_bytes());
+    r.extend_from_slice(target.to_string().as_bytes());
+    r
+}
+
+impl Seed001 {
+    /// Binds its port and registers a call to `target`: the reply.
+    pub async fn register(
+        control: SocketAddr,
+        media: SocketAddr,
+        ip: Ipv4Addr,
+        target: Ipv4Addr,
+    ) -> (Seed001, String) {
+        let udp = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ip), 0))
+            .await
+            .unwrap_or_else(|e| panic!("{ip}: bind UDP: {e}"));
+        let send = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ip), 0))
+            .await
+            .unwrap_or_else(|e| panic!("{ip}: bind UDP: {e}"));
+        let port = udp.local_addr().map(|a| a.port()).unwrap_or_default();
+        let reply = seed001_request(control, ip, &seed001_hello(port, target)).await;
+        (
+            Seed001 {
+                ip,
+                control,
+                udp,
+                send,
+                server: media,
+                seq: 0,
+            },
+            reply,
+        )
+    }
+
+    pub async fn request(&self, request: &[u8]) -> String {
+        seed001_request(self.control, self.ip, request).await
+    }
+
+    /// Sends 882 samples with its next sequence number.
+    pub async fn talk(&mut self, pcm: &[u8]) {
+        let mut d = self.seq.to_be_bytes().to_vec();
+        d.extend_from_slice(pcm);
+        self.seq += 1;
+        if let Err(e) = self.send.send_to(&d, self.server).await {
+            panic!("send audio: {e}");
+        }
+    }
+
+    /// Ends its transmission.
+    pub async fn end_transmission(&self) {
+        let mut d = SEED001_EOT.to_be_bytes().to_vec();
+        d.extend_from_slice(&[0u8; 1764]);
+        if let Err(e) = self.send.send_to(&d, self.server).await {
+            panic!("send EOT: {e}");
+        }
+    }
+
+    /// Every datagram until a quiet spell, as (sequence, audio); the test
+    /// fails on one whose audio is not exactly 1,764 bytes (the client
+    /// drops those).
+    pub async fn heard(&self) -> Vec<(u32, Vec<u8>)> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(Ok(n)) = tokio::time::timeout(QUIET, self.udp.recv(&mut buf)).await {
+            assert_eq!(n, 4 + 1764, "a datagram of {n} bytes");
+            let seq = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            got.push((seq, buf[4..n].to_vec()));
+        }
+        got
+    }
+}

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use router::config::{CompatConfig, RoomConfig, Seed};
-use switchboard_tests::seed::{QUIET, Seed000, Seed003, Seed004, WAIT, constant, datagram, ip};
+use switchboard_tests::seed::{
+    QUIET, Seed000, Seed001, Seed003, Seed004, WAIT, constant, datagram, ip, seed001_request,
+};
 use switchboard_tests::start_router;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -46,6 +48,12 @@ async fn router() -> router::Router {
             control: lo(),
             media: Some(lo()),
             room: Some("tip".into()),
+        });
+        c.compat.push(CompatConfig {
+            seed: Seed::Voip,
+            control: lo(),
+            media: Some(lo()),
+            room: None,
         });
     })
     .await
@@ -249,5 +257,75 @@ async fn bad_input_on_the_voice_communicator_front_end_gets_unknown_error_or_a_c
     ann.talk(&d).await;
     assert_eq!(bob.heard_audio().await.concat(), d, "bob still hears ann");
     let _ = QUIET;
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_on_the_voip_front_end_is_invalid_and_leaves_calls_alone() {
+    let r = router().await;
+    let f = r.front_addrs()[3];
+    let (control, media) = (f.control, f.media.unwrap_or_else(|| unreachable!()));
+    let (a, b) = (ip(15, 2), ip(15, 3));
+    let (mut ann, _) = Seed001::register(control, media, a, b).await;
+    let (bob, _) = Seed001::register(control, media, b, a).await;
+
+    // Connections that say nothing hold no one up (each gets TIMEOUT in
+    // 30 s); a flood of garbage requests, each answered INVALID, at once.
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(
+            TcpStream::connect(control)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    let floods: Vec<_> = (0..100u32)
+        .map(|i| {
+            tokio::spawn(async move {
+                let junk: Vec<u8> = (0..1 + (i * 37) % 300).map(|k| (k * i) as u8).collect();
+                seed001_request(control, ip(15, 50), &junk).await
+            })
+        })
+        .collect();
+    for f in floods {
+        let reply = f.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reply, "INVALID");
+    }
+    assert_eq!(ann.request(b"HEARTBEAT").await, "ALIVE");
+    // A request cut short, then the connection closed: nothing answered,
+    // nothing registered.
+    let mut cut = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = cut.write_all(b"HELLO\0\0").await;
+    drop(cut);
+
+    // Media floods: from an unknown IP, and runts from ann's: dropped.
+    let stranger = UdpSocket::bind((ip(15, 9), 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..200u32 {
+        let _ = stranger.send_to(&vec![i as u8; 4 + 1764], media).await;
+        let _ = ann.send.send_to(&[1, 2, 3], media).await;
+    }
+    assert!(bob.heard().await.is_empty(), "nothing reached bob");
+    // The call goes on as before.
+    let sent: Vec<u8> = (0..5u8).flat_map(|k| vec![k + 1; 1764]).collect();
+    for frame in sent.chunks(1764) {
+        ann.talk(frame).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let heard = bob.heard().await;
+    let audio: Vec<u8> = heard
+        .iter()
+        .filter(|(s, _)| *s != switchboard_tests::seed::SEED001_EOT)
+        .flat_map(|(_, a)| a.clone())
+        .collect();
+    assert_eq!(audio, sent);
+    assert_eq!(
+        heard.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, switchboard_tests::seed::SEED001_EOT]
+    );
+    drop(silent);
     r.shutdown().await;
 }

@@ -11,6 +11,7 @@
 //!   session task has to the engine, nicknames, the client port pool;
 //! - [`gateway`]: a session's media leg to its room's media worker;
 //! - [`ptt`]: seed 000, push-to-talk;
+//! - [`voip`]: seed 001, VoIP calls (a room per call);
 //! - [`tip`]: seed 003, the voice communicator (mixing per receiver);
 //! - [`chat`]: seed 004, chat with exclusive voice.
 
@@ -18,6 +19,7 @@ pub mod chat;
 pub mod gateway;
 pub mod ptt;
 pub mod tip;
+pub mod voip;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -139,6 +141,7 @@ pub fn spawn(bound: Vec<Bound>, ctx: &Context) -> Vec<tokio::task::JoinHandle<()
                 Seed::Ptt => tokio::spawn(ptt::run(b, ctx)),
                 Seed::Chat => tokio::spawn(chat::run(b, ctx)),
                 Seed::Tip => tokio::spawn(tip::run(b, ctx)),
+                Seed::Voip => tokio::spawn(voip::run(b, ctx)),
                 // The other seeds' front-ends are still to come; their
                 // tables are refused at start (`Config::check_compat`).
                 _ => tokio::spawn(async {}),
