@@ -17,6 +17,7 @@
 
 pub mod chat;
 pub mod gateway;
+pub mod jpeg;
 pub mod ptt;
 pub mod tip;
 pub mod voip;
