@@ -487,8 +487,21 @@ impl Session {
         &mut self,
         end_with_host: bool,
     ) -> Result<(String, String), ClientError> {
-        self.send(ClientMessage::CreateMeeting { end_with_host })
-            .await?;
+        self.create_meeting_with(end_with_host, None).await
+    }
+
+    /// [`Session::create_meeting`] in audio codec `codec` (`l16-16k` for a
+    /// meeting seed-002 clients join).
+    pub async fn create_meeting_with(
+        &mut self,
+        end_with_host: bool,
+        codec: Option<&str>,
+    ) -> Result<(String, String), ClientError> {
+        self.send(ClientMessage::CreateMeeting {
+            end_with_host,
+            codec: codec.map(str::to_owned),
+        })
+        .await?;
         let (room, code) = self
             .expect("MEETING_CREATED", |m| match m {
                 ServerMessage::MeetingCreated { room, code, .. } => {

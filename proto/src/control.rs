@@ -117,6 +117,10 @@ pub enum ClientMessage {
         /// longest-present participant becomes host).
         #[serde(default)]
         end_with_host: bool,
+        /// The meeting's audio codec (`opus` when absent; see the room
+        /// option `codec`): `l16-16k` lets seed-002 clients join.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        codec: Option<String>,
     },
     /// Create a room of `kind` (`ptt`, `chat`, `voice`; meetings use
     /// `CREATE_MEETING`) and join it. It closes when its last member leaves.

@@ -57,6 +57,8 @@ pub struct RtpHeader {
     pub seq: u16,
     pub timestamp: u32,
     pub payload_type: u8,
+    /// The marker bit (a talk burst's start, a video frame's end).
+    pub marker: bool,
 }
 
 /// The header of a well-formed RTP packet.
@@ -66,6 +68,7 @@ pub fn rtp_header(data: &[u8]) -> Option<RtpHeader> {
         seq: p.sequence_number(),
         timestamp: p.timestamp(),
         payload_type: p.payload_type(),
+        marker: p.marker_bit(),
     })
 }
 
@@ -78,6 +81,7 @@ pub fn rtp_payload(data: &[u8]) -> Option<(RtpHeader, u8, &[u8])> {
         seq: p.sequence_number(),
         timestamp: p.timestamp(),
         payload_type: p.payload_type(),
+        marker: p.marker_bit(),
     };
     let pt = p.payload_type();
     let range = p.payload_offset()..p.payload_offset() + p.payload_len();

@@ -227,11 +227,6 @@ pub enum Seed {
 impl Seed {
     pub const ALL: [Seed; 5] = [Seed::Ptt, Seed::Voip, Seed::Meeting, Seed::Tip, Seed::Chat];
 
-    /// Whether this build has the seed's front-end.
-    pub fn built(self) -> bool {
-        matches!(self, Seed::Ptt | Seed::Voip | Seed::Chat | Seed::Tip)
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Seed::Ptt => "ptt",
@@ -479,17 +474,6 @@ impl Config {
                     }
                 }
                 (false, None) => {}
-            }
-            if !c.seed.built() {
-                return invalid(format!(
-                    "this build has no seed {seed} front-end yet; it has: {}",
-                    Seed::ALL
-                        .iter()
-                        .filter(|s| s.built())
-                        .map(|s| s.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
             }
             let mine = [Some(("TCP", c.control)), c.media.map(|m| ("UDP", m))];
             for (proto_name, addr) in mine.into_iter().flatten() {
@@ -851,8 +835,8 @@ mod tests {
                 "already taken by media worker 0",
             ),
             (
-                "seed = \"meeting\"\ncontrol = \"127.0.0.1:5000\"\nmedia = \"127.0.0.1:5001\"",
-                "no seed meeting front-end yet",
+                "seed = \"meeting\"\ncontrol = \"127.0.0.1:5000\"",
+                "needs `media`",
             ),
             (
                 "seed = \"ptt\"\ncontrol = \"127.0.0.1:9999\"\nmedia = \"127.0.0.1:9999\"\nroom = \"walkie\"\ncolour = 1",

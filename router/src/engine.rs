@@ -1135,9 +1135,10 @@ impl Engine {
             Command::Session(SessionCommand::RequestJoin { code }) => {
                 self.on_request_join(now, id, &code)
             }
-            Command::Session(SessionCommand::CreateMeeting { end_with_host }) => {
-                self.on_create_meeting(now, id, end_with_host)
-            }
+            Command::Session(SessionCommand::CreateMeeting {
+                end_with_host,
+                codec,
+            }) => self.on_create_meeting(now, id, end_with_host, codec),
             Command::Session(SessionCommand::CreateRoom(spec)) => {
                 self.on_create_room(now, id, spec)
             }
@@ -1455,7 +1456,13 @@ impl Engine {
 
     /// `CREATE_MEETING`: a new meeting room with a fresh code, its creator
     /// inside as host.
-    fn on_create_meeting(&mut self, now: Instant, id: SessionId, end_with_host: bool) {
+    fn on_create_meeting(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        end_with_host: bool,
+        codec: Option<String>,
+    ) {
         if let Some(msg) = self.busy_elsewhere(id, "CREATE_MEETING") {
             return self.protocol_error(now, id, ErrorCode::AlreadyInRoom, msg);
         }
@@ -1468,6 +1475,9 @@ impl Engine {
         let name = format!("meeting-{code}");
         let mut options = Options::new();
         options.insert("end_with_host".into(), end_with_host.into());
+        if let Some(c) = codec {
+            options.insert("codec".into(), c.into());
+        }
         let spec = RoomSpec {
             name: name.clone(),
             kind: "meeting".into(),
@@ -1484,6 +1494,15 @@ impl Engine {
                         scope: FullScope::Server,
                         message: format!("the router hosts at most {max} rooms"),
                     },
+                );
+            }
+            // A codec this router does not know.
+            Err(e @ RoomError::Option(_)) => {
+                return self.protocol_error(
+                    now,
+                    id,
+                    ErrorCode::BadField,
+                    format!("CREATE_MEETING: {e}"),
                 );
             }
             Err(e) => {

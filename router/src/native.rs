@@ -68,9 +68,13 @@ pub fn command(msg: ClientMessage) -> Command {
                 .min(control::MEMBER_PAGE_MAX) as usize,
         },
         ClientMessage::RequestJoin { code } => SessionCommand::RequestJoin { code },
-        ClientMessage::CreateMeeting { end_with_host } => {
-            SessionCommand::CreateMeeting { end_with_host }
-        }
+        ClientMessage::CreateMeeting {
+            end_with_host,
+            codec,
+        } => SessionCommand::CreateMeeting {
+            end_with_host,
+            codec,
+        },
         ClientMessage::CreateRoom {
             room,
             kind,

@@ -479,3 +479,324 @@ impl Seed001 {
         got
     }
 }
+
+/// A seed-002 client as compat.md describes one: TCP frames of a 4-byte
+/// big-endian length and a JSON object; media sent from an unbound socket
+/// to the server's UDP port (known by IP only), received on its registered
+/// video and audio ports.
+pub struct Seed002 {
+    pub name: String,
+    pub wr: tokio::net::tcp::OwnedWriteHalf,
+    pub objects: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    pub video: UdpSocket,
+    pub audio: UdpSocket,
+    pub send: UdpSocket,
+    pub server: SocketAddr,
+    pub audio_id: u32,
+    pub frame_id: u32,
+}
+
+/// One video datagram a seed-002 client received.
+#[derive(Debug, Clone)]
+pub struct SeedVideo {
+    pub frame_id: u32,
+    pub sequence: u32,
+    pub width: u16,
+    pub height: u16,
+    pub sender: String,
+    pub jpeg: Vec<u8>,
+}
+
+impl Seed002 {
+    pub async fn connect(
+        control: SocketAddr,
+        media: SocketAddr,
+        ip: Ipv4Addr,
+        name: &str,
+    ) -> Seed002 {
+        let sock = TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+        if let Err(e) = sock.bind(SocketAddr::new(IpAddr::V4(ip), 0)) {
+            panic!("bind {ip}: {e}");
+        }
+        let tcp = sock
+            .connect(control)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
+        let (mut rd, wr) = tcp.into_split();
+        let (tx, objects) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let mut len = [0u8; 4];
+                if rd.read_exact(&mut len).await.is_err() {
+                    break;
+                }
+                let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+                if rd.read_exact(&mut body).await.is_err() {
+                    break;
+                }
+                let v: serde_json::Value = serde_json::from_slice(&body)
+                    .unwrap_or_else(|e| panic!("a frame that is no JSON: {e}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let bind = || UdpSocket::bind(SocketAddr::new(IpAddr::V4(ip), 0));
+        let (video, audio, send) = (bind().await, bind().await, bind().await);
+        let ok = |s: std::io::Result<UdpSocket>| s.unwrap_or_else(|e| panic!("{name}: UDP: {e}"));
+        Seed002 {
+            name: name.into(),
+            wr,
+            objects,
+            video: ok(video),
+            audio: ok(audio),
+            send: ok(send),
+            server: media,
+            audio_id: 0,
+            frame_id: 0,
+        }
+    }
+
+    pub async fn send(&mut self, v: serde_json::Value) {
+        let body = v.to_string();
+        let mut f = (body.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(body.as_bytes());
+        if let Err(e) = self.wr.write_all(&f).await {
+            panic!("{}: write: {e}", self.name);
+        }
+    }
+
+    /// Objects up to and including the first `want` picks.
+    pub async fn until(
+        &mut self,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, self.objects.recv()).await {
+                Ok(Some(v)) => {
+                    let done = want(&v);
+                    seen.push(v);
+                    if done {
+                        return seen;
+                    }
+                }
+                other => panic!("{}: waiting: {other:?}; saw {seen:?}", self.name),
+            }
+        }
+    }
+
+    /// The next object of `kind`.
+    pub async fn expect(&mut self, kind: &str) -> serde_json::Value {
+        self.until(|v| v["type"] == kind)
+            .await
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Everything that arrives before a quiet spell.
+    pub async fn rest(&mut self) -> Vec<serde_json::Value> {
+        let mut got = Vec::new();
+        while let Ok(Some(v)) = tokio::time::timeout(QUIET, self.objects.recv()).await {
+            got.push(v);
+        }
+        got
+    }
+
+    /// CREATE_MEETING: its code.
+    pub async fn create(&mut self) -> String {
+        let name = self.name.clone();
+        self.send(serde_json::json!({"type": "CREATE_MEETING", "name": name}))
+            .await;
+        let m = self.expect("MEETING_CREATED").await;
+        m["meeting_code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{m}"))
+            .to_owned()
+    }
+
+    pub async fn request_join(&mut self, code: &str) {
+        let name = self.name.clone();
+        self.send(serde_json::json!({"type": "REQUEST_JOIN", "meeting_code": code, "name": name}))
+            .await;
+    }
+
+    pub async fn register_udp(&mut self) {
+        let port = |s: &UdpSocket| s.local_addr().map(|a| a.port()).unwrap_or(0);
+        let (v, a) = (port(&self.video), port(&self.audio));
+        self.send(serde_json::json!({"type": "REGISTER_UDP", "video_port": v, "audio_port": a}))
+            .await;
+    }
+
+    /// One audio datagram: 1,024 samples at 16 kHz.
+    pub async fn talk(&mut self, pcm: &[u8]) {
+        let mut d = self.audio_id.to_be_bytes().to_vec();
+        d.extend_from_slice(&0u64.to_be_bytes());
+        d.extend_from_slice(&16_000u16.to_be_bytes());
+        d.push(1);
+        d.extend_from_slice(&(pcm.len() as i32).to_be_bytes());
+        d.extend_from_slice(pcm);
+        self.audio_id += 1;
+        if let Err(e) = self.send.send_to(&d, self.server).await {
+            panic!("send audio: {e}");
+        }
+    }
+
+    /// One video datagram: a JPEG frame of `w` × `h`.
+    pub async fn show(&mut self, jpeg: &[u8], w: u16, h: u16) {
+        let mut d = self.frame_id.to_be_bytes().to_vec();
+        d.extend_from_slice(&0u64.to_be_bytes());
+        d.extend_from_slice(&0u32.to_be_bytes());
+        d.extend_from_slice(&w.to_be_bytes());
+        d.extend_from_slice(&h.to_be_bytes());
+        d.extend_from_slice(&(jpeg.len() as i32).to_be_bytes());
+        let mut name = [0u8; 16];
+        let n = self.name.len().min(16);
+        name[..n].copy_from_slice(&self.name.as_bytes()[..n]);
+        d.extend_from_slice(&name);
+        d.extend_from_slice(jpeg);
+        self.frame_id += 1;
+        if let Err(e) = self.send.send_to(&d, self.server).await {
+            panic!("send video: {e}");
+        }
+    }
+
+    /// Audio datagrams until a quiet spell: (audio_id, samples as sent).
+    pub async fn heard_audio(&self) -> Vec<(u32, Vec<u8>)> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(Ok(n)) = tokio::time::timeout(QUIET, self.audio.recv(&mut buf)).await {
+            assert!(n >= 19, "an audio datagram of {n} bytes");
+            let d = &buf[..n];
+            assert_eq!(u16::from_be_bytes([d[12], d[13]]), 16_000);
+            assert_eq!(d[14], 1);
+            let size = i32::from_be_bytes([d[15], d[16], d[17], d[18]]);
+            assert_eq!(size as usize, n - 19);
+            got.push((
+                u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
+                d[19..].to_vec(),
+            ));
+        }
+        got
+    }
+
+    /// Video datagrams until a quiet spell.
+    pub async fn seen_video(&self) -> Vec<SeedVideo> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(Ok(n)) = tokio::time::timeout(QUIET, self.video.recv(&mut buf)).await {
+            assert!(n > 40, "a video datagram of {n} bytes");
+            let d = &buf[..n];
+            let size = i32::from_be_bytes([d[20], d[21], d[22], d[23]]);
+            assert_eq!(size as usize, n - 40);
+            let name = String::from_utf8_lossy(&d[24..40])
+                .trim_end_matches('\0')
+                .to_owned();
+            got.push(SeedVideo {
+                frame_id: u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
+                sequence: u32::from_be_bytes([d[12], d[13], d[14], d[15]]),
+                width: u16::from_be_bytes([d[16], d[17]]),
+                height: u16::from_be_bytes([d[18], d[19]]),
+                sender: name,
+                jpeg: d[40..].to_vec(),
+            });
+        }
+        got
+    }
+
+    /// Sends `data` as `filename` to `target` ("Everyone" for all), one
+    /// 8,192-byte chunk after another, each acknowledged, then the MD5.
+    pub async fn send_file(&mut self, target: &str, filename: &str, data: &[u8]) {
+        use base64::Engine as _;
+        use md5::Digest as _;
+        self.send(serde_json::json!({
+            "type": "FILE_START", "filename": filename, "filesize": data.len(),
+            "chunk_size": 8192, "target_name": target,
+        }))
+        .await;
+        for (i, chunk) in data.chunks(8192).enumerate() {
+            let b = base64::engine::general_purpose::STANDARD.encode(chunk);
+            self.send(serde_json::json!({
+                "type": "FILE_CHUNK", "chunk_id": i, "data": b, "target_name": target,
+            }))
+            .await;
+            let ack = self.expect("FILE_ACK").await;
+            assert_eq!(ack["chunk_id"], i, "{ack}");
+        }
+        let md5: String = md5::Md5::digest(data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.send(serde_json::json!({"type": "FILE_END", "checksum": md5, "target_name": target}))
+            .await;
+    }
+
+    /// Receives one file as the seed's receiver does: chunk i at i × 8,192,
+    /// until FILE_END_NOTIFY, whose MD5 it checks. (sender, name, bytes)
+    pub async fn receive_file(&mut self) -> (String, String, Vec<u8>) {
+        use base64::Engine as _;
+        use md5::Digest as _;
+        let start = self.expect("FILE_START_NOTIFY").await;
+        let size = start["filesize"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{start}")) as usize;
+        let mut data = vec![0u8; size];
+        loop {
+            let v = self
+                .until(|v| v["type"] == "FILE_CHUNK_FORWARD" || v["type"] == "FILE_END_NOTIFY")
+                .await
+                .pop()
+                .unwrap_or_default();
+            if v["type"] == "FILE_END_NOTIFY" {
+                let md5: String = md5::Md5::digest(&data)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                assert_eq!(v["checksum"], md5, "the MD5 checks out");
+                break;
+            }
+            let at = v["chunk_id"].as_u64().unwrap_or_else(|| panic!("{v}")) as usize * 8192;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v["data"].as_str().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            data[at..at + bytes.len()].copy_from_slice(&bytes);
+            let _ = &self.name;
+        }
+        (
+            start["sender_name"].as_str().unwrap_or_default().to_owned(),
+            start["filename"].as_str().unwrap_or_default().to_owned(),
+            data,
+        )
+    }
+}
+
+/// A baseline JPEG of `w` × `h` (4:2:0, standard Huffman tables, as the
+/// seed's encoder makes), one colour on the left half, another on the right.
+pub fn jpeg_frame(w: u16, h: u16, left: [u8; 3], right: [u8; 3]) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(usize::from(w) * usize::from(h) * 3);
+    for _ in 0..h {
+        for x in 0..w {
+            rgb.extend_from_slice(if x < w / 2 { &left } else { &right });
+        }
+    }
+    let mut out = Vec::new();
+    let mut e = jpeg_encoder::Encoder::new(&mut out, 80);
+    e.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    e.encode(&rgb, w, h, jpeg_encoder::ColorType::Rgb)
+        .unwrap_or_else(|e| panic!("encode: {e}"));
+    out
+}
+
+/// Decodes a JPEG: (width, height, RGB pixels).
+pub fn decode_jpeg(jpeg: &[u8]) -> (u16, u16, Vec<u8>) {
+    let mut d = jpeg_decoder::Decoder::new(jpeg);
+    let pixels = d.decode().unwrap_or_else(|e| panic!("decode: {e}"));
+    let info = d.info().unwrap_or_else(|| panic!("no info"));
+    (info.width, info.height, pixels)
+}
+
+/// The RGB pixel at (x, y) of a decoded frame `w` wide.
+pub fn pixel(pixels: &[u8], w: u16, x: u16, y: u16) -> [u8; 3] {
+    let i = (usize::from(y) * usize::from(w) + usize::from(x)) * 3;
+    [pixels[i], pixels[i + 1], pixels[i + 2]]
+}

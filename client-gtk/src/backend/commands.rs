@@ -60,7 +60,10 @@ pub(super) async fn on_command(cmd: Command, control: &Control, out: &Emitter, s
             max_participants: 0,
             options,
         },
-        Command::CreateMeeting { end_with_host } => ClientMessage::CreateMeeting { end_with_host },
+        Command::CreateMeeting { end_with_host } => ClientMessage::CreateMeeting {
+            end_with_host,
+            codec: None,
+        },
         Command::JoinMeeting(code) => ClientMessage::RequestJoin { code },
         Command::Leave => ClientMessage::Leave,
         Command::Talk(down) => {

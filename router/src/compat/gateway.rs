@@ -185,6 +185,23 @@ pub struct Leg {
     codec: &'static Codec,
     ssrc: u32,
     out: Mutex<RtpOut>,
+    video_ssrc: u32,
+    /// The video sequence number, and when the leg began (video
+    /// timestamps count 90 kHz from there).
+    video_out: Mutex<(u16, Instant)>,
+}
+
+/// One RTP packet of the room's media, as [`Leg::recv_media`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Media {
+    Audio(Heard),
+    /// RTP JPEG (RFC 2435): its sender, timestamp, marker bit and payload.
+    Video {
+        ssrc: u32,
+        ts: u32,
+        marker: bool,
+        payload: Vec<u8>,
+    },
 }
 
 /// One RTP packet of the room's audio, as seed PCM.
@@ -202,7 +219,7 @@ impl Leg {
     pub async fn bind(
         worker: SocketAddr,
         token: &str,
-        ssrc: u32,
+        ssrcs: proto::control::Ssrcs,
         codec: &'static Codec,
         seed: u64,
     ) -> io::Result<Leg> {
@@ -224,12 +241,14 @@ impl Leg {
                     return Ok(Leg {
                         socket,
                         codec,
-                        ssrc,
+                        ssrc: ssrcs.audio,
                         out: Mutex::new(RtpOut {
                             seq: seed as u16,
                             ts: (seed >> 16) as u32,
                             last: None,
                         }),
+                        video_ssrc: ssrcs.video,
+                        video_out: Mutex::new(((seed >> 8) as u16, Instant::now())),
                     });
                 }
             }
@@ -288,6 +307,58 @@ impl Leg {
         }
         let lasts = Duration::from_secs_f64(samples_sent as f64 / f64::from(rate.max(1)));
         out.last = Some((now, lasts));
+    }
+
+    /// Sends one video frame's RTP JPEG payloads (from
+    /// [`super::jpeg::packetize`]) into the room, the last with the marker
+    /// bit, stamped with the time it is sent.
+    pub fn send_video(&self, payloads: &[Vec<u8>]) {
+        let Ok(mut out) = self.video_out.lock() else {
+            return;
+        };
+        let ts = (out.1.elapsed().as_micros() * 9 / 100) as u32;
+        let n = payloads.len();
+        for (i, p) in payloads.iter().enumerate() {
+            let packet = media::build_rtp(
+                super::jpeg::PAYLOAD_TYPE,
+                out.0,
+                ts,
+                self.video_ssrc,
+                i + 1 == n,
+                p,
+            );
+            let _ = self.socket.try_send(&packet);
+            out.0 = out.0.wrapping_add(1);
+        }
+    }
+
+    /// The next packet of the room's media: audio in the room's codec (as
+    /// seed PCM) or JPEG video; anything else is skipped.
+    pub async fn recv_media(&self, buf: &mut [u8]) -> io::Result<Media> {
+        loop {
+            let n = self.socket.recv(buf).await?;
+            let data = &buf[..n];
+            if media::classify(data) != PacketKind::Rtp {
+                continue;
+            }
+            let Some((h, pt, payload)) = media::rtp_payload(data) else {
+                continue;
+            };
+            if pt == super::jpeg::PAYLOAD_TYPE {
+                return Ok(Media::Video {
+                    ssrc: h.ssrc,
+                    ts: h.timestamp,
+                    marker: h.marker,
+                    payload: payload.to_vec(),
+                });
+            }
+            if pt != self.codec.payload_type || !self.codec.is_l16() {
+                continue;
+            }
+            let mut pcm = Vec::with_capacity(payload.len());
+            swap16(payload, &mut pcm);
+            return Ok(Media::Audio(Heard { ssrc: h.ssrc, pcm }));
+        }
     }
 
     /// The next packet of the room's audio in the room's codec, as seed

@@ -423,27 +423,32 @@ impl Depacketizer {
 }
 
 #[cfg(test)]
+/// A minimal baseline 4:2:0 JFIF frame around `scan`, `w` × `h`.
+pub(crate) fn test_frame(w: u16, h: u16, scan: &[u8]) -> Vec<u8> {
+    let head = Header {
+        kind: 1,
+        q: 255,
+        width8: 0,
+        height8: 0,
+        restart_interval: 0,
+    };
+    let mut j = jfif(&head, &tables_for_q(50), 0, scan);
+    // Put the true size in the frame header.
+    let sof = j
+        .windows(2)
+        .position(|m| m == [0xFF, 0xC0])
+        .unwrap_or_else(|| unreachable!());
+    j[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    j[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    j
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A minimal baseline 4:2:0 JFIF frame around `scan`, `w` × `h`.
-    pub(crate) fn frame(w: u16, h: u16, scan: &[u8]) -> Vec<u8> {
-        let head = Header {
-            kind: 1,
-            q: 255,
-            width8: 0,
-            height8: 0,
-            restart_interval: 0,
-        };
-        let mut j = jfif(&head, &tables_for_q(50), 0, scan);
-        // Put the true size in the frame header.
-        let sof = j
-            .windows(2)
-            .position(|m| m == [0xFF, 0xC0])
-            .unwrap_or_else(|| unreachable!());
-        j[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
-        j[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
-        j
+    fn frame(w: u16, h: u16, scan: &[u8]) -> Vec<u8> {
+        test_frame(w, h, scan)
     }
 
     #[test]

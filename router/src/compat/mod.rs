@@ -12,12 +12,14 @@
 //! - [`gateway`]: a session's media leg to its room's media worker;
 //! - [`ptt`]: seed 000, push-to-talk;
 //! - [`voip`]: seed 001, VoIP calls (a room per call);
+//! - [`meeting`]: seed 002, meetings (with [`jpeg`] for video);
 //! - [`tip`]: seed 003, the voice communicator (mixing per receiver);
 //! - [`chat`]: seed 004, chat with exclusive voice.
 
 pub mod chat;
 pub mod gateway;
 pub mod jpeg;
+pub mod meeting;
 pub mod ptt;
 pub mod tip;
 pub mod voip;
@@ -118,7 +120,7 @@ impl Context {
         gateway::Leg::bind(
             worker,
             &welcome.media_token,
-            welcome.ssrcs.audio,
+            welcome.ssrcs,
             codec,
             link.session,
         )
@@ -143,9 +145,7 @@ pub fn spawn(bound: Vec<Bound>, ctx: &Context) -> Vec<tokio::task::JoinHandle<()
                 Seed::Chat => tokio::spawn(chat::run(b, ctx)),
                 Seed::Tip => tokio::spawn(tip::run(b, ctx)),
                 Seed::Voip => tokio::spawn(voip::run(b, ctx)),
-                // The other seeds' front-ends are still to come; their
-                // tables are refused at start (`Config::check_compat`).
-                _ => tokio::spawn(async {}),
+                Seed::Meeting => tokio::spawn(meeting::run(b, ctx)),
             }
         })
         .collect()
@@ -247,6 +247,31 @@ impl Link {
         &mut self,
         mut pick: impl FnMut(&SessionNotice) -> Option<T>,
     ) -> Result<T, Refusal> {
+        self.wait_for(
+            |t| match t {
+                Told::Session(n) => pick(n),
+                Told::Room { .. } => None,
+            },
+            false,
+        )
+        .await
+    }
+
+    /// Waits until `pick` accepts something told (which stays held for
+    /// [`Link::next`], as everything before it), or for a refusal or a
+    /// FULL (which does not).
+    pub(crate) async fn expect_told(
+        &mut self,
+        mut pick: impl FnMut(&Told) -> bool,
+    ) -> Result<(), Refusal> {
+        self.wait_for(|t| pick(t).then_some(()), true).await
+    }
+
+    async fn wait_for<T>(
+        &mut self,
+        mut pick: impl FnMut(&Told) -> Option<T>,
+        keep_picked: bool,
+    ) -> Result<T, Refusal> {
         let mut held = VecDeque::new();
         let result = loop {
             let Some(t) = (match self.rx.recv().await {
@@ -259,10 +284,13 @@ impl Link {
                     message: "the router closed the session".into(),
                 });
             };
-            if let Told::Session(n) = &*t {
-                if let Some(v) = pick(n) {
-                    break Ok(v);
+            if let Some(v) = pick(&t) {
+                if keep_picked {
+                    held.push_back(t);
                 }
+                break Ok(v);
+            }
+            if let Told::Session(n) = &*t {
                 match n {
                     SessionNotice::Refused { code, message } => {
                         break Err(Refusal {

@@ -53,6 +53,8 @@ pub enum SessionCommand {
     },
     CreateMeeting {
         end_with_host: bool,
+        /// Its audio codec; the room option's default when `None`.
+        codec: Option<String>,
     },
     CreateRoom(super::RoomSpec),
     /// End the session.
