@@ -663,45 +663,22 @@ impl Seed002 {
 
     /// Audio datagrams until a quiet spell: (audio_id, samples as sent).
     pub async fn heard_audio(&self) -> Vec<(u32, Vec<u8>)> {
-        let mut got = Vec::new();
-        let mut buf = vec![0u8; 65_536];
-        while let Ok(Ok(n)) = tokio::time::timeout(QUIET, self.audio.recv(&mut buf)).await {
-            assert!(n >= 19, "an audio datagram of {n} bytes");
-            let d = &buf[..n];
-            assert_eq!(u16::from_be_bytes([d[12], d[13]]), 16_000);
-            assert_eq!(d[14], 1);
-            let size = i32::from_be_bytes([d[15], d[16], d[17], d[18]]);
-            assert_eq!(size as usize, n - 19);
-            got.push((
-                u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
-                d[19..].to_vec(),
-            ));
-        }
-        got
+        collect(&self.audio, None, parse_audio).await
+    }
+
+    /// Audio datagrams for `d`.
+    pub async fn audio_for(&self, d: Duration) -> Vec<(u32, Vec<u8>)> {
+        collect(&self.audio, Some(d), parse_audio).await
     }
 
     /// Video datagrams until a quiet spell.
     pub async fn seen_video(&self) -> Vec<SeedVideo> {
-        let mut got = Vec::new();
-        let mut buf = vec![0u8; 65_536];
-        while let Ok(Ok(n)) = tokio::time::timeout(QUIET, self.video.recv(&mut buf)).await {
-            assert!(n > 40, "a video datagram of {n} bytes");
-            let d = &buf[..n];
-            let size = i32::from_be_bytes([d[20], d[21], d[22], d[23]]);
-            assert_eq!(size as usize, n - 40);
-            let name = String::from_utf8_lossy(&d[24..40])
-                .trim_end_matches('\0')
-                .to_owned();
-            got.push(SeedVideo {
-                frame_id: u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
-                sequence: u32::from_be_bytes([d[12], d[13], d[14], d[15]]),
-                width: u16::from_be_bytes([d[16], d[17]]),
-                height: u16::from_be_bytes([d[18], d[19]]),
-                sender: name,
-                jpeg: d[40..].to_vec(),
-            });
-        }
-        got
+        collect(&self.video, None, parse_video).await
+    }
+
+    /// Video datagrams for `d`.
+    pub async fn video_for(&self, d: Duration) -> Vec<SeedVideo> {
+        collect(&self.video, Some(d), parse_video).await
     }
 
     /// Sends `data` as `filename` to `target` ("Everyone" for all), one
@@ -760,7 +737,6 @@ impl Seed002 {
                 .decode(v["data"].as_str().unwrap_or_default())
                 .unwrap_or_else(|e| panic!("{e}"));
             data[at..at + bytes.len()].copy_from_slice(&bytes);
-            let _ = &self.name;
         }
         (
             start["sender_name"].as_str().unwrap_or_default().to_owned(),
@@ -799,4 +775,46 @@ pub fn decode_jpeg(jpeg: &[u8]) -> (u16, u16, Vec<u8>) {
 pub fn pixel(pixels: &[u8], w: u16, x: u16, y: u16) -> [u8; 3] {
     let i = (usize::from(y) * usize::from(w) + usize::from(x)) * 3;
     [pixels[i], pixels[i + 1], pixels[i + 2]]
+}
+
+/// Datagrams on `udp` for `within` (or until a quiet spell), parsed.
+async fn collect<T>(udp: &UdpSocket, within: Option<Duration>, parse: fn(&[u8]) -> T) -> Vec<T> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    let until = within.map(|d| tokio::time::Instant::now() + d);
+    loop {
+        let deadline = until.unwrap_or_else(|| tokio::time::Instant::now() + QUIET);
+        match tokio::time::timeout_at(deadline, udp.recv(&mut buf)).await {
+            Ok(Ok(n)) => got.push(parse(&buf[..n])),
+            _ => return got,
+        }
+    }
+}
+
+fn parse_audio(d: &[u8]) -> (u32, Vec<u8>) {
+    assert!(d.len() >= 19, "an audio datagram of {} bytes", d.len());
+    assert_eq!(u16::from_be_bytes([d[12], d[13]]), 16_000);
+    assert_eq!(d[14], 1);
+    let size = i32::from_be_bytes([d[15], d[16], d[17], d[18]]);
+    assert_eq!(size as usize, d.len() - 19);
+    (
+        u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
+        d[19..].to_vec(),
+    )
+}
+
+fn parse_video(d: &[u8]) -> SeedVideo {
+    assert!(d.len() > 40, "a video datagram of {} bytes", d.len());
+    let size = i32::from_be_bytes([d[20], d[21], d[22], d[23]]);
+    assert_eq!(size as usize, d.len() - 40);
+    SeedVideo {
+        frame_id: u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
+        sequence: u32::from_be_bytes([d[12], d[13], d[14], d[15]]),
+        width: u16::from_be_bytes([d[16], d[17]]),
+        height: u16::from_be_bytes([d[18], d[19]]),
+        sender: String::from_utf8_lossy(&d[24..40])
+            .trim_end_matches('\0')
+            .to_owned(),
+        jpeg: d[40..].to_vec(),
+    }
 }

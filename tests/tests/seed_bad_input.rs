@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use router::config::{CompatConfig, RoomConfig, Seed};
 use switchboard_tests::seed::{
-    QUIET, Seed000, Seed001, Seed003, Seed004, WAIT, constant, datagram, ip, seed001_request,
+    QUIET, Seed000, Seed001, Seed002, Seed003, Seed004, WAIT, constant, datagram, ip,
+    seed001_request,
 };
 use switchboard_tests::start_router;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -51,6 +52,12 @@ async fn router() -> router::Router {
         });
         c.compat.push(CompatConfig {
             seed: Seed::Voip,
+            control: lo(),
+            media: Some(lo()),
+            room: None,
+        });
+        c.compat.push(CompatConfig {
+            seed: Seed::Meeting,
             control: lo(),
             media: Some(lo()),
             room: None,
@@ -327,5 +334,125 @@ async fn bad_input_on_the_voip_front_end_is_invalid_and_leaves_calls_alone() {
         [0, 1, 2, 3, 4, switchboard_tests::seed::SEED001_EOT]
     );
     drop(silent);
+    r.shutdown().await;
+}
+
+/// A frame as seed 002 writes one.
+fn seed002_frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+#[tokio::test]
+async fn bad_input_on_the_meeting_front_end_closes_only_its_sender() {
+    let r = router().await;
+    let f = r.front_addrs()[4];
+    let (control, media) = (f.control, f.media.unwrap_or_else(|| unreachable!()));
+    let mut ann = Seed002::connect(control, media, ip(16, 2), "ann").await;
+    let code = ann.create().await;
+    ann.register_udp().await;
+    let mut bob = Seed002::connect(control, media, ip(16, 3), "bob").await;
+    bob.request_join(&code).await;
+    ann.expect("NEW_JOIN_REQUEST").await;
+    ann.send(serde_json::json!({"type": "ALLOW_JOIN", "client_name": "bob"}))
+        .await;
+    bob.expect("JOIN_ACCEPTED").await;
+    bob.register_udp().await;
+
+    // A length beyond 64 KiB: closed at once.
+    let mut huge = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = huge.write_all(&0x7fff_ffffu32.to_be_bytes()).await;
+    closed(&mut huge, "a huge length").await;
+    // Frames that are no JSON object, or not the seed's: closed after 16.
+    let mut junk = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..20 {
+        let body: &[u8] = if i % 2 == 0 {
+            b"not json"
+        } else {
+            br#"{"type":"NOPE"}"#
+        };
+        let _ = junk.write_all(&seed002_frame(body)).await;
+    }
+    closed(&mut junk, "bad frames").await;
+    // A truncated frame, then gone.
+    let mut cut = TcpStream::connect(control)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = cut.write_all(&[0, 0, 0, 100, b'{']).await;
+    drop(cut);
+    // Chunks of a file never started, a REQUEST_JOIN with no code: ignored.
+    bob.send(serde_json::json!({"type": "FILE_CHUNK", "chunk_id": 3, "data": "AAAA", "target_name": "ann"}))
+        .await;
+    bob.send(serde_json::json!({"type": "REQUEST_JOIN"})).await;
+    // A chat flood from a third member: refused beyond the room's rate and,
+    // refused too often, closed; it never reaches the others in full.
+    let mut flood = Seed002::connect(control, media, ip(16, 4), "flood").await;
+    flood.request_join(&code).await;
+    ann.expect("NEW_JOIN_REQUEST").await;
+    ann.send(serde_json::json!({"type": "ALLOW_JOIN", "client_name": "flood"}))
+        .await;
+    flood.expect("JOIN_ACCEPTED").await;
+    for i in 0..2000 {
+        let body = serde_json::json!({"type": "CHAT", "message": format!("spam {i}"), "target_name": "Everyone"});
+        if flood
+            .wr
+            .write_all(&seed002_frame(body.to_string().as_bytes()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let gone = ann
+        .until(|v| v["type"] == "PARTICIPANT_LEFT" && v["participant_name"] == "flood")
+        .await;
+    let spam = gone
+        .iter()
+        .filter(|v| v["type"] == "CHAT_BROADCAST")
+        .count();
+    assert!(spam < 2000, "the flood was cut short ({spam} relayed)");
+
+    // Media junk: from a stranger, a JPEG header on garbage, an audio
+    // header that lies about its size, the largest datagram of noise.
+    let stranger = UdpSocket::bind((ip(16, 9), 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut fake = vec![0u8; 40];
+    fake[20..24].copy_from_slice(&1000i32.to_be_bytes());
+    fake.extend_from_slice(&[0xFF, 0xD8]);
+    fake.extend(std::iter::repeat_n(0x55, 998));
+    let mut liar = vec![0u8; 19 + 100];
+    liar[12..14].copy_from_slice(&16_000u16.to_be_bytes());
+    liar[14] = 1;
+    liar[15..19].copy_from_slice(&5000i32.to_be_bytes());
+    for d in [&fake, &liar, &vec![0x33; 65_507]] {
+        let _ = stranger.send_to(d, media).await;
+        let _ = ann.send.send_to(d, media).await;
+    }
+    assert!(bob.seen_video().await.is_empty(), "no video from junk");
+    assert!(bob.heard_audio().await.is_empty(), "no audio from junk");
+
+    // Ann and bob carry on.
+    let d = constant(777, 1024);
+    ann.talk(&d).await;
+    let heard = bob.heard_audio().await;
+    assert_eq!(
+        heard
+            .iter()
+            .flat_map(|(_, p)| p.clone())
+            .collect::<Vec<u8>>(),
+        d
+    );
+    ann.send(
+        serde_json::json!({"type": "CHAT", "message": "still here", "target_name": "Everyone"}),
+    )
+    .await;
+    bob.until(|v| v["type"] == "CHAT_BROADCAST" && v["message"] == "still here")
+        .await;
     r.shutdown().await;
 }
