@@ -278,6 +278,125 @@ fn through_seed_front_end(rt: &tokio::runtime::Runtime, seconds: f64) -> Cost {
     }
 }
 
+/// A 320 × 240 JPEG of noise (as costly to carry as camera video gets).
+fn noisy_jpeg() -> Vec<u8> {
+    let mut x = 0x1234_5678u32;
+    let rgb: Vec<u8> = (0..320 * 240 * 3)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut e = jpeg_encoder::Encoder::new(&mut out, 60);
+    e.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    if let Err(err) = e.encode(&rgb, 320, 240, jpeg_encoder::ColorType::Rgb) {
+        panic!("encode: {err}");
+    }
+    out
+}
+
+/// Seed 002 datagrams from a seed host to 9 native guests of its meeting,
+/// through the meeting front-end: audio (19-byte header + 2,048 bytes,
+/// re-framed into 2 RTP L16 packets) or video (40-byte header + a 320 × 240
+/// JPEG, re-framed into RTP JPEG packets of 1,200 bytes). Cost per input
+/// datagram.
+fn through_seed_meeting(rt: &tokio::runtime::Runtime, seconds: f64, video: bool) -> Cost {
+    use switchboard_tests::seed::Seed002;
+    let router = rt.block_on(switchboard_tests::start_router(|c| {
+        // Nine guests from one address ask at once.
+        c.limits.join_attempts_burst = 2 * FANOUT as u32;
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!());
+        c.compat.push(router::config::CompatConfig {
+            seed: router::config::Seed::Meeting,
+            control: lo,
+            media: Some(lo),
+            room: None,
+        });
+    }));
+    let ctl = router.control_addr();
+    let media = router.media_addr();
+    let front = router.front_addrs()[0];
+    let to = front.media.unwrap_or_else(|| unreachable!());
+    let mut rx = Receivers::new();
+    let (host, sessions) = rt.block_on(async {
+        let lo = std::net::Ipv4Addr::LOCALHOST;
+        let mut host = Seed002::connect(front.control, to, lo, "host").await;
+        let code = host.create().await;
+        let mut sessions = Vec::new();
+        for i in 0..FANOUT {
+            let mut s = match client::Session::connect(ctl, &format!("rx{i}")).await {
+                Ok(s) => s,
+                Err(e) => panic!("receiver: {e}"),
+            };
+            let code = code.clone();
+            let asking = tokio::spawn(async move {
+                let r = s.request_join(&code, Duration::from_secs(10)).await;
+                (s, r)
+            });
+            let req = host.expect("NEW_JOIN_REQUEST").await;
+            let name = req["client_name"].clone();
+            host.send(serde_json::json!({"type": "ALLOW_JOIN", "client_name": name}))
+                .await;
+            match asking.await {
+                Ok((s, Ok(_))) => sessions.push(s),
+                Ok((_, Err(e))) => panic!("receiver {i}: {e}"),
+                Err(e) => panic!("receiver {i}: {e}"),
+            }
+        }
+        (host, sessions)
+    });
+    for (s, sess) in rx.sockets.iter().zip(&sessions) {
+        stun_bind(s, media, &sess.welcome().media_token);
+    }
+    let (datagram, per_datagram) = if video {
+        let jpeg = noisy_jpeg();
+        let packets =
+            router::compat::jpeg::packetize(&jpeg, router::compat::meeting::VIDEO_PAYLOAD)
+                .map_or(1, |p| p.len());
+        let mut d = vec![0u8; 40];
+        d[16..18].copy_from_slice(&320u16.to_be_bytes());
+        d[18..20].copy_from_slice(&240u16.to_be_bytes());
+        d[20..24].copy_from_slice(&(jpeg.len() as i32).to_be_bytes());
+        d.extend_from_slice(&jpeg);
+        (d, packets)
+    } else {
+        let mut d = vec![0u8; 19];
+        d[12..14].copy_from_slice(&16_000u16.to_be_bytes());
+        d[14] = 1;
+        d[15..19].copy_from_slice(&2048i32.to_be_bytes());
+        d.extend_from_slice(&[0x11; 2048]);
+        (d, 2)
+    };
+    rx.start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = spawn_blaster(socket(), to, stop.clone(), move || datagram.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let c0 = rx.count.load(Ordering::Relaxed);
+    let cpu0 = threads_cpu(ROUTER_THREADS);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let c1 = rx.count.load(Ordering::Relaxed);
+    let cpu1 = threads_cpu(ROUTER_THREADS);
+    let dt = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sender.join();
+    rx.stop();
+    let seed_in = (c1 - c0) as f64 / FANOUT as f64 / per_datagram as f64;
+    rt.block_on(router.shutdown());
+    drop((sessions, host));
+    Cost {
+        in_pps: seed_in / dt,
+        cpu_us_per_in: if seed_in > 0.0 {
+            (cpu1 - cpu0) * 1e6 / seed_in
+        } else {
+            0.0
+        },
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Figures {
     /// Input packets per second that reached all receivers (received / 9 / s).
@@ -458,6 +577,8 @@ fn main() {
     let mut base = Vec::new();
     let mut sb = Vec::new();
     let mut seeds: Vec<Cost> = Vec::new();
+    let mut meeting_audio: Vec<Cost> = Vec::new();
+    let mut meeting_video: Vec<Cost> = Vec::new();
     for round in 1..=a.rounds {
         let b = bare_relay(a.seconds);
         eprintln!(
@@ -474,9 +595,17 @@ fn main() {
             "round {round}/{}: seed 000    {:>9.0} datagrams/s in, {:.1} router CPU-µs each (native RTP: {:.1})",
             a.rounds, seed.in_pps, seed.cpu_us_per_in, r.cpu_us_per_in
         );
+        let audio = through_seed_meeting(&rt, a.seconds, false);
+        let video = through_seed_meeting(&rt, a.seconds, true);
+        eprintln!(
+            "round {round}/{}: seed 002    {:>9.0} audio datagrams/s in, {:.1} CPU-µs each; {:>7.0} JPEG frames/s, {:.1} CPU-µs each",
+            a.rounds, audio.in_pps, audio.cpu_us_per_in, video.in_pps, video.cpu_us_per_in
+        );
         base.push(b);
         sb.push(r);
         seeds.push(seed);
+        meeting_audio.push(audio);
+        meeting_video.push(video);
     }
     let best = |v: &[Figures], f: fn(&Figures) -> f64| v.iter().map(f).fold(0.0, f64::max);
     let b_in = best(&base, |f| f.in_pps);
@@ -516,8 +645,29 @@ fn main() {
         "| seed 000 PCM, 2,048-byte datagram (re-framed into 2 RTP) | {seed_in:.0} | {seed_us:.1} |"
     );
     println!(
-        "| ratio seed / native | | {:.2} |",
+        "| ratio seed 000 / native | | {:.2} |",
         seed_us / native_us.max(1e-9)
+    );
+    let audio_us = least(&mut meeting_audio.iter().map(|c| c.cpu_us_per_in));
+    let video_us = least(&mut meeting_video.iter().map(|c| c.cpu_us_per_in));
+    let (audio_in, video_in) = (best_cost(&meeting_audio), best_cost(&meeting_video));
+    println!(
+        "| seed 002 audio, 2,067-byte datagram (re-framed into 2 RTP) | {audio_in:.0} | {audio_us:.1} |"
+    );
+    let jpeg = noisy_jpeg();
+    let packets = router::compat::jpeg::packetize(&jpeg, router::compat::meeting::VIDEO_PAYLOAD)
+        .map_or(0, |p| p.len());
+    println!(
+        "| seed 002 video, a 320x240 JPEG of {} bytes (re-framed into {packets} RTP JPEG) | {video_in:.0} | {video_us:.1} |",
+        jpeg.len()
+    );
+    println!(
+        "| seed 002 video, per RTP JPEG packet made | | {:.1} |",
+        video_us / packets.max(1) as f64
+    );
+    println!(
+        "| ratio seed 002 audio / native | | {:.2} |",
+        audio_us / native_us.max(1e-9)
     );
     if let Some(path) = a.json {
         let report = serde_json::json!({
@@ -527,6 +677,8 @@ fn main() {
             "ratio_pps": r_in / b_in.max(1.0), "ratio_per_cpu": r_cpu / b_cpu.max(1.0),
             "native_cpu_us_per_packet": native_us,
             "seed_ptt": {"in_pps": seed_in, "cpu_us_per_datagram": seed_us},
+            "seed_meeting_audio": {"in_pps": audio_in, "cpu_us_per_datagram": audio_us},
+            "seed_meeting_video": {"in_pps": video_in, "cpu_us_per_datagram": video_us},
         });
         if std::fs::write(&path, report.to_string()).is_ok() {
             println!("\nreport written to {path}");

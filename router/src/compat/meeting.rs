@@ -58,7 +58,7 @@ const AUDIO_TIME: Duration = Duration::from_millis(64);
 /// Video: `!IQIHHi16s` header + one JPEG frame.
 pub const VIDEO_HEADER: usize = 40;
 /// RTP JPEG payload per packet, within the router's 1,500-byte datagrams.
-const VIDEO_PAYLOAD: usize = 1200;
+pub const VIDEO_PAYLOAD: usize = 1200;
 /// Frames of a talker's audio a receiver's mixer holds at most (256 ms).
 const MIX_FRAMES: usize = 4;
 /// Chunks of a file in flight to the meeting, and how long without an
