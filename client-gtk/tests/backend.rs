@@ -347,3 +347,87 @@ async fn a_dropped_connection_resumes_the_same_session_in_its_room() {
     );
     backend.send(Command::Disconnect);
 }
+
+/// With the default codec choice (automatic), the desktop client talks in
+/// each room's codec: a listener in an L16 44.1 kHz room gets its audio as
+/// payload type 113, and in an Opus room as 111.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_automatic_codec_follows_each_rooms_codec() {
+    let router = start_router(|c| {
+        for (name, codec) in [("seedy", "l16-44k"), ("plain", "opus")] {
+            c.rooms.push(router::config::RoomConfig {
+                name: name.into(),
+                kind: "voice".into(),
+                max_participants: 0,
+                options: plugin_api::sim::options(&[("codec", serde_json::json!(codec))]),
+            });
+        }
+    })
+    .await;
+    gst::init().unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("sb-backend-codec-{}", std::process::id()));
+    let (backend, events) = Backend::start(Options {
+        downloads: dir,
+        video_sink: "fakesink".into(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        MediaChoice::default().audio_codec,
+        client_gtk::backend::ROOM_CODEC
+    );
+    assert_eq!(
+        Settings::default().audio_codec,
+        client_gtk::backend::ROOM_CODEC
+    );
+    backend.send(Command::Media(MediaChoice {
+        microphone: Source::Tone {
+            freq: 440.0,
+            volume: 0.3,
+        },
+        speaker: Sink::Discard,
+        tones: false,
+        ..MediaChoice::default()
+    }));
+    backend.send(Command::Connect(Settings {
+        server: router.control_addr().to_string(),
+        nickname: "gui".into(),
+        ..Settings::default()
+    }));
+    event(&events, "connected", |e| {
+        matches!(
+            e,
+            Event::Link(client_gtk::model::session::Link::Connected { .. })
+        )
+        .then_some(())
+    })
+    .await;
+    for (room, pt) in [("seedy", 113u8), ("plain", 111)] {
+        let (_ears, media) =
+            switchboard_tests::member(router.control_addr(), &format!("ears-{room}"), room).await;
+        backend.send(Command::Join(room.into()));
+        event(&events, "JOINED", |e| {
+            matches!(e, Event::Server(ServerMessage::Joined { room: r, .. }) if r == room)
+                .then_some(())
+        })
+        .await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let got = loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{room}: no audio heard"
+            );
+            if let Ok(Some(p)) = media.recv(Duration::from_millis(500)).await
+                && let Some((_, got, _)) = proto::media::rtp_payload(&p)
+            {
+                break got;
+            }
+        };
+        assert_eq!(got, pt, "{room}: the room's codec");
+        backend.send(Command::Leave);
+        event(&events, "LEFT", |e| {
+            matches!(e, Event::Server(ServerMessage::Left { .. })).then_some(())
+        })
+        .await;
+    }
+    backend.send(Command::Disconnect);
+}

@@ -21,7 +21,7 @@ pub struct MediaChoice {
     pub microphone: Source,
     pub speaker: Sink,
     pub camera: Source,
-    /// Pipeline definition names.
+    /// Pipeline definition names; the audio one may be [`ROOM_CODEC`].
     pub audio_codec: String,
     pub video_codec: String,
     /// Beeps on floor grant and release.
@@ -34,11 +34,44 @@ impl Default for MediaChoice {
             microphone: Source::Device,
             speaker: Sink::Device,
             camera: Source::Device,
-            audio_codec: "opus".into(),
+            audio_codec: ROOM_CODEC.into(),
             video_codec: "jpeg".into(),
             tones: true,
         }
     }
+}
+
+/// The audio codec choice that follows each room's codec (`settings.codec`
+/// in JOINED): the matching pipeline definition, whatever the room.
+pub const ROOM_CODEC: &str = "auto";
+
+/// The audio definition for a room speaking `room_codec`: the room's own
+/// with [`ROOM_CODEC`], the chosen one otherwise (a warning when it does not
+/// match the room's, which other members may not hear, and which a room
+/// with seed members refuses).
+pub fn audio_definition(
+    catalog: &Catalog,
+    chosen: &str,
+    room_codec: &str,
+) -> Result<pipelines::Definition, String> {
+    if chosen == ROOM_CODEC {
+        return catalog
+            .for_room_codec(room_codec)
+            .cloned()
+            .map_err(|e| format!("{}: {e}", crate::i18n::tr("No audio in this room")));
+    }
+    let d = catalog.require(chosen)?;
+    let fits = catalog
+        .for_room_codec(room_codec)
+        .is_ok_and(|r| r.payload_type == d.payload_type && r.clock_rate == d.clock_rate);
+    if !fits {
+        tracing::warn!(
+            chosen,
+            room_codec,
+            "media: the chosen audio codec is not the room's; members may not hear it"
+        );
+    }
+    Ok(d.clone())
 }
 
 impl MediaChoice {
@@ -110,6 +143,7 @@ pub const TONE_LENGTH: Duration = Duration::from_millis(160);
 
 pub(crate) async fn start(
     kind: &str,
+    room_codec: &str,
     media: Media,
     out: &Emitter,
     shared: &Shared,
@@ -122,7 +156,7 @@ pub(crate) async fn start(
         (l.choice.clone(), l.mic_on, l.cam_on, l.volumes.clone())
     };
     let catalog = Catalog::load_default().map_err(|e| e.to_string())?;
-    let audio = catalog.require(&choice.audio_codec)?.clone();
+    let audio = audio_definition(&catalog, &choice.audio_codec, room_codec)?;
     let mut audio = LaneConfig::new(
         audio,
         Some(choice.microphone.clone()),
@@ -131,6 +165,7 @@ pub(crate) async fn start(
     audio.tones = choice.tones && matches!(kind, "ptt" | "chat");
     tracing::info!(
         codec = %audio.definition.name,
+        room_codec,
         microphone = ?choice.microphone,
         speaker = ?choice.speaker,
         "media: audio pipeline"
@@ -258,5 +293,28 @@ pub(crate) async fn tick(out: &Emitter, shared: &Shared, control: &Control) {
     out.emit(Event::Stats(stats));
     if !reports.is_empty() {
         let _ = control.try_send(ClientMessage::VideoStats { reports });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_follows_the_room_and_an_explicit_choice_is_kept() {
+        let catalog = Catalog::builtin().unwrap_or_else(|e| panic!("{e}"));
+        for room in ["opus", "l16-44k", "l16-20k", "l16-16k"] {
+            let d = audio_definition(&catalog, ROOM_CODEC, room).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(d.name, room);
+        }
+        let d = audio_definition(&catalog, "opus", "l16-44k").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.name, "opus", "an explicit choice stays");
+        let e = audio_definition(&catalog, ROOM_CODEC, "g722").err();
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.starts_with("No audio in this room") && e.contains("g722")),
+            "{e:?}"
+        );
+        assert!(audio_definition(&catalog, "nonesuch", "opus").is_err());
     }
 }

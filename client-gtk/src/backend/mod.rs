@@ -34,7 +34,9 @@ use tokio::sync::mpsc;
 use crate::model::session::{Backoff, Link};
 use crate::model::settings::Settings;
 
-pub use media::{END_TONE_HZ, MediaChoice, PERMIT_TONE_HZ, TONE_LENGTH};
+pub use media::{
+    END_TONE_HZ, MediaChoice, PERMIT_TONE_HZ, ROOM_CODEC, TONE_LENGTH, audio_definition,
+};
 
 /// What the window asks for.
 #[derive(Debug, Clone)]
@@ -399,12 +401,25 @@ async fn on_message(
 ) -> Result<(), String> {
     out.server(&m);
     match &m {
-        ServerMessage::Joined { kind, .. } => {
+        ServerMessage::Joined { kind, settings, .. } => {
+            let room_codec = settings
+                .get("codec")
+                .and_then(|c| c.as_str())
+                .unwrap_or(proto::codec::DEFAULT);
             let media = session
                 .bind_media()
                 .await
                 .map_err(|e| format!("media: {e}"))?;
-            media::start(kind, media, out, shared, opts, &session.control()).await?;
+            media::start(
+                kind,
+                room_codec,
+                media,
+                out,
+                shared,
+                opts,
+                &session.control(),
+            )
+            .await?;
         }
         ServerMessage::Left { .. } => media::stop(shared),
         _ => commands::handle_sync(&m, &session.control(), out, shared, files),

@@ -17,7 +17,8 @@ pub struct Settings {
     pub microphone: String,
     pub speaker: String,
     pub camera: String,
-    /// Pipeline definitions by name.
+    /// Pipeline definitions by name; the audio one may be `auto`
+    /// ([`crate::backend::ROOM_CODEC`]): the room's codec.
     pub audio_codec: String,
     pub video_codec: String,
     /// Short beeps when the floor is granted and when it ends.
@@ -36,7 +37,7 @@ impl Default for Settings {
             microphone: "mic".into(),
             speaker: "speakers".into(),
             camera: "camera".into(),
-            audio_codec: "opus".into(),
+            audio_codec: crate::backend::ROOM_CODEC.into(),
             video_codec: "jpeg".into(),
             tones: true,
             talk_key: "space".into(),

@@ -36,6 +36,10 @@ impl Choices {
                 choice("None (mute everything)", "discard"),
             ],
             cameras: vec![choice("Default camera", "camera")],
+            audio_codecs: vec![Choice {
+                label: crate::i18n::tr("Automatic (the room's codec)"),
+                value: crate::backend::ROOM_CODEC.into(),
+            }],
             ..Default::default()
         };
         for (class, list) in [
