@@ -177,7 +177,10 @@ impl Run {
                 text: "hello".repeat(usize::from(n % 4) + 1),
                 to: private.then(|| nick(n)),
             },
-            Cmd::CreateMeeting(end) => ClientMessage::CreateMeeting { end_with_host: end },
+            Cmd::CreateMeeting(end) => ClientMessage::CreateMeeting {
+                end_with_host: end,
+                codec: None,
+            },
             Cmd::JoinMeeting(i) => ClientMessage::RequestJoin {
                 code: self
                     .codes

@@ -110,6 +110,9 @@ pub struct Limits {
     /// connection to resume (HELLO `resume`); 0: sessions end with their
     /// connection.
     pub resume_grace_ms: u64,
+    /// A seed-001 registration without a HEARTBEAT for this long ends (the
+    /// original's 120 s).
+    pub voip_registration_timeout_ms: u64,
 }
 
 /// A token bucket: `burst` at once, then one more per `refill_ms`.
@@ -192,6 +195,7 @@ impl Default for Limits {
             ban_window_ms: 120_000,
             ban_ms: 300_000,
             resume_grace_ms: 10_000,
+            voip_registration_timeout_ms: 120_000,
         }
     }
 }
@@ -381,6 +385,9 @@ impl Config {
         }
         if l.error_burst == 0 {
             return invalid("limits.error_burst must be above 0");
+        }
+        if l.voip_registration_timeout_ms == 0 {
+            return invalid("limits.voip_registration_timeout_ms must be above 0");
         }
         if l.hello_timeout_ms == 0 || l.max_pending == 0 || l.max_connections_per_address == 0 {
             return invalid(

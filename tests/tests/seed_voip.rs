@@ -287,3 +287,35 @@ async fn seed_voip_holds_ten_clients_and_answers_bad_requests_invalid() {
     assert_eq!(clients[1].request(b"HEARTBEAT").await, "ALIVE");
     r.shutdown().await;
 }
+
+#[tokio::test]
+async fn seed_voip_registrations_end_without_heartbeats_and_heartbeats_keep_them() {
+    let r = start_router(|c| {
+        c.limits.voip_registration_timeout_ms = 800;
+        c.compat.push(CompatConfig {
+            seed: Seed::Voip,
+            control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+            media: Some("127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!())),
+            room: None,
+        });
+    })
+    .await;
+    let (control, media) = addrs(&r);
+    let (a, b) = (ip(14, 2), ip(14, 3));
+    let (ann, w) = Seed001::register(control, media, a, b).await;
+    assert_eq!(w, "WELCOME");
+    let (bob, w) = Seed001::register(control, media, b, a).await;
+    assert_eq!(w, "WELCOME");
+    rooms_become(&r, &[("call-127.0.14.2-127.0.14.3", 2)]).await;
+    // ann says HEARTBEAT well within the timeout, bob says nothing: after
+    // three timeouts ann is still registered and bob is not.
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(2400) {
+        assert_eq!(ann.request(b"HEARTBEAT").await, "ALIVE");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    rooms_become(&r, &[("call-127.0.14.2-127.0.14.3", 1)]).await;
+    assert_eq!(bob.request(b"HEARTBEAT").await, "INVALID");
+    assert_eq!(ann.request(b"HEARTBEAT").await, "ALIVE");
+    r.shutdown().await;
+}

@@ -395,7 +395,8 @@ impl Session {
         let mut audio_tick = tokio::time::interval(AUDIO_TIME);
         audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut file_tick = tokio::time::interval(Duration::from_millis(250));
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(10));
+        // The router's heartbeat interval, once a session has said HELLO.
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         loop {
             while let Some(f) = frames.next_frame() {
                 match f {
@@ -436,6 +437,10 @@ impl Session {
                 }
                 _ = file_tick.tick() => self.resend_stalled().await,
                 _ = heartbeat.tick() => {
+                    let due = self.welcome.as_ref().map(|w| w.heartbeat_interval);
+                    if let Some(every) = due.filter(|d| heartbeat.period() != *d) {
+                        heartbeat = tokio::time::interval(every);
+                    }
                     if let Some(link) = &self.link {
                         let _ = link.send("HEARTBEAT", Command::Session(SessionCommand::Heartbeat)).await;
                     }

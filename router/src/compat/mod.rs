@@ -99,6 +99,8 @@ pub struct Context {
     /// Each media worker's address, reachable from here (loopback for one
     /// bound to every address).
     pub workers: Arc<[SocketAddr]>,
+    /// How long a seed-001 registration lives without a HEARTBEAT.
+    pub voip_registration_timeout: Duration,
 }
 
 impl Context {

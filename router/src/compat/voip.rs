@@ -36,8 +36,6 @@ pub const EOT: u32 = 99_999_999;
 pub const MAX_CLIENTS: usize = 10;
 /// A request must arrive within this, or it gets `TIMEOUT`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// A registration without a HEARTBEAT for this long ends.
-pub const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(120);
 /// The longest request; anything longer is `INVALID`.
 pub const MAX_REQUEST_BYTES: usize = 64;
 /// Requests answered at once; connections beyond wait to be accepted.
@@ -395,9 +393,9 @@ impl Call {
         done: oneshot::Sender<()>,
     ) {
         let why = match self.enter(&front, &ctx).await {
-            Some((link, leg)) => {
+            Some((link, leg, beat)) => {
                 let _ = ready.send(true);
-                self.serve(&front, link, leg, &mut orders).await
+                self.serve(&front, &ctx, link, leg, beat, &mut orders).await
             }
             None => {
                 let _ = ready.send(false);
@@ -413,8 +411,9 @@ impl Call {
         ended(why);
     }
 
-    /// Makes the call's room if it is not there, joins it, binds the leg.
-    async fn enter(&self, front: &Front, ctx: &Context) -> Option<(Link, Arc<Leg>)> {
+    /// Makes the call's room if it is not there, joins it, binds the leg;
+    /// answers the session, its leg and the router's heartbeat interval.
+    async fn enter(&self, front: &Front, ctx: &Context) -> Option<(Link, Arc<Leg>, Duration)> {
         let room = call_room(self.client.ip(), self.target);
         let spec = RoomSpec {
             name: room.clone(),
@@ -440,22 +439,25 @@ impl Call {
         {
             r.leg = Some(leg.clone());
         }
-        Some((link, leg))
+        Some((link, leg, welcome.heartbeat_interval))
     }
 
     async fn serve(
         &self,
         front: &Front,
+        ctx: &Context,
         mut link: Link,
         leg: Arc<Leg>,
+        beat: Duration,
         orders: &mut mpsc::Receiver<Order>,
     ) -> &'static str {
         let mut seq: u32 = 0;
         let mut frames = Rechunk::new(FRAME_BYTES, MAX_FRAMES);
         // When the peer's audio last came, while it talks.
         let mut talking: Option<tokio::time::Instant> = None;
-        let mut expires = tokio::time::Instant::now() + REGISTRATION_TIMEOUT;
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(10));
+        let lifetime = ctx.voip_registration_timeout;
+        let mut expires = tokio::time::Instant::now() + lifetime;
+        let mut heartbeat = tokio::time::interval(beat);
         let mut heard = vec![0u8; 2048];
         let send = |d: Vec<u8>| {
             let _ = front.media.try_send_to(&d, self.client);
@@ -466,7 +468,7 @@ impl Call {
                 biased;
                 o = orders.recv() => match o {
                     Some(Order::Heartbeat) => {
-                        expires = tokio::time::Instant::now() + REGISTRATION_TIMEOUT;
+                        expires = tokio::time::Instant::now() + lifetime;
                     }
                     Some(Order::End) | None => break "it said DISCONNECT",
                 },
@@ -509,7 +511,7 @@ impl Call {
                     send(datagram(EOT, &[0u8; FRAME_BYTES]));
                     talking = None;
                 }
-                _ = tokio::time::sleep_until(expires) => break "no HEARTBEAT for 120 s",
+                _ = tokio::time::sleep_until(expires) => break "no HEARTBEAT in time",
                 _ = heartbeat.tick() => {
                     let _ = link.send("HEARTBEAT", Command::Session(SessionCommand::Heartbeat)).await;
                 }

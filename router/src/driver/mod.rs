@@ -237,6 +237,9 @@ impl Router {
             &crate::compat::Context {
                 engine: engine_tx.clone(),
                 workers: media_addrs.iter().map(|a| reachable(*a)).collect(),
+                voip_registration_timeout: Duration::from_millis(
+                    config.limits.voip_registration_timeout_ms,
+                ),
             },
         );
         for f in &fronts {
