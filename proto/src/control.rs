@@ -38,6 +38,19 @@ pub const MEMBER_PAGE_DEFAULT: u32 = 100;
 pub const MEMBER_PAGE_MAX: u32 = 500;
 /// The `from` of chat messages sent by an operator through the admin API.
 pub const SERVER_NICKNAME: &str = "server";
+/// Nicknames no client may take (nor any that looks like one, case and
+/// confusable characters ignored): the operator's, and names people would
+/// read as the system speaking.
+pub const RESERVED_NICKNAMES: &[&str] = &[
+    SERVER_NICKNAME,
+    "operator",
+    "admin",
+    "administrator",
+    "moderator",
+    "switchboard",
+    "system",
+    "router",
+];
 
 /// The SSRCs the router assigned to one session. A client must send its media
 /// with exactly these; anything else is dropped.
@@ -314,6 +327,9 @@ pub struct ChatEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<u64>,
     pub text: String,
+    /// Sent by an operator (the admin API), not by a member.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub operator: bool,
 }
 
 /// One room as listed by `ROOMS`.
@@ -662,6 +678,11 @@ pub enum ServerMessage {
         /// The recipient's nickname, for private messages.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<String>,
+        /// Sent by an operator through the admin API (`from` is then
+        /// `server`, and no member can go by that name): shown apart from
+        /// members' messages.
+        #[serde(default, skip_serializing_if = "is_false")]
+        operator: bool,
     },
     /// The room's recent public messages, oldest first, sent once to each
     /// member on joining a room that keeps a chat log.
@@ -1036,6 +1057,11 @@ pub fn validate_nickname(nick: &str) -> Result<(), String> {
 }
 
 /// Checks a room name: 1–64 characters, letters, digits, `_`, `-`, `.`.
+/// For `skip_serializing_if`: optional flags are left out when false.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 pub fn validate_room_name(name: &str) -> Result<(), String> {
     let n = name.chars().count();
     if n == 0 || n > ROOM_NAME_MAX_CHARS {
@@ -1246,6 +1272,7 @@ mod tests {
             text: "\"id\": 3}".into(),
             private: false,
             to: None,
+            operator: false,
         };
         let line = append_request_id(&to_line(&chat), &RequestId::Text("c1".into()));
         let back: ServerMessage = serde_json::from_slice(&line).unwrap_or(ServerMessage::Goodbye);
@@ -1262,5 +1289,7 @@ mod tests {
         let tagged = append_request_id(&plain, &RequestId::Number(7));
         assert!(tagged.ends_with(b",\"id\":7}\n"));
         assert_eq!(request_id_of(&tagged), Some(RequestId::Number(7)));
+        // The operator flag is only written when set (lines stay as they were).
+        assert!(!String::from_utf8_lossy(&to_line(&chat)).contains("operator"));
     }
 }

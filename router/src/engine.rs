@@ -1202,6 +1202,14 @@ impl Engine {
         if let Err(why) = control::validate_nickname(&nickname) {
             return self.protocol_error(now, id, ErrorCode::BadNickname, why);
         }
+        if is_reserved_nickname(&nickname) {
+            return self.protocol_error(
+                now,
+                id,
+                ErrorCode::BadNickname,
+                format!("nickname `{nickname}` is reserved: it reads as the router or an operator"),
+            );
+        }
         if self.sessions.welcomed() >= self.cfg.max_sessions {
             self.stats.refused_full += 1;
             let max = self.cfg.max_sessions;
@@ -2547,9 +2555,23 @@ fn same_nickname(a: &str, b: &str) -> bool {
     nickname_key(a) == nickname_key(b)
 }
 
-/// What makes two nicknames the same: case is ignored.
+/// What makes two nicknames the same: case is ignored, and so are
+/// look-alike characters (the UTS #39 skeleton: Cyrillic `а` is Latin `a`,
+/// `ℓ` is `l`), so nobody joins a room under a name that reads as a
+/// member's.
 fn nickname_key(nickname: &str) -> String {
-    nickname.to_lowercase()
+    unicode_security::skeleton(&nickname.to_lowercase())
+        .collect::<String>()
+        .to_lowercase()
+}
+
+/// Whether `nickname` is, or looks like, one of
+/// [`control::RESERVED_NICKNAMES`].
+pub fn is_reserved_nickname(nickname: &str) -> bool {
+    let key = nickname_key(nickname);
+    control::RESERVED_NICKNAMES
+        .iter()
+        .any(|r| nickname_key(r) == key)
 }
 
 #[cfg(test)]

@@ -454,6 +454,7 @@ pub fn render(room: &str, notice: &Notice) -> Option<ServerMessage> {
             text: line.text.clone(),
             private: to.is_some(),
             to: to.as_ref().map(|(_, n)| n.clone()),
+            operator: line.session.is_none(),
         },
         Notice::ChatHistory { messages } => ServerMessage::ChatHistory {
             room,
@@ -465,6 +466,7 @@ pub fn render(room: &str, notice: &Notice) -> Option<ServerMessage> {
                     from: l.from.clone(),
                     session_id: l.session,
                     text: l.text.clone(),
+                    operator: l.session.is_none(),
                 })
                 .collect(),
         },

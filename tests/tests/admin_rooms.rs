@@ -168,6 +168,7 @@ async fn operator_drives_a_ptt_room_while_watching_it() {
                 private,
                 from,
                 session_id: None,
+                operator: true,
                 ..
             } if from == "server" && (*private == from_x) => Some(text.clone()),
             _ => None,

@@ -10,11 +10,23 @@ pub struct ChatLine {
     /// Private: to `to` (or to us).
     pub private: bool,
     pub to: Option<String>,
+    /// From an operator (the admin API), not a member.
+    pub operator: bool,
 }
 
 impl ChatLine {
     /// How the line reads in the chat panel.
     pub fn display(&self, me: &str) -> String {
+        // No member may go by a name like the operator's: this line cannot
+        // be faked by one.
+        if self.operator {
+            let who = crate::i18n::tr("Operator");
+            return if self.private {
+                format!("({}) {who}: {}", crate::i18n::tr("private"), self.text)
+            } else {
+                format!("{who}: {}", self.text)
+            };
+        }
         if self.private {
             let to = self.to.as_deref().unwrap_or(me);
             if self.from == me {

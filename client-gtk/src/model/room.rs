@@ -316,6 +316,7 @@ impl RoomModel {
                 text,
                 private,
                 to,
+                operator,
                 ..
             } => self.push_chat(ChatLine {
                 id: *id,
@@ -324,6 +325,7 @@ impl RoomModel {
                 text: text.clone(),
                 private: *private,
                 to: to.clone(),
+                operator: *operator,
             }),
             ServerMessage::ChatHistory { messages, .. } => {
                 for ChatEntry {
@@ -331,6 +333,7 @@ impl RoomModel {
                     ts_ms,
                     from,
                     text,
+                    operator,
                     ..
                 } in messages
                 {
@@ -342,6 +345,7 @@ impl RoomModel {
                             text: text.clone(),
                             private: false,
                             to: None,
+                            operator: *operator,
                         });
                     }
                 }

@@ -136,6 +136,7 @@ fn chat_lines_are_appended_and_transfers_kept_by_id() {
             text: text.into(),
             private: false,
             to: None,
+            operator: false,
         })
     };
     s.apply(chat(1, "ann", "hello"));

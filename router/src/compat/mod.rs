@@ -438,6 +438,11 @@ pub fn sanitize_nickname(raw: &str) -> String {
     let cleaned = cleaned.trim().to_owned();
     if cleaned.is_empty() {
         "user".into()
+    } else if crate::engine::is_reserved_nickname(&cleaned) {
+        // The seeds cannot be told; `server` becomes `server_`.
+        let mut c: String = cleaned.chars().take(max - 1).collect();
+        c.push('_');
+        c
     } else {
         cleaned
     }
@@ -601,6 +606,12 @@ mod tests {
             }
         }
         assert_eq!(numbered("ann", 2), "ann-2");
+        // Reserved names, and look-alikes of them, get a mark.
+        assert_eq!(sanitize_nickname("server"), "server_");
+        assert_eq!(sanitize_nickname("Ѕerver"), "Ѕerver_");
+        assert!(!crate::engine::is_reserved_nickname(&sanitize_nickname(
+            "Admin"
+        )));
     }
 
     #[test]

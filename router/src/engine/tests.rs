@@ -556,6 +556,51 @@ fn bad_inputs_get_documented_errors() {
 }
 
 #[test]
+fn look_alike_and_reserved_nicknames_are_refused() {
+    let mut s = Sim::new();
+    s.hello(1, "anna");
+    s.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    s.take(1);
+    // Cyrillic а (U+0430) for Latin a, and a fullwidth Ａ: the same name.
+    for (i, nick) in ["\u{430}nna", "\u{ff21}nna", "ANNA"].iter().enumerate() {
+        let id = 10 + i as u64;
+        s.input(Input::Connected {
+            session: id,
+            peer: addr(id as u16),
+        });
+        s.line(
+            id,
+            &format!(r#"{{"type":"HELLO","version":1,"nickname":"{nick}"}}"#),
+        );
+        s.take(id);
+        s.line(id, r#"{"type":"JOIN","room":"lobby"}"#);
+        assert_eq!(s.errors(id), [ErrorCode::NicknameTaken], "{nick}");
+    }
+    // A name that merely shares letters is another name.
+    s.hello(20, "anne");
+    s.line(20, r#"{"type":"JOIN","room":"lobby"}"#);
+    assert_eq!(s.errors(20), []);
+    // The operator's name and look-alikes of it are nobody's.
+    for (i, nick) in ["server", "Server", "\u{455}erver", "operator", "Admin"]
+        .iter()
+        .enumerate()
+    {
+        let id = 30 + i as u64;
+        s.input(Input::Connected {
+            session: id,
+            peer: addr(id as u16),
+        });
+        s.line(
+            id,
+            &format!(r#"{{"type":"HELLO","version":1,"nickname":"{nick}"}}"#),
+        );
+        assert_eq!(s.errors(id), [ErrorCode::BadNickname], "{nick}");
+    }
+    assert!(crate::engine::is_reserved_nickname("ѕerver"));
+    assert!(!crate::engine::is_reserved_nickname("servers"));
+}
+
+#[test]
 fn garbage_flood_closes_only_the_offender() {
     let mut s = Sim::new();
     s.member(1, "a");
@@ -928,6 +973,7 @@ fn operator_chat_goes_to_the_room_or_one_member() {
         text: text.into(),
         private: to.is_some(),
         to: to.map(str::to_owned),
+        operator: true,
     };
     // A ptt room keeps no log: no id; the time stamp is the server's.
     let unstamped = |msgs: Vec<ServerMessage>| -> Vec<ServerMessage> {
@@ -944,6 +990,7 @@ fn operator_chat_goes_to_the_room_or_one_member() {
                     text,
                     private,
                     to,
+                    operator,
                     ..
                 } => ServerMessage::Chat {
                     room,
@@ -954,6 +1001,7 @@ fn operator_chat_goes_to_the_room_or_one_member() {
                     text,
                     private,
                     to,
+                    operator,
                 },
                 other => other,
             })
