@@ -217,7 +217,7 @@ fn through_seed_front_end(rt: &tokio::runtime::Runtime, seconds: f64) -> Cost {
     let ctl = router.control_addr();
     let media = router.media_addr();
     let front = router.front_addrs()[0];
-    let mut rx = Receivers::new();
+    let rx = Receivers::new();
     let mut sessions = Vec::new();
     for (i, s) in rx.sockets.iter().enumerate() {
         let sess = rt.block_on(async {
@@ -249,10 +249,28 @@ fn through_seed_front_end(rt: &tokio::runtime::Runtime, seconds: f64) -> Cost {
     let _ = tcp.write_all(b"MIC_REQUEST");
     let n = tcp.read(&mut buf).unwrap_or(0);
     assert!(buf[..n].starts_with(b"MIC_GRANTED:seed"), "{:?}", &buf[..n]);
+    let to = front.media.unwrap_or_else(|| unreachable!());
+    // Each seed datagram reaches each receiver as two RTP packets.
+    let cost = seed_window(rx, seed_sock, to, vec![0x11; 2048], 2, seconds);
+    rt.block_on(router.shutdown());
+    drop((sessions, tcp));
+    cost
+}
+
+/// Blasts `datagram` from `sock` at `to` for `seconds` (after a warm-up):
+/// the router's cost per input datagram, each reaching every receiver as
+/// `packets` packets.
+fn seed_window(
+    mut rx: Receivers,
+    sock: UdpSocket,
+    to: SocketAddr,
+    datagram: Vec<u8>,
+    packets: usize,
+    seconds: f64,
+) -> Cost {
     rx.start();
     let stop = Arc::new(AtomicBool::new(false));
-    let to = front.media.unwrap_or_else(|| unreachable!());
-    let sender = spawn_blaster(seed_sock, to, stop.clone(), || vec![0x11; 2048]);
+    let sender = spawn_blaster(sock, to, stop.clone(), move || datagram.clone());
     std::thread::sleep(Duration::from_millis(300));
     let c0 = rx.count.load(Ordering::Relaxed);
     let cpu0 = threads_cpu(ROUTER_THREADS);
@@ -264,10 +282,7 @@ fn through_seed_front_end(rt: &tokio::runtime::Runtime, seconds: f64) -> Cost {
     stop.store(true, Ordering::Relaxed);
     let _ = sender.join();
     rx.stop();
-    // Each seed datagram reaches each receiver as two RTP packets.
-    let seed_in = (c1 - c0) as f64 / FANOUT as f64 / 2.0;
-    rt.block_on(router.shutdown());
-    drop((sessions, tcp));
+    let seed_in = (c1 - c0) as f64 / FANOUT as f64 / packets.max(1) as f64;
     Cost {
         in_pps: seed_in / dt,
         cpu_us_per_in: if seed_in > 0.0 {
@@ -320,7 +335,7 @@ fn through_seed_meeting(rt: &tokio::runtime::Runtime, seconds: f64, video: bool)
     let media = router.media_addr();
     let front = router.front_addrs()[0];
     let to = front.media.unwrap_or_else(|| unreachable!());
-    let mut rx = Receivers::new();
+    let rx = Receivers::new();
     let (host, sessions) = rt.block_on(async {
         let lo = std::net::Ipv4Addr::LOCALHOST;
         let mut host = Seed002::connect(front.control, to, lo, "host").await;
@@ -370,31 +385,10 @@ fn through_seed_meeting(rt: &tokio::runtime::Runtime, seconds: f64, video: bool)
         d.extend_from_slice(&[0x11; 2048]);
         (d, 2)
     };
-    rx.start();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = spawn_blaster(socket(), to, stop.clone(), move || datagram.clone());
-    std::thread::sleep(Duration::from_millis(300));
-    let c0 = rx.count.load(Ordering::Relaxed);
-    let cpu0 = threads_cpu(ROUTER_THREADS);
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    let c1 = rx.count.load(Ordering::Relaxed);
-    let cpu1 = threads_cpu(ROUTER_THREADS);
-    let dt = t0.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    let _ = sender.join();
-    rx.stop();
-    let seed_in = (c1 - c0) as f64 / FANOUT as f64 / per_datagram as f64;
+    let cost = seed_window(rx, socket(), to, datagram, per_datagram, seconds);
     rt.block_on(router.shutdown());
     drop((sessions, host));
-    Cost {
-        in_pps: seed_in / dt,
-        cpu_us_per_in: if seed_in > 0.0 {
-            (cpu1 - cpu0) * 1e6 / seed_in
-        } else {
-            0.0
-        },
-    }
+    cost
 }
 
 #[derive(Debug, Clone, Copy, Default)]

@@ -299,19 +299,7 @@ impl Seed003 {
         &mut self,
         want: impl Fn(&serde_json::Value) -> bool,
     ) -> Vec<serde_json::Value> {
-        let mut seen = Vec::new();
-        loop {
-            match tokio::time::timeout(WAIT, self.objects.recv()).await {
-                Ok(Some(v)) => {
-                    let done = want(&v);
-                    seen.push(v);
-                    if done {
-                        return seen;
-                    }
-                }
-                other => panic!("waiting: {other:?}; saw {seen:?}"),
-            }
-        }
+        objects_until(&mut self.objects, want, "seed-003 client").await
     }
 
     /// The next user list.
@@ -571,19 +559,7 @@ impl Seed002 {
         &mut self,
         want: impl Fn(&serde_json::Value) -> bool,
     ) -> Vec<serde_json::Value> {
-        let mut seen = Vec::new();
-        loop {
-            match tokio::time::timeout(WAIT, self.objects.recv()).await {
-                Ok(Some(v)) => {
-                    let done = want(&v);
-                    seen.push(v);
-                    if done {
-                        return seen;
-                    }
-                }
-                other => panic!("{}: waiting: {other:?}; saw {seen:?}", self.name),
-            }
-        }
+        objects_until(&mut self.objects, want, &self.name).await
     }
 
     /// The next object of `kind`.
@@ -816,5 +792,27 @@ fn parse_video(d: &[u8]) -> SeedVideo {
             .trim_end_matches('\0')
             .to_owned(),
         jpeg: d[40..].to_vec(),
+    }
+}
+
+/// The objects a seed client received, up to and including the first `want`
+/// picks; the test fails after [`WAIT`] without one.
+async fn objects_until(
+    objects: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    want: impl Fn(&serde_json::Value) -> bool,
+    who: &str,
+) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, objects.recv()).await {
+            Ok(Some(v)) => {
+                let done = want(&v);
+                seen.push(v);
+                if done {
+                    return seen;
+                }
+            }
+            other => panic!("{who}: waiting: {other:?}; saw {seen:?}"),
+        }
     }
 }
