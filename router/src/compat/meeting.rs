@@ -297,8 +297,6 @@ struct Session {
     link: Option<Link>,
     welcome: Option<Welcome>,
     me: Option<SessionId>,
-    /// The name it asked for (before sanitising), for a later meeting.
-    wanted: String,
     /// In a meeting (JOINED and not left).
     room: Option<String>,
     /// A guest's JOIN_ACCEPTED waits for JOINED (its codec checked).
@@ -352,7 +350,6 @@ impl Session {
             link: None,
             welcome: None,
             me: None,
-            wanted: String::new(),
             room: None,
             accepted: false,
             host: None,
@@ -489,7 +486,6 @@ impl Session {
                 Ok(()) => {
                     self.link = Some(link);
                     self.welcome = Some(welcome);
-                    self.wanted = wanted.to_owned();
                     return Ok(());
                 }
                 Err(r) if r.code == Some(ErrorCode::NicknameTaken) && n < NAME_TRIES => {
@@ -499,7 +495,6 @@ impl Session {
                     // The session stays, as the seed's did after a refusal.
                     self.link = Some(link);
                     self.welcome = Some(welcome);
-                    self.wanted = wanted.to_owned();
                     return Err(r);
                 }
             }
