@@ -39,3 +39,33 @@ impl ChatLine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operators_line_reads_as_the_operators_whatever_its_from() {
+        let line = |from: &str, operator: bool, private: bool| ChatLine {
+            id: 5,
+            ts_ms: 2000,
+            from: from.into(),
+            text: "closing at six".into(),
+            private,
+            to: None,
+            operator,
+        };
+        assert_eq!(
+            line("server", true, false).display("ann"),
+            "Operator: closing at six"
+        );
+        assert_eq!(
+            line("server", true, true).display("ann"),
+            "(private) Operator: closing at six"
+        );
+        assert_eq!(
+            line("bob", false, false).display("ann"),
+            "bob: closing at six"
+        );
+    }
+}

@@ -183,21 +183,6 @@ fn chat_keeps_history_in_order_and_marks_private_lines() {
     r.apply(&chat(4, "bob", "hello", false, None), now);
     r.apply(&chat(0, "bob", "psst", true, Some("ann")), now);
     r.apply(&chat(0, "ann", "yes?", true, Some("bob")), now);
-    // An operator's announcement reads as one, whatever its `from`.
-    r.apply(
-        &ServerMessage::Chat {
-            room: "team".into(),
-            id: 5,
-            ts_ms: 2000,
-            from: "server".into(),
-            session_id: None,
-            text: "closing at six".into(),
-            private: false,
-            to: None,
-            operator: true,
-        },
-        now,
-    );
     let shown: Vec<String> = r.chat.iter().map(|c| c.display("ann")).collect();
     assert_eq!(
         shown,
@@ -207,8 +192,7 @@ fn chat_keeps_history_in_order_and_marks_private_lines() {
             "bob: old 3",
             "bob: hello",
             "(private) bob: psst",
-            "(private to bob) yes?",
-            "Operator: closing at six"
+            "(private to bob) yes?"
         ]
     );
     // The window keeps at most MAX_CHAT_LINES.
