@@ -78,6 +78,9 @@ pub struct ConnectOptions {
     /// The resume token of an earlier session to continue
     /// ([`Welcome::resume_token`]); [`Welcome::resumed`] says whether it was.
     pub resume: Option<String>,
+    /// An access token (`switchboard token mint`) for a router that takes
+    /// tokens; the nickname then comes from it (docs/security.md).
+    pub token: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -87,6 +90,7 @@ impl Default for ConnectOptions {
             timeout: Duration::from_secs(5),
             features: Vec::new(),
             resume: None,
+            token: None,
         }
     }
 }
@@ -263,7 +267,7 @@ impl Session {
             .send(ClientMessage::Hello {
                 version: proto::PROTOCOL_VERSION,
                 nickname: nickname.to_owned(),
-                token: None,
+                token: opts.token.clone(),
                 features: opts.features.clone(),
                 resume: opts.resume.clone(),
             })

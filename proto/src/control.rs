@@ -495,6 +495,19 @@ pub enum ErrorCode {
     /// share (they hear only its own): the audio is dropped (the message
     /// names the room's codec and payload type).
     WrongCodec,
+    /// HELLO without a token to a router that admits only token holders.
+    TokenRequired,
+    /// The token is malformed, signed by a key the router does not know (or
+    /// has retired), its signature does not verify, or its issuer is
+    /// another (the message says which).
+    TokenInvalid,
+    /// The token has expired (or is not valid yet is `TOKEN_INVALID`).
+    TokenExpired,
+    /// The token (or its identity) was revoked; a session using it is ended.
+    TokenRevoked,
+    /// The token's grants do not allow this: joining, talking in or
+    /// creating the room, that floor priority, or the admin API.
+    Forbidden,
 }
 
 /// A token bucket as the router announces it: `burst` at once, then one

@@ -76,12 +76,18 @@ pub fn token_weakness(token: &str) -> Option<String> {
 }
 
 /// Checks the bind address against the token rules: beyond loopback a
-/// token is required, and a strong one.
-pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), AdminConfigError> {
+/// token is required, and a strong one; `by_grants` (token auth: an access
+/// token with the admin grant is required) guards it as well.
+pub fn check_exposure(
+    addr: SocketAddr,
+    token: Option<&str>,
+    by_grants: bool,
+) -> Result<(), AdminConfigError> {
     if addr.ip().is_loopback() {
         return Ok(());
     }
     match token.filter(|t| !t.is_empty()) {
+        None if by_grants => Ok(()),
         None => Err(AdminConfigError::TokenRequired(addr)),
         Some(t) => match token_weakness(t) {
             Some(why) => Err(AdminConfigError::WeakToken { addr, why }),
@@ -748,33 +754,60 @@ fn loss_fraction(lost: i64, expected: u64) -> f64 {
     }
 }
 
-/// Checks `authorization: Bearer <token>` on every call when a token is set.
+/// Checks `authorization: Bearer <token>` on every call when the API is
+/// guarded: by the static admin token when one is set, and by access
+/// tokens with the admin grant when the router takes tokens (either one
+/// will do).
 #[derive(Clone)]
 pub struct BearerAuth {
     expected: Option<String>,
+    auth: crate::auth::SharedVerifier,
 }
 
 impl BearerAuth {
-    pub fn new(token: Option<String>) -> Self {
+    pub fn new(token: Option<String>, auth: crate::auth::SharedVerifier) -> Self {
         Self {
             expected: token
                 .filter(|t| !t.is_empty())
                 .map(|t| format!("Bearer {t}")),
+            auth,
         }
     }
 }
 
 impl tonic::service::Interceptor for BearerAuth {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.expected else {
+        let verifier = crate::auth::current(&self.auth);
+        let by_grants = verifier.mode() == crate::config::AuthMode::Token;
+        if self.expected.is_none() && !by_grants {
             return Ok(req);
-        };
-        match req.metadata().get("authorization").map(|v| v.to_str()) {
-            Some(Ok(v)) if constant_time_eq(v.as_bytes(), expected.as_bytes()) => Ok(req),
-            Some(_) => Err(Status::unauthenticated("wrong bearer token")),
-            None => Err(Status::unauthenticated(
+        }
+        let Some(v) = req.metadata().get("authorization").map(|v| v.to_str()) else {
+            return Err(Status::unauthenticated(
                 "missing `authorization: Bearer <token>` metadata",
-            )),
+            ));
+        };
+        let Ok(v) = v else {
+            return Err(Status::unauthenticated("wrong bearer token"));
+        };
+        if let Some(expected) = &self.expected
+            && constant_time_eq(v.as_bytes(), expected.as_bytes())
+        {
+            return Ok(req);
+        }
+        match v.strip_prefix("Bearer ") {
+            Some(jwt) if verifier.has_keys() && jwt.contains('.') => {
+                let now = crate::driver::unix_ms_now() / 1000;
+                match verifier.verify(jwt, now) {
+                    Ok(id) if id.grants.admin => Ok(req),
+                    Ok(id) => Err(Status::permission_denied(format!(
+                        "the access token of `{}` has no admin grant",
+                        capped(id.subject)
+                    ))),
+                    Err(e) => Err(Status::unauthenticated(e.to_string())),
+                }
+            }
+            _ => Err(Status::unauthenticated("wrong bearer token")),
         }
     }
 }
@@ -788,6 +821,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     service: AdminService,
     token: Option<String>,
+    auth: crate::auth::SharedVerifier,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -806,7 +840,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha();
-    let auth = BearerAuth::new(token);
+    let auth = BearerAuth::new(token, auth);
     let admin =
         tonic::service::interceptor::InterceptedService::new(service.into_server(), auth.clone());
     // Without TCP_NODELAY every small response waits for the client's delayed
@@ -864,14 +898,14 @@ mod tests {
         let any: SocketAddr = ([0, 0, 0, 0], 7072).into();
         let lo: SocketAddr = ([127, 0, 0, 1], 7072).into();
         let v6lo: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, 7072).into();
-        assert!(check_exposure(lo, None).is_ok());
-        assert!(check_exposure(v6lo, Some("a")).is_ok());
+        assert!(check_exposure(lo, None, false).is_ok());
+        assert!(check_exposure(v6lo, Some("a"), false).is_ok());
         assert!(matches!(
-            check_exposure(any, None),
+            check_exposure(any, None, false),
             Err(AdminConfigError::TokenRequired(_))
         ));
         assert!(matches!(
-            check_exposure(any, Some("")),
+            check_exposure(any, Some(""), false),
             Err(AdminConfigError::TokenRequired(_))
         ));
         for weak in [
@@ -882,12 +916,16 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    check_exposure(any, Some(weak)),
+                    check_exposure(any, Some(weak), false),
                     Err(AdminConfigError::WeakToken { .. })
                 ),
                 "{weak:?}"
             );
         }
-        assert!(check_exposure(any, Some("9f86d081884c7d659a2feaa0c55ad015")).is_ok());
+        assert!(check_exposure(any, Some("9f86d081884c7d659a2feaa0c55ad015"), false).is_ok());
+        // Token auth guards it with admin grants; a weak static token beside
+        // is still refused.
+        assert!(check_exposure(any, None, true).is_ok());
+        assert!(check_exposure(any, Some("a"), true).is_err());
     }
 }

@@ -42,6 +42,75 @@ pub struct Config {
     /// Front-ends for the seed systems' own clients (`[[compat]]`), none by
     /// default: their protocols are plaintext.
     pub compat: Vec<CompatConfig>,
+    /// Who may connect and what they may do (`[auth]`).
+    pub auth: AuthConfig,
+    /// Lets seed front-ends run beside `auth.mode = "token"`: their clients
+    /// carry no token, so they join without one (docs/security.md).
+    pub allow_plaintext_compat: bool,
+}
+
+/// How sessions are admitted.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Anyone may connect and do anything (the trusted-LAN quick start); a
+    /// token, when given and keys are configured, is checked all the same.
+    #[default]
+    Open,
+    /// HELLO must carry a valid access token; the nickname and grants come
+    /// from it.
+    Token,
+}
+
+/// `[auth]`: access tokens (router/src/auth.rs, docs/security.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// The issuers' public keys (`[[auth.keys]]`); a token names its key
+    /// by `kid`. Several at once rotate a key: the old one with an
+    /// `accept_until`, the new one without.
+    pub keys: Vec<KeyConfig>,
+    /// When set, a token's `iss` must be this.
+    pub issuer: Option<String>,
+    /// Token ids (`jti`) refused before they expire.
+    pub revoked: Vec<String>,
+    /// Identities (`sub`) refused whatever their token.
+    pub revoked_subjects: Vec<String>,
+    /// A file of revocations, one per line: a token id, or `sub:` and an
+    /// identity; `#` starts a comment. Read at start and on SIGHUP.
+    pub revoked_file: Option<std::path::PathBuf>,
+    /// Clock skew forgiven on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Open,
+            keys: Vec::new(),
+            issuer: None,
+            revoked: Vec::new(),
+            revoked_subjects: Vec::new(),
+            revoked_file: None,
+            leeway_secs: 30,
+        }
+    }
+}
+
+/// One issuer key (`[[auth.keys]]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The `kid` tokens signed with it carry.
+    pub id: String,
+    /// The Ed25519 public key, base64url (what `switchboard token keygen`
+    /// prints).
+    pub public_key: String,
+    /// Tokens signed with it are refused after this Unix time (seconds):
+    /// the overlap while an old key is rotated out.
+    #[serde(default)]
+    pub accept_until: Option<u64>,
 }
 
 impl Default for Config {
@@ -56,6 +125,8 @@ impl Default for Config {
             limits: Limits::default(),
             rooms: Vec::new(),
             compat: Vec::new(),
+            auth: AuthConfig::default(),
+            allow_plaintext_compat: false,
         }
     }
 }
@@ -408,7 +479,36 @@ impl Config {
             }
         }
         self.check_workers()?;
+        self.check_auth()?;
         self.check_compat()
+    }
+
+    /// `[auth]` can admit someone, its keys parse, and seed front-ends
+    /// (whose clients carry no token) are not beside token mode unless
+    /// said so.
+    pub fn check_auth(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        if a.mode == AuthMode::Token && a.keys.is_empty() {
+            return Err(ConfigError::Invalid(
+                "auth.mode = \"token\" needs at least one [[auth.keys]] (make one with `switchboard token keygen`)".into(),
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for k in &a.keys {
+            if k.id.is_empty() || !ids.insert(k.id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.keys: every key needs an id of its own (`{}`)",
+                    k.id
+                )));
+            }
+        }
+        crate::auth::Verifier::from_config(a)?;
+        if a.mode == AuthMode::Token && !self.compat.is_empty() && !self.allow_plaintext_compat {
+            return Err(ConfigError::Invalid(
+                "seed front-ends ([[compat]]) admit clients without tokens: with auth.mode = \"token\" set allow_plaintext_compat = true to run them anyway".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Each `[[compat]]` table is complete for its seed, names a room that
@@ -760,6 +860,48 @@ mod tests {
             c.limits.watch_buffer
         ) == (3, 4, 5)
             && c.engine_config(vec![1]).max_rooms == 3));
+    }
+
+    #[test]
+    fn auth_tables_are_checked_at_start() {
+        let key = crate::auth::SigningKey::generate().public_key();
+        let keys = format!("[[auth.keys]]\nid = \"k1\"\npublic_key = \"{key}\"\n");
+        let c = Config::parse(&format!("[auth]\nmode = \"token\"\n{keys}"));
+        assert!(
+            c.as_ref()
+                .is_ok_and(|c| c.auth.mode == AuthMode::Token && c.auth.leeway_secs == 30),
+            "{c:?}"
+        );
+        assert_eq!(Config::default().auth.mode, AuthMode::Open);
+        let cases = [
+            ("[auth]\nmode = \"token\"".to_owned(), "needs at least one"),
+            ("[auth]\nmode = \"closed\"".to_owned(), "unknown variant"),
+            (
+                "[[auth.keys]]\nid = \"k1\"\npublic_key = \"!!\"".to_owned(),
+                "public_key",
+            ),
+            (format!("{keys}{keys}"), "id of its own"),
+            (
+                format!(
+                    "[auth]\nmode = \"token\"\n{keys}[[rooms]]\nname = \"w\"\nkind = \"chat\"\noptions = {{ codec = \"l16-44k\" }}\n\
+                     [[compat]]\nseed = \"chat\"\ncontrol = \"127.0.0.1:5050\"\nroom = \"w\""
+                ),
+                "allow_plaintext_compat",
+            ),
+            (
+                "[auth]\nrevoked_file = \"/nonexistent/revoked\"".to_owned(),
+                "cannot read",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = compat_error(&text);
+            assert!(e.contains(want), "{text}: {e:?} lacks {want:?}");
+        }
+        let allowed = format!(
+            "allow_plaintext_compat = true\n[auth]\nmode = \"token\"\n{keys}[[rooms]]\nname = \"w\"\nkind = \"chat\"\noptions = {{ codec = \"l16-44k\" }}\n\
+             [[compat]]\nseed = \"chat\"\ncontrol = \"127.0.0.1:5050\"\nroom = \"w\""
+        );
+        assert!(Config::parse(&allowed).is_ok());
     }
 
     fn compat_error(text: &str) -> String {

@@ -292,6 +292,11 @@ pub struct EngineStats {
     pub detached: u64,
     pub resumed: u64,
     pub resume_expired: u64,
+    /// HELLOs refused for their token, sessions ended by a revocation, and
+    /// commands refused by a token's grants (`FORBIDDEN`).
+    pub auth_refused: u64,
+    pub auth_revoked: u64,
+    pub forbidden: u64,
 }
 
 /// The sans-IO router core.
@@ -319,6 +324,18 @@ pub struct Engine {
     /// The request id of the line being handled: everything told to the
     /// actor meanwhile answers it.
     request: Option<RequestId>,
+    /// Checks access tokens ([`Engine::set_auth`]).
+    auth: Arc<crate::auth::Verifier>,
+    /// What a session without a token may do on an open router.
+    open_grants: Arc<crate::auth::Grants>,
+}
+
+/// Who HELLO claims to be.
+struct Claimant {
+    nickname: String,
+    token: Option<String>,
+    /// A seed front-end's session: its clients carry no token.
+    legacy: bool,
 }
 
 impl Engine {
@@ -345,11 +362,64 @@ impl Engine {
             pending: VecDeque::new(),
             actor: None,
             request: None,
+            auth: Arc::new(crate::auth::Verifier::default()),
+            open_grants: Arc::new(crate::auth::Grants::open()),
         };
         for spec in rooms {
             engine.create_room(spec)?;
         }
         Ok(engine)
+    }
+
+    /// Checks tokens with `auth` from now on (at start, and on SIGHUP).
+    /// Sessions whose token or identity it revokes are ended with
+    /// `TOKEN_REVOKED`.
+    pub fn set_auth(&mut self, now: Instant, auth: Arc<crate::auth::Verifier>) {
+        self.auth = auth;
+        let revoked: Vec<SessionId> = self
+            .sessions
+            .ids()
+            .into_iter()
+            .filter(|id| {
+                self.sessions
+                    .identity(*id)
+                    .and_then(|i| i.access.token.as_ref())
+                    .is_some_and(|(sub, jti)| self.auth.is_revoked(sub, jti.as_deref()))
+            })
+            .collect();
+        for id in revoked {
+            tracing::info!(session = id, "session ended: its token was revoked");
+            self.stats.auth_revoked += 1;
+            self.close_with_error(
+                now,
+                id,
+                ErrorCode::TokenRevoked,
+                "your access token has been revoked".into(),
+                LeaveReason::Kicked,
+            );
+        }
+    }
+
+    /// What session `id` may do (nothing before HELLO).
+    fn grants(&self, id: SessionId) -> Option<&crate::auth::Grants> {
+        Some(&self.sessions.identity(id)?.access.grants)
+    }
+
+    /// Refuses with `FORBIDDEN` unless `allowed` says the session's grants
+    /// let it; `true` when they do.
+    fn permitted(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        allowed: impl Fn(&crate::auth::Grants) -> bool,
+        why: impl FnOnce() -> String,
+    ) -> bool {
+        if self.grants(id).is_some_and(allowed) {
+            return true;
+        }
+        self.stats.forbidden += 1;
+        self.refuse(now, id, ErrorCode::Forbidden, why());
+        false
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -427,6 +497,9 @@ impl Engine {
             .names()
             .filter(|name| {
                 Some(name.as_str()) == own || self.rooms.get(name).is_some_and(|r| r.code.is_none())
+            })
+            .filter(|name| {
+                Some(name.as_str()) == own || self.grants(id).is_some_and(|g| g.may_join(name))
             })
             .filter_map(|name| self.room_info(name))
             .collect()
@@ -1099,9 +1172,15 @@ impl Engine {
                 nickname,
                 features,
                 legacy,
+                token,
                 ..
             }) => {
-                self.on_hello(now, id, version, nickname, &features);
+                let who = Claimant {
+                    nickname,
+                    token,
+                    legacy,
+                };
+                self.on_hello(now, id, version, who, &features);
                 if let Some(s) = self.sessions.get_mut(&id) {
                     s.legacy = legacy;
                 }
@@ -1177,7 +1256,7 @@ impl Engine {
         now: Instant,
         id: SessionId,
         version: u32,
-        nickname: String,
+        who: Claimant,
         features: &[String],
     ) {
         if self.sessions.get(&id).is_some_and(|s| s.identity.is_some()) {
@@ -1199,6 +1278,9 @@ impl Engine {
                 ),
             );
         }
+        let Some((nickname, access)) = self.authenticate(now, id, who) else {
+            return;
+        };
         if let Err(why) = control::validate_nickname(&nickname) {
             return self.protocol_error(now, id, ErrorCode::BadNickname, why);
         }
@@ -1238,7 +1320,7 @@ impl Engine {
         };
         let Some(ident) = self
             .sessions
-            .welcome(id, nickname.clone(), lists, &mut self.rng)
+            .welcome(id, nickname.clone(), lists, access, &mut self.rng)
         else {
             return;
         };
@@ -1259,6 +1341,54 @@ impl Engine {
                 resumed: false,
             },
         );
+    }
+
+    /// Who HELLO's claimant is: its nickname (its token's name when it
+    /// has one) and what it may do. A token is checked when the router
+    /// takes only tokens, or when one is given and keys are configured;
+    /// a refusal (`TOKEN_*`) counts a strike against the address, and the
+    /// connection stays for another HELLO until its deadline.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        who: Claimant,
+    ) -> Option<(String, sessions::Access)> {
+        use crate::auth::AuthError;
+        let open = sessions::Access {
+            grants: self.open_grants.clone(),
+            token: None,
+        };
+        if who.legacy {
+            return Some((who.nickname, open));
+        }
+        let checked = match who.token {
+            Some(t) if self.auth.has_keys() => {
+                Some(self.auth.verify(&t, self.clock.unix_ms(now) / 1000))
+            }
+            None if self.auth.mode() == crate::config::AuthMode::Token => {
+                Some(Err(AuthError::Required))
+            }
+            _ => None,
+        };
+        match checked {
+            None => Some((who.nickname, open)),
+            Some(Ok(ident)) => Some((
+                ident.name,
+                sessions::Access {
+                    grants: Arc::new(ident.grants),
+                    token: Some((ident.subject, ident.token_id)),
+                },
+            )),
+            Some(Err(e)) => {
+                self.stats.auth_refused += 1;
+                if let Some(ip) = self.sessions.get(&id).map(|s| s.peer.ip()) {
+                    self.strike(now, ip);
+                }
+                self.refuse(now, id, e.code(), format!("HELLO: {e}"));
+                None
+            }
+        }
     }
 
     /// Whether HELLO on connection `conn` resumes a session: the connection
@@ -1400,6 +1530,18 @@ impl Engine {
         if let Some(msg) = self.busy_elsewhere(id, "JOIN") {
             return self.protocol_error(now, id, ErrorCode::AlreadyInRoom, msg);
         }
+        // Before the room is looked up: a refusal tells nothing of it.
+        if !self.permitted(
+            now,
+            id,
+            |g| g.may_join(&name),
+            || {
+                let shown: String = name.chars().take(64).collect();
+                format!("JOIN: your token does not let you join `{shown}`")
+            },
+        ) {
+            return;
+        }
         if !self.rooms.contains_key(&name) {
             let shown: String = name.chars().take(64).collect();
             return self.protocol_error(
@@ -1416,6 +1558,17 @@ impl Engine {
     fn on_request_join(&mut self, now: Instant, id: SessionId, code: &str) {
         if let Some(msg) = self.busy_elsewhere(id, "REQUEST_JOIN") {
             return self.protocol_error(now, id, ErrorCode::AlreadyInRoom, msg);
+        }
+        // Meetings are named by their code, so a token that lets no such
+        // meeting in is refused before the code is looked up.
+        let name = format!("meeting-{code}");
+        if !self.permitted(
+            now,
+            id,
+            |g| g.may_join(&name),
+            || "REQUEST_JOIN: your token does not let you join meetings".to_owned(),
+        ) {
+            return;
         }
         if !self.spend_join_attempt(now, id, "REQUEST_JOIN") {
             return;
@@ -1481,6 +1634,14 @@ impl Engine {
             }
         };
         let name = format!("meeting-{code}");
+        if !self.permitted(
+            now,
+            id,
+            |g| g.may_create(&name),
+            || format!("CREATE_MEETING: your token does not let you create meetings (`{name}`)"),
+        ) {
+            return;
+        }
         let mut options = Options::new();
         options.insert("end_with_host".into(), end_with_host.into());
         if let Some(c) = codec {
@@ -1548,6 +1709,17 @@ impl Engine {
         }
         if let Some(msg) = self.busy_elsewhere(id, "CREATE_ROOM") {
             return self.protocol_error(now, id, ErrorCode::AlreadyInRoom, msg);
+        }
+        if !self.permitted(
+            now,
+            id,
+            |g| g.may_create(&spec.name),
+            || {
+                let shown: String = spec.name.chars().take(64).collect();
+                format!("CREATE_ROOM: your token does not let you create `{shown}`")
+            },
+        ) {
+            return;
         }
         if spec.kind == "meeting" {
             return self.protocol_error(
@@ -1768,6 +1940,25 @@ impl Engine {
             };
             return self.protocol_error(now, id, ErrorCode::NotInRoom, msg);
         };
+        if let RoomCommand::FloorRequest { priority } = command {
+            if !self.permitted(
+                now,
+                id,
+                |g| g.may_talk(&name),
+                || format!("{verb}: your token does not let you talk in `{name}`"),
+            ) {
+                return;
+            }
+            let max = self.grants(id).map_or(0, |g| g.max_priority);
+            if !self.permitted(
+                now,
+                id,
+                |_| priority <= max,
+                || format!("{verb}: priority {priority} is above your token's highest, {max}"),
+            ) {
+                return;
+            }
+        }
         let Some(room) = self.rooms.get_mut(&name) else {
             return;
         };
@@ -2111,8 +2302,18 @@ impl Engine {
                     notices.push((to, notice));
                 }
                 Effect::SetRoute { sender, receivers } => {
+                    // A member without the talk grant is heard by nobody,
+                    // whatever its room would route.
+                    let may_talk = self
+                        .sessions
+                        .identity(sender)
+                        .is_some_and(|i| i.access.grants.may_talk(name));
                     if let Some(r) = room.routes.get_mut(&sender) {
-                        *r = receivers;
+                        *r = if may_talk {
+                            receivers
+                        } else {
+                            Receivers::Nobody
+                        };
                         moved.push(sender);
                     }
                 }

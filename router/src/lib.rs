@@ -7,6 +7,7 @@
 //! [`Router::start`] wires them together.
 
 pub mod admin;
+pub mod auth;
 pub mod compat;
 pub mod config;
 pub mod driver;

@@ -47,11 +47,12 @@ pub fn command(msg: ClientMessage) -> Command {
         ClientMessage::Hello {
             version,
             nickname,
-            token: _,
+            token,
             features,
             resume,
         } => SessionCommand::Hello {
             legacy: false,
+            token,
             version,
             nickname,
             features,

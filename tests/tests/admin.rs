@@ -183,6 +183,92 @@ async fn a_token_guards_every_service() {
 }
 
 #[tokio::test]
+async fn an_access_token_with_the_admin_grant_opens_the_admin_api_beside_the_static_token() {
+    use router::auth::{Claims, Grants, SigningKey};
+    let key = SigningKey::generate();
+    let public = key.public_key();
+    let router = start_router(move |c| {
+        c.admin_token = Some("s3cret".into());
+        c.auth.mode = router::config::AuthMode::Token;
+        c.auth.keys = vec![router::config::KeyConfig {
+            id: "k1".into(),
+            public_key: public,
+            accept_until: None,
+        }];
+    })
+    .await;
+    let url = format!("http://{}", router.admin_addr());
+    let Ok(channel) = Channel::from_shared(url).map(|e| e.connect_lazy()) else {
+        panic!()
+    };
+    let now = router::driver::unix_ms_now() / 1000;
+    let token = |admin: bool, exp: u64| {
+        let c = Claims {
+            sub: "ops".into(),
+            name: None,
+            exp,
+            iat: None,
+            nbf: None,
+            jti: None,
+            iss: None,
+            grants: Grants {
+                admin,
+                ..Grants::default_none()
+            },
+        };
+        key.mint("k1", &c).unwrap_or_default()
+    };
+    let call = |bearer: String| {
+        let mut client =
+            AdminClient::with_interceptor(channel.clone(), move |mut req: tonic::Request<()>| {
+                if let Ok(v) = format!("Bearer {bearer}").parse() {
+                    req.metadata_mut().insert("authorization", v);
+                }
+                Ok(req)
+            });
+        async move { client.list_rooms(ListRoomsRequest {}).await.map(|_| ()) }
+    };
+    assert!(call(token(true, now + 600)).await.is_ok(), "admin grant");
+    assert!(
+        call("s3cret".into()).await.is_ok(),
+        "the static token still works"
+    );
+    let no_grant = call(token(false, now + 600)).await;
+    assert_eq!(
+        no_grant.as_ref().err().map(|s| s.code()),
+        Some(Code::PermissionDenied),
+        "{no_grant:?}"
+    );
+    let expired = call(token(true, now - 3600)).await;
+    assert!(
+        expired
+            .as_ref()
+            .err()
+            .is_some_and(|s| s.code() == Code::Unauthenticated && s.message().contains("expired")),
+        "{expired:?}"
+    );
+    let forged = SigningKey::generate().mint(
+        "k1",
+        &Claims {
+            sub: "eve".into(),
+            name: None,
+            exp: now + 600,
+            iat: None,
+            nbf: None,
+            jti: None,
+            iss: None,
+            grants: Grants {
+                admin: true,
+                ..Grants::default_none()
+            },
+        },
+    );
+    let forged = call(forged.unwrap_or_default()).await;
+    assert_eq!(forged.err().map(|s| s.code()), Some(Code::Unauthenticated));
+    router.shutdown().await;
+}
+
+#[tokio::test]
 async fn exposing_the_admin_api_without_a_token_is_refused_at_start() {
     let mut config = router::Config {
         control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),

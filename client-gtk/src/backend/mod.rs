@@ -336,6 +336,7 @@ async fn connect(s: &Settings, resume: Option<String>) -> Result<Session, String
             // The member list by delta: the window's model applies them.
             features: vec![proto::control::FEATURE_MEMBER_DELTAS.to_owned()],
             resume,
+            ..ConnectOptions::default()
         },
     )
     .await

@@ -29,6 +29,14 @@ struct Args {
     /// Nickname (1-32 letters, digits, space, _ - .).
     #[arg(short, long, default_value = "bot")]
     nick: String,
+    /// An access token for a router that takes tokens (`switchboard token
+    /// mint`); the nickname then comes from it. Prefer the environment or
+    /// --token-file: a flag shows in `ps`.
+    #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A file whose first line is the access token.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -254,7 +262,23 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
     let server = resolve(&args.server).await?;
-    let mut session = Session::connect(server, &args.nick)
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        ),
+        None => args.token.clone(),
+    };
+    let opts = client::ConnectOptions {
+        token,
+        ..client::ConnectOptions::default()
+    };
+    let mut session = Session::connect_with(server, &args.nick, opts)
         .await
         .with_context(|| format!("connecting to {server}"))?;
     eprintln!(

@@ -322,6 +322,7 @@ impl Link {
             nickname: nickname.into(),
             features: Vec::new(),
             resume: None,
+            token: None,
             legacy: true,
         };
         if !self.send("HELLO", Command::Session(hello)).await {

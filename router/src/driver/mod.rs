@@ -71,6 +71,8 @@ pub struct Router {
     /// The seed front-ends' addresses and tasks.
     fronts: Vec<crate::compat::FrontAddrs>,
     front_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The token verifier in force (engine and admin API).
+    auth: crate::auth::SharedVerifier,
 }
 
 /// Scheduler ticks between two polls of the runtime's I/O driver.
@@ -142,7 +144,11 @@ impl Router {
     ) -> anyhow::Result<Router> {
         config.validate()?;
         let admin_token = config.resolved_admin_token()?;
-        crate::admin::check_exposure(config.admin, admin_token.as_deref())?;
+        let by_grants = config.auth.mode == crate::config::AuthMode::Token;
+        crate::admin::check_exposure(config.admin, admin_token.as_deref(), by_grants)?;
+        let verifier = Arc::new(crate::auth::Verifier::from_config(&config.auth)?);
+        let auth: crate::auth::SharedVerifier = Arc::new(std::sync::RwLock::new(verifier.clone()));
+        warn_exposure(&config);
         raise_fd_limit(config.limits.max_sessions);
         let mut media_sockets = Vec::with_capacity(config.media_workers);
         for i in 0..config.media_workers {
@@ -171,7 +177,8 @@ impl Router {
             clock: wall_clock_now(),
             seed: seed.unwrap_or_else(rand::random),
         };
-        let engine = Engine::new(ecfg, registry, config.room_specs(), start)?;
+        let mut engine = Engine::new(ecfg, registry, config.room_specs(), start)?;
+        engine.set_auth(Instant::now(), verifier);
 
         let (engine_tx, engine_rx) = mpsc::channel(ENGINE_QUEUE);
         let (stun_tx, stun_rx) = mpsc::channel(STUN_QUEUE);
@@ -255,8 +262,10 @@ impl Router {
             );
             let token = admin_token;
             let shutdown = shutdown_tx.subscribe();
+            let auth = auth.clone();
             async move {
-                if let Err(e) = crate::admin::serve(admin_listener, service, token, shutdown).await
+                if let Err(e) =
+                    crate::admin::serve(admin_listener, service, token, auth, shutdown).await
                 {
                     warn!(error = %e, "admin API stopped");
                 }
@@ -279,7 +288,25 @@ impl Router {
             media_threads,
             fronts,
             front_tasks,
+            auth,
         })
+    }
+
+    /// Takes the parts of `config` that change without a restart (SIGHUP):
+    /// `[auth]` (keys, revocations, mode). The rest needs a restart and is
+    /// left as it was. Sessions whose token is now revoked are ended.
+    pub async fn reload(&self, config: &Config) -> anyhow::Result<()> {
+        config.check_auth()?;
+        let verifier = Arc::new(crate::auth::Verifier::from_config(&config.auth)?);
+        match self.auth.write() {
+            Ok(mut v) => *v = verifier.clone(),
+            Err(poisoned) => *poisoned.into_inner() = verifier.clone(),
+        }
+        call_engine(&self.engine_tx, move |e, now| e.set_auth(now, verifier))
+            .await
+            .context("the engine has stopped")?;
+        info!("configuration reloaded ([auth])");
+        Ok(())
     }
 
     /// Where each seed front-end listens, in the order configured.
@@ -357,6 +384,20 @@ impl Drop for Router {
         for t in &self.front_tasks {
             t.abort();
         }
+    }
+}
+
+/// Says clearly at start what a router reachable beyond loopback lets
+/// anyone do: without token auth, anyone who reaches it may join any room.
+fn warn_exposure(config: &Config) {
+    let beyond = |a: SocketAddr| !a.ip().is_loopback();
+    if beyond(config.control) && config.auth.mode == crate::config::AuthMode::Open {
+        warn!(
+            control = %config.control,
+            "the control channel is reachable beyond loopback with auth.mode = \"open\": \
+             anyone who reaches it may join any room, talk and create rooms; set \
+             [auth] mode = \"token\" (docs/security.md)"
+        );
     }
 }
 

@@ -24,6 +24,17 @@ pub(super) struct Identity {
     pub(super) resume: String,
     /// How it hears of its room's members.
     pub(super) lists: MemberLists,
+    /// What it may do, and the token that said so.
+    pub(super) access: Access,
+}
+
+/// What a session may do (its token's grants, or an open router's), and
+/// the identity and token id it may be revoked by.
+#[derive(Debug, Clone)]
+pub(super) struct Access {
+    pub(super) grants: std::sync::Arc<crate::auth::Grants>,
+    /// The token's identity and id; `None` without a token.
+    pub(super) token: Option<(String, Option<String>)>,
 }
 
 /// How a session hears of its room's members (HELLO's features).
@@ -210,6 +221,7 @@ impl Sessions {
         id: SessionId,
         nickname: String,
         lists: MemberLists,
+        access: Access,
         rng: &mut StdRng,
     ) -> Option<&Identity> {
         if !self.map.contains_key(&id) {
@@ -233,6 +245,7 @@ impl Sessions {
             token,
             resume,
             lists,
+            access,
         });
         s.identity.as_ref()
     }

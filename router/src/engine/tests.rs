@@ -7,6 +7,8 @@ use proto::control::{DenyReason, ReleaseReason, ServerMessage, Ssrcs};
 
 use crate::events::RoomEventKind;
 
+mod access;
+
 struct Sim {
     engine: Engine,
     now: Instant,
@@ -1788,6 +1790,7 @@ fn another_front_end_drives_the_engine_with_typed_commands() {
             nickname: "seed".into(),
             features: vec![],
             resume: None,
+            token: None,
             legacy: false,
         }),
     );

@@ -30,6 +30,8 @@ pub enum SessionCommand {
         features: Vec<String>,
         /// A resume token from an earlier WELCOME.
         resume: Option<String>,
+        /// An access token (docs/security.md).
+        token: Option<String>,
         /// A seed front-end's session (docs/compat.md): its client hears the
         /// room's codec only, so while it is in a room the room's members
         /// must send that codec.
