@@ -572,7 +572,7 @@ impl Paced {
         // a segment of its own even when Nagle would not hold it.
         let stream: &TcpStream = wr.as_ref();
         for _ in 0..50 {
-            if crate::driver::connection::unacknowledged(stream) == Some(0) {
+            if crate::driver::stream::unacknowledged(stream) == Some(0) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;

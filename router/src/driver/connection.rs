@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use proto::control;
 use proto::framing::{Frame, LineFramer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
 use super::engine_task::EngineEvent;
 use super::outbox::{Drained, Outbox, WRITE_TIMEOUT};
+use super::stream::ControlStream;
 use crate::engine::Input;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -29,7 +30,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<Engi
         let (stream, peer) = acceptor.accept().await;
         let _ = stream.set_nodelay(true);
         let session = next_session();
-        let stream = Arc::new(stream);
+        let stream = Arc::new(ControlStream::Tcp(stream));
         let outbox = Outbox::new(session, stream.clone());
         if engine
             .send(EngineEvent::Register {
@@ -75,15 +76,15 @@ const LINGER: Duration = Duration::from_millis(2000);
 /// the last message (SERVER_CLOSE, TOO_MANY_ERRORS, FULL, LEFT KICKED) was
 /// lost whenever the client was writing at that moment. What the peer has
 /// received survives a reset.
-pub(crate) async fn linger(stream: &TcpStream, peer_open: bool) {
-    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+pub(crate) async fn linger(stream: &ControlStream, peer_open: bool) {
+    stream.shutdown_write();
     if !peer_open {
         return;
     }
     let deadline = tokio::time::Instant::now() + LINGER;
     let mut tick = tokio::time::interval(Duration::from_millis(2));
     loop {
-        if unacknowledged(stream) == Some(0) {
+        if stream.unacknowledged() == Some(0) {
             return;
         }
         tokio::select! {
@@ -104,20 +105,8 @@ pub(crate) async fn linger(stream: &TcpStream, peer_open: bool) {
     }
 }
 
-/// Bytes written to `stream` (and its FIN) that the peer has not yet
-/// acknowledged: Linux's `SIOCOUTQ`.
-pub(crate) fn unacknowledged(stream: &TcpStream) -> Option<usize> {
-    use std::os::fd::AsRawFd;
-    let mut n: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ (TIOCOUTQ) on a TCP socket writes one int through
-    // the pointer, which points at `n`; the descriptor is open while
-    // `stream` is borrowed.
-    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-    (r == 0).then(|| usize::try_from(n).unwrap_or(0))
-}
-
 async fn connection(
-    stream: Arc<TcpStream>,
+    stream: Arc<ControlStream>,
     outbox: Arc<Outbox>,
     engine: mpsc::Sender<EngineEvent>,
 ) {

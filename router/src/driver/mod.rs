@@ -20,6 +20,7 @@ pub mod accept;
 pub mod connection;
 pub mod engine_task;
 pub mod outbox;
+pub mod stream;
 pub mod watch;
 
 use std::net::SocketAddr;

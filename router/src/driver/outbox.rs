@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use plugin_api::SessionId;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use tracing::warn;
+
+use super::stream::ControlStream;
 
 /// One rendered line, newline included, shared by its receivers.
 pub type Line = Arc<[u8]>;
@@ -80,21 +81,44 @@ pub enum Drained {
 /// One connection's outgoing bytes.
 pub struct Outbox {
     session: SessionId,
-    stream: Arc<TcpStream>,
+    /// Unset while the connection's task finds out whether its client
+    /// speaks TLS: lines are queued meanwhile.
+    stream: std::sync::OnceLock<Arc<ControlStream>>,
     state: Mutex<State>,
     wake: Notify,
     finished: AtomicBool,
 }
 
 impl Outbox {
-    pub fn new(session: SessionId, stream: Arc<TcpStream>) -> Arc<Outbox> {
+    pub fn new(session: SessionId, stream: Arc<ControlStream>) -> Arc<Outbox> {
+        let o = Self::unattached(session);
+        o.attach(stream);
+        o
+    }
+
+    /// An outbox whose stream comes later ([`Outbox::attach`]).
+    pub fn unattached(session: SessionId) -> Arc<Outbox> {
         Arc::new(Outbox {
             session,
-            stream,
+            stream: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             finished: AtomicBool::new(false),
         })
+    }
+
+    /// Gives the outbox its stream; what was queued before is written when
+    /// the connection's task next drains.
+    pub fn attach(&self, stream: Arc<ControlStream>) {
+        let _ = self.stream.set(stream);
+        if !self.lock().idle() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether the router has asked to end the connection.
+    pub fn ending(&self) -> bool {
+        self.lock().end.is_some()
     }
 
     pub fn session(&self) -> SessionId {
@@ -148,7 +172,11 @@ impl Outbox {
     }
 
     fn write_or_queue(&self, st: &mut State, line: Line) {
-        match self.stream.try_write(&line) {
+        let Some(stream) = self.stream.get() else {
+            st.queue.push_back(line);
+            return;
+        };
+        match stream.try_write(&line) {
             Ok(n) if n == line.len() => return,
             Ok(n) => st.partial = Some((line, n)),
             Err(e) if e.kind() == ErrorKind::WouldBlock => st.partial = Some((line, 0)),
@@ -179,7 +207,9 @@ impl Outbox {
     /// later lines are dropped, and what is queued is freed.
     pub fn finish(&self) {
         self.finished.store(true, Ordering::Release);
-        let _ = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Both);
+        if let Some(stream) = self.stream.get() {
+            stream.shutdown(std::net::Shutdown::Both);
+        }
         let mut st = self.lock();
         st.partial = None;
         st.queue.clear();
@@ -189,6 +219,14 @@ impl Outbox {
     /// Writes what is queued, messages before bulk, waiting for the socket
     /// at most `timeout` each time it is full.
     pub async fn drain(&self, timeout: Duration) -> Drained {
+        let Some(stream) = self.stream.get() else {
+            // Nowhere to write yet: only an end is news.
+            return match self.lock().end {
+                Some(End::Now) => Drained::Abort,
+                Some(End::AfterDrain) => Drained::Close,
+                None => Drained::Idle,
+            };
+        };
         loop {
             {
                 let mut st = self.lock();
@@ -210,7 +248,7 @@ impl Outbox {
             // Woken early when the router ends the connection meanwhile.
             let ready = async {
                 tokio::select! {
-                    r = self.stream.writable() => r,
+                    r = stream.writable() => r,
                     () = self.wake.notified() => Ok(()),
                 }
             };
@@ -227,6 +265,9 @@ impl Outbox {
     /// One vectored write of the head of the queue. `Ok(true)`: progress
     /// made, `Ok(false)`: the socket is full.
     fn write_some(&self, st: &mut State) -> Result<bool, ()> {
+        let Some(stream) = self.stream.get() else {
+            return Ok(false);
+        };
         if st.partial.is_none() {
             let next = st.queue.pop_front().or_else(|| st.bulk.pop_front());
             st.partial = next.map(|l| (l, 0));
@@ -243,7 +284,7 @@ impl Outbox {
                     .take(DRAIN_SLICES - 1)
                     .map(|l| IoSlice::new(l)),
             );
-            match self.stream.try_write_vectored(&slices) {
+            match stream.try_write_vectored(&slices) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
                 Err(_) => return Err(()),
@@ -501,7 +542,7 @@ mod tests {
     use std::collections::HashMap;
 
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
@@ -515,7 +556,10 @@ mod tests {
         else {
             panic!("connect")
         };
-        (Outbox::new(session, Arc::new(server)), client)
+        (
+            Outbox::new(session, Arc::new(ControlStream::Tcp(server))),
+            client,
+        )
     }
 
     /// What a connection task does with its outbox.
