@@ -427,6 +427,71 @@ async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_lock_shows_the_pinned_fingerprint_and_a_changed_certificate_is_refused() {
+    let _one = SERIAL.lock().await;
+    // Fixed ports: the second router, with a certificate of its own, is
+    // where the first was.
+    let free = |_: ()| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (control, admin_addr) = (free(()), free(()));
+    let media = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = move |c: &mut router::config::Config| {
+        c.control = control;
+        c.admin = admin_addr;
+        c.media = media;
+    };
+    let router = start_router(config).await;
+    let fp = router.tls_fingerprint().unwrap_or_else(|| panic!("no TLS"));
+    let display = Display::start();
+    let server = format!("tls://{control}");
+    let gui = Gui::connected(&display, &server, "alice", &["--join", "lobby"]);
+    gui.wait_log(
+        &["ui: security", "channel-secure-symbolic", &fp, "first use"],
+        WAIT,
+    )
+    .await;
+    gui.wait_log(&["ui: joined", "\"lobby\""], WAIT).await;
+    let known = std::fs::read_to_string(gui.config.join("switchboard/known_hosts"))
+        .unwrap_or_else(|e| panic!("known_hosts: {e}"));
+    assert!(known.contains(&fp), "{known}");
+    // The lock opens on what it means.
+    display.a11y(&["click", "Connection security"]);
+    display.a11y(&["wait", "Encrypted (TLS)"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    display.screenshot(None, "tls-pinned.png");
+    display.tool("xdotool", &["key", "Escape"]);
+
+    // Another certificate where the pinned router was: refused, and said.
+    router.shutdown().await;
+    let other = start_router(move |c| {
+        config(c);
+        c.state_dir = Some(switchboard_tests::scratch("gui-other-cert"));
+    })
+    .await;
+    assert_ne!(other.tls_fingerprint().as_deref(), Some(fp.as_str()));
+    gui.wait_log(&["refusing the router's certificate", "has changed"], WAIT)
+        .await;
+    gui.wait_log(&["ui: page", "connect"], WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    display.screenshot(None, "tls-changed.png");
+    // Nobody joined the impostor.
+    let rooms = admin(&other)
+        .await
+        .list_rooms(ListRoomsRequest {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+        .rooms;
+    assert!(rooms.iter().all(|r| r.participants == 0), "{rooms:?}");
+    gui.assert_no_stalls();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_waits_for_the_host_then_chats() {
     let _one = SERIAL.lock().await;
     let router = start_router(|_| {}).await;

@@ -74,6 +74,7 @@ fn member_rows_are_updated_in_place() {
         session_id: 1,
         nickname: "me".into(),
         resumed: false,
+        security: Default::default(),
     }));
     session.apply(Event::Server(ServerMessage::Joined {
         room: "dispatch".into(),

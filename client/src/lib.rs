@@ -9,6 +9,7 @@
 #[cfg(feature = "av")]
 pub mod av;
 pub mod file;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use proto::control::{self, ClientMessage, ErrorCode, ServerMessage, Ssrcs};
 use proto::framing::{Frame, LineFramer};
 use proto::media::{BindingResponse, MAX_DATAGRAM};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -40,6 +41,8 @@ pub enum ClientError {
     Unexpected(Box<ServerMessage>),
     #[error("media: {0}")]
     Media(String),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
     #[error("join request rejected ({reason:?}): {message}")]
     Rejected {
         reason: proto::control::RejectReason,
@@ -81,6 +84,8 @@ pub struct ConnectOptions {
     /// An access token (`switchboard token mint`) for a router that takes
     /// tokens; the nickname then comes from it (docs/security.md).
     pub token: Option<String>,
+    /// TLS, and whom to trust ([`tls`]); plaintext by default.
+    pub tls: tls::TlsOptions,
 }
 
 impl Default for ConnectOptions {
@@ -91,6 +96,7 @@ impl Default for ConnectOptions {
             features: Vec::new(),
             resume: None,
             token: None,
+            tls: tls::TlsOptions::default(),
         }
     }
 }
@@ -169,8 +175,13 @@ impl Control {
     }
 }
 
+type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
 /// A control session with the router.
 pub struct Session {
+    /// Whether the connection is TLS, and why its certificate is trusted.
+    trust: tls::TrustInfo,
     welcome: Welcome,
     server: SocketAddr,
     /// The UDP port of the room we are in (JOINED's), when in one.
@@ -202,9 +213,17 @@ impl Session {
         nickname: &str,
         opts: ConnectOptions,
     ) -> Result<Session, ClientError> {
-        let stream = TcpStream::connect(server).await?;
-        stream.set_nodelay(true)?;
-        let (mut reader, mut writer) = stream.into_split();
+        let (stream, trust) = tls::connect(server, &opts.tls).await?;
+        let (mut reader, mut writer): (BoxRead, BoxWrite) = match stream {
+            tls::Connected::Plain(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            tls::Connected::Tls(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (Box::new(r), Box::new(w))
+            }
+        };
         let (tx, mut out_rx) = mpsc::channel::<Outgoing>(256);
         let (ev_tx, events) = mpsc::channel::<Tagged>(4096);
         let writer_task = tokio::spawn(async move {
@@ -244,6 +263,7 @@ impl Session {
             }
         });
         let mut session = Session {
+            trust,
             welcome: Welcome {
                 session_id: 0,
                 nickname: String::new(),
@@ -318,6 +338,12 @@ impl Session {
             }));
         }
         Ok(session)
+    }
+
+    /// Whether the control connection is TLS, with the certificate's
+    /// fingerprint and why it is trusted.
+    pub fn trust(&self) -> &tls::TrustInfo {
+        &self.trust
     }
 
     pub fn welcome(&self) -> &Welcome {

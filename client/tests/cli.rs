@@ -161,3 +161,44 @@ async fn talk_and_count_through_the_cli() {
     assert_eq!(summary["packets"].as_u64(), Some(sent), "{summary}");
     router.shutdown().await;
 }
+
+/// The CLI speaks TLS to a router that offers it, remembers its
+/// certificate on first use, says so, and refuses a fingerprint that is not
+/// the router's with words a person can act on.
+#[tokio::test]
+async fn the_cli_pins_a_tls_router_on_first_use_and_refuses_another_certificate() {
+    let router = router().await;
+    let Some(fp) = router.tls_fingerprint() else {
+        panic!("no TLS")
+    };
+    let known = common::scratch("pin-known_hosts");
+    let _ = std::fs::remove_file(&known);
+    let server = format!("tls://{}", router.control_addr());
+    let run = |extra: Vec<String>| {
+        let known = known.clone();
+        let server = server.clone();
+        async move {
+            let mut args = vec!["--server".to_owned(), server, "--known-hosts".to_owned()];
+            args.push(known.display().to_string());
+            args.extend(extra);
+            args.push("rooms".into());
+            match Command::new(EXE).args(&args).output().await {
+                Ok(o) => o,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    let first = run(vec![]).await;
+    let err = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert!(first.status.success(), "{err}");
+    assert!(err.contains(&fp) && err.contains("first use"), "{err}");
+    assert!(String::from_utf8_lossy(&first.stdout).contains("lobby"));
+    let again = run(vec![]).await;
+    let err = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert!(again.status.success() && err.contains("pinned in"), "{err}");
+    let wrong = run(vec!["--tls-fingerprint".into(), "00".repeat(32)]).await;
+    let err = String::from_utf8_lossy(&wrong.stderr).into_owned();
+    assert!(!wrong.status.success(), "{err}");
+    assert!(err.contains("not the fingerprint given"), "{err}");
+    router.shutdown().await;
+}

@@ -508,6 +508,9 @@ pub enum ErrorCode {
     /// The token's grants do not allow this: joining, talking in or
     /// creating the room, that floor priority, or the admin API.
     Forbidden,
+    /// A plaintext connection to a router that takes only TLS; the
+    /// connection is closed after this.
+    TlsRequired,
 }
 
 /// A token bucket as the router announces it: `burst` at once, then one

@@ -47,6 +47,63 @@ pub struct Config {
     /// Lets seed front-ends run beside `auth.mode = "token"`: their clients
     /// carry no token, so they join without one (docs/security.md).
     pub allow_plaintext_compat: bool,
+    /// TLS on the control channel (`[tls]`).
+    pub tls: TlsConfig,
+    /// Where the router keeps what it makes itself (the self-signed
+    /// certificate); default `$STATE_DIRECTORY`, else
+    /// `$XDG_STATE_HOME/switchboard`, else `~/.local/state/switchboard`.
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// Whether the control port speaks TLS.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plaintext only.
+    Off,
+    /// TLS and plaintext on the same port, told apart by the first byte.
+    #[default]
+    Offer,
+    /// TLS only: a plaintext client is answered `ERROR TLS_REQUIRED`.
+    Require,
+}
+
+/// `[tls]`: the control channel's certificate (docs/security.md).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub mode: TlsMode,
+    /// The certificate chain (PEM), leaf first; with `key`. Without both
+    /// a self-signed certificate is made in the state directory.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    /// Names and addresses a self-signed certificate is made for (default:
+    /// localhost, 127.0.0.1, ::1 and the host name).
+    pub names: Vec<String>,
+}
+
+impl Config {
+    /// The state directory: `state_dir`, or the environment's.
+    pub fn resolved_state_dir(&self) -> Option<std::path::PathBuf> {
+        if let Some(d) = &self.state_dir {
+            return Some(d.clone());
+        }
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if let Some(d) = env("STATE_DIRECTORY") {
+            // systemd's StateDirectory= may list several, colon-separated.
+            let first = d
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            return Some(first.into());
+        }
+        if let Some(d) = env("XDG_STATE_HOME") {
+            return Some(std::path::PathBuf::from(d).join("switchboard"));
+        }
+        env("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state/switchboard"))
+    }
 }
 
 /// How sessions are admitted.
@@ -127,6 +184,8 @@ impl Default for Config {
             compat: Vec::new(),
             auth: AuthConfig::default(),
             allow_plaintext_compat: false,
+            tls: TlsConfig::default(),
+            state_dir: None,
         }
     }
 }
@@ -503,6 +562,11 @@ impl Config {
             }
         }
         crate::auth::Verifier::from_config(a)?;
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid(
+                "[tls] cert and key go together (or neither, for a self-signed certificate)".into(),
+            ));
+        }
         if a.mode == AuthMode::Token && !self.compat.is_empty() && !self.allow_plaintext_compat {
             return Err(ConfigError::Invalid(
                 "seed front-ends ([[compat]]) admit clients without tokens: with auth.mode = \"token\" set allow_plaintext_compat = true to run them anyway".into(),

@@ -8,11 +8,21 @@ use proto::control::ServerMessage;
 use router::{Config, Router};
 
 /// A router on loopback with ephemeral ports, and `config` tweaks applied.
+/// A path in this test process's scratch directory (under the system's
+/// temporary directory, never in the tree).
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join(format!("sb-tests-{}", std::process::id()))
+        .join(name)
+}
+
 pub async fn start_router(tweak: impl FnOnce(&mut Config)) -> Router {
     let mut config = Config {
         control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         media: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         admin: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        // One self-signed certificate for the routers of this process.
+        state_dir: Some(scratch("state")),
         ..Config::default()
     };
     tweak(&mut config);

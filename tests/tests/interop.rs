@@ -69,6 +69,10 @@ async fn hold(server: &str, nick: &str, port: u16, floor: bool) -> (Child, serde
     }
     let mut child = Command::new(client_exe())
         .args(&args)
+        .env(
+            "SWITCHBOARD_KNOWN_HOSTS",
+            switchboard_tests::scratch("known_hosts"),
+        )
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

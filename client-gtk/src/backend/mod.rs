@@ -269,10 +269,15 @@ async fn run(
                     let welcome = session.welcome().clone();
                     resume = welcome.resume_token.clone();
                     lock(&shared).me = welcome.session_id;
+                    let trust = session.trust().clone();
                     out.emit(Event::Link(Link::Connected {
                         session_id: welcome.session_id,
                         nickname: welcome.nickname.clone(),
                         resumed: welcome.resumed,
+                        security: crate::model::session::Security {
+                            fingerprint: trust.fingerprint,
+                            decision: trust.decision,
+                        },
                     }));
                     match serve(session, &mut commands, &me, &out, &shared, &opts).await {
                         Ended::Asked => {
@@ -289,7 +294,14 @@ async fn run(
                         }
                     }
                 }
-                Err(e) => e,
+                // A certificate that is not the one trusted is no outage to
+                // wait out: say so and stop, as ssh does.
+                Err(Failed::Untrusted(e)) => {
+                    tracing::warn!(error = %e, "refusing the router's certificate");
+                    out.emit(Event::Link(Link::Disconnected { reason: Some(e) }));
+                    break;
+                }
+                Err(Failed::Other(e)) => e,
             };
             let (attempt, wait) = backoff.next_wait();
             tracing::info!(attempt, ?wait, %reason, "reconnecting");
@@ -325,8 +337,18 @@ async fn run(
     }
 }
 
-async fn connect(s: &Settings, resume: Option<String>) -> Result<Session, String> {
-    let addr = s.server_addr()?;
+/// Why a connection could not be made.
+enum Failed {
+    /// The router's certificate is not the one trusted (changed, not the
+    /// pinned one, or a pinned router answered in plaintext).
+    Untrusted(String),
+    /// Anything else: worth trying again.
+    Other(String),
+}
+
+async fn connect(s: &Settings, resume: Option<String>) -> Result<Session, Failed> {
+    let addr = s.server_addr().map_err(Failed::Other)?;
+    let tls = s.tls_options();
     Session::connect_with(
         addr,
         &s.nickname,
@@ -336,11 +358,22 @@ async fn connect(s: &Settings, resume: Option<String>) -> Result<Session, String
             // The member list by delta: the window's model applies them.
             features: vec![proto::control::FEATURE_MEMBER_DELTAS.to_owned()],
             resume,
+            tls,
             ..ConnectOptions::default()
         },
     )
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| {
+        use client::tls::TlsError;
+        match e {
+            client::ClientError::Tls(
+                t @ (TlsError::Changed { .. }
+                | TlsError::WrongFingerprint { .. }
+                | TlsError::Downgrade { .. }),
+            ) => Failed::Untrusted(t.to_string()),
+            e => Failed::Other(e.to_string()),
+        }
+    })
 }
 
 /// Runs one connection until it is lost or the window disconnects.

@@ -18,6 +18,8 @@ pub enum Link {
         nickname: String,
         /// This connection continued the session of the one before.
         resumed: bool,
+        /// TLS or not, and why its certificate is trusted.
+        security: Security,
     },
     /// Lost; trying again (attempt `attempt`, next in `retry_in`).
     Reconnecting {
@@ -25,6 +27,15 @@ pub enum Link {
         retry_in: Duration,
         reason: String,
     },
+}
+
+/// How the control connection is protected, as the header's lock shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Security {
+    /// The router certificate's SHA-256 fingerprint; `None`: plaintext.
+    pub fingerprint: Option<String>,
+    /// Why it is trusted ("pinned in …", "first use: remembered in …").
+    pub decision: String,
 }
 
 /// What to be in, so a reconnect can get back there.
@@ -163,7 +174,117 @@ impl SessionModel {
         }
     }
 
+    /// The header's lock: secure, insecure, or none while not connected.
+    pub fn security_icon(&self) -> &'static str {
+        match &self.link {
+            Link::Connected { security, .. } if security.fingerprint.is_some() => {
+                "channel-secure-symbolic"
+            }
+            Link::Connected { .. } => "channel-insecure-symbolic",
+            _ => "",
+        }
+    }
+
+    /// Says in the log what the lock shows (the GUI tests read it).
+    pub fn log_security(&self) {
+        if let Link::Connected { security, .. } = &self.link {
+            tracing::info!(
+                icon = self.security_icon(),
+                fingerprint = security.fingerprint.as_deref().unwrap_or("none"),
+                decision = %security.decision,
+                "ui: security"
+            );
+        }
+    }
+
+    /// The opened lock's heading.
+    pub fn security_title(&self) -> String {
+        match &self.link {
+            Link::Connected { security, .. } if security.fingerprint.is_some() => {
+                crate::i18n::tr("Encrypted (TLS)")
+            }
+            Link::Connected { .. } => crate::i18n::tr("Not encrypted"),
+            _ => String::new(),
+        }
+    }
+
+    /// The router certificate's SHA-256 fingerprint, to compare with the
+    /// one the router printed (empty without TLS).
+    pub fn security_fingerprint(&self) -> String {
+        match &self.link {
+            Link::Connected { security, .. } => security.fingerprint.clone().unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// Why the certificate is trusted, or what plaintext means.
+    pub fn security_detail(&self) -> String {
+        match &self.link {
+            Link::Connected { security, .. } if security.fingerprint.is_some() => {
+                trust_words(&security.decision)
+            }
+            Link::Connected { .. } => crate::i18n::tr(
+                "This router speaks no TLS: what you say and write can be read on the network.",
+            ),
+            _ => String::new(),
+        }
+    }
+
     pub fn connected(&self) -> bool {
         matches!(self.link, Link::Connected { .. })
+    }
+}
+
+/// The trust decision in a person's words.
+fn trust_words(decision: &str) -> String {
+    if let Some(file) = decision.strip_prefix("first use: remembered in ") {
+        format!(
+            "{} ({file})",
+            crate::i18n::tr(
+                "First connection to this router: its certificate is now remembered, and a different one will be refused."
+            )
+        )
+    } else if let Some(file) = decision.strip_prefix("pinned in ") {
+        format!(
+            "{} ({file})",
+            crate::i18n::tr("The same certificate as the first time you connected.")
+        )
+    } else {
+        decision.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn the_lock_says_whether_the_link_is_encrypted_and_why_it_is_trusted() {
+        let mut s = SessionModel::default();
+        assert_eq!(s.security_icon(), "", "no lock while not connected");
+        let fp = "AB:".repeat(31) + "AB";
+        s.link = Link::Connected {
+            session_id: 1,
+            nickname: "me".into(),
+            resumed: false,
+            security: Security {
+                fingerprint: Some(fp.clone()),
+                decision: "first use: remembered in /k".into(),
+            },
+        };
+        assert_eq!(s.security_icon(), "channel-secure-symbolic");
+        assert_eq!(s.security_title(), "Encrypted (TLS)");
+        assert_eq!(s.security_fingerprint(), fp);
+        assert!(
+            s.security_detail().contains("now remembered") && s.security_detail().contains("/k")
+        );
+        s.link = Link::Connected {
+            session_id: 1,
+            nickname: "me".into(),
+            resumed: false,
+            security: Security::default(),
+        };
+        assert_eq!(s.security_icon(), "channel-insecure-symbolic");
+        assert_eq!(s.security_title(), "Not encrypted");
+        assert!(s.security_detail().contains("no TLS"));
     }
 }

@@ -79,15 +79,28 @@ impl Settings {
     /// The server address, resolved.
     pub fn server_addr(&self) -> Result<std::net::SocketAddr, String> {
         use std::net::ToSocketAddrs;
-        let with_port = if self.server.contains(':') {
-            self.server.clone()
+        let (_, host_port, _) = client::tls::parse_address(&self.server);
+        let with_port = if host_port.contains(':') {
+            host_port.to_owned()
         } else {
-            format!("{}:{}", self.server, proto::DEFAULT_CONTROL_PORT)
+            format!("{host_port}:{}", proto::DEFAULT_CONTROL_PORT)
         };
         with_port
             .to_socket_addrs()
             .map_err(|e| format!("server `{}`: {e}", self.server))?
             .next()
             .ok_or_else(|| format!("server `{}`: no address", self.server))
+    }
+
+    /// TLS as the server's address says (`tls://`, `tcp://`, or TLS when
+    /// offered), trusting routers on first use (the known-hosts file under
+    /// `$XDG_DATA_HOME/switchboard`), as the CLI does.
+    pub fn tls_options(&self) -> client::tls::TlsOptions {
+        let (transport, _, server_name) = client::tls::parse_address(&self.server);
+        client::tls::TlsOptions {
+            transport,
+            trust: client::tls::Trust::KnownHosts(client::tls::default_known_hosts()),
+            server_name,
+        }
     }
 }

@@ -76,6 +76,19 @@ mod imp {
     pub struct SbSession {
         #[property(get, set)]
         link_text: RefCell<String>,
+        /// Why the link ended on a refusal (the connect page shows it).
+        #[property(get, set)]
+        disconnect_reason: RefCell<String>,
+        /// The header's lock icon (none while not connected).
+        #[property(get, set)]
+        security_icon: RefCell<String>,
+        /// The opened lock: TLS or not, fingerprint, why it is trusted.
+        #[property(get, set)]
+        security_title: RefCell<String>,
+        #[property(get, set)]
+        security_fingerprint: RefCell<String>,
+        #[property(get, set)]
+        security_detail: RefCell<String>,
         #[property(get, set)]
         connected: Cell<bool>,
         /// The page to show: connect, rooms, waiting or room.
@@ -395,6 +408,7 @@ impl SbSession {
                 inner.session.waiting = None;
             }
             tracing::info!(link = %inner.session.link_text(), "ui");
+            inner.session.log_security();
             if connected {
                 (
                     std::mem::take(&mut inner.pending),

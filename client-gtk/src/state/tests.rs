@@ -30,6 +30,7 @@ fn connected(s: &SbSession, resumed: bool) {
         session_id: 1,
         nickname: "me".into(),
         resumed,
+        security: Default::default(),
     }));
 }
 

@@ -62,6 +62,30 @@ impl SbSession {
     fn refresh_from(&self, stores: &super::Stores, inner: &mut View) -> (Vec<String>, Vec<String>) {
         let s = &inner.session;
         items::set_if_changed!(self, link_text, set_link_text, s.link_text());
+        let reason = match &s.link {
+            Link::Disconnected { reason: Some(r) } => r.clone(),
+            _ => String::new(),
+        };
+        items::set_if_changed!(self, disconnect_reason, set_disconnect_reason, reason);
+        items::set_if_changed!(
+            self,
+            security_icon,
+            set_security_icon,
+            s.security_icon().to_owned()
+        );
+        items::set_if_changed!(self, security_title, set_security_title, s.security_title());
+        items::set_if_changed!(
+            self,
+            security_fingerprint,
+            set_security_fingerprint,
+            s.security_fingerprint()
+        );
+        items::set_if_changed!(
+            self,
+            security_detail,
+            set_security_detail,
+            s.security_detail()
+        );
         items::set_if_changed!(self, connected, set_connected, s.connected());
         sync::rooms(&stores.rooms, &s.rooms);
         items::set_if_changed!(self, rooms_empty, set_rooms_empty, s.rooms.is_empty());

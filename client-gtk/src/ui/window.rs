@@ -41,6 +41,14 @@ mod imp {
         #[template_child]
         pub window_title: TemplateChild<adw::WindowTitle>,
         #[template_child]
+        pub security_button: TemplateChild<gtk::MenuButton>,
+        #[template_child]
+        pub security_title: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub security_fingerprint: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub security_detail: TemplateChild<gtk::Label>,
+        #[template_child]
         pub toasts: TemplateChild<adw::ToastOverlay>,
         #[template_child]
         pub pages: TemplateChild<gtk::Stack>,
@@ -138,6 +146,37 @@ impl SbWindow {
             .build();
         session
             .bind_property("link-text", &*imp.window_title, "subtitle")
+            .sync_create()
+            .build();
+        let page = imp.connect_page.clone();
+        session.connect_disconnect_reason_notify(move |s| page.show_error(&s.disconnect_reason()));
+        // The lock: secure or not once connected, and what it means.
+        session
+            .bind_property("security-icon", &*imp.security_button, "icon-name")
+            .sync_create()
+            .build();
+        session
+            .bind_property("security-icon", &*imp.security_button, "visible")
+            .transform_to(|_, icon: String| Some(!icon.is_empty()))
+            .sync_create()
+            .build();
+        for (property, label) in [
+            ("security-title", &*imp.security_title),
+            ("security-fingerprint", &*imp.security_fingerprint),
+            ("security-detail", &*imp.security_detail),
+        ] {
+            session
+                .bind_property(property, label, "label")
+                .sync_create()
+                .build();
+        }
+        session
+            .bind_property(
+                "security-fingerprint",
+                &*imp.security_fingerprint,
+                "visible",
+            )
+            .transform_to(|_, fp: String| Some(!fp.is_empty()))
             .sync_create()
             .build();
         let pages = imp.pages.clone();

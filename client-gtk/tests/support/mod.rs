@@ -225,6 +225,8 @@ impl Gui {
             .env("DISPLAY", &display.name)
             .env("DBUS_SESSION_BUS_ADDRESS", &display.bus_address)
             .env("XDG_CONFIG_HOME", &config)
+            // Routers it meets are remembered here, not in the user's files.
+            .env("XDG_DATA_HOME", &config)
             .env(
                 "ADW_DEBUG_COLOR_SCHEME",
                 if dark() { "prefer-dark" } else { "default" },

@@ -18,7 +18,8 @@ use proto::control::ServerMessage;
 #[derive(Debug, Parser)]
 #[command(version, about = "Headless Switchboard client")]
 struct Args {
-    /// Router control address.
+    /// Router control address: host:port (TLS when the router offers it),
+    /// tls://host:port (TLS only) or tcp://host:port (plaintext).
     #[arg(
         short,
         long,
@@ -37,6 +38,18 @@ struct Args {
     /// A file whose first line is the access token.
     #[arg(long, env = "SWITCHBOARD_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// Trust a router certificate signed by a CA in this PEM file.
+    #[arg(long, conflicts_with = "tls_fingerprint")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Trust exactly the certificate with this SHA-256 fingerprint (the
+    /// router prints it at start).
+    #[arg(long)]
+    tls_fingerprint: Option<String>,
+    /// Otherwise: trust on first use, remembering routers in this file
+    /// (default ~/.local/share/switchboard/known_hosts); a changed
+    /// certificate is refused.
+    #[arg(long, env = "SWITCHBOARD_KNOWN_HOSTS")]
+    known_hosts: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -261,7 +274,17 @@ async fn main() -> anyhow::Result<()> {
         | Cmd::Listen { codec, .. } => Some(codec.catalog()?),
         _ => None,
     };
-    let server = resolve(&args.server).await?;
+    let (transport, host_port, server_name) = client::tls::parse_address(&args.server);
+    let server = resolve(host_port).await?;
+    let trust = match (&args.tls_ca, &args.tls_fingerprint) {
+        (Some(ca), _) => client::tls::Trust::Ca(ca.clone()),
+        (None, Some(fp)) => client::tls::Trust::Fingerprint(fp.clone()),
+        (None, None) => client::tls::Trust::KnownHosts(
+            args.known_hosts
+                .clone()
+                .unwrap_or_else(client::tls::default_known_hosts),
+        ),
+    };
     let token = match &args.token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -276,11 +299,23 @@ async fn main() -> anyhow::Result<()> {
     };
     let opts = client::ConnectOptions {
         token,
+        tls: client::tls::TlsOptions {
+            transport,
+            trust,
+            server_name,
+        },
         ..client::ConnectOptions::default()
     };
     let mut session = Session::connect_with(server, &args.nick, opts)
         .await
         .with_context(|| format!("connecting to {server}"))?;
+    match &session.trust().fingerprint {
+        Some(fp) => eprintln!(
+            "TLS: certificate SHA-256 {fp} ({})",
+            session.trust().decision
+        ),
+        None => eprintln!("plaintext connection (no TLS)"),
+    }
     eprintln!(
         "connected as {} (session {}, audio SSRC {})",
         session.welcome().nickname,

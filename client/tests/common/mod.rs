@@ -13,11 +13,21 @@ pub(crate) const EXE: &str = env!("CARGO_BIN_EXE_switchboard-client");
 pub(crate) fn spawn_cli<'a>(args: impl IntoIterator<Item = &'a str>, stderr: Stdio) -> Child {
     Command::new(EXE)
         .args(args)
+        // Routers of this run share one certificate; remember it apart
+        // from the user's own routers.
+        .env("SWITCHBOARD_KNOWN_HOSTS", scratch("known_hosts"))
         .stdout(Stdio::piped())
         .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {EXE}: {e}"))
+}
+
+/// A path in this test process's scratch directory.
+pub(crate) fn scratch(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join(format!("sb-cli-tests-{}", std::process::id()))
+        .join(name)
 }
 
 /// A router on loopback with ephemeral ports.
@@ -26,6 +36,7 @@ pub(crate) async fn router() -> Router {
         control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         media: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         admin: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        state_dir: Some(scratch("state")),
         ..Config::default()
     };
     match Router::start(config).await {

@@ -235,6 +235,9 @@ fn main() -> anyhow::Result<()> {
             media.join(","),
             router.admin_addr()
         );
+        if let Some(fp) = router.tls_fingerprint() {
+            println!("switchboard: TLS certificate SHA-256 fingerprint {fp}");
+        }
         wait_for_signal(|| async {
             // SIGHUP: read the file again and take what can change live.
             let Some(path) = &args.config else {

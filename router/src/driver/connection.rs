@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, info_span};
 use super::engine_task::EngineEvent;
 use super::outbox::{Drained, Outbox, WRITE_TIMEOUT};
 use super::stream::ControlStream;
+use super::tls::TlsShared;
 use crate::engine::Input;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -24,14 +25,26 @@ pub(crate) fn next_session() -> plugin_api::SessionId {
     NEXT_SESSION.fetch_add(1, Ordering::Relaxed)
 }
 
-pub(crate) async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<EngineEvent>) {
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    engine: mpsc::Sender<EngineEvent>,
+    tls: Option<Arc<TlsShared>>,
+) {
     let mut acceptor = super::accept::Acceptor::new(listener, "control");
     loop {
         let (stream, peer) = acceptor.accept().await;
         let _ = stream.set_nodelay(true);
         let session = next_session();
-        let stream = Arc::new(ControlStream::Tcp(stream));
-        let outbox = Outbox::new(session, stream.clone());
+        // Without TLS the stream is known now; with it, once the first
+        // byte has said which (the session is registered first, so the
+        // HELLO deadline, bans and per-address limits hold meanwhile).
+        let (outbox, plain) = match tls {
+            None => {
+                let stream = Arc::new(ControlStream::Tcp(stream));
+                (Outbox::new(session, stream.clone()), Ok(stream))
+            }
+            Some(_) => (Outbox::unattached(session), Err(stream)),
+        };
         if engine
             .send(EngineEvent::Register {
                 session,
@@ -48,11 +61,109 @@ pub(crate) async fn accept_loop(listener: TcpListener, engine: mpsc::Sender<Engi
         }
         // Detached: connection tasks outlive the accept loop at shutdown, so
         // they can flush SERVER_CLOSE. Each ends when the router closes it.
-        tokio::spawn(
-            connection(stream, outbox, engine.clone())
-                .instrument(info_span!("session", id = session, %peer)),
-        );
+        let span = info_span!("session", id = session, %peer);
+        match (plain, &tls) {
+            (Ok(stream), _) => {
+                tokio::spawn(connection(stream, outbox, engine.clone()).instrument(span));
+            }
+            (Err(tcp), Some(tls)) => {
+                tokio::spawn(negotiate(tcp, outbox, engine.clone(), tls.clone()).instrument(span));
+            }
+            (Err(_), None) => {}
+        }
     }
+}
+
+/// Connections handshaken with TLS, refused for want of it, and failed
+/// handshakes.
+pub static TLS_SESSIONS: AtomicU64 = AtomicU64::new(0);
+pub static TLS_REFUSED_PLAIN: AtomicU64 = AtomicU64::new(0);
+pub static TLS_FAILED: AtomicU64 = AtomicU64::new(0);
+
+/// Tells a TLS client from a plaintext one by its first byte and serves
+/// it: TLS through a local pair and [`super::tls::relay`], plaintext on
+/// its socket (or, when TLS is required, `ERROR TLS_REQUIRED`).
+async fn negotiate(
+    tcp: tokio::net::TcpStream,
+    outbox: Arc<Outbox>,
+    engine: mpsc::Sender<EngineEvent>,
+    tls: Arc<TlsShared>,
+) {
+    let session = outbox.session();
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        r = tcp.peek(&mut first) => r.ok().filter(|&n| n > 0).map(|_| first[0]),
+        // The router ends it before a byte came (HELLO deadline, a ban):
+        // the last word goes out as plaintext.
+        () = outbox.woken() => None,
+    };
+    match peeked {
+        Some(b) if super::tls::is_tls_start(b) => {
+            let handshake = tokio::select! {
+                r = tls.accept(tcp) => Some(r),
+                () = wait_until_ending(&outbox) => None,
+            };
+            let stream = match handshake {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    TLS_FAILED.fetch_add(1, Ordering::Relaxed);
+                    debug!(error = %e, "TLS handshake failed");
+                    return abandon(&outbox, &engine, session).await;
+                }
+                None => return abandon(&outbox, &engine, session).await,
+            };
+            let (router_end, relay_end) = match tokio::net::UnixStream::pair() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no socket pair for a TLS session");
+                    return abandon(&outbox, &engine, session).await;
+                }
+            };
+            TLS_SESSIONS.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(super::tls::relay(stream, relay_end).in_current_span());
+            let local = Arc::new(ControlStream::Local(router_end));
+            outbox.attach(local.clone());
+            connection(local, outbox, engine).await;
+        }
+        Some(_) if tls.mode() == crate::config::TlsMode::Require => {
+            TLS_REFUSED_PLAIN.fetch_add(1, Ordering::Relaxed);
+            let line = control::to_line(&control::ServerMessage::Error {
+                code: control::ErrorCode::TlsRequired,
+                message: "this router takes TLS only: connect with TLS (docs/security.md)".into(),
+            });
+            let stream = ControlStream::Tcp(tcp);
+            let _ = stream.try_write(&line);
+            abandon(&outbox, &engine, session).await;
+            linger(&stream, true).await;
+        }
+        _ => {
+            let stream = Arc::new(ControlStream::Tcp(tcp));
+            outbox.attach(stream.clone());
+            connection(stream, outbox, engine).await;
+        }
+    }
+}
+
+/// Resolves once the router has asked to end the connection.
+async fn wait_until_ending(outbox: &Outbox) {
+    loop {
+        if outbox.ending() {
+            return;
+        }
+        outbox.woken().await;
+    }
+}
+
+/// Forgets a connection that never got a stream to serve.
+async fn abandon(
+    outbox: &Outbox,
+    engine: &mpsc::Sender<EngineEvent>,
+    session: plugin_api::SessionId,
+) {
+    outbox.finish();
+    let _ = engine
+        .send(EngineEvent::Input(Input::Disconnected { session }))
+        .await;
 }
 
 thread_local! {

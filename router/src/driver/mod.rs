@@ -21,6 +21,7 @@ pub mod connection;
 pub mod engine_task;
 pub mod outbox;
 pub mod stream;
+pub mod tls;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -74,6 +75,8 @@ pub struct Router {
     front_tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The token verifier in force (engine and admin API).
     auth: crate::auth::SharedVerifier,
+    /// TLS on the control channel, unless `[tls] mode = "off"`.
+    tls: Option<Arc<tls::TlsShared>>,
 }
 
 /// Scheduler ticks between two polls of the runtime's I/O driver.
@@ -149,6 +152,7 @@ impl Router {
         crate::admin::check_exposure(config.admin, admin_token.as_deref(), by_grants)?;
         let verifier = Arc::new(crate::auth::Verifier::from_config(&config.auth)?);
         let auth: crate::auth::SharedVerifier = Arc::new(std::sync::RwLock::new(verifier.clone()));
+        let tls = tls::TlsShared::start(&config.tls, config.resolved_state_dir().as_deref())?;
         warn_exposure(&config);
         raise_fd_limit(config.limits.max_sessions);
         let mut media_sockets = Vec::with_capacity(config.media_workers);
@@ -239,7 +243,11 @@ impl Router {
             )
             .instrument(info_span!("engine")),
         );
-        let accept_task = tokio::spawn(connection::accept_loop(listener, engine_tx.clone()));
+        let accept_task = tokio::spawn(connection::accept_loop(
+            listener,
+            engine_tx.clone(),
+            tls.clone(),
+        ));
         let front_tasks = crate::compat::spawn(
             compat,
             &crate::compat::Context {
@@ -290,14 +298,20 @@ impl Router {
             fronts,
             front_tasks,
             auth,
+            tls,
         })
     }
 
     /// Takes the parts of `config` that change without a restart (SIGHUP):
-    /// `[auth]` (keys, revocations, mode). The rest needs a restart and is
-    /// left as it was. Sessions whose token is now revoked are ended.
+    /// `[auth]` (keys, revocations, mode) and the TLS certificate (read
+    /// again from the files the router started with). The rest needs a
+    /// restart and is left as it was. Sessions whose token is now revoked
+    /// are ended.
     pub async fn reload(&self, config: &Config) -> anyhow::Result<()> {
         config.check_auth()?;
+        if let Some(tls) = &self.tls {
+            tls.reload()?;
+        }
         let verifier = Arc::new(crate::auth::Verifier::from_config(&config.auth)?);
         match self.auth.write() {
             Ok(mut v) => *v = verifier.clone(),
@@ -313,6 +327,12 @@ impl Router {
     /// Where each seed front-end listens, in the order configured.
     pub fn front_addrs(&self) -> &[crate::compat::FrontAddrs] {
         &self.fronts
+    }
+
+    /// The SHA-256 fingerprint of the control channel's TLS certificate
+    /// (`None` when TLS is off).
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.tls.as_ref().map(|t| t.fingerprint())
     }
 
     pub fn control_addr(&self) -> SocketAddr {
@@ -392,6 +412,20 @@ impl Drop for Router {
 /// anyone do: without token auth, anyone who reaches it may join any room.
 fn warn_exposure(config: &Config) {
     let beyond = |a: SocketAddr| !a.ip().is_loopback();
+    if beyond(config.control) {
+        match config.tls.mode {
+            crate::config::TlsMode::Off => warn!(
+                control = %config.control,
+                "the control channel is reachable beyond loopback without TLS ([tls] mode = \"off\"): \
+                 nicknames, chat, tokens and media keys travel in clear"
+            ),
+            crate::config::TlsMode::Offer => info!(
+                control = %config.control,
+                "the control channel takes TLS and plaintext; [tls] mode = \"require\" refuses plaintext"
+            ),
+            crate::config::TlsMode::Require => {}
+        }
+    }
     if beyond(config.control) && config.auth.mode == crate::config::AuthMode::Open {
         warn!(
             control = %config.control,
