@@ -822,6 +822,7 @@ pub async fn serve(
     service: AdminService,
     token: Option<String>,
     auth: crate::auth::SharedVerifier,
+    tls: Option<std::sync::Arc<crate::driver::tls::TlsShared>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -845,8 +846,8 @@ pub async fn serve(
         tonic::service::interceptor::InterceptedService::new(service.into_server(), auth.clone());
     // Without TCP_NODELAY every small response waits for the client's delayed
     // ACK (Nagle): ~40 ms per call instead of well under 1 ms.
-    let incoming = crate::driver::accept::Acceptor::new(listener, "admin").into_stream();
-    tonic::transport::Server::builder()
+    let acceptor = crate::driver::accept::Acceptor::new(listener, "admin");
+    let router = tonic::transport::Server::builder()
         .add_service(tonic::service::interceptor::InterceptedService::new(
             health,
             auth.clone(),
@@ -859,11 +860,22 @@ pub async fn serve(
             reflection_v1alpha?,
             auth,
         ))
-        .add_service(admin)
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await?;
+        .add_service(admin);
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(acceptor.into_tls_stream(tls), stop)
+                .await?
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(acceptor.into_stream(), stop)
+                .await?
+        }
+    }
     Ok(())
 }
 

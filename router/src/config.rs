@@ -80,6 +80,9 @@ pub struct TlsConfig {
     /// Names and addresses a self-signed certificate is made for (default:
     /// localhost, 127.0.0.1, ::1 and the host name).
     pub names: Vec<String>,
+    /// The gRPC admin API speaks TLS too (with the same certificate); by
+    /// default it is plaintext, for `grpcurl -plaintext` on loopback.
+    pub admin: bool,
 }
 
 impl Config {
@@ -562,6 +565,11 @@ impl Config {
             }
         }
         crate::auth::Verifier::from_config(a)?;
+        if self.tls.admin && self.tls.mode == TlsMode::Off {
+            return Err(ConfigError::Invalid(
+                "[tls] admin = true needs TLS ([tls] mode \"offer\" or \"require\")".into(),
+            ));
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(ConfigError::Invalid(
                 "[tls] cert and key go together (or neither, for a self-signed certificate)".into(),

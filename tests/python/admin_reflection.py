@@ -1,6 +1,8 @@
 """A gRPC client Switchboard did not write: Python grpcio, discovering the
 admin service through server reflection only (no .proto file), then creating
-a room and listing it. Usage: admin_reflection.py HOST:PORT"""
+a room and listing it. Usage: admin_reflection.py HOST:PORT [CA_PEM [TOKEN]]:
+with CA_PEM the channel is TLS, the router's certificate verified against
+that file; with TOKEN every call carries `authorization: Bearer TOKEN`."""
 
 import sys
 
@@ -11,7 +13,15 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-channel = grpc.insecure_channel(sys.argv[1])
+if len(sys.argv) > 2:
+    with open(sys.argv[2], "rb") as f:
+        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+    if len(sys.argv) > 3:
+        bearer = grpc.access_token_call_credentials(sys.argv[3])
+        creds = grpc.composite_channel_credentials(creds, bearer)
+    channel = grpc.secure_channel(sys.argv[1], creds)
+else:
+    channel = grpc.insecure_channel(sys.argv[1])
 db = ProtoReflectionDescriptorDatabase(channel)
 services = list(db.get_services())
 assert "switchboard.v1.Admin" in services, services

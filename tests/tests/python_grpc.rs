@@ -71,6 +71,67 @@ async fn python_grpcio_discovers_the_service_by_reflection() {
     router.shutdown().await;
 }
 
+/// With `[tls] admin = true` the admin API speaks TLS: grpcio verifies the
+/// router's self-signed certificate (its own file as the CA) and calls with
+/// an access token holding the admin grant; a plaintext caller gets nothing.
+#[tokio::test]
+async fn python_grpcio_calls_the_admin_api_over_tls_with_an_access_token() {
+    use router::auth::{Claims, Grants, SigningKey};
+    let key = SigningKey::generate();
+    let public = key.public_key();
+    let state = switchboard_tests::scratch("admin-tls-state");
+    let router = start_router(|c| {
+        c.state_dir = Some(state.clone());
+        c.tls.admin = true;
+        c.auth.mode = router::config::AuthMode::Token;
+        c.auth.keys = vec![router::config::KeyConfig {
+            id: "k1".into(),
+            public_key: public,
+            accept_until: None,
+        }];
+    })
+    .await;
+    let now = router::driver::unix_ms_now() / 1000;
+    let token = key
+        .mint(
+            "k1",
+            &Claims {
+                sub: "ops-script".into(),
+                name: None,
+                exp: now + 600,
+                iat: None,
+                nbf: None,
+                jti: None,
+                iss: None,
+                grants: Grants {
+                    admin: true,
+                    ..Grants::default_none()
+                },
+            },
+        )
+        .unwrap_or_default();
+    let cert = state.join("tls.pem");
+    let args = [
+        router.admin_addr().to_string(),
+        cert.display().to_string(),
+        token,
+    ];
+    let Some(stdout) = run_python("admin_reflection.py", &args).await else {
+        return;
+    };
+    assert!(stdout.contains("reflection ok"), "{stdout}");
+    // A plaintext gRPC client cannot even reach the service.
+    let url = format!("http://{}", router.admin_addr());
+    let Ok(channel) = tonic::transport::Channel::from_shared(url).map(|e| e.connect_lazy()) else {
+        panic!()
+    };
+    let plain = proto_grpc::admin::admin_client::AdminClient::new(channel)
+        .list_rooms(proto_grpc::admin::ListRoomsRequest {})
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+    router.shutdown().await;
+}
+
 /// Every `$ grpcurl` example of docs/admin.md runs as documented, in order,
 /// from the state the document describes: `lobby` with `ann` holding the
 /// floor and `bob`.

@@ -96,4 +96,35 @@ impl Acceptor {
         });
         tokio_stream::wrappers::ReceiverStream::new(rx)
     }
+
+    /// As [`Acceptor::into_stream`], each connection handshaken with TLS
+    /// first, by a task of its own (a slow client holds up no other);
+    /// failed handshakes are dropped.
+    pub fn into_tls_stream(
+        mut self,
+        tls: std::sync::Arc<super::tls::TlsShared>,
+    ) -> impl tokio_stream::Stream<
+        Item = std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>,
+    > + Send
+    + 'static {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    (s, peer) = self.accept() => {
+                        let _ = s.set_nodelay(true);
+                        let (tx, tls) = (tx.clone(), tls.clone());
+                        tokio::spawn(async move {
+                            match tls.accept_admin(s).await {
+                                Ok(t) => { let _ = tx.send(Ok(t)).await; }
+                                Err(e) => tracing::debug!(%peer, error = %e, "admin TLS handshake failed"),
+                            }
+                        });
+                    }
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+    }
 }

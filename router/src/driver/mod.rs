@@ -272,9 +272,11 @@ impl Router {
             let token = admin_token;
             let shutdown = shutdown_tx.subscribe();
             let auth = auth.clone();
+            let admin_tls = tls.clone().filter(|_| config.tls.admin);
             async move {
                 if let Err(e) =
-                    crate::admin::serve(admin_listener, service, token, auth, shutdown).await
+                    crate::admin::serve(admin_listener, service, token, auth, admin_tls, shutdown)
+                        .await
                 {
                     warn!(error = %e, "admin API stopped");
                 }
@@ -425,6 +427,13 @@ fn warn_exposure(config: &Config) {
             ),
             crate::config::TlsMode::Require => {}
         }
+    }
+    if beyond(config.admin) && !config.tls.admin {
+        warn!(
+            admin = %config.admin,
+            "the admin API is reachable beyond loopback without TLS: its bearer token travels \
+             in clear; set [tls] admin = true"
+        );
     }
     if beyond(config.control) && config.auth.mode == crate::config::AuthMode::Open {
         warn!(

@@ -37,6 +37,9 @@ pub const STATE_FILE: &str = "tls.pem";
 /// A certificate in force: what accepts with it, and what identifies it.
 struct Loaded {
     acceptor: TlsAcceptor,
+    /// The same certificate for the gRPC admin API, offering HTTP/2 by
+    /// ALPN (gRPC clients insist on it).
+    admin_acceptor: TlsAcceptor,
     fingerprint: String,
     /// Where it came from, for the log.
     source: String,
@@ -123,6 +126,22 @@ impl TlsShared {
         tcp: TcpStream,
     ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
         let acceptor = self.current().acceptor.clone();
+        Self::handshake(acceptor, tcp).await
+    }
+
+    /// Handshakes a gRPC admin client (ALPN `h2`).
+    pub async fn accept_admin(
+        &self,
+        tcp: TcpStream,
+    ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+        let acceptor = self.current().admin_acceptor.clone();
+        Self::handshake(acceptor, tcp).await
+    }
+
+    async fn handshake(
+        acceptor: TlsAcceptor,
+        tcp: TcpStream,
+    ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(
@@ -163,11 +182,17 @@ fn load(cfg: &TlsConfig, state_dir: Option<&Path>) -> anyhow::Result<Loaded> {
     };
     let fp = fingerprint(certs.first().map(|c| c.as_ref()).unwrap_or_default());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .with_context(|| format!("TLS certificate {source}"))?;
+    let build = |certs, key| {
+        rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+            .with_context(|| format!("TLS certificate {source}"))
+    };
+    let mut admin = build(certs.clone(), key.clone_key())?;
+    admin.alpn_protocols = vec![b"h2".to_vec()];
+    let config = build(certs, key)?;
     Ok(Loaded {
+        admin_acceptor: TlsAcceptor::from(Arc::new(admin)),
         acceptor: TlsAcceptor::from(Arc::new(config)),
         fingerprint: fp,
         source,
