@@ -43,6 +43,8 @@ pub enum ClientError {
     Media(String),
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    #[error("STUN error {0}: {1}")]
+    StunRefused(u16, String),
     #[error("join request rejected ({reason:?}): {message}")]
     Rejected {
         reason: proto::control::RejectReason,
@@ -66,6 +68,9 @@ pub struct Welcome {
     pub resume_token: Option<String>,
     /// This connection continued an earlier session.
     pub resumed: bool,
+    /// With `stun_integrity`: the public STUN USERNAME; bindings are then
+    /// signed with the media token, which never leaves this process.
+    pub media_id: Option<String>,
 }
 
 /// Options for [`Session::connect_with`].
@@ -274,6 +279,7 @@ impl Session {
                 silence_timeout: Duration::from_secs(15),
                 resume_token: None,
                 resumed: false,
+                media_id: None,
             },
             server,
             room_udp_port: None,
@@ -304,8 +310,10 @@ impl Session {
                     silence_timeout_ms,
                     resume_token,
                     resumed,
+                    media_id,
                     ..
                 } => Some(Welcome {
+                    media_id: media_id.clone(),
                     session_id: *session_id,
                     nickname: nickname.clone(),
                     udp_port: *udp_port,
@@ -602,13 +610,39 @@ impl Session {
         server: SocketAddr,
         local_port: u16,
     ) -> Result<Media, ClientError> {
-        Media::open(
-            server,
-            local_port,
-            self.welcome.ssrcs,
-            &self.welcome.media_token,
-        )
-        .await
+        let media = Media::socket_at(server, local_port, self.welcome.ssrcs).await?;
+        match &self.welcome.media_id {
+            Some(id) => {
+                media
+                    .stun_bind_signed(id, &self.welcome.media_token, None)
+                    .await
+            }
+            None => media.stun_bind(&self.welcome.media_token).await,
+        }
+    }
+
+    /// Binds a new UDP socket after the session's media was bound from
+    /// another address (a network change): with `stun_integrity` the router
+    /// answers the first request Stale Nonce and tells a nonce on the
+    /// control channel (`MEDIA_NONCE`), which the next request carries.
+    pub async fn rebind_media(&mut self) -> Result<Media, ClientError> {
+        let server = self.media_server();
+        let Some(id) = self.welcome.media_id.clone() else {
+            return self.bind_media().await;
+        };
+        let key = self.welcome.media_token.clone();
+        let media = Media::socket_at(server, 0, self.welcome.ssrcs).await?;
+        match media.clone().stun_bind_signed(&id, &key, None).await {
+            Err(ClientError::StunRefused(438, _)) => {}
+            other => return other,
+        }
+        let nonce = self
+            .expect("MEDIA_NONCE", |m| match m {
+                ServerMessage::MediaNonce { nonce } => Some(nonce.clone()),
+                _ => None,
+            })
+            .await?;
+        media.stun_bind_signed(&id, &key, Some(&nonce)).await
     }
 }
 
@@ -630,28 +664,61 @@ impl Media {
         ssrcs: Ssrcs,
         token: &str,
     ) -> Result<Media, ClientError> {
+        Self::socket_at(server, local_port, ssrcs)
+            .await?
+            .stun_bind(token)
+            .await
+    }
+
+    /// A UDP socket on `local_port` (0: any) for media to `server`, not
+    /// bound at the router yet.
+    async fn socket_at(
+        server: SocketAddr,
+        local_port: u16,
+        ssrcs: Ssrcs,
+    ) -> Result<Media, ClientError> {
         let local: SocketAddr = if server.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, local_port).into()
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, local_port).into()
         };
         let socket = UdpSocket::bind(local).await?;
-        let media = Media {
+        Ok(Media {
             socket: Arc::new(socket),
             server,
             ssrcs,
             mapped: None,
-        };
-        media.stun_bind(token).await
+        })
     }
 
     /// Sends STUN Binding Requests with `token` (retransmitting as RFC 5389
     /// suggests, from 100 ms doubling) until the router answers.
-    pub async fn stun_bind(mut self, token: &str) -> Result<Media, ClientError> {
+    pub async fn stun_bind(self, token: &str) -> Result<Media, ClientError> {
+        self.stun_bind_with(|| proto::media::binding_request(token))
+            .await
+    }
+
+    /// As [`Media::stun_bind`] with `stun_integrity`: USERNAME `media_id`,
+    /// MESSAGE-INTEGRITY keyed by the media token, and the nonce of
+    /// `MEDIA_NONCE` when the session's media moves.
+    pub async fn stun_bind_signed(
+        self,
+        media_id: &str,
+        key: &str,
+        nonce: Option<&str>,
+    ) -> Result<Media, ClientError> {
+        self.stun_bind_with(|| proto::media::binding_request_signed(media_id, key, nonce))
+            .await
+    }
+
+    async fn stun_bind_with(
+        mut self,
+        request: impl Fn() -> Result<(Vec<u8>, proto::media::StunTransaction), String>,
+    ) -> Result<Media, ClientError> {
         let mut wait = Duration::from_millis(100);
         let mut buf = vec![0u8; MAX_DATAGRAM];
         for _ in 0..7 {
-            let (req, tid) = proto::media::binding_request(token).map_err(ClientError::Media)?;
+            let (req, tid) = request().map_err(ClientError::Media)?;
             self.socket.send_to(&req, self.server).await?;
             let deadline = tokio::time::Instant::now() + wait;
             while let Ok(r) =
@@ -664,7 +731,7 @@ impl Media {
                         return Ok(self);
                     }
                     Some(BindingResponse::Error(code, reason)) => {
-                        return Err(ClientError::Media(format!("STUN error {code}: {reason}")));
+                        return Err(ClientError::StunRefused(code, reason));
                     }
                     None => {}
                 }

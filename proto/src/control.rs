@@ -25,8 +25,16 @@ pub const FEATURE_MEMBER_DELTAS: &str = "member_deltas";
 /// client gets `MEMBER_COUNT` instead, and asks for the part of the list it
 /// shows with `LIST_MEMBERS`.
 pub const FEATURE_MEMBER_PAGES: &str = "member_pages";
+/// HELLO feature: STUN bindings carry a public `media_id` as USERNAME and
+/// MESSAGE-INTEGRITY keyed by the media token; a replayed transaction is
+/// refused, and moving a bound session needs a `MEDIA_NONCE`.
+pub const FEATURE_STUN_INTEGRITY: &str = "stun_integrity";
 /// Every optional feature this router knows, for HELLO's `features`.
-pub const FEATURES: &[&str] = &[FEATURE_MEMBER_DELTAS, FEATURE_MEMBER_PAGES];
+pub const FEATURES: &[&str] = &[
+    FEATURE_MEMBER_DELTAS,
+    FEATURE_MEMBER_PAGES,
+    FEATURE_STUN_INTEGRITY,
+];
 /// A room becomes large for `member_pages` clients when it grows past this
 /// many members...
 pub const LARGE_ROOM: usize = 500;
@@ -582,6 +590,10 @@ pub enum ServerMessage {
         /// This connection continues an earlier session (HELLO's `resume`).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         resumed: bool,
+        /// With `stun_integrity`: the STUN USERNAME to bind with (public;
+        /// `media_token` is then the MESSAGE-INTEGRITY key, never sent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media_id: Option<String>,
     },
     Joined {
         room: String,
@@ -633,6 +645,12 @@ pub enum ServerMessage {
         members: Vec<UserInfo>,
     },
     HeartbeatAck,
+    /// With `stun_integrity`: the router saw a binding move this session's
+    /// media to a new address; a Binding Request from there must carry this
+    /// in its NONCE attribute (once).
+    MediaNonce {
+        nonce: String,
+    },
     Rooms {
         rooms: Vec<RoomInfo>,
     },

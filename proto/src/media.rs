@@ -7,9 +7,14 @@
 
 use std::net::SocketAddr;
 
-use stun_types::attribute::{ErrorCode as StunErrorCode, Software, Username, XorMappedAddress};
+pub use stun_types::message::TransactionId as StunTransaction;
+
+use stun_types::attribute::{
+    ErrorCode as StunErrorCode, Nonce, Software, Username, XorMappedAddress,
+};
 use stun_types::message::{
-    BINDING, Message, MessageClass, MessageWrite, MessageWriteExt, MessageWriteVec, TransactionId,
+    BINDING, IntegrityAlgorithm, Message, MessageClass, MessageIntegrityCredentials, MessageWrite,
+    MessageWriteExt, MessageWriteVec, ShortTermCredentials, TransactionId,
 };
 
 /// The largest datagram the router accepts or forwards.
@@ -180,6 +185,48 @@ pub fn binding_request(token: &str) -> Result<(Vec<u8>, TransactionId), String> 
     msg.add_attribute(&user).map_err(|e| e.to_string())?;
     msg.add_fingerprint().map_err(|e| e.to_string())?;
     Ok((msg.finish(), tid))
+}
+
+/// Builds a Binding Request with USERNAME `media_id`, an optional NONCE,
+/// and MESSAGE-INTEGRITY (HMAC-SHA1, RFC 5389 short-term credentials)
+/// keyed by `key` (the media token).
+pub fn binding_request_signed(
+    media_id: &str,
+    key: &str,
+    nonce: Option<&str>,
+) -> Result<(Vec<u8>, TransactionId), String> {
+    let mut msg = Message::builder_request(BINDING, MessageWriteVec::new());
+    let tid = msg.transaction_id();
+    let user = Username::new(media_id).map_err(|e| e.to_string())?;
+    msg.add_attribute(&user).map_err(|e| e.to_string())?;
+    if let Some(n) = nonce {
+        let n = Nonce::new(n).map_err(|e| e.to_string())?;
+        msg.add_attribute(&n).map_err(|e| e.to_string())?;
+    }
+    msg.add_message_integrity(&credentials(key), IntegrityAlgorithm::Sha1)
+        .map_err(|e| e.to_string())?;
+    msg.add_fingerprint().map_err(|e| e.to_string())?;
+    Ok((msg.finish(), tid))
+}
+
+fn credentials(key: &str) -> MessageIntegrityCredentials {
+    MessageIntegrityCredentials::ShortTerm(ShortTermCredentials::new(key.to_owned()))
+}
+
+/// Whether `request` carries a MESSAGE-INTEGRITY made with `key`.
+pub fn integrity_ok(request: &[u8], key: &str) -> bool {
+    Message::from_bytes(request).is_ok_and(|m| m.validate_integrity(&credentials(key)).is_ok())
+}
+
+/// The NONCE attribute of a request, if any.
+pub fn request_nonce(request: &[u8]) -> Option<String> {
+    let m = Message::from_bytes(request).ok()?;
+    m.attribute::<Nonce>().ok().map(|n| n.nonce().to_owned())
+}
+
+/// The transaction id of a STUN message, as bytes.
+pub fn transaction_bytes(request: &[u8]) -> Option<[u8; 12]> {
+    request.get(8..20)?.try_into().ok()
 }
 
 /// Builds the Binding Success Response telling the client its mapped address.

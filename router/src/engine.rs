@@ -292,6 +292,9 @@ pub struct EngineStats {
     pub detached: u64,
     pub resumed: u64,
     pub resume_expired: u64,
+    /// Signed Binding Requests refused as replays (a transaction seen from
+    /// another address).
+    pub stun_replayed: u64,
     /// HELLOs refused for their token, sessions ended by a revocation, and
     /// commands refused by a token's grants (`FORBIDDEN`).
     pub auth_refused: u64,
@@ -1318,16 +1321,22 @@ impl Engine {
         } else {
             MemberLists::Whole
         };
-        let Some(ident) = self
-            .sessions
-            .welcome(id, nickname.clone(), lists, access, &mut self.rng)
-        else {
+        let Some(ident) = self.sessions.welcome(
+            id,
+            nickname.clone(),
+            lists,
+            access,
+            has(control::FEATURE_STUN_INTEGRITY),
+            &mut self.rng,
+        ) else {
             return;
         };
         let (ssrcs, token) = (ident.ssrcs, ident.token.clone());
+        let media_id = ident.media_id.clone();
         self.send(
             id,
             SessionNotice::Welcome {
+                media_id,
                 session: id,
                 nickname,
                 udp_port: self.media_port(0),
@@ -1440,12 +1449,16 @@ impl Engine {
         let Some(ident) = self.sessions.identity(id) else {
             return;
         };
-        let features = match ident.lists {
+        let mut features = match ident.lists {
             MemberLists::Whole => vec![],
             MemberLists::Deltas => vec![control::FEATURE_MEMBER_DELTAS.to_owned()],
             MemberLists::Pages => vec![control::FEATURE_MEMBER_PAGES.to_owned()],
         };
+        if ident.media_id.is_some() {
+            features.push(control::FEATURE_STUN_INTEGRITY.to_owned());
+        }
         let welcome = SessionNotice::Welcome {
+            media_id: ident.media_id.clone(),
             session: id,
             nickname: ident.nickname.clone(),
             udp_port: self.media_port(0),
@@ -2157,6 +2170,83 @@ impl Engine {
         self.outputs.push_back(Output::Media { worker, cmd });
     }
 
+    /// Answers a Binding Request with an error (counted as refused).
+    fn stun_refuse(
+        &mut self,
+        worker: WorkerId,
+        from: SocketAddr,
+        request: &[u8],
+        code: u16,
+        why: &str,
+    ) {
+        self.stats.stun_refused += 1;
+        if let Some(bytes) = proto::media::binding_error(request, code, why) {
+            self.media_out(worker, MediaCommand::Reply { to: from, bytes });
+        }
+    }
+
+    /// A signed Binding Request (`stun_integrity`) of session `id`: checks
+    /// its MESSAGE-INTEGRITY, refuses a transaction seen from another
+    /// address (a replay), and lets it move a bound session only with the
+    /// nonce told over the control channel. `true`: bind it.
+    fn check_signed_stun(
+        &mut self,
+        id: SessionId,
+        worker: WorkerId,
+        from: SocketAddr,
+        request: &[u8],
+    ) -> bool {
+        let Some(key) = self.sessions.identity(id).map(|i| i.token.clone()) else {
+            return false;
+        };
+        if !proto::media::integrity_ok(request, &key) {
+            self.stun_refuse(worker, from, request, 401, "Bad MESSAGE-INTEGRITY");
+            return false;
+        }
+        let Some(tid) = proto::media::transaction_bytes(request) else {
+            return false;
+        };
+        let nonce = proto::media::request_nonce(request);
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return false;
+        };
+        match s.stun_seen.iter().find(|(t, _)| *t == tid) {
+            // A retransmission: the same answer.
+            Some((_, at)) if *at == from => return true,
+            Some(_) => {
+                self.stats.stun_replayed += 1;
+                self.stun_refuse(worker, from, request, 400, "Replayed transaction");
+                return false;
+            }
+            None => {}
+        }
+        if s.stun_seen.len() >= sessions::STUN_SEEN {
+            s.stun_seen.pop_front();
+        }
+        s.stun_seen.push_back((tid, from));
+        let moves = s.media.is_some_and(|(_, addr)| addr != from);
+        if !moves {
+            return true;
+        }
+        if nonce.is_some() && nonce == s.nonce {
+            s.nonce = None;
+            return true;
+        }
+        // A new nonce for the session's own client, over the control
+        // channel; the request is answered Stale Nonce.
+        let fresh = format!("{:032x}", self.rng.random::<u128>());
+        s.nonce = Some(fresh.clone());
+        self.send(id, SessionNotice::MediaNonce { nonce: fresh });
+        self.stun_refuse(
+            worker,
+            from,
+            request,
+            438,
+            "Stale Nonce: moving the media needs the nonce of MEDIA_NONCE",
+        );
+        false
+    }
+
     fn on_stun(
         &mut self,
         _now: Instant,
@@ -2165,14 +2255,40 @@ impl Engine {
         username: Option<String>,
         request: &[u8],
     ) {
-        let owner = username.as_deref().and_then(|u| self.sessions.by_token(u));
-        let Some(id) = owner else {
-            self.stats.stun_refused += 1;
-            if let Some(bytes) = proto::media::binding_error(request, 401, "Unknown media token") {
-                self.media_out(worker, MediaCommand::Reply { to: from, bytes });
+        let signed = username
+            .as_deref()
+            .and_then(|u| self.sessions.by_media_id(u));
+        let owner = match signed {
+            Some(id) => {
+                if !self.check_signed_stun(id, worker, from, request) {
+                    return;
+                }
+                id
             }
-            return;
+            None => {
+                let Some(id) = username.as_deref().and_then(|u| self.sessions.by_token(u)) else {
+                    return self.stun_refuse(worker, from, request, 401, "Unknown media token");
+                };
+                // A session that binds with integrity never binds by its
+                // token in clear (which would make the token a password
+                // anyone who saw it could use).
+                if self
+                    .sessions
+                    .identity(id)
+                    .is_some_and(|i| i.media_id.is_some())
+                {
+                    return self.stun_refuse(
+                        worker,
+                        from,
+                        request,
+                        401,
+                        "This session binds with MESSAGE-INTEGRITY (stun_integrity)",
+                    );
+                }
+                id
+            }
         };
+        let id = owner;
         self.stats.stun_bound += 1;
         if let Some(change) = self.sessions.bind(id, worker, from) {
             // A client that restarted on the same port takes the address

@@ -106,6 +106,7 @@ fn session_message(n: &SessionNotice) -> ServerMessage {
     let users = |v: &[Arc<UserInfo>]| v.iter().map(|u| (**u).clone()).collect::<Vec<_>>();
     match n {
         SessionNotice::Welcome {
+            media_id,
             session,
             nickname,
             udp_port,
@@ -133,6 +134,7 @@ fn session_message(n: &SessionNotice) -> ServerMessage {
                 .as_ref()
                 .map(|(_, g)| u64::try_from(g.as_millis()).unwrap_or(u64::MAX)),
             resumed: *resumed,
+            media_id: media_id.clone(),
         },
         SessionNotice::Joined {
             room,
@@ -163,6 +165,9 @@ fn session_message(n: &SessionNotice) -> ServerMessage {
             message: message.clone(),
         },
         SessionNotice::HeartbeatAck => ServerMessage::HeartbeatAck,
+        SessionNotice::MediaNonce { nonce } => ServerMessage::MediaNonce {
+            nonce: nonce.clone(),
+        },
         SessionNotice::Rooms { rooms } => ServerMessage::Rooms {
             rooms: rooms.clone(),
         },

@@ -91,6 +91,10 @@ pub enum Command {
 
 /// What the backend reports.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one event per router message, moved once through a channel: a box each would cost more than the bytes"
+)]
 pub enum Event {
     Link(Link),
     /// Everything the router says, for the models.
@@ -356,7 +360,11 @@ async fn connect(s: &Settings, resume: Option<String>) -> Result<Session, Failed
             heartbeat: true,
             timeout: Duration::from_secs(5),
             // The member list by delta: the window's model applies them.
-            features: vec![proto::control::FEATURE_MEMBER_DELTAS.to_owned()],
+            // Signed STUN bindings (a captured one replays nowhere).
+            features: vec![
+                proto::control::FEATURE_MEMBER_DELTAS.to_owned(),
+                proto::control::FEATURE_STUN_INTEGRITY.to_owned(),
+            ],
             resume,
             tls,
             ..ConnectOptions::default()

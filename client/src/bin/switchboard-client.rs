@@ -299,6 +299,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let opts = client::ConnectOptions {
         token,
+        // Bindings signed with the media token: a captured one replays
+        // nowhere.
+        features: vec![proto::control::FEATURE_STUN_INTEGRITY.to_owned()],
         tls: client::tls::TlsOptions {
             transport,
             trust,

@@ -26,7 +26,13 @@ pub(super) struct Identity {
     pub(super) lists: MemberLists,
     /// What it may do, and the token that said so.
     pub(super) access: Access,
+    /// With `stun_integrity`: its public STUN USERNAME (the media token is
+    /// then the MESSAGE-INTEGRITY key).
+    pub(super) media_id: Option<String>,
 }
+
+/// Binding transactions remembered per session, to refuse replays.
+pub(super) const STUN_SEEN: usize = 64;
 
 /// What a session may do (its token's grants, or an open router's), and
 /// the identity and token id it may be revoked by.
@@ -73,6 +79,10 @@ pub(super) struct Session {
     pub(super) rates: [TokenBucket; 3],
     /// Its connection dropped; it may be resumed until then.
     pub(super) detached: Option<Instant>,
+    /// Its latest signed Binding transactions and where each came from.
+    pub(super) stun_seen: std::collections::VecDeque<([u8; 12], SocketAddr)>,
+    /// The nonce a move of its media to a new address must carry.
+    pub(super) nonce: Option<String>,
 }
 
 impl Session {
@@ -96,6 +106,8 @@ impl Session {
             last_seen: now,
             media: None,
             detached: None,
+            stun_seen: std::collections::VecDeque::new(),
+            nonce: None,
             error_budget: error_burst,
             last_refill: now,
         }
@@ -133,6 +145,8 @@ pub(super) struct Rebind {
 pub(super) struct Sessions {
     map: HashMap<SessionId, Session>,
     tokens: HashMap<String, SessionId>,
+    /// Public STUN ids (`stun_integrity`).
+    media_ids: HashMap<String, SessionId>,
     /// Which session each (worker, address) is bound to.
     addr_owner: HashMap<(WorkerId, SocketAddr), SessionId>,
     used_ssrcs: HashSet<u32>,
@@ -222,6 +236,7 @@ impl Sessions {
         nickname: String,
         lists: MemberLists,
         access: Access,
+        stun_integrity: bool,
         rng: &mut StdRng,
     ) -> Option<&Identity> {
         if !self.map.contains_key(&id) {
@@ -235,6 +250,10 @@ impl Sessions {
         self.tokens.insert(token.clone(), id);
         let resume = format!("{:032x}", rng.random::<u128>());
         self.resumes.insert(resume.clone(), id);
+        let media_id = stun_integrity.then(|| format!("{:016x}", rng.random::<u64>()));
+        if let Some(m) = &media_id {
+            self.media_ids.insert(m.clone(), id);
+        }
         let s = self.map.get_mut(&id)?;
         if s.identity.is_none() {
             self.welcomed += 1;
@@ -246,6 +265,7 @@ impl Sessions {
             resume,
             lists,
             access,
+            media_id,
         });
         s.identity.as_ref()
     }
@@ -257,6 +277,11 @@ impl Sessions {
                 return s;
             }
         }
+    }
+
+    /// The session a public STUN id belongs to.
+    pub(super) fn by_media_id(&self, id: &str) -> Option<SessionId> {
+        self.media_ids.get(id).copied()
     }
 
     /// The session a media token belongs to.
@@ -317,6 +342,9 @@ impl Sessions {
             self.welcomed -= 1;
             self.tokens.remove(&ident.token);
             self.resumes.remove(&ident.resume);
+            if let Some(m) = &ident.media_id {
+                self.media_ids.remove(m);
+            }
             for ssrc in ident.ssrcs.iter() {
                 self.used_ssrcs.remove(&ssrc);
             }

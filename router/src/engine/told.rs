@@ -74,9 +74,15 @@ pub enum Told {
 
 /// What a session is told about itself.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "told once per session and shared behind an Arc<Told>; WELCOME is the large one"
+)]
 pub enum SessionNotice {
     /// Its identity, after HELLO.
     Welcome {
+        /// Its public STUN USERNAME, with `stun_integrity`.
+        media_id: Option<String>,
         session: SessionId,
         nickname: String,
         /// The first media worker's port.
@@ -119,6 +125,10 @@ pub enum SessionNotice {
         message: String,
     },
     HeartbeatAck,
+    /// A move of its media needs this nonce in the Binding Request.
+    MediaNonce {
+        nonce: String,
+    },
     Rooms {
         rooms: Vec<RoomInfo>,
     },
