@@ -81,6 +81,7 @@ fn member_rows_are_updated_in_place() {
         kind: "ptt".into(),
         udp_port: 1,
         settings: Default::default(),
+        media_nonce: None,
     }));
     session.apply(Event::Server(ServerMessage::Userlist {
         room: "dispatch".into(),

@@ -193,6 +193,8 @@ pub struct Session {
     room_udp_port: Option<u16>,
     /// The joined room's settings (JOINED), while in it.
     room_settings: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// JOINED's nonce for binding from a new socket (`stun_integrity`).
+    media_nonce: Option<String>,
     tx: Control,
     events: mpsc::Receiver<Tagged>,
     timeout: Duration,
@@ -284,6 +286,7 @@ impl Session {
             server,
             room_udp_port: None,
             room_settings: None,
+            media_nonce: None,
             tx: Control(tx),
             events,
             timeout: opts.timeout,
@@ -383,10 +386,14 @@ impl Session {
     fn observe(&mut self, m: &ServerMessage) {
         match m {
             ServerMessage::Joined {
-                udp_port, settings, ..
+                udp_port,
+                settings,
+                media_nonce,
+                ..
             } => {
                 self.room_udp_port = Some(*udp_port);
                 self.room_settings = Some(settings.clone());
+                self.media_nonce = media_nonce.clone();
             }
             ServerMessage::Left { .. } => {
                 self.room_udp_port = None;
@@ -613,8 +620,9 @@ impl Session {
         let media = Media::socket_at(server, local_port, self.welcome.ssrcs).await?;
         match &self.welcome.media_id {
             Some(id) => {
+                let nonce = self.media_nonce.as_deref();
                 media
-                    .stun_bind_signed(id, &self.welcome.media_token, None)
+                    .stun_bind_signed(id, &self.welcome.media_token, nonce)
                     .await
             }
             None => media.stun_bind(&self.welcome.media_token).await,

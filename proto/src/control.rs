@@ -603,6 +603,10 @@ pub enum ServerMessage {
         /// its value (given or default): its chat rate, largest file, ...
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         settings: std::collections::BTreeMap<String, serde_json::Value>,
+        /// With `stun_integrity`: the nonce the binding for this room may
+        /// carry to move the session's media to a new socket (once).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media_nonce: Option<String>,
     },
     Left {
         room: String,

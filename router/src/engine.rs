@@ -1478,13 +1478,19 @@ impl Engine {
         let Some(r) = self.rooms.get(&room) else {
             return;
         };
+        let (kind, udp_port, settings) = (
+            r.spec.kind.clone(),
+            self.media_port(r.worker),
+            r.settings.clone(),
+        );
+        let large = r.large;
         let joined = SessionNotice::Joined {
             room: room.clone(),
-            kind: r.spec.kind.clone(),
-            udp_port: self.media_port(r.worker),
-            settings: r.settings.clone(),
+            kind,
+            udp_port,
+            settings,
+            media_nonce: self.media_nonce(id),
         };
-        let large = r.large;
         self.send(id, joined);
         let told = if large && self.lists_of(id) == Some(MemberLists::Pages) {
             self.member_count(&room)
@@ -1913,13 +1919,16 @@ impl Engine {
             s.room = Some(name.to_owned());
             s.joined_at = now;
         }
+        let udp_port = self.media_port(room_worker);
+        let media_nonce = self.media_nonce(id);
         self.send(
             id,
             SessionNotice::Joined {
                 room: name.to_owned(),
                 kind,
-                udp_port: self.media_port(room_worker),
+                udp_port,
                 settings,
+                media_nonce,
             },
         );
         let Some(room) = self.rooms.get_mut(name) else {
@@ -2185,6 +2194,15 @@ impl Engine {
         }
     }
 
+    /// A fresh single-use nonce for session `id`'s next move of its media,
+    /// when it binds with integrity (told in JOINED, where clients bind).
+    fn media_nonce(&mut self, id: SessionId) -> Option<String> {
+        self.sessions.identity(id)?.media_id.as_ref()?;
+        let nonce = format!("{:032x}", self.rng.random::<u128>());
+        self.sessions.get_mut(&id)?.nonce = Some(nonce.clone());
+        Some(nonce)
+    }
+
     /// A signed Binding Request (`stun_integrity`) of session `id`: checks
     /// its MESSAGE-INTEGRITY, refuses a transaction seen from another
     /// address (a replay), and lets it move a bound session only with the
@@ -2224,12 +2242,13 @@ impl Engine {
             s.stun_seen.pop_front();
         }
         s.stun_seen.push_back((tid, from));
-        let moves = s.media.is_some_and(|(_, addr)| addr != from);
-        if !moves {
-            return true;
-        }
+        // The nonce told, used once whether or not the binding moves.
         if nonce.is_some() && nonce == s.nonce {
             s.nonce = None;
+            return true;
+        }
+        let moves = s.media.is_some_and(|(_, addr)| addr != from);
+        if !moves {
             return true;
         }
         // A new nonce for the session's own client, over the control

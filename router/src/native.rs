@@ -141,7 +141,9 @@ fn session_message(n: &SessionNotice) -> ServerMessage {
             kind,
             udp_port,
             settings,
+            media_nonce,
         } => ServerMessage::Joined {
+            media_nonce: media_nonce.clone(),
             room: room.clone(),
             kind: kind.clone(),
             udp_port: *udp_port,

@@ -85,5 +85,13 @@ async fn a_replayed_binding_is_refused_and_a_moved_client_binds_again_with_the_n
     }
     let heard = drain_media(&bob_media, Duration::from_millis(500)).await;
     assert!(heard.len() >= 15, "bob heard {} packets", heard.len());
+    // Joining again and binding from yet another socket, as the desktop
+    // client does for each room: JOINED's nonce lets it move at once.
+    let _ = alice.send(proto::control::ClientMessage::Leave).await;
+    if let Err(e) = alice.join("lobby").await {
+        panic!("{e}");
+    }
+    let again = alice.bind_media().await;
+    assert!(again.is_ok(), "{:?}", again.err());
     router.shutdown().await;
 }

@@ -311,6 +311,7 @@ fn the_session_tracks_rooms_waiting_and_where_to_go_back() {
         kind: "meeting".into(),
         udp_port: 1,
         settings: Default::default(),
+        media_nonce: None,
     });
     assert!(s.waiting.is_none());
     assert!(
@@ -329,6 +330,7 @@ fn the_session_tracks_rooms_waiting_and_where_to_go_back() {
         kind: "ptt".into(),
         udp_port: 1,
         settings: Default::default(),
+        media_nonce: None,
     });
     assert_eq!(
         s.target,

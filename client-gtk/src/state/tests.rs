@@ -40,6 +40,7 @@ fn joined(s: &SbSession, room: &str, kind: &str) {
         kind: kind.into(),
         udp_port: 1,
         settings: Default::default(),
+        media_nonce: None,
     }));
 }
 

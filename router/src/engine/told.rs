@@ -107,6 +107,8 @@ pub enum SessionNotice {
         udp_port: u16,
         /// The room's settings in force.
         settings: Arc<plugin_api::Options>,
+        /// With `stun_integrity`: a nonce for binding from a new socket.
+        media_nonce: Option<String>,
     },
     /// It is out of `room`, for `reason`.
     Left {

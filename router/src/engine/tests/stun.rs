@@ -131,6 +131,23 @@ fn a_replayed_binding_is_refused_and_a_move_needs_the_nonce() {
         Some(BindingResponse::Error(438, _))
     ));
     assert_eq!(s.bound.get(&b), Some(&1));
+    // JOINED tells a nonce too: binding for a new room from a new socket.
+    s.line(1, r#"{"type":"LEAVE"}"#);
+    s.line(1, r#"{"type":"JOIN","room":"lobby"}"#);
+    let told = s.take(1).into_iter().find_map(|m| match m {
+        ServerMessage::Joined { media_nonce, .. } => media_nonce,
+        _ => None,
+    });
+    let Some(told) = told else {
+        panic!("JOINED without media_nonce")
+    };
+    let d = addr(41004);
+    let for_room = signed(&id, &key, Some(&told));
+    assert_eq!(
+        s.stun_raw(d, &id, &for_room),
+        Some(BindingResponse::Success(d))
+    );
+    assert_eq!(s.bound.get(&d), Some(&1));
 }
 
 #[test]
