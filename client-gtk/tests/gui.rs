@@ -357,16 +357,18 @@ async fn a_meeting_host_approves_guests_and_sees_their_video() {
     gui.assert_no_stalls();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
-    let _one = SERIAL.lock().await;
-    // Fixed ports, so the second router is where the first was.
-    let free = |_: ()| {
+/// Free addresses picked now, for routers started one after another at
+/// the same place: the control address, and a config tweak that uses them.
+fn fixed_ports() -> (
+    std::net::SocketAddr,
+    impl Fn(&mut router::config::Config) + Copy,
+) {
+    let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap_or_else(|e| panic!("{e}"))
     };
-    let (control, admin_addr) = (free(()), free(()));
+    let (control, admin_addr) = (free(), free());
     let media = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -375,6 +377,14 @@ async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
         c.admin = admin_addr;
         c.media = media;
     };
+    (control, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
+    let _one = SERIAL.lock().await;
+    // Fixed ports, so the second router is where the first was.
+    let (control, config) = fixed_ports();
     let router = start_router(config).await;
     let display = Display::start();
     let server = control.to_string();
@@ -431,20 +441,7 @@ async fn over_tls_the_lock_shows_the_pinned_fingerprint_and_a_changed_certificat
     let _one = SERIAL.lock().await;
     // Fixed ports: the second router, with a certificate of its own, is
     // where the first was.
-    let free = |_: ()| {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
-    let (control, admin_addr) = (free(()), free(()));
-    let media = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let config = move |c: &mut router::config::Config| {
-        c.control = control;
-        c.admin = admin_addr;
-        c.media = media;
-    };
+    let (control, config) = fixed_ports();
     let router = start_router(config).await;
     let fp = router.tls_fingerprint().unwrap_or_else(|| panic!("no TLS"));
     let display = Display::start();

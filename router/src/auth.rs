@@ -145,6 +145,22 @@ pub struct Claims {
     pub grants: Grants,
 }
 
+impl Claims {
+    /// Claims for `sub` until `exp` with `grants`, nothing else set.
+    pub fn new(sub: impl Into<String>, exp: u64, grants: Grants) -> Self {
+        Self {
+            sub: sub.into(),
+            name: None,
+            exp,
+            iat: None,
+            nbf: None,
+            jti: None,
+            iss: None,
+            grants,
+        }
+    }
+}
+
 /// Who a verified token says a session is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

@@ -95,19 +95,14 @@ async fn python_grpcio_calls_the_admin_api_over_tls_with_an_access_token() {
     let token = key
         .mint(
             "k1",
-            &Claims {
-                sub: "ops-script".into(),
-                name: None,
-                exp: now + 600,
-                iat: None,
-                nbf: None,
-                jti: None,
-                iss: None,
-                grants: Grants {
+            &Claims::new(
+                "ops-script",
+                now + 600,
+                Grants {
                     admin: true,
                     ..Grants::default_none()
                 },
-            },
+            ),
         )
         .unwrap_or_default();
     let cert = state.join("tls.pem");
