@@ -49,6 +49,10 @@ pub struct Config {
     pub allow_plaintext_compat: bool,
     /// TLS on the control channel (`[tls]`).
     pub tls: TlsConfig,
+    /// Make protection the rule: the control channel TLS only, token
+    /// auth, signed STUN bindings only, and no seed front-ends unless
+    /// `allow_plaintext_compat` ([`Config::secured`]).
+    pub secure: bool,
     /// Where the router keeps what it makes itself (the self-signed
     /// certificate); default `$STATE_DIRECTORY`, else
     /// `$XDG_STATE_HOME/switchboard`, else `~/.local/state/switchboard`.
@@ -86,6 +90,20 @@ pub struct TlsConfig {
 }
 
 impl Config {
+    /// The configuration `secure = true` makes of this one: TLS required
+    /// and token auth (a `[tls] mode = "off"` is refused by
+    /// [`Config::validate`], as are missing keys). Unchanged when not
+    /// secure.
+    pub fn secured(mut self) -> Self {
+        if self.secure {
+            if self.tls.mode == TlsMode::Offer {
+                self.tls.mode = TlsMode::Require;
+            }
+            self.auth.mode = AuthMode::Token;
+        }
+        self
+    }
+
     /// The state directory: `state_dir`, or the environment's.
     pub fn resolved_state_dir(&self) -> Option<std::path::PathBuf> {
         if let Some(d) = &self.state_dir {
@@ -189,6 +207,7 @@ impl Default for Config {
             allow_plaintext_compat: false,
             tls: TlsConfig::default(),
             state_dir: None,
+            secure: false,
         }
     }
 }
@@ -549,6 +568,24 @@ impl Config {
     /// (whose clients carry no token) are not beside token mode unless
     /// said so.
     pub fn check_auth(&self) -> Result<(), ConfigError> {
+        if self.secure {
+            let s = self.clone().secured();
+            if s.tls.mode == TlsMode::Off {
+                return Err(ConfigError::Invalid(
+                    "secure = true needs TLS: remove [tls] mode = \"off\"".into(),
+                ));
+            }
+            if s.auth.keys.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "secure = true takes only access tokens: add [[auth.keys]] (make one with `switchboard token keygen`)".into(),
+                ));
+            }
+            if !s.compat.is_empty() && !s.allow_plaintext_compat {
+                return Err(ConfigError::Invalid(
+                    "secure = true refuses seed front-ends ([[compat]]), whose protocols are plaintext; set allow_plaintext_compat = true to run them anyway".into(),
+                ));
+            }
+        }
         let a = &self.auth;
         if a.mode == AuthMode::Token && a.keys.is_empty() {
             return Err(ConfigError::Invalid(
@@ -750,6 +787,7 @@ impl Config {
                 duration: Duration::from_millis(self.limits.ban_ms),
             },
             resume_grace: Duration::from_millis(self.limits.resume_grace_ms),
+            require_stun_integrity: self.secure,
         }
     }
 }
@@ -974,6 +1012,48 @@ mod tests {
              [[compat]]\nseed = \"chat\"\ncontrol = \"127.0.0.1:5050\"\nroom = \"w\""
         );
         assert!(Config::parse(&allowed).is_ok());
+    }
+
+    #[test]
+    fn secure_makes_tls_tokens_and_no_seed_front_ends_the_rule() {
+        let key = crate::auth::SigningKey::generate().public_key();
+        let keys = format!("[[auth.keys]]\nid = \"k1\"\npublic_key = \"{key}\"\n");
+        let c = Config::parse(&format!("secure = true\n{keys}"));
+        let Ok(c) = c else { panic!("{c:?}") };
+        let s = c.clone().secured();
+        assert_eq!(
+            (s.tls.mode, s.auth.mode),
+            (TlsMode::Require, AuthMode::Token)
+        );
+        assert!(s.engine_config(vec![1]).require_stun_integrity);
+        assert!(
+            !Config::default()
+                .engine_config(vec![1])
+                .require_stun_integrity
+        );
+        assert_eq!(
+            Config::default().secured(),
+            Config::default(),
+            "not secure: unchanged"
+        );
+        let cases = [
+            ("secure = true".to_owned(), "add [[auth.keys]]"),
+            (
+                format!("secure = true\n[tls]\nmode = \"off\"\n{keys}"),
+                "needs TLS",
+            ),
+            (
+                format!(
+                    "secure = true\n{keys}[[rooms]]\nname = \"w\"\nkind = \"chat\"\noptions = {{ codec = \"l16-44k\" }}\n\
+                     [[compat]]\nseed = \"chat\"\ncontrol = \"127.0.0.1:5050\"\nroom = \"w\""
+                ),
+                "refuses seed front-ends",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = compat_error(&text);
+            assert!(e.contains(want), "{text}: {e:?} lacks {want:?}");
+        }
     }
 
     fn compat_error(text: &str) -> String {

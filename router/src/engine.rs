@@ -86,6 +86,8 @@ pub struct EngineConfig {
     /// How long a session whose connection dropped may be resumed; zero:
     /// never.
     pub resume_grace: Duration,
+    /// Only signed STUN bindings (`stun_integrity`): `secure = true`.
+    pub require_stun_integrity: bool,
 }
 
 /// What the engine starts from that it may not take from the machine: the
@@ -2290,7 +2292,17 @@ impl Engine {
                 };
                 // A session that binds with integrity never binds by its
                 // token in clear (which would make the token a password
-                // anyone who saw it could use).
+                // anyone who saw it could use); a secure router takes
+                // signed bindings only.
+                if self.cfg.require_stun_integrity {
+                    return self.stun_refuse(
+                        worker,
+                        from,
+                        request,
+                        401,
+                        "This router takes signed bindings only (HELLO feature stun_integrity)",
+                    );
+                }
                 if self
                     .sessions
                     .identity(id)

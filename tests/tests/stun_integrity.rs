@@ -95,3 +95,109 @@ async fn a_replayed_binding_is_refused_and_a_moved_client_binds_again_with_the_n
     assert!(again.is_ok(), "{:?}", again.err());
     router.shutdown().await;
 }
+
+/// `secure = true`: TLS only, tokens only, signed bindings only.
+#[tokio::test]
+async fn a_secure_router_takes_tls_tokens_and_signed_bindings_only() {
+    use client::tls::{TlsOptions, Transport, Trust};
+    use router::auth::{Claims, Grants, SigningKey};
+    let key = SigningKey::generate();
+    let public = key.public_key();
+    let router = start_router(|c| {
+        c.secure = true;
+        c.auth.keys = vec![router::config::KeyConfig {
+            id: "k1".into(),
+            public_key: public,
+            accept_until: None,
+        }];
+    })
+    .await;
+    let addr = router.control_addr();
+    let Some(fp) = router.tls_fingerprint() else {
+        panic!("no TLS")
+    };
+    // Plaintext: refused before anything else.
+    let plain = Session::connect(addr, "p").await;
+    assert!(
+        matches!(
+            &plain,
+            Err(client::ClientError::Router {
+                code: proto::control::ErrorCode::TlsRequired,
+                ..
+            }) | Err(client::ClientError::Closed)
+        ),
+        "{:?}",
+        plain.err()
+    );
+    let now = router::driver::unix_ms_now() / 1000;
+    let everything = Grants {
+        join: vec!["*".into()],
+        talk: vec!["*".into()],
+        ..Grants::default_none()
+    };
+    let token = |sub: &str| {
+        key.mint("k1", &Claims::new(sub, now + 600, everything.clone()))
+            .unwrap_or_default()
+    };
+    let opts = |sub: &str, features: Vec<String>| ConnectOptions {
+        token: Some(token(sub)),
+        features,
+        tls: TlsOptions {
+            transport: Transport::Tls,
+            trust: Trust::Fingerprint(fp.clone()),
+            server_name: None,
+        },
+        ..ConnectOptions::default()
+    };
+    // No token: refused.
+    let no_token = Session::connect_with(
+        addr,
+        "x",
+        ConnectOptions {
+            token: None,
+            ..opts("x", vec![])
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            &no_token,
+            Err(client::ClientError::Router {
+                code: proto::control::ErrorCode::TokenRequired,
+                ..
+            })
+        ),
+        "{:?}",
+        no_token.err()
+    );
+    // A client that binds by its token in clear is refused at STUN.
+    let Ok(mut old) = Session::connect_with(addr, "x", opts("old", vec![])).await else {
+        panic!("connect")
+    };
+    if let Err(e) = old.join("lobby").await {
+        panic!("{e}");
+    }
+    let refused = old.bind_media().await;
+    assert!(
+        matches!(refused, Err(client::ClientError::StunRefused(401, _))),
+        "{:?}",
+        refused.err()
+    );
+    drop(old);
+    // Everything asked for: in, and bound.
+    let Ok(mut ann) = Session::connect_with(
+        addr,
+        "x",
+        opts("ann", vec![FEATURE_STUN_INTEGRITY.to_owned()]),
+    )
+    .await
+    else {
+        panic!("connect")
+    };
+    assert_eq!(ann.welcome().nickname, "ann");
+    if let Err(e) = ann.join("lobby").await {
+        panic!("{e}");
+    }
+    assert!(ann.bind_media().await.is_ok());
+    router.shutdown().await;
+}

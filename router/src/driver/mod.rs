@@ -147,6 +147,7 @@ impl Router {
         seed: Option<u64>,
     ) -> anyhow::Result<Router> {
         config.validate()?;
+        let config = config.secured();
         let admin_token = config.resolved_admin_token()?;
         let by_grants = config.auth.mode == crate::config::AuthMode::Token;
         crate::admin::check_exposure(config.admin, admin_token.as_deref(), by_grants)?;
@@ -311,6 +312,7 @@ impl Router {
     /// are ended.
     pub async fn reload(&self, config: &Config) -> anyhow::Result<()> {
         config.check_auth()?;
+        let config = &config.clone().secured();
         if let Some(tls) = &self.tls {
             tls.reload()?;
         }

@@ -165,3 +165,27 @@ fn sessions_without_the_feature_bind_as_before() {
         Some(BindingResponse::Error(401, _))
     ));
 }
+
+#[test]
+fn a_secure_router_takes_signed_bindings_only() {
+    let cfg = EngineConfig {
+        require_stun_integrity: true,
+        ..Sim::one_address_config()
+    };
+    let mut s = Sim::with(cfg, vec![]);
+    let (_, token) = s.hello(1, "bob");
+    let Ok((plain, _)) = proto::media::binding_request(&token) else {
+        panic!()
+    };
+    assert!(matches!(
+        s.stun_raw(addr(41020), &token, &plain),
+        Some(BindingResponse::Error(401, _))
+    ));
+    let (id, key) = s.hello_signed(2, "ann");
+    let signed = signed(&id, &key, None);
+    let a = addr(41021);
+    assert_eq!(
+        s.stun_raw(a, &id, &signed),
+        Some(BindingResponse::Success(a))
+    );
+}
