@@ -17,11 +17,7 @@ fn verifier() -> &'static Verifier {
         let key = SigningKey::generate();
         let cfg = AuthConfig {
             mode: AuthMode::Token,
-            keys: vec![KeyConfig {
-                id: "k1".into(),
-                public_key: key.public_key(),
-                accept_until: None,
-            }],
+            keys: vec![KeyConfig::new("k1", key.public_key())],
             ..AuthConfig::default()
         };
         Verifier::from_config(&cfg).unwrap_or_default()

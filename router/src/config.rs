@@ -191,6 +191,17 @@ pub struct KeyConfig {
     pub accept_until: Option<u64>,
 }
 
+impl KeyConfig {
+    /// Key `id` with `public_key`, accepted with no end.
+    pub fn new(id: impl Into<String>, public_key: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            public_key: public_key.into(),
+            accept_until: None,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {

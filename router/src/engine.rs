@@ -2279,7 +2279,7 @@ impl Engine {
         let signed = username
             .as_deref()
             .and_then(|u| self.sessions.by_media_id(u));
-        let owner = match signed {
+        let id = match signed {
             Some(id) => {
                 if !self.check_signed_stun(id, worker, from, request) {
                     return;
@@ -2319,7 +2319,6 @@ impl Engine {
                 id
             }
         };
-        let id = owner;
         self.stats.stun_bound += 1;
         if let Some(change) = self.sessions.bind(id, worker, from) {
             // A client that restarted on the same port takes the address

@@ -190,11 +190,7 @@ async fn an_access_token_with_the_admin_grant_opens_the_admin_api_beside_the_sta
     let router = start_router(move |c| {
         c.admin_token = Some("s3cret".into());
         c.auth.mode = router::config::AuthMode::Token;
-        c.auth.keys = vec![router::config::KeyConfig {
-            id: "k1".into(),
-            public_key: public,
-            accept_until: None,
-        }];
+        c.auth.keys = vec![router::config::KeyConfig::new("k1", public)];
     })
     .await;
     let url = format!("http://{}", router.admin_addr());

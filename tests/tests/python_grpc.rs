@@ -84,11 +84,7 @@ async fn python_grpcio_calls_the_admin_api_over_tls_with_an_access_token() {
         c.state_dir = Some(state.clone());
         c.tls.admin = true;
         c.auth.mode = router::config::AuthMode::Token;
-        c.auth.keys = vec![router::config::KeyConfig {
-            id: "k1".into(),
-            public_key: public,
-            accept_until: None,
-        }];
+        c.auth.keys = vec![router::config::KeyConfig::new("k1", public)];
     })
     .await;
     let now = router::driver::unix_ms_now() / 1000;

@@ -105,11 +105,7 @@ async fn a_secure_router_takes_tls_tokens_and_signed_bindings_only() {
     let public = key.public_key();
     let router = start_router(|c| {
         c.secure = true;
-        c.auth.keys = vec![router::config::KeyConfig {
-            id: "k1".into(),
-            public_key: public,
-            accept_until: None,
-        }];
+        c.auth.keys = vec![router::config::KeyConfig::new("k1", public)];
     })
     .await;
     let addr = router.control_addr();

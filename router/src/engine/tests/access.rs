@@ -24,11 +24,7 @@ fn rooms() -> Vec<RoomSpec> {
 fn verifier(key: &SigningKey, revoked_subjects: &[&str]) -> Arc<Verifier> {
     let cfg = AuthConfig {
         mode: AuthMode::Token,
-        keys: vec![KeyConfig {
-            id: "k1".into(),
-            public_key: key.public_key(),
-            accept_until: None,
-        }],
+        keys: vec![KeyConfig::new("k1", key.public_key())],
         revoked: vec!["burned".into()],
         revoked_subjects: revoked_subjects.iter().map(|s| (*s).to_owned()).collect(),
         ..AuthConfig::default()
@@ -309,11 +305,7 @@ fn an_open_router_ignores_tokens_without_keys_and_checks_them_with() {
     );
     let key = SigningKey::generate();
     let cfg = AuthConfig {
-        keys: vec![KeyConfig {
-            id: "k1".into(),
-            public_key: key.public_key(),
-            accept_until: None,
-        }],
+        keys: vec![KeyConfig::new("k1", key.public_key())],
         ..AuthConfig::default()
     };
     let Ok(v) = Verifier::from_config(&cfg) else {
