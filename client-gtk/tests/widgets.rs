@@ -82,6 +82,8 @@ fn member_rows_are_updated_in_place() {
         udp_port: 1,
         settings: Default::default(),
         media_nonce: None,
+        secure: false,
+        srtp: None,
     }));
     session.apply(Event::Server(ServerMessage::Userlist {
         room: "dispatch".into(),

@@ -29,11 +29,25 @@ pub const FEATURE_MEMBER_PAGES: &str = "member_pages";
 /// MESSAGE-INTEGRITY keyed by the media token; a replayed transaction is
 /// refused, and moving a bound session needs a `MEDIA_NONCE`.
 pub const FEATURE_STUN_INTEGRITY: &str = "stun_integrity";
+/// HELLO feature: the client can join secure rooms, whose media is SRTP
+/// keyed by the router (JOINED's `srtp`, then `SRTP_KEYS`). Granted only on
+/// a TLS connection, and a secure room takes only sessions that also have
+/// [`FEATURE_STUN_INTEGRITY`].
+pub const FEATURE_SRTP: &str = "srtp";
+/// The SRTP protection profile of secure rooms (RFC 3711, RFC 5764): AES
+/// counter mode with a 128-bit key, HMAC-SHA1 tags of 80 bits. RTCP uses
+/// the same key with a null cipher (authenticated, readable by the router).
+pub const SRTP_PROFILE: &str = "AES_CM_128_HMAC_SHA1_80";
+/// Bytes of an SRTP master key and salt for [`SRTP_PROFILE`] (16 + 14).
+pub const SRTP_KEY_BYTES: usize = 30;
+/// Most keys in one `SRTP_KEYS` (a joiner of a large room gets several).
+pub const SRTP_KEYS_PER_MESSAGE: usize = 256;
 /// Every optional feature this router knows, for HELLO's `features`.
 pub const FEATURES: &[&str] = &[
     FEATURE_MEMBER_DELTAS,
     FEATURE_MEMBER_PAGES,
     FEATURE_STUN_INTEGRITY,
+    FEATURE_SRTP,
 ];
 /// A room becomes large for `member_pages` clients when it grows past this
 /// many members...
@@ -348,6 +362,28 @@ pub struct RoomInfo {
     pub participants: u32,
     /// 0 means unlimited.
     pub max_participants: u32,
+    /// Its media is SRTP (absent: plain RTP).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secure: bool,
+}
+
+/// An SRTP master key and salt, as JOINED and `SRTP_KEYS` carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrtpKey {
+    /// [`SRTP_PROFILE`].
+    pub profile: String,
+    /// [`SRTP_KEY_BYTES`] bytes, base64 (standard, padded).
+    pub key: String,
+}
+
+/// The key one member sends with: its session, the SSRCs it may send (RTP
+/// and RTCP), and the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderKey {
+    pub session_id: u64,
+    pub ssrcs: Vec<u32>,
+    #[serde(flatten)]
+    pub key: SrtpKey,
 }
 
 /// Why a floor request was not granted.
@@ -519,6 +555,10 @@ pub enum ErrorCode {
     /// A plaintext connection to a router that takes only TLS; the
     /// connection is closed after this.
     TlsRequired,
+    /// The room is secure (SRTP media) and this session cannot take part:
+    /// it is not on TLS, did not ask for `srtp` and `stun_integrity`, or is
+    /// a seed front-end's (plain RTP by nature).
+    SecureRoom,
 }
 
 /// A token bucket as the router announces it: `burst` at once, then one
@@ -607,6 +647,20 @@ pub enum ServerMessage {
         /// carry to move the session's media to a new socket (once).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         media_nonce: Option<String>,
+        /// The room's media is SRTP (absent: plain RTP).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        secure: bool,
+        /// In a secure room: the key this session protects everything it
+        /// sends with (all its SSRCs, RTP and RTCP), valid while it stays.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        srtp: Option<SrtpKey>,
+    },
+    /// In a secure room: the keys other members send with. The joiner gets
+    /// every member's (in messages of at most [`SRTP_KEYS_PER_MESSAGE`]),
+    /// the members each joiner's; a key stays valid until its member leaves.
+    SrtpKeys {
+        room: String,
+        keys: Vec<SenderKey>,
     },
     Left {
         room: String,

@@ -107,12 +107,17 @@ pub fn rtcp_sender_ssrc(data: &[u8]) -> Option<u32> {
 /// own, into `out` (cleared first): the sender of each report, feedback,
 /// APP, XR and unknown packet, every SDES chunk and every BYE entry. Report
 /// blocks and feedback's media SSRC name the streams reported on, which
-/// are others', and are not claims. `false` if a packet is malformed.
+/// are others', and are not claims. `false` if a packet is malformed. An
+/// SRTCP packet of a secure room is read through [`srtcp_clear`].
 pub fn rtcp_sources(data: &[u8], out: &mut Vec<u32>) -> bool {
     use rtcp_types::Packet;
     out.clear();
-    let Ok(compound) = rtcp_types::Compound::parse(data) else {
-        return false;
+    let compound = match rtcp_types::Compound::parse(data) {
+        Ok(c) => c,
+        Err(_) => match srtcp_clear(data).map(rtcp_types::Compound::parse) {
+            Some(Ok(c)) => c,
+            _ => return false,
+        },
     };
     for packet in compound {
         match packet {
@@ -132,6 +137,21 @@ pub fn rtcp_sources(data: &[u8], out: &mut Vec<u32>) -> bool {
         }
     }
     !out.is_empty()
+}
+
+/// Bytes SRTCP appends to a compound packet in a secure room: the E flag
+/// and 31-bit index (4), then the 80-bit authentication tag (10).
+pub const SRTCP_TRAILER: usize = 4 + 10;
+
+/// The compound RTCP inside an SRTCP packet whose payload is not encrypted
+/// (a secure room's null RTCP cipher: the E flag is clear), so the router
+/// reads its reports as it would plain RTCP; `None` for an encrypted or
+/// too short one. Authenticity is the receivers' check, not the router's.
+pub fn srtcp_clear(data: &[u8]) -> Option<&[u8]> {
+    let end = data.len().checked_sub(SRTCP_TRAILER)?;
+    let (compound, trailer) = data.split_at(end);
+    let encrypted = trailer.first()? & 0x80 != 0;
+    (end >= 8 && !encrypted).then_some(compound)
 }
 
 /// The SSRC a router must authorize for a media datagram, with its kind.
@@ -368,6 +388,26 @@ mod tests {
         // Malformed: refused.
         assert!(!rtcp_sources(&rr[..6], &mut v));
         assert!(!rtcp_sources(&[rr.as_slice(), &bye[..6]].concat(), &mut v));
+    }
+
+    #[test]
+    fn srtcp_with_a_null_cipher_is_read_through_its_trailer() {
+        let own = 0x0102_0304u32.to_be_bytes();
+        let mut rr = vec![0x81, 201, 0, 7];
+        rr.extend(own);
+        rr.extend(0x0a0b_0c0du32.to_be_bytes());
+        rr.extend([0u8; 20]);
+        // E clear, index 5, then a 10-byte tag.
+        let srtcp = [rr.as_slice(), &[0, 0, 0, 5], &[0xaa; 10]].concat();
+        let mut v = Vec::new();
+        assert!(rtcp_sources(&srtcp, &mut v));
+        assert_eq!(v, [0x0102_0304]);
+        assert_eq!(srtcp_clear(&srtcp), Some(rr.as_slice()));
+        // An encrypted payload (E set) is not readable, nor a stub.
+        let encrypted = [rr.as_slice(), &[0x80, 0, 0, 5], &[0xaa; 10]].concat();
+        assert!(!rtcp_sources(&encrypted, &mut v));
+        assert_eq!(srtcp_clear(&[0u8; 14]), None);
+        assert_eq!(srtcp_clear(&[0u8; 3]), None);
     }
 
     #[test]

@@ -799,6 +799,8 @@ impl Config {
             },
             resume_grace: Duration::from_millis(self.limits.resume_grace_ms),
             require_stun_integrity: self.secure,
+            secure_rooms: self.secure,
+            allow_plain_rooms: !self.secure || self.allow_plaintext_compat,
         }
     }
 }

@@ -41,7 +41,7 @@ pub use bans::BanPolicy;
 pub use ops::{OpError, Who};
 use rooms::Rooms;
 use sessions::{MemberLists, Session, Sessions};
-pub use told::{Command, SessionCommand, SessionNotice, Told};
+pub use told::{Command, SenderKey, SessionCommand, SessionNotice, SrtpKey, Told};
 
 /// Limits and timings of the control plane. Built from the configuration's
 /// [`crate::config::Limits`] (`Config::engine_config`); its `Default` is the
@@ -88,6 +88,12 @@ pub struct EngineConfig {
     pub resume_grace: Duration,
     /// Only signed STUN bindings (`stun_integrity`): `secure = true`.
     pub require_stun_integrity: bool,
+    /// Every room is secure unless its options say `secure = false`, which
+    /// only `allow_plain_rooms` permits: `secure = true`.
+    pub secure_rooms: bool,
+    /// A secure router may host plain rooms (`allow_plaintext_compat`, for
+    /// the seed front-ends' clients).
+    pub allow_plain_rooms: bool,
 }
 
 /// What the engine starts from that it may not take from the machine: the
@@ -118,6 +124,9 @@ pub enum Input {
         session: SessionId,
         peer: SocketAddr,
     },
+    /// The connection finished a TLS handshake (before any of its lines):
+    /// keys may be given to it.
+    Encrypted { session: SessionId },
     /// A complete control line.
     Line { session: SessionId, line: Vec<u8> },
     /// A command from a front-end that parsed its own wire format; `name`
@@ -458,11 +467,28 @@ impl Engine {
 
     fn create_room_with(
         &mut self,
-        spec: RoomSpec,
+        mut spec: RoomSpec,
         code: Option<String>,
         ephemeral: bool,
     ) -> Result<(), RoomError> {
         control::validate_room_name(&spec.name).map_err(RoomError::BadName)?;
+        // A secure router's rooms are secure unless said otherwise, which
+        // only allow_plaintext_compat permits.
+        if self.cfg.secure_rooms {
+            match crate::registry::room_secure(&spec.options)? {
+                true => {}
+                false if spec.options.contains_key("secure") && self.cfg.allow_plain_rooms => {}
+                false if spec.options.contains_key("secure") => {
+                    return Err(RoomError::Option(plugin_api::OptionError {
+                        name: "secure".into(),
+                        message: "this router has secure = true: a plain room needs allow_plaintext_compat = true".into(),
+                    }));
+                }
+                false => {
+                    spec.options.insert("secure".into(), true.into());
+                }
+            }
+        }
         if self.rooms.contains_key(&spec.name) {
             return Err(RoomError::Exists(spec.name));
         }
@@ -592,6 +618,7 @@ impl Engine {
             kind: r.spec.kind.clone(),
             participants: r.members.len() as u32,
             max_participants: r.spec.max_participants,
+            secure: r.secure,
         })
     }
 
@@ -627,6 +654,11 @@ impl Engine {
         };
         match input {
             Input::Connected { session, peer } => self.on_connected(now, session, peer),
+            Input::Encrypted { session } => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.encrypted = true;
+                }
+            }
             Input::Line { session, line } => self.on_line(now, session, &line),
             Input::Command {
                 session,
@@ -1315,22 +1347,16 @@ impl Engine {
             .filter(|f| features.iter().any(|a| a == *f))
             .map(|f| (*f).to_owned())
             .collect();
-        let has = |f: &str| granted.iter().any(|g| g == f);
-        let lists = if has(control::FEATURE_MEMBER_PAGES) {
-            MemberLists::Pages
-        } else if has(control::FEATURE_MEMBER_DELTAS) {
-            MemberLists::Deltas
-        } else {
-            MemberLists::Whole
-        };
-        let Some(ident) = self.sessions.welcome(
-            id,
-            nickname.clone(),
-            lists,
-            access,
-            has(control::FEATURE_STUN_INTEGRITY),
-            &mut self.rng,
-        ) else {
+        // Keys travel only over TLS: `srtp` is not granted on plaintext.
+        let encrypted = self.sessions.get(&id).is_some_and(|s| s.encrypted);
+        let granted: Vec<String> = granted
+            .into_iter()
+            .filter(|f| encrypted || f != control::FEATURE_SRTP)
+            .collect();
+        let Some(ident) =
+            self.sessions
+                .welcome(id, nickname.clone(), &granted, access, &mut self.rng)
+        else {
             return;
         };
         let (ssrcs, token) = (ident.ssrcs, ident.token.clone());
@@ -1459,6 +1485,9 @@ impl Engine {
         if ident.media_id.is_some() {
             features.push(control::FEATURE_STUN_INTEGRITY.to_owned());
         }
+        if ident.srtp {
+            features.push(control::FEATURE_SRTP.to_owned());
+        }
         let welcome = SessionNotice::Welcome {
             media_id: ident.media_id.clone(),
             session: id,
@@ -1486,14 +1515,26 @@ impl Engine {
             r.settings.clone(),
         );
         let large = r.large;
+        let secure = r.secure;
+        // Keys go only where they may: a secure room's member back on a
+        // connection that cannot have them leaves it.
+        if let Some(why) = self.secure_refusal(id, &room, secure) {
+            self.protocol_error(now, id, ErrorCode::SecureRoom, format!("resumed: {why}"));
+            return self.leave_room(now, id, LeaveReason::Left);
+        }
         let joined = SessionNotice::Joined {
             room: room.clone(),
             kind,
             udp_port,
             settings,
             media_nonce: self.media_nonce(id),
+            secure,
+            srtp_key: self.sessions.get(&id).and_then(|s| s.srtp_key),
         };
         self.send(id, joined);
+        if secure {
+            self.share_keys(id, &room, false);
+        }
         let told = if large && self.lists_of(id) == Some(MemberLists::Pages) {
             self.member_count(&room)
         } else {
@@ -1674,6 +1715,14 @@ impl Engine {
             max_participants: self.cfg.meeting_max_participants,
             options,
         };
+        if let Some(why) = self.secure_refusal(id, &name, self.would_be_secure(&spec)) {
+            return self.protocol_error(
+                now,
+                id,
+                ErrorCode::SecureRoom,
+                format!("CREATE_MEETING: {why}"),
+            );
+        }
         match self.create_room_with(spec, Some(code.clone()), true) {
             Ok(()) => {}
             // As CREATE_ROOM: the router is full of rooms; the session stays.
@@ -1766,6 +1815,14 @@ impl Engine {
             return;
         }
         let name = spec.name.clone();
+        if let Some(why) = self.secure_refusal(id, &name, self.would_be_secure(&spec)) {
+            return self.protocol_error(
+                now,
+                id,
+                ErrorCode::SecureRoom,
+                format!("CREATE_ROOM: {why}"),
+            );
+        }
         match self.create_room_with(spec, None, true) {
             Ok(()) => self.enter_room(now, id, &name),
             Err(RoomError::TooMany(max)) => self.send(
@@ -1784,9 +1841,46 @@ impl Engine {
         }
     }
 
+    /// Whether a room made from `spec` would be secure (its option, or the
+    /// router's `secure = true`).
+    fn would_be_secure(&self, spec: &RoomSpec) -> bool {
+        match spec.options.get("secure") {
+            Some(v) => v.as_bool().unwrap_or(false),
+            None => self.cfg.secure_rooms,
+        }
+    }
+
+    /// Why session `id` may not be in room `name`, secure or not: only a
+    /// native session on TLS with the `srtp` and `stun_integrity` features
+    /// is given keys.
+    fn secure_refusal(&self, id: SessionId, name: &str, secure: bool) -> Option<String> {
+        if !secure {
+            return None;
+        }
+        let s = self.sessions.get(&id)?;
+        let ident = s.identity.as_ref()?;
+        let why = if s.legacy {
+            "its media is SRTP, which seed clients do not speak"
+        } else if !s.encrypted {
+            "connect with TLS (its keys are given only there)"
+        } else if !ident.srtp {
+            "ask for the `srtp` feature in HELLO"
+        } else if ident.media_id.is_none() {
+            "ask for the `stun_integrity` feature in HELLO"
+        } else {
+            return None;
+        };
+        let shown: String = name.chars().take(64).collect();
+        Some(format!("room `{shown}` is secure (SRTP media): {why}"))
+    }
+
     /// Checks capacity and nickname, then lets the room's plugin admit the
     /// session now or keep it waiting.
     fn ask_to_join(&mut self, now: Instant, id: SessionId, name: &str) {
+        let secure = self.rooms.get(name).is_some_and(|r| r.secure);
+        if let Some(why) = self.secure_refusal(id, name, secure) {
+            return self.protocol_error(now, id, ErrorCode::SecureRoom, why);
+        }
         let Some(ident) = self.sessions.get(&id).and_then(|s| s.identity.as_ref()) else {
             return;
         };
@@ -1917,12 +2011,24 @@ impl Engine {
         let kind = room.spec.kind.clone();
         let settings = room.settings.clone();
         let room_worker = room.worker;
+        let secure = room.secure;
         if let Some(s) = self.sessions.get_mut(&id) {
             s.room = Some(name.to_owned());
             s.joined_at = now;
         }
         let udp_port = self.media_port(room_worker);
         let media_nonce = self.media_nonce(id);
+        // A fresh key for each stay, from the OS's entropy (never the
+        // engine's seeded generator): a member that leaves keeps no key
+        // its next stay uses.
+        let srtp_key = secure.then(|| {
+            let mut key: SrtpKey = [0; control::SRTP_KEY_BYTES];
+            rand::rng().fill(&mut key[..]);
+            key
+        });
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.srtp_key = srtp_key;
+        }
         self.send(
             id,
             SessionNotice::Joined {
@@ -1931,6 +2037,8 @@ impl Engine {
                 udp_port,
                 settings,
                 media_nonce,
+                secure,
+                srtp_key,
             },
         );
         let Some(room) = self.rooms.get_mut(name) else {
@@ -1954,6 +2062,48 @@ impl Engine {
         room.plugin.on_join(now, &member, &mut out);
         self.apply(now, name, out);
         self.enforce_room_codec(name);
+        if secure {
+            self.share_keys(id, name, true);
+        }
+    }
+
+    /// In secure room `name`: tells `id` every other member's key (in
+    /// messages of at most `SRTP_KEYS_PER_MESSAGE`) and, when it has just
+    /// joined (`announce`), tells the others its key: one small message
+    /// each, however large the room.
+    fn share_keys(&mut self, id: SessionId, name: &str, announce: bool) {
+        let Some(room) = self.rooms.get(name) else {
+            return;
+        };
+        let key_of = |m: SessionId| {
+            let s = self.sessions.get(&m)?;
+            Some(SenderKey {
+                session: m,
+                ssrcs: s.identity.as_ref()?.ssrcs,
+                key: s.srtp_key?,
+            })
+        };
+        let others: Vec<SessionId> = room.members.iter().copied().filter(|m| *m != id).collect();
+        let keys: Vec<SenderKey> = others.iter().filter_map(|m| key_of(*m)).collect();
+        let own = key_of(id);
+        for chunk in keys.chunks(control::SRTP_KEYS_PER_MESSAGE) {
+            self.send(
+                id,
+                SessionNotice::SrtpKeys {
+                    room: name.to_owned(),
+                    keys: chunk.to_vec(),
+                },
+            );
+        }
+        if let (true, Some(own), false) = (announce, own, others.is_empty()) {
+            self.outputs.push_back(Output::SendAll {
+                sessions: others,
+                told: Arc::new(Told::Session(SessionNotice::SrtpKeys {
+                    room: name.to_owned(),
+                    keys: vec![own],
+                })),
+            });
+        }
     }
 
     fn room_command(&mut self, now: Instant, id: SessionId, verb: &str, command: RoomCommand) {
@@ -2008,7 +2158,10 @@ impl Engine {
         reason: LeaveReason,
         message: Option<String>,
     ) {
-        let Some(name) = self.sessions.get_mut(&id).and_then(|s| s.room.take()) else {
+        let Some(name) = self.sessions.get_mut(&id).and_then(|s| {
+            s.srtp_key = None;
+            s.room.take()
+        }) else {
             return;
         };
         let nickname = self.nickname(id);

@@ -102,6 +102,15 @@ pub fn message(told: &Told) -> Option<ServerMessage> {
     }
 }
 
+/// An SRTP key as the wire carries it: the profile, the bytes in base64.
+fn wire_srtp_key(key: &crate::engine::SrtpKey) -> control::SrtpKey {
+    use base64::Engine as _;
+    control::SrtpKey {
+        profile: control::SRTP_PROFILE.into(),
+        key: base64::engine::general_purpose::STANDARD.encode(key),
+    }
+}
+
 fn session_message(n: &SessionNotice) -> ServerMessage {
     let users = |v: &[Arc<UserInfo>]| v.iter().map(|u| (**u).clone()).collect::<Vec<_>>();
     match n {
@@ -142,7 +151,11 @@ fn session_message(n: &SessionNotice) -> ServerMessage {
             udp_port,
             settings,
             media_nonce,
+            secure,
+            srtp_key,
         } => ServerMessage::Joined {
+            secure: *secure,
+            srtp: srtp_key.as_ref().map(wire_srtp_key),
             media_nonce: media_nonce.clone(),
             room: room.clone(),
             kind: kind.clone(),
@@ -165,6 +178,17 @@ fn session_message(n: &SessionNotice) -> ServerMessage {
         SessionNotice::Refused { code, message } => ServerMessage::Error {
             code: *code,
             message: message.clone(),
+        },
+        SessionNotice::SrtpKeys { room, keys } => ServerMessage::SrtpKeys {
+            room: room.clone(),
+            keys: keys
+                .iter()
+                .map(|k| control::SenderKey {
+                    session_id: k.session,
+                    ssrcs: vec![k.ssrcs.audio, k.ssrcs.video],
+                    key: wire_srtp_key(&k.key),
+                })
+                .collect(),
         },
         SessionNotice::HeartbeatAck => ServerMessage::HeartbeatAck,
         SessionNotice::MediaNonce { nonce } => ServerMessage::MediaNonce {

@@ -100,18 +100,40 @@ impl Registry {
             available: self.kinds.keys().copied().collect::<Vec<_>>().join(", "),
         })?;
         room_codec(options)?;
+        room_secure(options)?;
         Ok(factory.create(room, options)?)
     }
 }
 
 /// The options every room takes ([`plugin_api::COMMON_OPTIONS`]).
 fn common_options() -> Vec<OptionInfo> {
-    vec![OptionInfo {
-        name: "codec",
-        ty: OptionType::String,
-        default: proto::codec::DEFAULT.into(),
-        help: "the room's audio codec: opus, l16, l16-44k, l16-20k or l16-16k (seed front-ends need their seed's L16 rate); told in JOINED",
-    }]
+    vec![
+        OptionInfo {
+            name: "codec",
+            ty: OptionType::String,
+            default: proto::codec::DEFAULT.into(),
+            help: "the room's audio codec: opus, l16, l16-44k, l16-20k or l16-16k (seed front-ends need their seed's L16 rate); told in JOINED",
+        },
+        OptionInfo {
+            name: "secure",
+            ty: OptionType::Bool,
+            default: "false".into(),
+            help: "media is SRTP keyed per sender by the router; only TLS sessions with the srtp and stun_integrity features join (never seed clients); true for every room of a router with secure = true; told in JOINED",
+        },
+    ]
+}
+
+/// Whether a room made with `options` is secure (its `secure` option;
+/// false when absent).
+pub fn room_secure(options: &Options) -> Result<bool, OptionError> {
+    match options.get("secure") {
+        None => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(OptionError {
+            name: "secure".into(),
+            message: format!("expected true or false, got {v}"),
+        }),
+    }
 }
 
 /// The audio codec a room made with `options` declares.

@@ -306,13 +306,7 @@ fn the_session_tracks_rooms_waiting_and_where_to_go_back() {
         timeout_ms: 60_000,
     });
     assert!(s.waiting.is_some());
-    s.apply(&ServerMessage::Joined {
-        room: "meeting-123456".into(),
-        kind: "meeting".into(),
-        udp_port: 1,
-        settings: Default::default(),
-        media_nonce: None,
-    });
+    s.apply(&joined("meeting-123456", "meeting"));
     assert!(s.waiting.is_none());
     assert!(
         matches!(s.target, Some(Target::Meeting { .. })),
@@ -325,13 +319,7 @@ fn the_session_tracks_rooms_waiting_and_where_to_go_back() {
     });
     assert_eq!(s.target, None);
     assert_eq!(s.error.as_deref(), Some("The host said no: no"));
-    s.apply(&ServerMessage::Joined {
-        room: "dispatch".into(),
-        kind: "ptt".into(),
-        udp_port: 1,
-        settings: Default::default(),
-        media_nonce: None,
-    });
+    s.apply(&joined("dispatch", "ptt"));
     assert_eq!(
         s.target,
         Some(Target::Room {
@@ -492,4 +480,16 @@ fn member_deltas_give_the_list_userlist_would() {
     );
     assert_eq!(r.others(), ["cy"]);
     assert_eq!(r.floor, Floor::Free, "the holder left");
+}
+
+fn joined(room: &str, kind: &str) -> ServerMessage {
+    ServerMessage::Joined {
+        room: room.into(),
+        kind: kind.into(),
+        udp_port: 1,
+        settings: Default::default(),
+        media_nonce: None,
+        secure: false,
+        srtp: None,
+    }
 }

@@ -41,6 +41,8 @@ fn joined(s: &SbSession, room: &str, kind: &str) {
         udp_port: 1,
         settings: Default::default(),
         media_nonce: None,
+        secure: false,
+        srtp: None,
     }));
 }
 

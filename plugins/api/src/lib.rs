@@ -404,8 +404,9 @@ pub trait PluginFactory: Send + Sync {
 }
 
 /// Options every room takes whatever its kind, checked by the router, not
-/// the plugin: `codec`, the room's audio codec (JOINED tells it).
-pub const COMMON_OPTIONS: &[&str] = &["codec"];
+/// the plugin: `codec`, the room's audio codec, and `secure`, whether its
+/// media is SRTP (JOINED tells both).
+pub const COMMON_OPTIONS: &[&str] = &["codec", "secure"];
 
 /// Typed access to [`Options`], refusing unknown names and wrong types.
 /// The [`COMMON_OPTIONS`] are known to every reader.

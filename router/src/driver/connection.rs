@@ -120,6 +120,14 @@ async fn negotiate(
                 }
             };
             TLS_SESSIONS.fetch_add(1, Ordering::Relaxed);
+            // Before any line: the engine gives keys only to TLS sessions.
+            if engine
+                .send(EngineEvent::Input(Input::Encrypted { session }))
+                .await
+                .is_err()
+            {
+                return;
+            }
             tokio::spawn(super::tls::relay(stream, relay_end).in_current_span());
             let local = Arc::new(ControlStream::Local(router_end));
             outbox.attach(local.clone());

@@ -26,6 +26,9 @@ pub(super) struct Room {
     /// Members that are seed front-ends' sessions: while there are any,
     /// audio in another codec than the room's is dropped and refused.
     pub(super) seed_members: usize,
+    /// Its media is SRTP: only sessions that can key it join (never seed
+    /// clients), each sending with a key of its own.
+    pub(super) secure: bool,
     /// Members an operator muted: their media goes nowhere.
     pub(super) muted: HashSet<SessionId>,
     /// Sessions waiting for the plugin to admit or reject them.
@@ -134,6 +137,7 @@ impl Rooms {
         let codec = crate::registry::room_codec(&spec.options).ok();
         let clock_rate = codec.map_or(proto::media::AUDIO_CLOCK_RATE, |c| c.clock_rate);
         let audio_pt = codec.map_or(111, |c| c.payload_type);
+        let secure = crate::registry::room_secure(&spec.options).unwrap_or(false);
         if let Some(code) = &code {
             self.codes.insert(code.clone(), name.clone());
         }
@@ -149,6 +153,7 @@ impl Rooms {
                 timers: HashMap::new(),
                 media: routes::RoomRoutes::new(self.last_group, clock_rate, audio_pt),
                 muted: HashSet::new(),
+                secure,
                 seed_members: 0,
                 waiting: Vec::new(),
                 code,

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use plugin_api::{SessionId, TokenBucket};
-use proto::control::Ssrcs;
+use proto::control::{self, Ssrcs};
 use rand::{Rng, rngs::StdRng};
 
 use super::WorkerId;
@@ -29,6 +29,8 @@ pub(super) struct Identity {
     /// With `stun_integrity`: its public STUN USERNAME (the media token is
     /// then the MESSAGE-INTEGRITY key).
     pub(super) media_id: Option<String>,
+    /// It asked for `srtp` on a TLS connection: it may join secure rooms.
+    pub(super) srtp: bool,
 }
 
 /// Binding transactions remembered per session, to refuse replays.
@@ -83,6 +85,11 @@ pub(super) struct Session {
     pub(super) stun_seen: std::collections::VecDeque<([u8; 12], SocketAddr)>,
     /// The nonce a move of its media to a new address must carry.
     pub(super) nonce: Option<String>,
+    /// Its control connection is TLS (the driver said so before any line).
+    pub(super) encrypted: bool,
+    /// In a secure room: the SRTP master key and salt it sends with, made
+    /// when it entered and forgotten when it leaves.
+    pub(super) srtp_key: Option<[u8; proto::control::SRTP_KEY_BYTES]>,
 }
 
 impl Session {
@@ -108,6 +115,8 @@ impl Session {
             detached: None,
             stun_seen: std::collections::VecDeque::new(),
             nonce: None,
+            encrypted: false,
+            srtp_key: None,
             error_budget: error_burst,
             last_refill: now,
         }
@@ -228,20 +237,31 @@ impl Sessions {
             .unwrap_or_default()
     }
 
-    /// Gives a welcomed session its identity: two fresh SSRCs and a media
-    /// token, drawn from `rng`.
+    /// Gives a welcomed session its identity, with the HELLO features it
+    /// was `granted`: two fresh SSRCs and a media token, drawn from `rng`.
     pub(super) fn welcome(
         &mut self,
         id: SessionId,
         nickname: String,
-        lists: MemberLists,
+        granted: &[String],
         access: Access,
-        stun_integrity: bool,
         rng: &mut StdRng,
     ) -> Option<&Identity> {
         if !self.map.contains_key(&id) {
             return None;
         }
+        let has = |f: &str| granted.iter().any(|g| g == f);
+        let lists = if has(control::FEATURE_MEMBER_PAGES) {
+            MemberLists::Pages
+        } else if has(control::FEATURE_MEMBER_DELTAS) {
+            MemberLists::Deltas
+        } else {
+            MemberLists::Whole
+        };
+        let (stun_integrity, srtp) = (
+            has(control::FEATURE_STUN_INTEGRITY),
+            has(control::FEATURE_SRTP),
+        );
         let ssrcs = Ssrcs {
             audio: self.fresh_ssrc(rng),
             video: self.fresh_ssrc(rng),
@@ -266,6 +286,7 @@ impl Sessions {
             lists,
             access,
             media_id,
+            srtp,
         });
         s.identity.as_ref()
     }
@@ -432,6 +453,7 @@ impl Sessions {
         // The connection's address count moves with it.
         s.peer = new.peer;
         s.struck = new.struck;
+        s.encrypted = new.encrypted;
         let old = s
             .identity
             .as_mut()

@@ -8,6 +8,7 @@ use proto::control::{DenyReason, ReleaseReason, ServerMessage, Ssrcs};
 use crate::events::RoomEventKind;
 
 mod access;
+mod secure;
 mod stun;
 
 struct Sim {

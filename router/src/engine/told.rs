@@ -12,6 +12,17 @@ use std::time::Duration;
 use plugin_api::{Notice, RoomCommand, SessionId};
 use proto::control::{ErrorCode, FullScope, LeaveReason, RejectReason, RoomInfo, Ssrcs, UserInfo};
 
+/// An SRTP master key and salt ([`proto::control::SRTP_PROFILE`]).
+pub type SrtpKey = [u8; proto::control::SRTP_KEY_BYTES];
+
+/// The key one member of a secure room sends with, for its SSRCs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderKey {
+    pub session: SessionId,
+    pub ssrcs: Ssrcs,
+    pub key: SrtpKey,
+}
+
 /// What a session asks of the router.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -74,10 +85,6 @@ pub enum Told {
 
 /// What a session is told about itself.
 #[derive(Debug, Clone, PartialEq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "told once per session and shared behind an Arc<Told>; WELCOME is the large one"
-)]
 pub enum SessionNotice {
     /// Its identity, after HELLO.
     Welcome {
@@ -109,6 +116,15 @@ pub enum SessionNotice {
         settings: Arc<plugin_api::Options>,
         /// With `stun_integrity`: a nonce for binding from a new socket.
         media_nonce: Option<String>,
+        /// Its media is SRTP.
+        secure: bool,
+        /// In a secure room: the key it sends with.
+        srtp_key: Option<SrtpKey>,
+    },
+    /// In a secure room: the keys these members send with.
+    SrtpKeys {
+        room: String,
+        keys: Vec<SenderKey>,
     },
     /// It is out of `room`, for `reason`.
     Left {
