@@ -58,6 +58,52 @@ pub async fn member(router: SocketAddr, nick: &str, room: &str) -> (Session, Med
     (s, m)
 }
 
+/// A `ptt` room whose media is SRTP (option `secure`).
+pub fn secure_room(name: &str) -> router::config::RoomConfig {
+    let mut room = ptt_room(name, 0);
+    room.options.insert("secure".into(), true.into());
+    room
+}
+
+/// Options that can join a secure room: TLS pinned to `router`'s
+/// certificate, and the features `stun_integrity` and `srtp`.
+pub fn secure_options(router: &Router) -> client::ConnectOptions {
+    let Some(fp) = router.tls_fingerprint() else {
+        panic!("the router offers no TLS")
+    };
+    client::ConnectOptions {
+        features: vec![
+            proto::control::FEATURE_STUN_INTEGRITY.into(),
+            proto::control::FEATURE_SRTP.into(),
+        ],
+        tls: client::tls::TlsOptions {
+            transport: client::tls::Transport::Tls,
+            trust: client::tls::Trust::Fingerprint(fp),
+            server_name: None,
+        },
+        ..client::ConnectOptions::default()
+    }
+}
+
+/// A client on TLS that joined the secure room `room` (its key in the
+/// session's keyring) and bound its media with a signed binding.
+pub async fn secure_member(router: &Router, nick: &str, room: &str) -> (Session, Media) {
+    let mut s =
+        match Session::connect_with(router.control_addr(), nick, secure_options(router)).await {
+            Ok(s) => s,
+            Err(e) => panic!("{nick}: connect: {e}"),
+        };
+    if let Err(e) = s.join(room).await {
+        panic!("{nick}: join: {e}");
+    }
+    assert!(s.room_secure(), "{nick}: {room} is not secure");
+    let m = match s.bind_media().await {
+        Ok(m) => m,
+        Err(e) => panic!("{nick}: bind: {e}"),
+    };
+    (s, m)
+}
+
 /// Alice and Bob in `lobby`, media bound, Alice holding the floor: the
 /// innocent members that bad-input tests keep talking beside the abuse.
 pub async fn alice_talks_to_bob(router: SocketAddr) -> ((Session, Media), (Session, Media)) {
@@ -138,5 +184,6 @@ pub fn describe(ev: &proto_grpc::admin::RoomEvent) -> String {
 }
 
 pub mod audio;
+pub mod capture;
 pub mod seed;
 pub mod shim;

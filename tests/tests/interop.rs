@@ -15,6 +15,7 @@ use client::FloorAnswer;
 use client::av::{Av, AvOptions, LaneConfig};
 use pipelines::{Catalog, Media as Kind, Sink, Source};
 use switchboard_tests::audio::{analyze_wav, assert_heard, sine_dbfs};
+use switchboard_tests::capture::{Capture, interrupt, udp_payloads, wait_exit};
 use switchboard_tests::{member, start_router};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -90,23 +91,6 @@ async fn hold(server: &str, nick: &str, port: u16, floor: bool) -> (Child, serde
         }
     }
     panic!("hold never became READY")
-}
-
-fn interrupt(child: &Child) {
-    if let Some(pid) = child.id() {
-        // SIGINT: gst-launch -e sends EOS (a WAV gets its header); tcpdump
-        // flushes its file.
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status();
-    }
-}
-
-async fn wait_exit(child: &mut Child, what: &str) {
-    match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
-        Ok(Ok(s)) if s.success() => {}
-        other => panic!("{what} did not finish cleanly: {other:?}"),
-    }
 }
 
 fn assert_tone(wav: &Path, what: &str) {
@@ -198,11 +182,9 @@ async fn the_routers_output_decodes_as_rtp_in_gst_launch_and_in_a_capture() {
         .unwrap_or_default()
         .to_owned();
 
-    let pcap = scratch("router-output.pcap");
-    let mut tcpdump = Command::new("tcpdump")
-        .args(["-i", "lo", "-U", "-n", "-w"])
-        .arg(&pcap)
-        .args([
+    let capture = Capture::start(
+        scratch("router-output.pcap"),
+        &[
             "udp",
             "and",
             "src",
@@ -212,23 +194,9 @@ async fn the_routers_output_decodes_as_rtp_in_gst_launch_and_in_a_capture() {
             "dst",
             "port",
             &port.to_string(),
-        ])
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("tcpdump: {e} (scripts/test installs it)"));
-    // tcpdump says "listening on lo" once it captures.
-    let Some(err) = tcpdump.stderr.take() else {
-        panic!()
-    };
-    let mut err = BufReader::new(err).lines();
-    loop {
-        match err.next_line().await {
-            Ok(Some(l)) if l.contains("listening on") => break,
-            Ok(Some(_)) => {}
-            other => panic!("tcpdump cannot capture on lo (needs CAP_NET_RAW): {other:?}"),
-        }
-    }
+        ],
+    )
+    .await;
 
     let heard = scratch("gst-launch-heard.wav");
     let mut receiver = Command::new("gst-launch-1.0")
@@ -278,8 +246,7 @@ async fn the_routers_output_decodes_as_rtp_in_gst_launch_and_in_a_capture() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     interrupt(&receiver);
     wait_exit(&mut receiver, "gst-launch receiver").await;
-    interrupt(&tcpdump);
-    wait_exit(&mut tcpdump, "tcpdump").await;
+    let pcap = capture.stop().await;
     assert_tone(&heard, "gst-launch hearing the router");
 
     // The capture: every RTP packet the router sent, decoded offline.
@@ -322,38 +289,13 @@ async fn the_routers_output_decodes_as_rtp_in_gst_launch_and_in_a_capture() {
     assert!(rtcp > 0, "no RTCP in the capture");
 }
 
-/// The (SSRC, payload type) of every RTP packet in a classic pcap file of
-/// the loopback interface, and how many RTCP packets it holds; anything
-/// else fails the test.
+/// The (SSRC, payload type) of every RTP packet in a capture, and how many
+/// RTCP packets it holds; anything else fails the test.
 fn pcap_media(path: &Path) -> (Vec<(u32, u8)>, usize) {
-    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{e}"));
-    assert!(data.len() >= 24, "pcap too short");
-    let le = data[..4] == [0xd4, 0xc3, 0xb2, 0xa1];
-    let u32_at = |b: &[u8]| {
-        let a = [b[0], b[1], b[2], b[3]];
-        if le {
-            u32::from_le_bytes(a)
-        } else {
-            u32::from_be_bytes(a)
-        }
-    };
-    let link = u32_at(&data[20..24]);
-    let l2 = match link {
-        1 => 14,   // Ethernet (Linux loopback)
-        113 => 16, // Linux cooked
-        276 => 20, // Linux cooked v2
-        other => panic!("link type {other}"),
-    };
     let mut out = Vec::new();
     let mut rtcp = 0;
-    let mut at = 24;
-    while at + 16 <= data.len() {
-        let caplen = u32_at(&data[at + 8..at + 12]) as usize;
-        let frame = &data[at + 16..(at + 16 + caplen).min(data.len())];
-        at += 16 + caplen;
-        let ip = &frame[l2..];
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let udp_payload = &ip[ihl + 8..];
+    for udp_payload in udp_payloads(path) {
+        let udp_payload = udp_payload.as_slice();
         match proto::media::classify(udp_payload) {
             proto::media::PacketKind::Rtp => {
                 let rtp = rtp_types::RtpPacket::parse(udp_payload)
