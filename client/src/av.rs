@@ -81,6 +81,11 @@ pub struct AvOptions {
     pub rtcp_interval: Duration,
     /// The CNAME in RTCP SDES.
     pub cname: String,
+    /// The session's keys ([`crate::Session::keyring`]): when it holds a
+    /// key of our own (the room is secure) when media starts, everything
+    /// sent is SRTP/SRTCP and everything received is checked and decrypted
+    /// with its sender's key; otherwise media is plain RTP.
+    pub srtp: Option<crate::srtp::Keyring>,
 }
 
 impl Default for AvOptions {
@@ -88,6 +93,7 @@ impl Default for AvOptions {
         Self {
             rtcp_interval: Duration::from_secs(1),
             cname: "switchboard".into(),
+            srtp: None,
         }
     }
 }
@@ -243,6 +249,8 @@ struct Lane {
     loudness: Arc<Mutex<Loudness>>,
     stop: Arc<AtomicBool>,
     send_done: Arc<AtomicBool>,
+    /// SRTP in a secure room.
+    srtp: Option<crate::srtp::elements::Protection>,
 }
 
 /// Running media for a session. Dropping it stops everything; call
@@ -345,6 +353,36 @@ fn static_pad(el: &gst::Element, name: &str) -> Result<gst::Pad, AvError> {
         .ok_or_else(|| AvError::Gst(format!("no pad {name} on {}", el.name())))
 }
 
+/// Links `from` to `to` through `srtpenc` (its `what` = `rtp` or `rtcp`
+/// pair) when there is one.
+fn link_protected(
+    from: &gst::Pad,
+    enc: Option<&gst::Element>,
+    what: &str,
+    to: &gst::Pad,
+) -> Result<(), AvError> {
+    match enc {
+        Some(enc) => {
+            link(from, &request(enc, &format!("{what}_sink_0"))?)?;
+            link(&static_pad(enc, &format!("{what}_src_0"))?, to)
+        }
+        None => link(from, to),
+    }
+}
+
+/// The caps of what arrives from the network: RTP (or RTCP) itself, or its
+/// SRTP (SRTCP) form in a secure room.
+fn network_caps(rtp: &str, secure: bool) -> Result<(gst::Caps, gst::Caps), AvError> {
+    let mut caps = gst::Caps::from_str(rtp).map_err(gst_err)?;
+    if !secure {
+        return Ok((caps, gst::Caps::new_empty_simple("application/x-rtcp")));
+    }
+    if let Some(s) = caps.make_mut().structure_mut(0) {
+        s.set_name("application/x-srtp");
+    }
+    Ok((caps, gst::Caps::new_empty_simple("application/x-srtcp")))
+}
+
 impl Lane {
     fn build(
         config: &LaneConfig,
@@ -367,12 +405,13 @@ impl Lane {
             .field("tool", "switchboard")
             .build();
         session.set_property("sdes", &sdes);
-        let caps = gst::Caps::from_str(&def.rtp_caps()).map_err(gst_err)?;
+        let srtp = match opts.srtp.as_ref().and_then(|r| Some((r, r.own()?))) {
+            Some((ring, own)) => Some(crate::srtp::elements::build(ring, own).map_err(gst_err)?),
+            None => None,
+        };
+        let (caps, rtcp_caps) = network_caps(&def.rtp_caps(), srtp.is_some())?;
         let rtp_in = net_appsrc("rtp_in", &caps);
-        let rtcp_in = net_appsrc(
-            "rtcp_in",
-            &gst::Caps::new_empty_simple("application/x-rtcp"),
-        );
+        let rtcp_in = net_appsrc("rtcp_in", &rtcp_caps);
         let counters = Counters::default();
         let rtp_out = net_appsink(
             "rtp_out",
@@ -400,20 +439,34 @@ impl Lane {
                 &demux,
             ])
             .map_err(gst_err)?;
-        link(
-            &static_pad(rtp_in.upcast_ref(), "src")?,
-            &request(&session, "recv_rtp_sink")?,
-        )?;
-        link(
-            &static_pad(rtcp_in.upcast_ref(), "src")?,
-            &request(&session, "recv_rtcp_sink")?,
-        )?;
+        let (recv_rtp, recv_rtcp) = (
+            request(&session, "recv_rtp_sink")?,
+            request(&session, "recv_rtcp_sink")?,
+        );
+        let (rtp_net, rtcp_net) = match &srtp {
+            // Checked and decrypted on the way in.
+            Some(p) => {
+                pipeline.add_many([&p.enc, &p.dec]).map_err(gst_err)?;
+                link(&static_pad(&p.dec, "rtp_src")?, &recv_rtp)?;
+                link(&static_pad(&p.dec, "rtcp_src")?, &recv_rtcp)?;
+                (
+                    static_pad(&p.dec, "rtp_sink")?,
+                    static_pad(&p.dec, "rtcp_sink")?,
+                )
+            }
+            None => (recv_rtp, recv_rtcp),
+        };
+        let enc = srtp.as_ref().map(|p| &p.enc);
+        link(&static_pad(rtp_in.upcast_ref(), "src")?, &rtp_net)?;
+        link(&static_pad(rtcp_in.upcast_ref(), "src")?, &rtcp_net)?;
         link(
             &static_pad(&session, "recv_rtp_src")?,
             &static_pad(&demux, "sink")?,
         )?;
-        link(
+        link_protected(
             &request(&session, "send_rtcp_src")?,
+            enc,
+            "rtcp",
             &static_pad(rtcp_out.upcast_ref(), "sink")?,
         )?;
 
@@ -448,8 +501,10 @@ impl Lane {
                     &static_pad(&valve, "src")?,
                     &request(&session, "send_rtp_sink")?,
                 )?;
-                link(
+                link_protected(
                     &static_pad(&session, "send_rtp_src")?,
+                    enc,
+                    "rtp",
                     &static_pad(rtp_out.upcast_ref(), "sink")?,
                 )?;
                 (Some(valve), bin.by_name("src"), bin.by_name("view"))
@@ -569,6 +624,7 @@ impl Lane {
             loudness,
             stop: Arc::new(AtomicBool::new(false)),
             send_done,
+            srtp,
         })
     }
 
@@ -902,6 +958,11 @@ impl Av {
     /// The preview element of a lane that shows what it sends.
     pub fn preview(&self, kind: Kind) -> Option<gst::Element> {
         self.lane(kind).and_then(|l| l.preview.clone())
+    }
+
+    /// Whether media is SRTP (the room was secure when it started).
+    pub fn secure(&self) -> bool {
+        self.lanes.iter().any(|l| l.srtp.is_some())
     }
 
     /// Errors the pipelines reported so far.

@@ -9,6 +9,7 @@
 #[cfg(feature = "av")]
 pub mod av;
 pub mod file;
+pub mod srtp;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -195,6 +196,8 @@ pub struct Session {
     room_settings: Option<std::collections::BTreeMap<String, serde_json::Value>>,
     /// JOINED's nonce for binding from a new socket (`stun_integrity`).
     media_nonce: Option<String>,
+    /// The secure room's SRTP keys, kept by the reader as they arrive.
+    keyring: srtp::Keyring,
     tx: Control,
     events: mpsc::Receiver<Tagged>,
     timeout: Duration,
@@ -233,6 +236,8 @@ impl Session {
         };
         let (tx, mut out_rx) = mpsc::channel::<Outgoing>(256);
         let (ev_tx, events) = mpsc::channel::<Tagged>(4096);
+        let keyring = srtp::Keyring::default();
+        let ring = keyring.clone();
         let writer_task = tokio::spawn(async move {
             while let Some(m) = out_rx.recv().await {
                 let line = control::to_line(&m.message);
@@ -259,6 +264,7 @@ impl Session {
                     let Frame::Line(line) = f else { continue };
                     match serde_json::from_slice::<ServerMessage>(&line) {
                         Ok(message) => {
+                            ring.observe(&message);
                             let id = control::request_id_of(&line);
                             if ev_tx.send(Tagged { message, id }).await.is_err() {
                                 return;
@@ -287,6 +293,7 @@ impl Session {
             room_udp_port: None,
             room_settings: None,
             media_nonce: None,
+            keyring,
             tx: Control(tx),
             events,
             timeout: opts.timeout,
@@ -401,6 +408,17 @@ impl Session {
             }
             _ => {}
         }
+    }
+
+    /// The SRTP keys of the secure room we are in (none in a plain room):
+    /// give it to the media pipelines ([`av::AvOptions::srtp`]).
+    pub fn keyring(&self) -> &srtp::Keyring {
+        &self.keyring
+    }
+
+    /// Whether the room we are in is secure (its media is SRTP).
+    pub fn room_secure(&self) -> bool {
+        self.keyring.secure()
     }
 
     /// A handle that sends control messages from another task while this

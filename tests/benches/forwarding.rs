@@ -1,6 +1,8 @@
 //! Forwarding benchmark: one sender fanned out to 9 receivers on loopback,
-//! through the Switchboard router and through a bare recvmmsg/sendmmsg relay,
-//! in the same run, reported as figures and as a ratio.
+//! through the Switchboard router (a plain room and a secure one, whose
+//! SRTP it forwards without decrypting) and through a bare
+//! recvmmsg/sendmmsg relay, in the same run, reported as figures and as
+//! ratios.
 //!
 //! `cargo bench -p switchboard-tests --bench forwarding [-- --seconds 3 --rounds 3]`
 //!
@@ -121,17 +123,37 @@ impl Receivers {
     }
 }
 
-/// Blasts RTP with `ssrc` at `to` until stopped.
+/// What the sender's packets carry: plain RTP, or what SRTP looks like
+/// to the router (the header in clear, a ciphertext of the payload's
+/// length, then the 10-byte authentication tag).
+#[derive(Clone, Copy, PartialEq)]
+enum Wire {
+    Rtp,
+    Srtp,
+}
+
+/// SRTP's authentication tag (HMAC-SHA1-80).
+const SRTP_TAG: usize = 10;
+
+/// Blasts RTP (or SRTP) with `ssrc` at `to` until stopped.
 fn spawn_sender(
     sock: UdpSocket,
     to: SocketAddr,
     ssrc: u32,
+    wire: Wire,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<u64> {
     let mut seq = 0u16;
+    // The router never decrypts: it forwards these bytes as they are.
+    let body: Vec<u8> = match wire {
+        Wire::Rtp => vec![0x55; PAYLOAD],
+        Wire::Srtp => (0..PAYLOAD + SRTP_TAG)
+            .map(|_| rand::random::<u8>())
+            .collect(),
+    };
     spawn_blaster(sock, to, stop, move || {
         seq = seq.wrapping_add(1);
-        proto::media::build_rtp(96, seq, u32::from(seq) * 160, ssrc, false, &[0x55; PAYLOAD])
+        proto::media::build_rtp(96, seq, u32::from(seq) * 160, ssrc, false, &body)
     })
 }
 
@@ -228,7 +250,7 @@ fn through_seed_front_end(rt: &tokio::runtime::Runtime, seconds: f64) -> Cost {
         let Ok(sess) = sess else {
             panic!("receiver session")
         };
-        stun_bind(s, media, &sess.welcome().media_token);
+        stun_bind(s, media, sess.welcome());
         sessions.push(sess);
     }
     // The seed client: its name, its port, the floor.
@@ -364,7 +386,7 @@ fn through_seed_meeting(rt: &tokio::runtime::Runtime, seconds: f64, video: bool)
         (host, sessions)
     });
     for (s, sess) in rx.sockets.iter().zip(&sessions) {
-        stun_bind(s, media, &sess.welcome().media_token);
+        stun_bind(s, media, sess.welcome());
     }
     let (datagram, per_datagram) = if video {
         let jpeg = noisy_jpeg();
@@ -410,6 +432,7 @@ struct Figures {
 fn measure(
     target: SocketAddr,
     ssrc: u32,
+    wire: Wire,
     sender_sock: UdpSocket,
     rx: Receivers,
     relay_thread: &str,
@@ -418,7 +441,7 @@ fn measure(
     let mut rx = rx;
     rx.start();
     let stop = Arc::new(AtomicBool::new(false));
-    let sender = spawn_sender(sender_sock, target, ssrc, stop.clone());
+    let sender = spawn_sender(sender_sock, target, ssrc, wire, stop.clone());
     std::thread::sleep(Duration::from_millis(300)); // warm-up
     let c0 = rx.count.load(Ordering::Relaxed);
     let cpu0 = thread_cpu(relay_thread).unwrap_or(0.0);
@@ -476,17 +499,29 @@ fn bare_relay(seconds: f64) -> Figures {
             }
         });
     let Ok(t) = t else { panic!() };
-    let f = measure(relay_addr, 1, socket(), rx, "bare-relay", seconds);
+    let f = measure(
+        relay_addr,
+        1,
+        Wire::Rtp,
+        socket(),
+        rx,
+        "bare-relay",
+        seconds,
+    );
     stop.store(true, Ordering::Relaxed);
     let _ = t.join();
     f
 }
 
-/// Binds a std socket at the router with STUN.
-fn stun_bind(sock: &UdpSocket, server: SocketAddr, token: &str) {
-    let Ok((req, tid)) = proto::media::binding_request(token) else {
-        panic!()
+/// Binds a std socket at the router with STUN: signed under the public
+/// media id when the session has one (`stun_integrity`), by the token
+/// otherwise.
+fn stun_bind(sock: &UdpSocket, server: SocketAddr, welcome: &client::Welcome) {
+    let request = match &welcome.media_id {
+        Some(id) => proto::media::binding_request_signed(id, &welcome.media_token, None),
+        None => proto::media::binding_request(&welcome.media_token),
     };
+    let Ok((req, tid)) = request else { panic!() };
     let mut buf = [0u8; 1500];
     for _ in 0..20 {
         let _ = sock.send_to(&req, server);
@@ -500,41 +535,51 @@ fn stun_bind(sock: &UdpSocket, server: SocketAddr, token: &str) {
     panic!("STUN bind failed");
 }
 
-fn through_router(rt: &tokio::runtime::Runtime, seconds: f64) -> Figures {
-    let router = rt.block_on(switchboard_tests::start_router(|_| {}));
+/// Through a ptt room of the router; with `Wire::Srtp` a secure room, its
+/// members on TLS with signed bindings, sending SRTP-sized packets.
+fn through_router(rt: &tokio::runtime::Runtime, seconds: f64, wire: Wire) -> Figures {
+    let router = rt.block_on(switchboard_tests::start_router(|c| {
+        if wire == Wire::Srtp {
+            c.rooms = vec![switchboard_tests::secure_room("lobby")];
+        }
+    }));
     let ctl = router.control_addr();
     let media = router.media_addr();
+    let opts = match wire {
+        Wire::Rtp => client::ConnectOptions::default(),
+        Wire::Srtp => switchboard_tests::secure_options(&router),
+    };
+    let join = |nick: String| {
+        let opts = opts.clone();
+        async move {
+            let mut sess = client::Session::connect_with(ctl, &nick, opts).await?;
+            sess.join("lobby").await?;
+            assert_eq!(sess.room_secure(), wire == Wire::Srtp);
+            Ok::<_, client::ClientError>(sess)
+        }
+    };
     let rx = Receivers::new();
     let mut sessions = Vec::new();
     for (i, s) in rx.sockets.iter().enumerate() {
-        let sess = rt.block_on(async {
-            let mut sess = client::Session::connect(ctl, &format!("rx{i}")).await?;
-            sess.join("lobby").await?;
-            Ok::<_, client::ClientError>(sess)
-        });
-        let Ok(sess) = sess else {
+        let Ok(sess) = rt.block_on(join(format!("rx{i}"))) else {
             panic!("receiver session")
         };
-        stun_bind(s, media, &sess.welcome().media_token);
+        stun_bind(s, media, sess.welcome());
         sessions.push(sess);
     }
     let sender_sock = socket();
-    let (talker, ssrc) = rt
-        .block_on(async {
-            let mut sess = client::Session::connect(ctl, "tx").await?;
-            sess.join("lobby").await?;
-            let ssrc = sess.welcome().ssrcs.audio;
-            Ok::<_, client::ClientError>((sess, ssrc))
-        })
+    let talker = rt
+        .block_on(join("tx".into()))
         .unwrap_or_else(|e| panic!("talker: {e}"));
-    stun_bind(&sender_sock, media, &talker.welcome().media_token);
+    let ssrc = talker.welcome().ssrcs.audio;
+    stun_bind(&sender_sock, media, talker.welcome());
     let mut talker = talker;
     let granted = rt.block_on(talker.request_floor(0));
     assert!(
         matches!(granted, Ok(client::FloorAnswer::Granted { .. })),
         "{granted:?}"
     );
-    let f = measure(media, ssrc, sender_sock, rx, "media-0", seconds);
+    let f = measure(media, ssrc, wire, sender_sock, rx, "media-0", seconds);
     let stats = router.media_stats();
     eprintln!(
         "  router counters: received {} forwarded {} sent {} dropped(not routed {}, foreign {}, unbound {})",
@@ -570,6 +615,7 @@ fn main() {
     );
     let mut base = Vec::new();
     let mut sb = Vec::new();
+    let mut secure = Vec::new();
     let mut seeds: Vec<Cost> = Vec::new();
     let mut meeting_audio: Vec<Cost> = Vec::new();
     let mut meeting_video: Vec<Cost> = Vec::new();
@@ -579,11 +625,17 @@ fn main() {
             "round {round}/{}: bare relay  {:>9.0} pkt/s in, {:>9.0} out, {:>10.0} out per CPU-s ({:.2} CPU-s)",
             a.rounds, b.in_pps, b.out_pps, b.out_per_cpu_s, b.cpu
         );
-        let r = through_router(&rt, a.seconds);
+        let r = through_router(&rt, a.seconds, Wire::Rtp);
         eprintln!(
             "round {round}/{}: switchboard {:>9.0} pkt/s in, {:>9.0} out, {:>10.0} out per CPU-s ({:.2} CPU-s)",
             a.rounds, r.in_pps, r.out_pps, r.out_per_cpu_s, r.cpu
         );
+        let sr = through_router(&rt, a.seconds, Wire::Srtp);
+        eprintln!(
+            "round {round}/{}: secure room {:>9.0} pkt/s in, {:>9.0} out, {:>10.0} out per CPU-s ({:.2} CPU-s)",
+            a.rounds, sr.in_pps, sr.out_pps, sr.out_per_cpu_s, sr.cpu
+        );
+        secure.push(sr);
         let seed = through_seed_front_end(&rt, a.seconds);
         eprintln!(
             "round {round}/{}: seed 000    {:>9.0} datagrams/s in, {:.1} router CPU-µs each (native RTP: {:.1})",
@@ -621,10 +673,25 @@ fn main() {
         r_in * FANOUT as f64,
         r_cpu
     );
+    let (s_in, s_cpu) = (
+        best(&secure, |f| f.in_pps),
+        best(&secure, |f| f.out_per_cpu_s),
+    );
+    println!(
+        "| switchboard router, secure room (SRTP) | {:.0} | {:.0} | {:.0} |",
+        s_in,
+        s_in * FANOUT as f64,
+        s_cpu
+    );
     println!(
         "| ratio router / bare | {:.2} | | {:.2} |",
         r_in / b_in.max(1.0),
         r_cpu / b_cpu.max(1.0)
+    );
+    println!(
+        "| ratio secure / plain room | {:.2} | | {:.2} |",
+        s_in / r_in.max(1.0),
+        s_cpu / r_cpu.max(1.0)
     );
     // The cheapest round of each path (the least disturbed by the machine).
     let least = |v: &mut dyn Iterator<Item = f64>| v.filter(|c| *c > 0.0).fold(f64::MAX, f64::min);
@@ -668,6 +735,8 @@ fn main() {
             "fanout": FANOUT, "payload": PAYLOAD, "seconds": a.seconds, "rounds": a.rounds,
             "bare": {"in_pps": b_in, "out_per_cpu_s": b_cpu},
             "router": {"in_pps": r_in, "out_per_cpu_s": r_cpu},
+            "router_secure_room": {"in_pps": s_in, "out_per_cpu_s": s_cpu},
+            "ratio_secure_per_cpu": s_cpu / r_cpu.max(1.0),
             "ratio_pps": r_in / b_in.max(1.0), "ratio_per_cpu": r_cpu / b_cpu.max(1.0),
             "native_cpu_us_per_packet": native_us,
             "seed_ptt": {"in_pps": seed_in, "cpu_us_per_datagram": seed_us},

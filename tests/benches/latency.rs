@@ -9,10 +9,11 @@
 //! decoder and mixer latency included; the card's own buffer is not).
 //! Each burst is 300 ms of tone then 400 ms of silence.
 //!
-//! Three paths in the same run: Opus through a ptt room of the router (the
-//! goal: under 100 ms), L16 through the router (no codec delay), and Opus
-//! through a bare all-hear-all relay (what the router adds is the
-//! difference). Resolution: one 10 ms buffer at each end.
+//! Four paths in the same run: Opus through a ptt room of the router (the
+//! goal: under 100 ms), the same through a secure room (SRTP: what
+//! encryption adds is the difference), L16 through the router (no codec
+//! delay), and Opus through a bare all-hear-all relay (what the router adds
+//! is the difference). Resolution: one 10 ms buffer at each end.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use client::FloorAnswer;
 use client::av::{Av, AvOptions, LaneConfig};
 use pipelines::{Catalog, Media as Kind, Sink, Source};
 use switchboard_tests::shim::MiniRelay;
-use switchboard_tests::{member, start_router};
+use switchboard_tests::{member, secure_member, secure_room, start_router};
 
 struct Args {
     bursts: usize,
@@ -168,6 +169,27 @@ async fn through_router(codec: &str, bursts: usize) -> Vec<f64> {
     measure(&format!("{codec} via router"), &alice, &bob, bursts).await
 }
 
+/// As [`through_router`], in a secure room: SRTP out of Alice's
+/// `srtpenc`, into Bob's `srtpdec`, over TLS-keyed sessions.
+async fn through_secure_router(codec: &str, bursts: usize) -> Vec<f64> {
+    let router = start_router(|c| c.rooms = vec![secure_room("vault")]).await;
+    let (b, mb) = secure_member(&router, "bob", "vault").await;
+    let (mut a, ma) = secure_member(&router, "alice", "vault").await;
+    assert!(matches!(
+        a.request_floor(0).await,
+        Ok(FloorAnswer::Granted { .. })
+    ));
+    let srtp = |s: &client::Session| AvOptions {
+        srtp: Some(s.keyring().clone()),
+        ..AvOptions::default()
+    };
+    let (la, lb) = lanes(codec);
+    let bob = Av::start(&mb, lb, srtp(&b)).unwrap_or_else(|e| panic!("{e}"));
+    let alice = Av::start(&ma, la, srtp(&a)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(alice.secure() && bob.secure());
+    measure(&format!("{codec} via router, SRTP"), &alice, &bob, bursts).await
+}
+
 async fn through_bare_relay(codec: &str, bursts: usize) -> Vec<f64> {
     let relay = MiniRelay::start().await.unwrap_or_else(|e| panic!("{e}"));
     let ssrcs = |a| proto::control::Ssrcs {
@@ -205,6 +227,10 @@ async fn main() {
     let a = args();
     let runs = [
         ("opus_router", through_router("opus", a.bursts).await),
+        (
+            "opus_router_srtp",
+            through_secure_router("opus", a.bursts).await,
+        ),
         ("l16_router", through_router("l16", a.bursts).await),
         (
             "opus_bare_relay",
@@ -234,8 +260,11 @@ async fn main() {
     }
     let med = |k: &str| report[k]["median_ms"].as_f64().unwrap_or(f64::NAN);
     let added = med("opus_router") - med("opus_bare_relay");
+    let srtp = med("opus_router_srtp") - med("opus_router");
     println!("router adds {added:.1} ms over a bare relay (median); goal for Opus: under 100 ms");
+    println!("SRTP adds {srtp:.1} ms (median, secure room beside a plain one)");
     report.insert("router_added_ms".into(), added.into());
+    report.insert("srtp_added_ms".into(), srtp.into());
     if let Some(path) = a.json
         && let Ok(text) = serde_json::to_string_pretty(&report)
     {

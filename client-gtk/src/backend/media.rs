@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use client::av::{Av, AvOptions, LaneConfig, video_reports};
-use client::{Control, Media};
+use client::{Control, Media, Session};
 use pipelines::{Catalog, Media as Kind, Sink, Source};
 use proto::control::ClientMessage;
 
@@ -148,9 +148,10 @@ pub(crate) async fn start(
     out: &Emitter,
     shared: &Shared,
     opts: &Options,
-    control: &Control,
+    session: &Session,
 ) -> Result<(), String> {
     stop(shared);
+    let control = &session.control();
     let (choice, mic_on, cam_on, volumes) = {
         let l = lock(shared);
         (l.choice.clone(), l.mic_on, l.cam_on, l.volumes.clone())
@@ -185,6 +186,8 @@ pub(crate) async fn start(
         AvOptions {
             // Meetings hear of loss quickly (adaptive video).
             rtcp_interval: Duration::from_millis(if meeting { 250 } else { 1000 }),
+            // SRTP when the room is secure.
+            srtp: Some(session.keyring().clone()),
             ..AvOptions::default()
         },
     )

@@ -360,10 +360,12 @@ async fn connect(s: &Settings, resume: Option<String>) -> Result<Session, Failed
             heartbeat: true,
             timeout: Duration::from_secs(5),
             // The member list by delta: the window's model applies them.
-            // Signed STUN bindings (a captured one replays nowhere).
+            // Signed STUN bindings (a captured one replays nowhere), and
+            // on TLS the keys of secure rooms (SRTP).
             features: vec![
                 proto::control::FEATURE_MEMBER_DELTAS.to_owned(),
                 proto::control::FEATURE_STUN_INTEGRITY.to_owned(),
+                proto::control::FEATURE_SRTP.to_owned(),
             ],
             resume,
             tls,
@@ -452,16 +454,7 @@ async fn on_message(
                 .bind_media()
                 .await
                 .map_err(|e| format!("media: {e}"))?;
-            media::start(
-                kind,
-                room_codec,
-                media,
-                out,
-                shared,
-                opts,
-                &session.control(),
-            )
-            .await?;
+            media::start(kind, room_codec, media, out, shared, opts, session).await?;
         }
         ServerMessage::Left { .. } => media::stop(shared),
         _ => commands::handle_sync(&m, &session.control(), out, shared, files),

@@ -234,6 +234,25 @@ fn print(msg: &impl serde::Serialize) {
     }
 }
 
+/// Prints a server message, SRTP keys left out: they stay in this process
+/// (logs of the output must not decrypt the room).
+fn print_event(m: &ServerMessage) {
+    let Ok(mut v) = serde_json::to_value(m) else {
+        return;
+    };
+    if let Some(key) = v.pointer_mut("/srtp/key") {
+        *key = "(hidden)".into();
+    }
+    if let Some(keys) = v.get_mut("keys").and_then(|k| k.as_array_mut()) {
+        for k in keys {
+            if let Some(key) = k.get_mut("key") {
+                *key = "(hidden)".into();
+            }
+        }
+    }
+    print(&v);
+}
+
 async fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
     tokio::net::lookup_host(server)
         .await
@@ -301,7 +320,11 @@ async fn main() -> anyhow::Result<()> {
         token,
         // Bindings signed with the media token: a captured one replays
         // nowhere.
-        features: vec![proto::control::FEATURE_STUN_INTEGRITY.to_owned()],
+        // and, on TLS, SRTP keys for secure rooms.
+        features: vec![
+            proto::control::FEATURE_STUN_INTEGRITY.to_owned(),
+            proto::control::FEATURE_SRTP.to_owned(),
+        ],
         tls: client::tls::TlsOptions {
             transport,
             trust,
@@ -388,13 +411,18 @@ async fn main() -> anyhow::Result<()> {
                         .map_err(anyhow::Error::msg)?;
                 }
             }
+            if lanes.is_empty() && session.room_secure() {
+                bail!(
+                    "{room} is a secure room: synthetic packets would be plain RTP (talk without --synthetic)"
+                );
+            }
             let media = session.bind_media().await?;
             take_floor(&mut session, priority, queue_wait).await?;
             // Media starts with the floor, so a file plays from its start.
             let av = if lanes.is_empty() {
                 None
             } else {
-                Some(Av::start(&media, lanes, av_options(&args.nick))?)
+                Some(Av::start(&media, lanes, av_options(&args.nick, &session))?)
             };
             print(&serde_json::json!({"type": "TALKING", "room": room}));
             let summary = match &av {
@@ -439,7 +467,7 @@ async fn main() -> anyhow::Result<()> {
                 lanes.push(codec.lane(catalog, v, None, vs, false)?);
             }
             let media = session.bind_media().await?;
-            let av = Arc::new(Av::start(&media, lanes, av_options(&args.nick))?);
+            let av = Arc::new(Av::start(&media, lanes, av_options(&args.nick, &session))?);
             listen(&mut session, &av, seconds, stats_every).await?;
             let mut summary = serde_json::to_value(av.stats())?;
             summary["type"] = "SUMMARY".into();
@@ -504,7 +532,7 @@ async fn print_events(session: &mut Session, seconds: Option<f64>) -> anyhow::Re
         tokio::select! {
             ev = session.next_event() => match ev {
                 Some(ServerMessage::HeartbeatAck) => {}
-                Some(m) => print(&m),
+                Some(m) => print_event(&m),
                 None => bail!("the router closed the connection"),
             },
             _ = &mut stop => return Ok(()),
@@ -516,9 +544,10 @@ async fn print_events(session: &mut Session, seconds: Option<f64>) -> anyhow::Re
 /// How long `talk` waits between closing its valve and releasing the floor.
 const RELEASE_TAIL: Duration = Duration::from_millis(100);
 
-fn av_options(nick: &str) -> AvOptions {
+fn av_options(nick: &str, session: &Session) -> AvOptions {
     AvOptions {
         cname: format!("{nick}@switchboard"),
+        srtp: Some(session.keyring().clone()),
         ..AvOptions::default()
     }
 }
@@ -597,7 +626,7 @@ async fn talk_media(
                     break;
                 }
                 Some(ServerMessage::HeartbeatAck) => {}
-                Some(m) => print(&m),
+                Some(m) => print_event(&m),
                 None => bail!("the router closed the connection"),
             }
         }
@@ -641,7 +670,7 @@ async fn listen(
             }
             ev = session.next_event() => match ev {
                 Some(ServerMessage::HeartbeatAck) => {}
-                Some(m) => print(&m),
+                Some(m) => print_event(&m),
                 None => bail!("the router closed the connection"),
             }
         }
@@ -682,7 +711,7 @@ async fn talk(
                     break;
                 }
                 Some(ServerMessage::HeartbeatAck) => {}
-                Some(m) => print(&m),
+                Some(m) => print_event(&m),
                 None => bail!("the router closed the connection"),
             }
         }
@@ -716,7 +745,7 @@ async fn count(
             }
             ev = session.next_event() => match ev {
                 Some(ServerMessage::HeartbeatAck) => {}
-                Some(m) => print(&m),
+                Some(m) => print_event(&m),
                 None => bail!("the router closed the connection"),
             }
         }
