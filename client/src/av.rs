@@ -826,6 +826,20 @@ impl Av {
         }
     }
 
+    /// Asks a lane's encoder for a keyframe now (the router's
+    /// `KEYFRAME_REQUEST`: a viewer joined): GStreamer's upstream
+    /// force-key-unit event, sent up from the send valve through the
+    /// payloader to the encoder. Returns false if the lane sends nothing.
+    pub fn request_keyframe(&self, kind: Kind) -> bool {
+        let Some(gate) = self.lane(kind).and_then(|l| l.gate.as_ref()) else {
+            return false;
+        };
+        let force = gst::Structure::builder("GstForceKeyUnit")
+            .field("all-headers", true)
+            .build();
+        gate.send_event(gst::event::CustomUpstream::new(force))
+    }
+
     /// Sets the volume of a test-tone source (`audiotestsrc name=src`), for
     /// tests and benchmarks that need an onset at a known moment.
     pub fn set_source_volume(&self, volume: f64) -> bool {

@@ -905,6 +905,12 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rtt_ms: Option<f64>,
     },
+    /// To a video sender: a viewer needs a keyframe (it just joined), so
+    /// send one now rather than at the encoder's next interval. The router
+    /// asks here, not with RTCP: in a secure room it cannot sign RTCP.
+    KeyframeRequest {
+        room: String,
+    },
     Full {
         scope: FullScope,
         message: String,

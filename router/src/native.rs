@@ -622,6 +622,7 @@ pub fn render(room: &str, notice: &Notice) -> Option<ServerMessage> {
             fraction_lost: *fraction_lost,
             rtt_ms: *rtt_ms,
         },
+        Notice::KeyframeRequest => ServerMessage::KeyframeRequest { room },
     })
 }
 

@@ -192,3 +192,107 @@ async fn loss_towards_one_receiver_steps_the_senders_video_down_then_back_up() {
     reporter.abort();
     tokio::task::block_in_place(|| sender.stop(Duration::from_secs(2)));
 }
+
+/// Whether an RTP packet starts a VP8 keyframe (RFC 7741: the payload
+/// descriptor, then, at a partition's start, the payload header's P bit).
+fn vp8_keyframe(datagram: &[u8]) -> bool {
+    if proto::media::classify(datagram) != proto::media::PacketKind::Rtp {
+        return false;
+    }
+    let Ok(rtp) = rtp_types::RtpPacket::parse(datagram) else {
+        return false;
+    };
+    if rtp.payload_type() != 100 {
+        return false;
+    }
+    let p = rtp.payload();
+    let Some(&b0) = p.first() else { return false };
+    let (extended, start, partition) = (b0 & 0x80 != 0, b0 & 0x10 != 0, b0 & 0x07);
+    let mut i = 1;
+    if extended {
+        let Some(&x) = p.get(1) else { return false };
+        i = 2;
+        if x & 0x80 != 0 {
+            // PictureID: 7 or 15 bits.
+            i += if p.get(i).is_some_and(|b| b & 0x80 != 0) {
+                2
+            } else {
+                1
+            };
+        }
+        if x & 0x40 != 0 {
+            i += 1; // TL0PICIDX
+        }
+        if x & 0x30 != 0 {
+            i += 1; // TID / KEYIDX
+        }
+    }
+    start && partition == 0 && p.get(i).is_some_and(|h| h & 0x01 == 0)
+}
+
+/// A newcomer to a meeting sees video at once: the router asks each camera
+/// for a keyframe (KEYFRAME_REQUEST over the control channel, which works
+/// in secure rooms too), and the sender's encoder makes one on request,
+/// rather than at its next interval (2 s with vp8.toml).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_gets_a_keyframe_at_once() {
+    let vp8 = match Catalog::builtin() {
+        Ok(c) => c.require("vp8").unwrap_or_else(|e| panic!("{e}")).clone(),
+        Err(e) => panic!("{e}"),
+    };
+    let router = start_router(|_| {}).await;
+    let addr = router.control_addr();
+    let mut host = Session::connect(addr, "host")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (_room, code) = host
+        .create_meeting(false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let host_media = host.bind_media().await.unwrap_or_else(|e| panic!("{e}"));
+    let lane = LaneConfig::new(vp8, Some(Source::Pattern("ball".into())), Sink::Discard);
+    let sender = Av::start(&host_media, vec![lane], options()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(sender.transmit(Kind::Video, true));
+    // Into the encoder's keyframe interval: its first keyframe is behind.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    let mut ann = Session::connect(addr, "ann")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    ann.send(ClientMessage::RequestJoin { code })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = wait_for(&mut host, QUIET, "LOBBY", |m| match m {
+        ServerMessage::Lobby { waiting, .. } => waiting.first().map(|w| w.session_id),
+        _ => None,
+    })
+    .await;
+    host.send(ClientMessage::AllowJoin { session_id: id })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&mut ann, QUIET, "JOINED", |m| {
+        matches!(m, ServerMessage::Joined { .. }).then_some(())
+    })
+    .await;
+    let ann_media = ann.bind_media().await.unwrap_or_else(|e| panic!("{e}"));
+    let bound = Instant::now();
+    // What the desktop client and the CLI do with the request.
+    wait_for(&mut host, QUIET, "KEYFRAME_REQUEST", |m| {
+        matches!(m, ServerMessage::KeyframeRequest { .. }).then_some(())
+    })
+    .await;
+    assert!(sender.request_keyframe(Kind::Video));
+    let mut packets = 0;
+    let first_keyframe = loop {
+        match ann_media.recv(Duration::from_secs(3)).await {
+            Ok(Some(d)) if vp8_keyframe(&d) => break bound.elapsed(),
+            Ok(Some(_)) => packets += 1,
+            other => panic!("no keyframe within 3 s ({packets} packets): {other:?}"),
+        }
+    };
+    eprintln!("first keyframe {first_keyframe:?} after binding, {packets} packets before it");
+    assert!(
+        first_keyframe < Duration::from_millis(600),
+        "keyframe after {first_keyframe:?}: the request was not honoured"
+    );
+}

@@ -42,6 +42,11 @@ pub(super) fn handle_sync(
                 }
             }
         }
+        ServerMessage::KeyframeRequest { .. } => {
+            if let Some(media) = &lock(shared).media {
+                media.keyframe();
+            }
+        }
         _ => files.on_message(m, control, out),
     }
 }

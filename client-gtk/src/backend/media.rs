@@ -122,6 +122,13 @@ impl Running {
         }
     }
 
+    /// A keyframe from the camera now (a viewer joined the meeting).
+    pub(crate) fn keyframe(&self) {
+        if self.av.request_keyframe(Kind::Video) {
+            tracing::debug!("keyframe requested");
+        }
+    }
+
     /// One sender's playback volume here.
     pub(crate) fn set_volume(&self, ssrc: u32, volume: f64) {
         self.av.set_volume(ssrc, volume);

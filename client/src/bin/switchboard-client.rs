@@ -626,6 +626,10 @@ async fn talk_media(
                     break;
                 }
                 Some(ServerMessage::HeartbeatAck) => {}
+                Some(m @ ServerMessage::KeyframeRequest { .. }) => {
+                    av.request_keyframe(pipelines::Media::Video);
+                    print_event(&m);
+                }
                 Some(m) => print_event(&m),
                 None => bail!("the router closed the connection"),
             }

@@ -281,6 +281,8 @@ pub enum Notice {
     },
 
     // ----- video -----
+    /// To a video sender: a viewer joined and needs a keyframe now.
+    KeyframeRequest,
     /// To a video sender: send at this level.
     VideoLevel {
         level: &'static str,

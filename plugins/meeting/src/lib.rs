@@ -314,6 +314,13 @@ impl RelayPlugin for MeetingRoom {
                 },
             );
         }
+        // The video senders: a keyframe now, or the newcomer sees nothing
+        // until their encoders' next one (up to 2 s with vp8.toml).
+        for (&s, &(_, video)) in &self.media {
+            if video {
+                out.notify(s, Notice::KeyframeRequest);
+            }
+        }
         self.media.insert(me, (true, true));
         self.video.add(me);
         out.set_timer(VIDEO_TIMER, self.video.schedule(now));

@@ -346,6 +346,36 @@ fn media_state_is_announced_and_the_host_mutes_and_removes() {
 }
 
 #[test]
+fn a_newcomer_gets_a_keyframe_from_every_camera_that_is_on() {
+    let mut s = with_guests(2, &[]);
+    ok(s.cmd(
+        2,
+        RoomCommand::MediaState {
+            audio: true,
+            video: false,
+        },
+    ));
+    s.take();
+    assert_eq!(s.request_join(Sim::member(4)), JoinPolicy::Wait);
+    ok(s.cmd(
+        1,
+        RoomCommand::LobbyAnswer {
+            session: 4,
+            admit: true,
+            reason: None,
+        },
+    ));
+    let mut asked: Vec<SessionId> = s
+        .take()
+        .into_iter()
+        .filter_map(|(to, n)| matches!(n, Notice::KeyframeRequest).then_some(to).flatten())
+        .collect();
+    asked.sort_unstable();
+    // u2's camera is off; the newcomer is not asked for its own.
+    assert_eq!(asked, [1, 3]);
+}
+
+#[test]
 fn chat_works_as_in_chat_rooms_with_private_messages() {
     let mut s = with_guests(2, &[]);
     ok(s.cmd(
