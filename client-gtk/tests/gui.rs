@@ -440,9 +440,13 @@ async fn the_client_reconnects_after_a_router_restart_and_rejoins() {
 async fn over_tls_the_lock_shows_the_pinned_fingerprint_and_a_changed_certificate_is_refused() {
     let _one = SERIAL.lock().await;
     // Fixed ports: the second router, with a certificate of its own, is
-    // where the first was.
+    // where the first was. Its lobby is secure: SRTP media, keys over TLS.
     let (control, config) = fixed_ports();
-    let router = start_router(config).await;
+    let router = start_router(move |c| {
+        config(c);
+        c.rooms = vec![switchboard_tests::secure_room("lobby")];
+    })
+    .await;
     let fp = router.tls_fingerprint().unwrap_or_else(|| panic!("no TLS"));
     let display = Display::start();
     let server = format!("tls://{control}");
@@ -459,6 +463,13 @@ async fn over_tls_the_lock_shows_the_pinned_fingerprint_and_a_changed_certificat
     // The lock opens on what it means.
     display.a11y(&["click", "Connection security"]);
     display.a11y(&["wait", "Encrypted (TLS)"]);
+    // The desktop client asked for `srtp` (a secure room refuses others)
+    // and its media runs SRTP; the lock says so.
+    gui.wait_log(&["media: audio pipeline"], WAIT).await;
+    display.a11y(&[
+        "wait",
+        "Voice and video in this room are encrypted (SRTP), with keys only the router and its members hold.",
+    ]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     display.screenshot(None, "tls-pinned.png");
     display.tool("xdotool", &["key", "Escape"]);

@@ -98,6 +98,8 @@ pub struct SessionModel {
     pub waiting: Option<Waiting>,
     /// The last error or refusal worth showing.
     pub error: Option<String>,
+    /// In a room: whether its media is SRTP (JOINED's `secure`).
+    pub media_secure: Option<bool>,
 }
 
 impl Default for SessionModel {
@@ -108,6 +110,7 @@ impl Default for SessionModel {
             target: None,
             waiting: None,
             error: None,
+            media_secure: None,
         }
     }
 }
@@ -135,7 +138,8 @@ impl SessionModel {
                     RejectReason::MeetingEnded => "The meeting ended".into(),
                 });
             }
-            ServerMessage::Joined { room, .. } => {
+            ServerMessage::Joined { room, secure, .. } => {
+                self.media_secure = Some(*secure);
                 self.waiting = None;
                 self.error = None;
                 // A meeting we were let into is rejoined by its code.
@@ -147,6 +151,7 @@ impl SessionModel {
                 reason, message, ..
             } => {
                 self.target = None;
+                self.media_secure = None;
                 if let Some(m) = message {
                     self.error = Some(format!("{}: {m}", super::room::leave_words(*reason)));
                 }
@@ -217,17 +222,28 @@ impl SessionModel {
         }
     }
 
-    /// Why the certificate is trusted, or what plaintext means.
+    /// Why the certificate is trusted, or what plaintext means; in a room,
+    /// whether its media is encrypted too.
     pub fn security_detail(&self) -> String {
-        match &self.link {
+        let link = match &self.link {
             Link::Connected { security, .. } if security.fingerprint.is_some() => {
                 trust_words(&security.decision)
             }
             Link::Connected { .. } => crate::i18n::tr(
                 "This router speaks no TLS: what you say and write can be read on the network.",
             ),
-            _ => String::new(),
-        }
+            _ => return String::new(),
+        };
+        let media = match self.media_secure {
+            Some(true) => crate::i18n::tr(
+                "Voice and video in this room are encrypted (SRTP), with keys only the router and its members hold.",
+            ),
+            Some(false) => crate::i18n::tr(
+                "Voice and video in this room are not encrypted: they can be heard on the network.",
+            ),
+            None => return link,
+        };
+        format!("{link}\n\n{media}")
     }
 
     pub fn connected(&self) -> bool {
@@ -286,5 +302,39 @@ mod tests {
         assert_eq!(s.security_icon(), "channel-insecure-symbolic");
         assert_eq!(s.security_title(), "Not encrypted");
         assert!(s.security_detail().contains("no TLS"));
+    }
+
+    fn joined(secure: bool) -> ServerMessage {
+        let line = serde_json::json!({
+            "type": "JOINED", "room": "r", "kind": "ptt", "udp_port": 1, "secure": secure,
+        });
+        serde_json::from_value(line).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_lock_says_whether_the_rooms_media_is_encrypted() {
+        let mut m = SessionModel {
+            link: Link::Connected {
+                session_id: 1,
+                nickname: "ann".into(),
+                resumed: false,
+                security: Security {
+                    fingerprint: Some("AB:CD".into()),
+                    decision: "pinned".into(),
+                },
+            },
+            ..SessionModel::default()
+        };
+        assert!(!m.security_detail().contains("SRTP"));
+        m.apply(&joined(true));
+        assert!(m.security_detail().contains("are encrypted (SRTP)"));
+        m.apply(&joined(false));
+        assert!(m.security_detail().contains("are not encrypted"));
+        m.apply(&ServerMessage::Left {
+            room: "r".into(),
+            reason: proto::control::LeaveReason::Left,
+            message: None,
+        });
+        assert!(!m.security_detail().contains("this room"));
     }
 }
