@@ -58,6 +58,7 @@ async fn talk_to_listener(
         }
     }
     let talk = Command::new(EXE)
+        .env("SWITCHBOARD_KNOWN_HOSTS", common::scratch("known_hosts"))
         .args(["--server", server, "--nick", "mouth", "talk", "lobby"])
         .args(talk_args)
         .output()
@@ -173,6 +174,65 @@ async fn a_definition_in_the_user_directory_swaps_the_codec() {
     assert_eq!(got, sent, "{}", last[0]);
     let r = audio::analyze_wav(&wav, audio::sine_dbfs(0.5), 10.0).unwrap_or_else(|e| panic!("{e}"));
     audio::assert_heard(&r, 440.0, 0.5, 0.95 * 2.0, "listener");
+}
+
+/// Over TLS into a secure room, `talk` and `listen` ask for `srtp`, send
+/// and hear SRTP, and never print a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talk_and_listen_over_tls_in_a_secure_room_speak_srtp() {
+    let router = common::router_with(|c| {
+        let mut lobby = router::config::RoomConfig {
+            name: "lobby".into(),
+            kind: "ptt".into(),
+            max_participants: 0,
+            options: Default::default(),
+        };
+        lobby.options.insert("secure".into(), true.into());
+        c.rooms = vec![lobby];
+    })
+    .await;
+    let server = format!("tls://{}", router.control_addr());
+    let wav = scratch("secure").join("heard.wav");
+    let (talked, heard) = talk_to_listener(
+        &server,
+        &[
+            "--sink",
+            &format!("wav:{}", wav.display()),
+            "--seconds",
+            "4",
+        ],
+        &["--source", "tone:440:0.5", "--seconds", "2"],
+    )
+    .await;
+    let (Some(said), Some(got)) = (
+        of_type(&talked, "SUMMARY").first().copied(),
+        of_type(&heard, "SUMMARY").first().copied(),
+    ) else {
+        panic!("{talked:?} {heard:?}")
+    };
+    assert_eq!(
+        (said["srtp"].as_bool(), got["srtp"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let sent = said["sent"].as_u64().unwrap_or(0);
+    assert!(sent > 80, "{said}");
+    assert_eq!(
+        got["received"][0]["packets_received"].as_u64(),
+        Some(sent),
+        "{got}"
+    );
+    // The talker's key reached the listener, and stayed out of its output.
+    let keys = of_type(&heard, "SRTP_KEYS");
+    assert!(!keys.is_empty(), "{heard:?}");
+    for k in keys
+        .iter()
+        .flat_map(|l| l["keys"].as_array().into_iter().flatten())
+    {
+        assert_eq!(k["key"], "(hidden)", "{k}");
+    }
+    let r = audio::analyze_wav(&wav, audio::sine_dbfs(0.5), 10.0).unwrap_or_else(|e| panic!("{e}"));
+    audio::assert_heard(&r, 440.0, 0.5, 0.95 * 2.0, "listener");
+    router.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

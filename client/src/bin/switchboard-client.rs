@@ -436,6 +436,8 @@ async fn main() -> anyhow::Result<()> {
             session.release_floor().await?;
             let mut summary = summary;
             summary["type"] = "SUMMARY".into();
+            // Whether what was sent is SRTP (a secure room).
+            summary["srtp"] = av.as_ref().is_some_and(|a| a.secure()).into();
             print(&summary);
             if let Some(av) = av {
                 tokio::task::block_in_place(|| av.stop(Duration::from_millis(500)));
@@ -471,6 +473,7 @@ async fn main() -> anyhow::Result<()> {
             listen(&mut session, &av, seconds, stats_every).await?;
             let mut summary = serde_json::to_value(av.stats())?;
             summary["type"] = "SUMMARY".into();
+            summary["srtp"] = av.secure().into();
             print(&summary);
             tokio::task::block_in_place(|| av.stop(Duration::from_secs(2)));
             let errors = av.errors();

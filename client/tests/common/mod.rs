@@ -32,13 +32,19 @@ pub(crate) fn scratch(name: &str) -> std::path::PathBuf {
 
 /// A router on loopback with ephemeral ports.
 pub(crate) async fn router() -> Router {
-    let config = Config {
+    router_with(|_| {}).await
+}
+
+/// [`router`], with `tweak` applied to its config.
+pub(crate) async fn router_with(tweak: impl FnOnce(&mut Config)) -> Router {
+    let mut config = Config {
         control: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         media: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         admin: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         state_dir: Some(scratch("state")),
         ..Config::default()
     };
+    tweak(&mut config);
     match Router::start(config).await {
         Ok(r) => r,
         Err(e) => panic!("{e:#}"),
