@@ -1715,13 +1715,8 @@ impl Engine {
             max_participants: self.cfg.meeting_max_participants,
             options,
         };
-        if let Some(why) = self.secure_refusal(id, &name, self.would_be_secure(&spec)) {
-            return self.protocol_error(
-                now,
-                id,
-                ErrorCode::SecureRoom,
-                format!("CREATE_MEETING: {why}"),
-            );
+        if self.refuse_insecure_creator(now, id, &spec, "CREATE_MEETING") {
+            return;
         }
         match self.create_room_with(spec, Some(code.clone()), true) {
             Ok(()) => {}
@@ -1815,13 +1810,8 @@ impl Engine {
             return;
         }
         let name = spec.name.clone();
-        if let Some(why) = self.secure_refusal(id, &name, self.would_be_secure(&spec)) {
-            return self.protocol_error(
-                now,
-                id,
-                ErrorCode::SecureRoom,
-                format!("CREATE_ROOM: {why}"),
-            );
+        if self.refuse_insecure_creator(now, id, &spec, "CREATE_ROOM") {
+            return;
         }
         match self.create_room_with(spec, None, true) {
             Ok(()) => self.enter_room(now, id, &name),
@@ -1872,6 +1862,22 @@ impl Engine {
         };
         let shown: String = name.chars().take(64).collect();
         Some(format!("room `{shown}` is secure (SRTP media): {why}"))
+    }
+
+    /// Refuses (`SECURE_ROOM`, the session stays) a `what` that would make
+    /// a secure room its creator could not key; true if it did.
+    fn refuse_insecure_creator(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        spec: &RoomSpec,
+        what: &str,
+    ) -> bool {
+        let Some(why) = self.secure_refusal(id, &spec.name, self.would_be_secure(spec)) else {
+            return false;
+        };
+        self.protocol_error(now, id, ErrorCode::SecureRoom, format!("{what}: {why}"));
+        true
     }
 
     /// Checks capacity and nickname, then lets the room's plugin admit the

@@ -42,6 +42,15 @@ impl Capture {
         Capture { child, path }
     }
 
+    /// Captures the UDP datagrams from port `src` to port `dst`.
+    pub async fn udp(path: PathBuf, src: u16, dst: u16) -> Capture {
+        let (src, dst) = (src.to_string(), dst.to_string());
+        let filter = [
+            "udp", "and", "src", "port", &src, "and", "dst", "port", &dst,
+        ];
+        Capture::start(path, &filter).await
+    }
+
     /// Stops the capture (tcpdump flushes its file on SIGINT).
     pub async fn stop(mut self) -> PathBuf {
         interrupt(&self.child);

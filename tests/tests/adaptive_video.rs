@@ -17,11 +17,15 @@ use switchboard_tests::{admin, start_router, wait_for};
 
 const QUIET: Duration = Duration::from_secs(5);
 
-fn jpeg() -> pipelines::Definition {
+fn definition(name: &str) -> pipelines::Definition {
     match Catalog::builtin() {
-        Ok(c) => c.require("jpeg").unwrap_or_else(|e| panic!("{e}")).clone(),
+        Ok(c) => c.require(name).unwrap_or_else(|e| panic!("{e}")).clone(),
         Err(e) => panic!("{e}"),
     }
+}
+
+fn jpeg() -> pipelines::Definition {
+    definition("jpeg")
 }
 
 /// Meeting clients send RTCP every 250 ms (RFC 3550 lets the minimum scale
@@ -236,10 +240,7 @@ fn vp8_keyframe(datagram: &[u8]) -> bool {
 /// rather than at its next interval (2 s with vp8.toml).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newcomer_gets_a_keyframe_at_once() {
-    let vp8 = match Catalog::builtin() {
-        Ok(c) => c.require("vp8").unwrap_or_else(|e| panic!("{e}")).clone(),
-        Err(e) => panic!("{e}"),
-    };
+    let vp8 = definition("vp8");
     let router = start_router(|_| {}).await;
     let addr = router.control_addr();
     let mut host = Session::connect(addr, "host")
@@ -256,24 +257,7 @@ async fn a_newcomer_gets_a_keyframe_at_once() {
     // Into the encoder's keyframe interval: its first keyframe is behind.
     tokio::time::sleep(Duration::from_millis(700)).await;
 
-    let mut ann = Session::connect(addr, "ann")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    ann.send(ClientMessage::RequestJoin { code })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let id = wait_for(&mut host, QUIET, "LOBBY", |m| match m {
-        ServerMessage::Lobby { waiting, .. } => waiting.first().map(|w| w.session_id),
-        _ => None,
-    })
-    .await;
-    host.send(ClientMessage::AllowJoin { session_id: id })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    wait_for(&mut ann, QUIET, "JOINED", |m| {
-        matches!(m, ServerMessage::Joined { .. }).then_some(())
-    })
-    .await;
+    let ann = join(addr, "ann", &code, &mut host).await;
     let ann_media = ann.bind_media().await.unwrap_or_else(|e| panic!("{e}"));
     let bound = Instant::now();
     // What the desktop client and the CLI do with the request.

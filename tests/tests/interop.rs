@@ -179,24 +179,10 @@ async fn the_routers_output_decodes_as_rtp_in_gst_launch_and_in_a_capture() {
     let router_port = ready["router_media"]
         .as_str()
         .and_then(|s| s.rsplit(':').next())
-        .unwrap_or_default()
-        .to_owned();
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("READY without router_media: {ready}"));
 
-    let capture = Capture::start(
-        scratch("router-output.pcap"),
-        &[
-            "udp",
-            "and",
-            "src",
-            "port",
-            &router_port,
-            "and",
-            "dst",
-            "port",
-            &port.to_string(),
-        ],
-    )
-    .await;
+    let capture = Capture::udp(scratch("router-output.pcap"), router_port, port).await;
 
     let heard = scratch("gst-launch-heard.wav");
     let mut receiver = Command::new("gst-launch-1.0")

@@ -183,27 +183,13 @@ async fn a_secure_room_is_heard_by_its_members_and_by_nobody_on_the_wire() {
     assert_eq!(alice.keyring().peer(mb.ssrcs().audio), Some(bob_key));
 
     // What the router sends Bob, from here on.
-    let router_port = mb.server().port().to_string();
+    let router_port = mb.server().port();
     let bob_port = mb
         .socket()
         .local_addr()
-        .map(|a| a.port().to_string())
-        .unwrap_or_default();
-    let media = Capture::start(
-        scratch("srtp-media.pcap"),
-        &[
-            "udp",
-            "and",
-            "src",
-            "port",
-            &router_port,
-            "and",
-            "dst",
-            "port",
-            &bob_port,
-        ],
-    )
-    .await;
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    let media = Capture::udp(scratch("srtp-media.pcap"), router_port, bob_port).await;
     let tone = Source::Tone {
         freq: 440.0,
         volume: 0.5,
