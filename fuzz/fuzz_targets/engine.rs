@@ -83,7 +83,7 @@ impl Run {
                 origin: now,
                 origin_unix_ms: 1_767_225_600_000,
             },
-            seed: 1,
+            seed: [1; 32],
         };
         let Ok(engine) = Engine::new(cfg, Registry::builtin(), rooms, start) else {
             panic!("engine")

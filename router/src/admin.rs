@@ -365,6 +365,7 @@ fn room_wire(i: proto::control::RoomInfo) -> Room {
         kind: i.kind,
         participants: i.participants,
         max_participants: i.max_participants,
+        secure: i.secure,
     }
 }
 

@@ -99,11 +99,13 @@ pub struct EngineConfig {
 /// What the engine starts from that it may not take from the machine: the
 /// time (its `Instant` origin and the Unix time then) and the seed of every
 /// random choice (SSRCs, media tokens, meeting codes). The driver reads the
-/// clock and the OS's entropy; tests give fixed values.
+/// clock and 256 bits of the OS's entropy (the tokens are credentials: a
+/// shorter seed would bound what guessing them costs); tests give fixed
+/// values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Start {
     pub clock: WallClock,
-    pub seed: u64,
+    pub seed: [u8; 32],
 }
 
 /// What a room is made from (config file or, later, gRPC).
@@ -360,7 +362,7 @@ impl Engine {
         rooms: Vec<RoomSpec>,
         start: Start,
     ) -> Result<Self, RoomError> {
-        let rng = StdRng::seed_from_u64(start.seed);
+        let rng = StdRng::from_seed(start.seed);
         let mut engine = Self {
             cfg,
             registry,

@@ -123,17 +123,10 @@ fn common_options() -> Vec<OptionInfo> {
     ]
 }
 
-/// Whether a room made with `options` is secure (its `secure` option;
-/// false when absent).
+/// Whether a room made with `options` is secure (its `secure` option,
+/// `true` or `"true"` as gRPC's string options give it; false when absent).
 pub fn room_secure(options: &Options) -> Result<bool, OptionError> {
-    match options.get("secure") {
-        None => Ok(false),
-        Some(serde_json::Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(OptionError {
-            name: "secure".into(),
-            message: format!("expected true or false, got {v}"),
-        }),
-    }
+    plugin_api::OptionReader::new(options).bool("secure", false)
 }
 
 /// The audio codec a room made with `options` declares.

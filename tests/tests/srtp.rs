@@ -214,6 +214,10 @@ async fn a_secure_room_is_heard_by_its_members_and_by_nobody_on_the_wire() {
         .release_floor()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    switchboard_tests::wait_for(&mut bob, Duration::from_secs(5), "MIC_RELEASED", |m| {
+        matches!(m, ServerMessage::MicReleased { .. }).then_some(())
+    })
+    .await;
     match bob.request_floor(0).await {
         Ok(FloorAnswer::Granted { .. }) => {}
         other => panic!("bob's floor: {other:?}"),
@@ -400,5 +404,30 @@ async fn sessions_that_cannot_key_are_refused_a_secure_room_and_keep_their_conne
     assert!(
         secure.contains(&("vault", true)) && secure.contains(&("lobby", false)),
         "{secure:?}"
+    );
+    // And the admin API, where `"secure": "true"` makes a secure room too.
+    let mut a = admin(&router).await;
+    let made = a
+        .create_room(proto_grpc::admin::CreateRoomRequest {
+            name: "vault2".into(),
+            kind: "ptt".into(),
+            max_participants: 0,
+            options: [("secure".to_owned(), "true".to_owned())].into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert!(made.secure, "{made:?}");
+    let listed = a
+        .list_rooms(proto_grpc::admin::ListRoomsRequest {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+        .rooms;
+    let secure: Vec<(&str, bool)> = listed.iter().map(|r| (r.name.as_str(), r.secure)).collect();
+    assert_eq!(
+        secure,
+        [("lobby", false), ("vault", true), ("vault2", true)],
+        "{listed:?}"
     );
 }

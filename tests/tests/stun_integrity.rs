@@ -166,12 +166,18 @@ async fn a_secure_router_takes_tls_tokens_and_signed_bindings_only() {
         "{:?}",
         no_token.err()
     );
-    // A client that binds by its token in clear is refused at STUN.
+    // A client that binds by its token in clear is refused at STUN, and
+    // it cannot join: every room of a secure router is secure, and takes
+    // only sessions with signed bindings and SRTP keys.
     let Ok(mut old) = Session::connect_with(addr, "x", opts("old", vec![])).await else {
         panic!("connect")
     };
-    if let Err(e) = old.join("lobby").await {
-        panic!("{e}");
+    match old.join("lobby").await {
+        Err(client::ClientError::Router {
+            code: proto::control::ErrorCode::SecureRoom,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
     }
     let refused = old.bind_media().await;
     assert!(
@@ -180,11 +186,17 @@ async fn a_secure_router_takes_tls_tokens_and_signed_bindings_only() {
         refused.err()
     );
     drop(old);
-    // Everything asked for: in, and bound.
+    // Everything asked for: in, keyed, and bound.
     let Ok(mut ann) = Session::connect_with(
         addr,
         "x",
-        opts("ann", vec![FEATURE_STUN_INTEGRITY.to_owned()]),
+        opts(
+            "ann",
+            vec![
+                FEATURE_STUN_INTEGRITY.to_owned(),
+                proto::control::FEATURE_SRTP.to_owned(),
+            ],
+        ),
     )
     .await
     else {
@@ -194,6 +206,7 @@ async fn a_secure_router_takes_tls_tokens_and_signed_bindings_only() {
     if let Err(e) = ann.join("lobby").await {
         panic!("{e}");
     }
+    assert!(ann.room_secure(), "a secure router's lobby is secure");
     assert!(ann.bind_media().await.is_ok());
     router.shutdown().await;
 }

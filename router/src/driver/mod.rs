@@ -140,7 +140,9 @@ impl Router {
         Self::start_with(config, Registry::builtin(), None).await
     }
 
-    /// Like [`Router::start`], with a chosen registry and RNG seed (tests).
+    /// Like [`Router::start`], with a chosen registry and RNG seed (tests:
+    /// the engine's 256-bit seed is then expanded from it; without one it
+    /// comes from the OS).
     pub async fn start_with(
         config: Config,
         registry: Registry,
@@ -181,7 +183,13 @@ impl Router {
         let ecfg = config.engine_config(media_addrs.iter().map(|a| a.port()).collect());
         let start = Start {
             clock: wall_clock_now(),
-            seed: seed.unwrap_or_else(rand::random),
+            seed: match seed {
+                Some(s) => {
+                    use rand::{Rng, SeedableRng};
+                    rand::rngs::StdRng::seed_from_u64(s).random()
+                }
+                None => rand::random(),
+            },
         };
         let mut engine = Engine::new(ecfg, registry, config.room_specs(), start)?;
         engine.set_auth(Instant::now(), verifier);

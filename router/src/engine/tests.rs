@@ -80,14 +80,18 @@ impl Sim {
         }
     }
 
-    fn with(cfg: EngineConfig, mut rooms: Vec<RoomSpec>) -> Self {
+    fn with(cfg: EngineConfig, rooms: Vec<RoomSpec>) -> Self {
+        Self::seeded(cfg, rooms, [7; 32])
+    }
+
+    fn seeded(cfg: EngineConfig, mut rooms: Vec<RoomSpec>, seed: [u8; 32]) -> Self {
         let now = Instant::now();
         let start = Start {
             clock: WallClock {
                 origin: now,
                 origin_unix_ms: 1_767_225_600_000,
             },
-            seed: 7,
+            seed,
         };
         if rooms.is_empty() {
             rooms.push(RoomSpec {

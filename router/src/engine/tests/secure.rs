@@ -264,7 +264,7 @@ fn a_secure_router_makes_every_room_secure_and_plain_ones_only_when_allowed() {
                 origin: s.now,
                 origin_unix_ms: 0,
             },
-            seed: 1,
+            seed: [1; 32],
         },
     ) {
         Ok(_) => panic!("a plain room in a secure router without allow_plaintext_compat"),
@@ -293,11 +293,28 @@ fn a_secure_router_makes_every_room_secure_and_plain_ones_only_when_allowed() {
                 origin: s.now,
                 origin_unix_ms: 0,
             },
-            seed: 1,
+            seed: [1; 32],
         },
     ) {
         Ok(_) => panic!("secure = \"yes\" accepted"),
         Err(e) => e.to_string(),
     };
     assert!(e.contains("secure"), "{e}");
+}
+
+#[test]
+fn every_bit_of_the_engine_seed_shapes_the_credentials() {
+    // Seeds that differ in their last byte only: a seed cut to 64 bits
+    // would give both engines the same tokens.
+    let mut last = [9u8; 32];
+    last[31] = 10;
+    let tokens: Vec<(Ssrcs, String)> = [[9u8; 32], last]
+        .into_iter()
+        .map(|seed| Sim::seeded(EngineConfig::default(), vec![], seed).hello(1, "ann"))
+        .collect();
+    assert_ne!(tokens[0].1, tokens[1].1, "media tokens");
+    assert_ne!(tokens[0].0, tokens[1].0, "SSRCs");
+    // The same seed, the same engine (tests replay).
+    let again = Sim::seeded(EngineConfig::default(), vec![], [9u8; 32]).hello(1, "ann");
+    assert_eq!(again, tokens[0]);
 }
