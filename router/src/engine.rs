@@ -1833,11 +1833,12 @@ impl Engine {
         }
     }
 
-    /// Whether a room made from `spec` would be secure (its option, or the
-    /// router's `secure = true`).
+    /// Whether a room made from `spec` would be secure (its option, read
+    /// as the room will read it, or the router's `secure = true`); a
+    /// malformed option counts as secure (the creation fails on it anyway).
     fn would_be_secure(&self, spec: &RoomSpec) -> bool {
         match spec.options.get("secure") {
-            Some(v) => v.as_bool().unwrap_or(false),
+            Some(_) => crate::registry::room_secure(&spec.options).unwrap_or(true),
             None => self.cfg.secure_rooms,
         }
     }

@@ -188,6 +188,26 @@ fn sessions_that_cannot_key_are_refused_a_secure_room_while_others_carry_on() {
 }
 
 #[test]
+fn a_session_that_cannot_key_cannot_create_a_secure_room_however_it_spells_it() {
+    let mut s = Sim::with(Sim::one_address_config(), vec![]);
+    s.hello_features(1, "plain", false, r#""srtp","stun_integrity""#);
+    for (i, secure) in [r#"true"#, r#""true""#].into_iter().enumerate() {
+        s.line(
+            1,
+            &format!(
+                r#"{{"type":"CREATE_ROOM","room":"v{i}","kind":"voice","options":{{"secure":{secure}}}}}"#
+            ),
+        );
+        match s.take(1).as_slice() {
+            [ServerMessage::Error { code, message }] => {
+                assert_eq!(*code, ErrorCode::SecureRoom, "{secure}: {message}")
+            }
+            other => panic!("secure = {secure}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn seed_clients_never_join_a_secure_room() {
     let mut s = Sim::with(Sim::one_address_config(), vec![secure_room("vault", "ptt")]);
     s.input(Input::Connected {
